@@ -1,0 +1,166 @@
+//! The bridge's small demo REST API under `/api`, proving the flow end to end.
+//!
+//! Every route takes a [`Principal`], the typed extractor that validates
+//! `Authorization: Bearer` itself (signature, issuer, audience, expiry). Cookies are never
+//! looked at here: an API answers 401 JSON with `WWW-Authenticate: Bearer`, never a redirect.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+};
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, State},
+    http::{header, request::Parts},
+    response::IntoResponse,
+    routing::get,
+};
+use shared::{
+    api::{ApiCall, ApiCalls, Me},
+    session::User,
+};
+
+use crate::{
+    auth::{flow::validate_access_token, now},
+    error::AppError,
+    state::AppState,
+    trust::{fingerprint, mapping::map_user},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me))
+        .route("/calls", get(calls))
+        .fallback(not_found)
+}
+
+/// The caller, as proven by a validated bearer token.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: User,
+    pub issuer: String,
+    pub expires_at: i64,
+    pub token_fingerprint: String,
+}
+
+/// Extracts the single bearer token of a request.
+fn bearer_token(parts: &Parts) -> Result<&str, AppError> {
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AppError::Unauthenticated("missing bearer token".into()));
+    };
+    if values.next().is_some() {
+        return Err(AppError::BadRequest("more than one Authorization header".into()));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AppError::InvalidToken("Authorization header is not ASCII".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(token.trim())
+        }
+        _ => Err(AppError::InvalidToken(
+            "Authorization must be \"Bearer <token>\"".into(),
+        )),
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = AppError;
+
+    #[tracing::instrument(skip_all)]
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer_token(parts)?;
+        let discovered = state
+            .provider
+            .ready()
+            .ok_or_else(|| AppError::Unavailable(state.provider.not_ready_reason()))?;
+        let validated = validate_access_token(state, &discovered, token)
+            .await
+            .map_err(|e| AppError::InvalidToken(e.to_string()))?;
+        let principal = Principal {
+            user: map_user(&state.settings.claims, &[&validated.claims]),
+            issuer: validated.issuer,
+            expires_at: validated.expires_at,
+            token_fingerprint: fingerprint(token),
+        };
+        state.api_calls.record(
+            &principal.user.id,
+            ApiCall {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                token_fingerprint: principal.token_fingerprint.clone(),
+                at: now(),
+            },
+        );
+        Ok(principal)
+    }
+}
+
+/// `GET /api/me`: who the token says the caller is.
+async fn me(principal: Principal) -> Json<Me> {
+    Json(Me {
+        user: principal.user,
+        issuer: principal.issuer,
+        expires_at: principal.expires_at,
+        token_fingerprint: principal.token_fingerprint,
+    })
+}
+
+/// `GET /api/calls`: the caller's recent API calls, as the server saw them.
+async fn calls(principal: Principal, State(state): State<AppState>) -> Json<ApiCalls> {
+    Json(ApiCalls {
+        calls: state.api_calls.recent(&principal.user.id),
+    })
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(shared::error::ApiError::new("not_found", "no such API route")),
+    )
+}
+
+/// In-memory record of recent API calls per user, bounded in users and calls.
+pub struct ApiCallLog {
+    per_user: Mutex<HashMap<String, VecDeque<ApiCall>>>,
+}
+
+const CALLS_PER_USER: usize = 20;
+const MAX_USERS: usize = 10_000;
+
+impl Default for ApiCallLog {
+    fn default() -> Self {
+        Self {
+            per_user: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ApiCallLog {
+    pub fn record(&self, user: &str, call: ApiCall) {
+        let mut map = match self.per_user.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if !map.contains_key(user) && map.len() >= MAX_USERS {
+            // Bounded memory beats perfect history for a demo endpoint.
+            map.clear();
+        }
+        let calls = map.entry(user.to_string()).or_default();
+        calls.push_front(call);
+        calls.truncate(CALLS_PER_USER);
+    }
+
+    /// Newest first.
+    pub fn recent(&self, user: &str) -> Vec<ApiCall> {
+        let map = match self.per_user.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.get(user)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

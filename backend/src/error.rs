@@ -1,0 +1,112 @@
+//! The one error type handlers return, and how it becomes an HTTP answer.
+//!
+//! Every error is JSON [`shared::error::ApiError`]. A 401 carries `WWW-Authenticate: Bearer`
+//! (RFC 6750) and is never a redirect, so an XHR client sees it. A 5xx says nothing about the
+//! cause, which goes to the log instead.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use shared::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No credentials at all (no session, no bearer token).
+    #[error("authentication required: {0}")]
+    Unauthenticated(String),
+    /// Credentials were presented and are not acceptable (RFC 6750 `invalid_token`).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// Authenticated, but the policy does not allow this (RFC 6750 `insufficient_scope`).
+    #[error("insufficient scope: {0}")]
+    Forbidden(String),
+    /// The request itself is malformed or refused (bad `return_to`, missing CSRF header...).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The identity provider cannot be used right now (discovery pending, provider down).
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else. The message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Quotes a value for an RFC 6750 auth-param: no quotes, backslashes or control characters.
+fn auth_param(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+        .collect()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body, challenge) = match &self {
+            AppError::Unauthenticated(d) => (
+                StatusCode::UNAUTHORIZED,
+                ApiError::new("unauthenticated", d.as_str()),
+                Some(r#"Bearer realm="login-bridge""#.to_string()),
+            ),
+            AppError::InvalidToken(d) => (
+                StatusCode::UNAUTHORIZED,
+                ApiError::new("invalid_token", d.as_str()),
+                Some(format!(
+                    r#"Bearer realm="login-bridge", error="invalid_token", error_description="{}""#,
+                    auth_param(d)
+                )),
+            ),
+            AppError::Forbidden(d) => (
+                StatusCode::FORBIDDEN,
+                ApiError::new("insufficient_scope", d.as_str()),
+                Some(format!(
+                    r#"Bearer realm="login-bridge", error="insufficient_scope", error_description="{}""#,
+                    auth_param(d)
+                )),
+            ),
+            AppError::BadRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                ApiError::new("invalid_request", d.as_str()),
+                None,
+            ),
+            AppError::Unavailable(d) => {
+                tracing::warn!(reason = %d, "identity provider unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ApiError::new(
+                        "temporarily_unavailable",
+                        "the identity provider cannot be reached right now; try again shortly",
+                    ),
+                    None,
+                )
+            }
+            AppError::Internal(e) => {
+                tracing::error!(error = %e, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ApiError::new("server_error", "internal error"),
+                    None,
+                )
+            }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(challenge) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,23 @@
+//! Liveness and readiness probes.
+
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The process is up and serving.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when OIDC discovery has succeeded; until then 503 with the reason.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.provider.ready().is_some() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": state.provider.not_ready_reason()})),
+        )
+    }
+}

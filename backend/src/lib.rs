@@ -1,0 +1,17 @@
+//! login-bridge: hands a validated OIDC/JWT token to a single-page web UI.
+//!
+//! The backend completes the OpenID Connect authorization-code flow, keeps the tokens in a
+//! server-side session, and gives the SPA its bearer token through `/auth/session`. See
+//! `README.md` for the whole picture.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod oidc;
+pub mod settings;
+pub mod spa;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod trust;

@@ -1,0 +1,70 @@
+//! The `login-bridge` binary: wires telemetry, configuration and the CLI; everything else
+//! lives in the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use login_bridge::{settings::Settings, startup::Application, telemetry};
+
+#[derive(Parser)]
+#[command(name = "login-bridge", version, about = "Hands a validated OIDC/JWT token to a single-page web UI")]
+struct Cli {
+    /// TOML configuration file; `BRIDGE_*` environment variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Load and validate the configuration, print it (secrets masked), and exit.
+    CheckConfig,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("login-bridge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            match toml_like(&settings) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("login-bridge: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Serve => match serve(settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("login-bridge: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn toml_like(settings: &Settings) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(settings)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings.clone()).await?;
+    tracing::info!(
+        port = app.port(),
+        public_url = %settings.public_url,
+        issuer = %settings.oidc.issuer,
+        "login-bridge listening"
+    );
+    app.run_until_stopped().await?;
+    Ok(())
+}

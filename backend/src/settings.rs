@@ -1,0 +1,332 @@
+//! Configuration: a TOML file, then `BRIDGE_` environment variables (`__` separates nesting
+//! levels, e.g. `BRIDGE_OIDC__CLIENT_SECRET`), validated once at startup.
+//!
+//! Every problem is reported at once, each with the setting's name and how to fix it, so an
+//! operator does not have to restart the bridge once per typo.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A secret read from configuration. `Debug` and `Serialize` never show it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds to. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The URL browsers use to reach the bridge (scheme, host, port; no path). The OIDC
+    /// redirect URI is `<public_url>/auth/callback`; cookies get `Secure` and the `__Host-`
+    /// prefix when it is https.
+    pub public_url: Url,
+    /// Directory with the built SPA (`trunk build --release` writes `dist/`).
+    pub dist_dir: PathBuf,
+    pub oidc: OidcSettings,
+    pub session: SessionSettings,
+    pub claims: ClaimMapping,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The provider's issuer, exactly as in its discovery document
+    /// (Keycloak: `https://HOST/realms/REALM`).
+    pub issuer: String,
+    pub client_id: String,
+    /// Confidential client secret. Prefer `BRIDGE_OIDC__CLIENT_SECRET` or `client_secret_file`.
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// File holding the client secret (trailing whitespace trimmed).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    pub scopes: Vec<String>,
+    /// The `aud` an access token must carry to be accepted by the API and handed to the SPA.
+    /// Keycloak's default `account` is refused: configure an audience mapper.
+    pub api_audience: String,
+    /// Where the provider sends the browser after end-session. Default:
+    /// `<public_url>/login?signed_out=1`.
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<Url>,
+    /// Try a `prompt=none` sign-in by top-level redirect when a browser opens the UI
+    /// without a session.
+    pub silent_sso: bool,
+    /// After a failed silent attempt, wait this long before trying again for the same browser.
+    pub silent_sso_retry_secs: u64,
+    /// Refresh the access token this many seconds before it expires.
+    pub refresh_before_expiry_secs: u64,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub leeway_secs: u64,
+    /// Upper bound of the back-off between discovery attempts at startup.
+    pub discovery_max_backoff_secs: u64,
+    /// Minimum time between two JWKS fetches caused by unknown `kid`s.
+    pub jwks_refetch_cooldown_secs: u64,
+    /// Timeout of every request to the provider.
+    pub http_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// SQLite database file for sessions (created when missing; survives restarts).
+    pub sqlite_path: PathBuf,
+    /// A session ends after this long without activity.
+    pub idle_timeout_secs: i64,
+}
+
+/// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
+/// objects (`realm_access.roles`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    pub user_id: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub groups: String,
+    pub roles: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: Url::parse("http://localhost:8080").unwrap_or_else(|_| unreachable_url()),
+            dist_dir: PathBuf::from("dist"),
+            oidc: OidcSettings {
+                issuer: String::new(),
+                client_id: String::new(),
+                client_secret: Secret::default(),
+                client_secret_file: None,
+                scopes: vec!["openid".into(), "profile".into(), "email".into()],
+                api_audience: String::new(),
+                post_logout_redirect_uri: None,
+                silent_sso: true,
+                silent_sso_retry_secs: 300,
+                refresh_before_expiry_secs: 60,
+                leeway_secs: 30,
+                discovery_max_backoff_secs: 30,
+                jwks_refetch_cooldown_secs: 30,
+                http_timeout_secs: 10,
+            },
+            session: SessionSettings {
+                sqlite_path: PathBuf::from("login-bridge.sqlite"),
+                idle_timeout_secs: 8 * 3600,
+            },
+            claims: ClaimMapping {
+                user_id: "sub".into(),
+                username: "preferred_username".into(),
+                name: "name".into(),
+                email: "email".into(),
+                groups: "groups".into(),
+                roles: "realm_access.roles".into(),
+            },
+        }
+    }
+}
+
+// `Url::parse` of a literal cannot fail; this keeps `Default` free of unwrap.
+#[allow(clippy::panic)]
+fn unreachable_url() -> Url {
+    panic!("static URL literal is valid")
+}
+
+/// Why the configuration could not be used. The message lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration could not be read: {0}")]
+    Load(String),
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Defaults, then the TOML file (if given), then `BRIDGE_*` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(SettingsError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("BRIDGE_").split("__"));
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| SettingsError::Load(e.to_string()))?;
+        settings.resolve_secrets()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn resolve_secrets(&mut self) -> Result<(), SettingsError> {
+        if let Some(path) = &self.oidc.client_secret_file {
+            let value = std::fs::read_to_string(path).map_err(|e| {
+                SettingsError::Invalid(vec![format!(
+                    "oidc.client_secret_file: cannot read {}: {e}",
+                    path.display()
+                )])
+            })?;
+            self.oidc.client_secret = Secret::new(value.trim_end());
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let mut problems = Vec::new();
+        match self.public_url.scheme() {
+            "http" | "https" => {}
+            other => problems.push(format!(
+                "public_url: scheme must be http or https, not {other:?}"
+            )),
+        }
+        if self.public_url.path() != "/" || self.public_url.query().is_some() {
+            problems.push(
+                "public_url: give only scheme, host and port (e.g. https://ui.example.org), no path"
+                    .into(),
+            );
+        }
+        match Url::parse(&self.oidc.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => problems.push(format!(
+                "oidc.issuer: {:?} is not an http(s) URL; set it to the provider's issuer, \
+                 e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER)",
+                self.oidc.issuer
+            )),
+        }
+        if self.oidc.client_id.is_empty() {
+            problems.push("oidc.client_id: missing; set the OIDC client's id (BRIDGE_OIDC__CLIENT_ID)".into());
+        }
+        if self.oidc.client_secret.is_empty() {
+            problems.push(
+                "oidc.client_secret: missing; the bridge is a confidential client. Set \
+                 BRIDGE_OIDC__CLIENT_SECRET or oidc.client_secret_file (Keycloak: client > Credentials)"
+                    .into(),
+            );
+        }
+        if self.oidc.api_audience.is_empty() {
+            problems.push(
+                "oidc.api_audience: missing; set the audience your API expects in access tokens \
+                 (Keycloak: add an audience mapper to the client)"
+                    .into(),
+            );
+        } else if self.oidc.api_audience == "account" {
+            problems.push(
+                "oidc.api_audience: \"account\" is Keycloak's default audience and proves nothing \
+                 about your API; configure an audience mapper and use its value"
+                    .into(),
+            );
+        }
+        if !self.oidc.scopes.iter().any(|s| s == "openid") {
+            problems.push("oidc.scopes: must include \"openid\"".into());
+        }
+        if self.session.idle_timeout_secs <= 0 {
+            problems.push("session.idle_timeout_secs: must be positive".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(SettingsError::Invalid(problems))
+        }
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/auth/callback", self.origin())
+    }
+
+    /// `scheme://host[:port]` of the public URL, without a trailing slash.
+    pub fn origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn post_logout_redirect_uri(&self) -> String {
+        match &self.oidc.post_logout_redirect_uri {
+            Some(u) => u.to_string(),
+            None => format!("{}/login?signed_out=1", self.origin()),
+        }
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        let mut s = Settings::default();
+        s.oidc.issuer = "https://idp.example.org/realms/r".into();
+        s.oidc.client_id = "ui".into();
+        s.oidc.client_secret = Secret::new("s3cret");
+        s.oidc.api_audience = "my-api".into();
+        s
+    }
+
+    #[test]
+    fn a_complete_configuration_is_valid() {
+        assert!(valid().validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_how_to_fix_it() {
+        let mut s = valid();
+        s.oidc.client_secret = Secret::default();
+        s.oidc.issuer = "not a url".into();
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("BRIDGE_OIDC__CLIENT_SECRET")));
+        assert!(problems.iter().any(|p| p.contains("oidc.issuer")));
+    }
+
+    #[test]
+    fn keycloaks_default_account_audience_is_refused() {
+        let mut s = valid();
+        s.oidc.api_audience = "account".into();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let printed = format!("{:?}", valid());
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+}

@@ -1,0 +1,231 @@
+//! A cache of one issuer's JSON Web Key Set, fetched from its `jwks_uri`.
+//!
+//! Keys are looked up by `kid`. An unknown `kid` triggers at most one refetch per cooldown, and
+//! concurrent callers share that one fetch (single-flight), so a flood of tokens with random
+//! kids cannot turn the bridge into a traffic amplifier against the provider. When the
+//! endpoint fails, the last good keys stay in use. Keys of a type the bridge cannot use are
+//! skipped, not fatal.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    DecodingKey,
+    jwk::{Jwk, KeyAlgorithm, PublicKeyUse},
+};
+use tokio::sync::Mutex;
+
+/// One usable verification key.
+#[derive(Clone)]
+pub struct VerificationKey {
+    pub kid: Option<String>,
+    /// `alg` pinned by the JWK itself, if it names one.
+    pub alg: Option<KeyAlgorithm>,
+    pub key: DecodingKey,
+}
+
+/// The keys of one fetch.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping only signature keys the bridge can use.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            keys: Vec<serde_json::Value>,
+        }
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+        let keys = raw
+            .keys
+            .into_iter()
+            .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+            .filter(|jwk| {
+                !matches!(
+                    jwk.common.public_key_use,
+                    Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
+                )
+            })
+            .filter_map(|jwk| {
+                let key = DecodingKey::from_jwk(&jwk).ok()?;
+                Some(VerificationKey {
+                    kid: jwk.common.key_id.clone(),
+                    alg: jwk.common.key_algorithm,
+                    key,
+                })
+            })
+            .collect();
+        Ok(Self { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Candidate keys for a token: the one with its `kid`, or, for a token without `kid`,
+    /// every key (the caller tries each).
+    pub fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .cloned()
+                .collect(),
+            None => self.keys.clone(),
+        }
+    }
+}
+
+/// Cached key set of one issuer, refreshed on unknown `kid` with a cooldown.
+pub struct JwksCache {
+    url: String,
+    http: reqwest::Client,
+    cooldown: Duration,
+    keys: RwLock<Arc<KeySet>>,
+    /// When the last fetch attempt started; also the single-flight lock.
+    last_fetch: Mutex<Option<Instant>>,
+    fetches: AtomicU64,
+    /// Bumped whenever a fetch changes the key set (caches of verified tokens key on it).
+    generation: AtomicU64,
+}
+
+impl JwksCache {
+    pub fn new(url: String, http: reqwest::Client, cooldown: Duration) -> Self {
+        Self {
+            url,
+            http,
+            cooldown,
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            last_fetch: Mutex::new(None),
+            fetches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of fetches made so far (exposed for tests and metrics).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Fetches the key set now, regardless of the cooldown (startup and scheduled refresh).
+    pub async fn refresh(&self) -> Result<(), String> {
+        let mut last = self.last_fetch.lock().await;
+        *last = Some(Instant::now());
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> Result<(), String> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("JWKS fetch from {} failed: {e}", self.url))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "JWKS fetch from {} answered {}",
+                self.url,
+                response.status()
+            ));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("JWKS fetch from {} failed: {e}", self.url))?;
+        let set = KeySet::from_json(&body)?;
+        if set.is_empty() {
+            // Keep the last good keys: an empty answer is more likely a fault than a revocation.
+            return Err(format!("JWKS at {} holds no usable key", self.url));
+        }
+        match self.keys.write() {
+            Ok(mut guard) => *guard = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Keys that may have signed a token with this `kid`. Unknown `kid`: one refetch, unless
+    /// one happened within the cooldown; concurrent callers wait for the same fetch.
+    pub async fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+        let found = self.current().candidates(kid);
+        if !found.is_empty() {
+            return found;
+        }
+        let seen_generation = self.generation();
+        let mut last = self.last_fetch.lock().await;
+        // Someone else may have fetched while we waited for the lock.
+        if self.generation() != seen_generation {
+            return self.current().candidates(kid);
+        }
+        let cooling_down = last.is_some_and(|t| t.elapsed() < self.cooldown);
+        if cooling_down {
+            return Vec::new();
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.fetch_locked().await {
+            tracing::warn!(error = %e, "JWKS refetch failed; keeping the last good keys");
+        }
+        drop(last);
+        self.current().candidates(kid)
+    }
+}
+
+/// Shared handle.
+pub type SharedJwks = Arc<JwksCache>;
+
+/// Key sets of several issuers by JWKS URL (each issuer's keys stay bound to that issuer).
+pub type JwksByIssuer = HashMap<String, SharedJwks>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_unknown_type_are_skipped_not_fatal() {
+        let doc = br#"{"keys":[
+            {"kty":"OKP","crv":"X448","x":"AAAA","kid":"weird"},
+            {"kty":"RSA","kid":"good","use":"sig","alg":"RS256",
+             "n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+             "e":"AQAB"},
+            {"kty":"RSA","kid":"enc","use":"enc",
+             "n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+             "e":"AQAB"}
+        ]}"#;
+        let set = KeySet::from_json(doc).unwrap_or_default();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("good")).len(), 1);
+        assert!(set.candidates(Some("weird")).is_empty());
+        assert!(set.candidates(Some("enc")).is_empty());
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_jwks_is_an_error() {
+        assert!(KeySet::from_json(b"<html>").is_err());
+    }
+}

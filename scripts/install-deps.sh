@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything login-bridge needs to build, run and test on a fresh machine of this kind
+# (Debian + rustup toolchain + Node/npm; only the package registries are reachable).
+# Idempotent: each step is skipped when its exact version is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+WASM_BINDGEN_VERSION=0.2.130
+log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
+
+# Debian packages: Chromium + ChromeDriver for the browser tests, wrk for the benchmark.
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# Rust: WASM target, Trunk and the wasm-bindgen CLI matching Cargo.lock exactly.
+rustup target list --installed | grep -qx wasm32-unknown-unknown || {
+  log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+if ! trunk --version 2>/dev/null | grep -q "$TRUNK_VERSION"; then
+  log "cargo install trunk $TRUNK_VERSION (takes several minutes)"
+  cargo install trunk --version "$TRUNK_VERSION" --locked
+fi
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  # Not --locked: its lockfile pins a webpki-roots the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# npm: wasm-opt (binaryen 132; Debian's 108 breaks the app) and the test/demo OIDC provider.
+if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
+  log "npm ci (tools: binaryen)"; (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -d tests/idp/node_modules/oidc-provider ]; then
+  log "npm ci (tests/idp: oidc-provider)"; (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+log "done"
