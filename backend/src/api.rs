@@ -51,13 +51,17 @@ fn bearer_token(parts: &Parts) -> Result<&str, AppError> {
         return Err(AppError::Unauthenticated("missing bearer token".into()));
     };
     if values.next().is_some() {
-        return Err(AppError::BadRequest("more than one Authorization header".into()));
+        return Err(AppError::BadRequest(
+            "more than one Authorization header".into(),
+        ));
     }
     let value = value
         .to_str()
         .map_err(|_| AppError::InvalidToken("Authorization header is not ASCII".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
         _ => Err(AppError::InvalidToken(
@@ -118,7 +122,10 @@ async fn calls(principal: Principal, State(state): State<AppState>) -> Json<ApiC
 async fn not_found() -> impl IntoResponse {
     (
         axum::http::StatusCode::NOT_FOUND,
-        Json(shared::error::ApiError::new("not_found", "no such API route")),
+        Json(shared::error::ApiError::new(
+            "not_found",
+            "no such API route",
+        )),
     )
 }
 

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use login_bridge::{settings::Settings, startup::Application, telemetry};
 
 #[derive(Parser)]
-#[command(name = "login-bridge", version, about = "Hands a validated OIDC/JWT token to a single-page web UI")]
+#[command(
+    name = "login-bridge",
+    version,
+    about = "Hands a validated OIDC/JWT token to a single-page web UI"
+)]
 struct Cli {
     /// TOML configuration file; `BRIDGE_*` environment variables override it.
     #[arg(long, short, global = true)]

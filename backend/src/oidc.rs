@@ -9,10 +9,7 @@ use std::{
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::{
-    settings::Settings,
-    trust::jwks::JwksCache,
-};
+use crate::{settings::Settings, trust::jwks::JwksCache};
 
 /// What discovery told us, checked.
 #[derive(Clone, Debug)]
@@ -104,6 +101,7 @@ pub struct Provider {
     http: reqwest::Client,
     discovered: RwLock<Option<Arc<Discovered>>>,
     last_error: RwLock<String>,
+    ready_tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl Provider {
@@ -113,7 +111,14 @@ impl Provider {
             http,
             discovered: RwLock::new(None),
             last_error: RwLock::new("discovery has not run yet".into()),
+            ready_tx: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Resolves once discovery has succeeded.
+    pub async fn wait_until_ready(&self) {
+        let mut rx = self.ready_tx.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
     }
 
     /// The discovered provider, or `None` while discovery has not succeeded.
@@ -199,6 +204,7 @@ impl Provider {
             Ok(mut g) => *g = Some(discovered),
             Err(p) => *p.into_inner() = Some(discovered),
         }
+        self.ready_tx.send_replace(true);
         Ok(())
     }
 
@@ -232,7 +238,9 @@ impl Provider {
             .post(&discovered.metadata.token_endpoint)
             .basic_auth(
                 urlencoding::encode(&self.settings.oidc.client_id),
-                Some(urlencoding::encode(self.settings.oidc.client_secret.expose())),
+                Some(urlencoding::encode(
+                    self.settings.oidc.client_secret.expose(),
+                )),
             )
             .form(form)
             .send()

@@ -230,7 +230,9 @@ impl Settings {
             )),
         }
         if self.oidc.client_id.is_empty() {
-            problems.push("oidc.client_id: missing; set the OIDC client's id (BRIDGE_OIDC__CLIENT_ID)".into());
+            problems.push(
+                "oidc.client_id: missing; set the OIDC client's id (BRIDGE_OIDC__CLIENT_ID)".into(),
+            );
         }
         if self.oidc.client_secret.is_empty() {
             problems.push(
@@ -313,7 +315,11 @@ mod tests {
             panic!("expected invalid");
         };
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("BRIDGE_OIDC__CLIENT_SECRET")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("BRIDGE_OIDC__CLIENT_SECRET"))
+        );
         assert!(problems.iter().any(|p| p.contains("oidc.issuer")));
     }
 

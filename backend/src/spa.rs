@@ -57,7 +57,9 @@ fn content_security_policy(html: &str) -> HeaderValue {
         let Some(tag_end) = rest.find('>') else { break };
         let tag = &rest[..tag_end];
         let body_start = tag_end + 1;
-        let Some(close) = rest[body_start..].find("</script>") else { break };
+        let Some(close) = rest[body_start..].find("</script>") else {
+            break;
+        };
         let body = &rest[body_start..body_start + close];
         if !tag.contains(" src=") && !body.trim().is_empty() {
             let digest = STANDARD.encode(Sha256::digest(body.as_bytes()));
@@ -70,7 +72,8 @@ fn content_security_policy(html: &str) -> HeaderValue {
          img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
          form-action 'self'; frame-ancestors 'none'"
     );
-    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"))
 }
 
 /// Whether this request is a browser opening a page (as opposed to fetch/XHR or a tool).
@@ -93,7 +96,8 @@ pub async fn spa_entry(
     headers: HeaderMap,
 ) -> Response {
     let path = uri.path();
-    if path.starts_with("/api/") || path.starts_with("/auth/") || path == "/api" || path == "/auth" {
+    if path.starts_with("/api/") || path.starts_with("/auth/") || path == "/api" || path == "/auth"
+    {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(shared::error::ApiError::new("not_found", "no such route")),
@@ -104,7 +108,11 @@ pub async fn spa_entry(
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
     // A path whose last segment looks like a file name is a missing asset, not a route.
-    if path.rsplit('/').next().is_some_and(|last| last.contains('.')) {
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
+    {
         return StatusCode::NOT_FOUND.into_response();
     }
 
@@ -121,7 +129,8 @@ pub async fn spa_entry(
                 .map(|pq| pq.as_str().to_string())
                 .unwrap_or_else(|| "/".into());
             // The URI came from the request line: still checked like any other return_to.
-            let return_to = crate::auth::return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
+            let return_to =
+                crate::auth::return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
             match start_login(&state, &session, return_to, true).await {
                 Ok(url) => return Redirect::to(&url).into_response(),
                 Err(e) => tracing::warn!(error = %e, "silent SSO could not start; serving the UI"),
@@ -131,7 +140,10 @@ pub async fn spa_entry(
 
     let mut response = Response::new(Body::from(state.spa.page().to_owned()));
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

@@ -15,7 +15,9 @@ use axum::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
-use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion};
+use tower_sessions::{
+    Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion,
+};
 use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::{
@@ -45,7 +47,10 @@ impl Application {
     }
 
     /// Like [`Application::build`], on a listener the caller already bound.
-    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let settings = Arc::new(settings);
         let http = reqwest::Client::builder()
@@ -130,15 +135,27 @@ async fn session_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
-        .with_context(|| format!("cannot open the session database {} (session.sqlite_path)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the session database {} (session.sqlite_path)",
+                path.display()
+            )
+        })?;
     let store = SqliteStore::new(pool);
-    store.migrate().await.context("cannot create the session table")?;
+    store
+        .migrate()
+        .await
+        .context("cannot create the session table")?;
     Ok(store)
 }
 
 fn router(state: AppState, store: SqliteStore) -> Router {
     let settings = &state.settings;
-    let cookie_name = if settings.is_https() { "__Host-lb_session" } else { "lb_session" };
+    let cookie_name = if settings.is_https() {
+        "__Host-lb_session"
+    } else {
+        "lb_session"
+    };
     let sessions = SessionManagerLayer::new(store)
         .with_name(cookie_name)
         .with_secure(settings.is_https())
@@ -160,7 +177,10 @@ fn router(state: AppState, store: SqliteStore) -> Router {
         .route("/readyz", get(health::readyz))
         .nest("/api", api::router())
         .merge(browser)
-        .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state)
 }
@@ -169,8 +189,14 @@ fn router(state: AppState, store: SqliteStore) -> Router {
 async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CONTENT_SECURITY_POLICY, state.spa.csp.clone());
     if state.settings.is_https() {

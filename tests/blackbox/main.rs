@@ -1,1 +1,7 @@
-//! Black-box tests.
+//! Black-box tests of login-bridge, built as one binary: the real server on port 0, the real
+//! OIDC provider (npm `oidc-provider`, `tests/idp`), and for the browser flows a real headless
+//! Chromium driven through ChromeDriver.
+
+mod api_and_session;
+mod code_flow;
+mod support;

@@ -54,8 +54,8 @@ pub async fn start_login(
         pendings.remove(0);
     }
     let settings = &state.settings;
-    let mut url = url::Url::parse(&discovered.metadata.authorization_endpoint)
-        .map_err(AppError::internal)?;
+    let mut url =
+        url::Url::parse(&discovered.metadata.authorization_endpoint).map_err(AppError::internal)?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
@@ -207,6 +207,7 @@ pub async fn signed_in_from_tokens(
         user,
         access_token: tokens.access_token,
         access_expires_at: access.expires_at,
+        access_received_at: now(),
         refresh_token: tokens
             .refresh_token
             .or_else(|| previous.and_then(|p| p.refresh_token.clone())),

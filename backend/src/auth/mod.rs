@@ -42,6 +42,10 @@ pub struct SignedIn {
     pub user: User,
     pub access_token: String,
     pub access_expires_at: i64,
+    /// When the bridge received the access token: with `access_expires_at` it gives the
+    /// token's lifetime, which caps how early a refresh starts.
+    #[serde(default)]
+    pub access_received_at: i64,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub signed_in_at: i64,
@@ -53,6 +57,17 @@ impl std::fmt::Debug for SignedIn {
             .field("user", &self.user.id)
             .field("access_expires_at", &self.access_expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+impl SignedIn {
+    /// Whether the access token should be refreshed now: within `margin` seconds of expiry,
+    /// but never earlier than half its lifetime, so a provider with short-lived tokens is not
+    /// asked for a refresh on every call.
+    pub fn refresh_due(&self, margin: i64, now: i64) -> bool {
+        let lifetime = (self.access_expires_at - self.access_received_at).max(0);
+        let margin = margin.min(lifetime / 2);
+        self.access_expires_at - now <= margin
     }
 }
 
@@ -92,4 +107,37 @@ pub fn random_token() -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     let bytes: [u8; 32] = rand::random();
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_in(received: i64, expires: i64) -> SignedIn {
+        SignedIn {
+            user: User::default(),
+            access_token: String::new(),
+            access_expires_at: expires,
+            access_received_at: received,
+            refresh_token: None,
+            id_token: None,
+            signed_in_at: received,
+        }
+    }
+
+    #[test]
+    fn a_refresh_is_due_within_the_margin_of_expiry() {
+        let s = signed_in(0, 3600);
+        assert!(!s.refresh_due(60, 3539));
+        assert!(s.refresh_due(60, 3540));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_refreshed_only_in_the_second_half_of_their_life() {
+        // 30 s tokens with a 60 s margin would otherwise be refreshed on every call.
+        let s = signed_in(0, 30);
+        assert!(!s.refresh_due(60, 1));
+        assert!(!s.refresh_due(60, 14));
+        assert!(s.refresh_due(60, 15));
+    }
 }

@@ -17,8 +17,12 @@ pub fn validate(raw: &str) -> Result<String, InvalidReturnTo> {
         return Err(InvalidReturnTo);
     }
     // Check the raw string and its percent-decoded forms (twice: double encoding).
-    let once = urlencoding::decode(raw).map_err(|_| InvalidReturnTo)?.into_owned();
-    let twice = urlencoding::decode(&once).map_err(|_| InvalidReturnTo)?.into_owned();
+    let once = urlencoding::decode(raw)
+        .map_err(|_| InvalidReturnTo)?
+        .into_owned();
+    let twice = urlencoding::decode(&once)
+        .map_err(|_| InvalidReturnTo)?
+        .into_owned();
     for form in [raw, once.as_str(), twice.as_str()] {
         let bad_start = form.starts_with("//") || form.starts_with("/\\");
         let bad_char = form.chars().any(|c| c.is_control() || c == '\\');
@@ -65,7 +69,11 @@ mod tests {
             "javascript:alert(1)",
             "/\t/evil.example",
         ] {
-            assert_eq!(validate(bad), Err(InvalidReturnTo), "{bad:?} must be refused");
+            assert_eq!(
+                validate(bad),
+                Err(InvalidReturnTo),
+                "{bad:?} must be refused"
+            );
         }
     }
 }

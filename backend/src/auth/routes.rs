@@ -52,18 +52,26 @@ async fn login(
     let silent = match q.prompt.as_deref() {
         None | Some("") | Some("login") => false,
         Some("none") => true,
-        Some(_) => return Err(AppError::BadRequest("prompt must be \"none\" or absent".into())),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "prompt must be \"none\" or absent".into(),
+            ));
+        }
     };
     let url = start_login(&state, &session, target, silent).await?;
     Ok(Redirect::to(&url).into_response())
 }
 
 /// Parses the callback query, refusing duplicated parameters (parameter pollution).
-fn callback_params(raw: Option<&str>) -> Result<std::collections::HashMap<String, String>, AppError> {
+fn callback_params(
+    raw: Option<&str>,
+) -> Result<std::collections::HashMap<String, String>, AppError> {
     let mut params = std::collections::HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if params.insert(k.into_owned(), v.into_owned()).is_some() {
-            return Err(AppError::BadRequest("duplicate parameter in callback".into()));
+            return Err(AppError::BadRequest(
+                "duplicate parameter in callback".into(),
+            ));
         }
     }
     Ok(params)
@@ -126,7 +134,8 @@ impl From<AppError> for CallbackError {
                 tracing::warn!(reason = %m, "callback while the provider is unavailable");
                 CallbackError::Page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "The identity provider cannot be reached right now. Try again in a moment.".into(),
+                    "The identity provider cannot be reached right now. Try again in a moment."
+                        .into(),
                 )
             }
             other => CallbackError::App(other),
@@ -166,10 +175,14 @@ async fn complete_callback(
     // RFC 9207: the response must come from the provider this login went to.
     match params.get("iss") {
         Some(iss) if iss != &discovered.metadata.issuer => {
-            return Err(bad("The sign-in response came from an unexpected issuer (iss)."));
+            return Err(bad(
+                "The sign-in response came from an unexpected issuer (iss).",
+            ));
         }
         None if discovered.metadata.iss_parameter_supported => {
-            return Err(bad("The sign-in response lacks the issuer (iss) parameter."));
+            return Err(bad(
+                "The sign-in response lacks the issuer (iss) parameter.",
+            ));
         }
         _ => {}
     }
@@ -178,7 +191,10 @@ async fn complete_callback(
         let silent_miss = pending.silent
             && matches!(
                 error.as_str(),
-                "login_required" | "interaction_required" | "consent_required" | "account_selection_required"
+                "login_required"
+                    | "interaction_required"
+                    | "consent_required"
+                    | "account_selection_required"
             );
         if pending.silent {
             session
@@ -198,7 +214,9 @@ async fn complete_callback(
     }
 
     let Some(code) = params.get("code") else {
-        return Err(bad("The sign-in response carries neither a code nor an error."));
+        return Err(bad(
+            "The sign-in response carries neither a code nor an error.",
+        ));
     };
     let tokens = match state
         .provider
@@ -272,11 +290,12 @@ async fn session_info(
         .await
         .map_err(AppError::internal)?
     else {
-        let tried = !state.settings.oidc.silent_sso || silent_sso_tried_recently(&state, &session).await;
+        let tried =
+            !state.settings.oidc.silent_sso || silent_sso_tried_recently(&state, &session).await;
         return Ok(unauthenticated(tried));
     };
     let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
-    if signed_in.access_expires_at - now() <= margin {
+    if signed_in.refresh_due(margin, now()) {
         match state.refresher.refresh(&state, &signed_in).await {
             Ok(refreshed) => {
                 session
@@ -323,18 +342,25 @@ async fn logout(
         .map_err(AppError::internal)?;
     session.flush().await.map_err(AppError::internal)?;
     let end_session_url = match (state.provider.ready(), signed_in) {
-        (Some(d), Some(s)) => d.metadata.end_session_endpoint.as_ref().and_then(|endpoint| {
-            let mut url = url::Url::parse(endpoint).ok()?;
-            {
-                let mut q = url.query_pairs_mut();
-                if let Some(id_token) = &s.id_token {
-                    q.append_pair("id_token_hint", id_token);
+        (Some(d), Some(s)) => d
+            .metadata
+            .end_session_endpoint
+            .as_ref()
+            .and_then(|endpoint| {
+                let mut url = url::Url::parse(endpoint).ok()?;
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(id_token) = &s.id_token {
+                        q.append_pair("id_token_hint", id_token);
+                    }
+                    q.append_pair("client_id", &state.settings.oidc.client_id)
+                        .append_pair(
+                            "post_logout_redirect_uri",
+                            &state.settings.post_logout_redirect_uri(),
+                        );
                 }
-                q.append_pair("client_id", &state.settings.oidc.client_id)
-                    .append_pair("post_logout_redirect_uri", &state.settings.post_logout_redirect_uri());
-            }
-            Some(url.to_string())
-        }),
+                Some(url.to_string())
+            }),
         _ => None,
     };
     Ok(Json(LogoutResponse { end_session_url }))

@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn later_sources_fill_what_earlier_ones_lack() {
-        let id = json!({"sub": "u1", "name": "Alice"}).as_object().cloned().unwrap_or_default();
+        let id = json!({"sub": "u1", "name": "Alice"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let at = json!({"sub": "other", "realm_access": {"roles": ["r"]}})
             .as_object()
             .cloned()
@@ -89,7 +92,10 @@ mod tests {
 
     #[test]
     fn a_claim_name_containing_dots_is_found_whole() {
-        let c = json!({"https://example.org/roles": ["x"]}).as_object().cloned().unwrap_or_default();
+        let c = json!({"https://example.org/roles": ["x"]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert!(lookup(&c, "https://example.org/roles").is_some());
     }
 }

@@ -112,7 +112,9 @@ fn check_header(
         }
     }
     if header.contains_key("crit") {
-        return Err(TokenError::Malformed("critical header extensions are not supported"));
+        return Err(TokenError::Malformed(
+            "critical header extensions are not supported",
+        ));
     }
     let alg_name = header
         .get("alg")
@@ -132,7 +134,10 @@ fn check_header(
     Ok((alg, kid, typ))
 }
 
-fn numeric_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+fn numeric_claim(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -193,7 +198,9 @@ pub async fn validate(
                 continue;
             }
         }
-        if let Ok(data) = jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, &validation) {
+        if let Ok(data) =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, &validation)
+        {
             claims = Some(data.claims);
             break;
         }
@@ -420,11 +427,19 @@ mod tests {
             );
         }
         assert_eq!(
-            check_header(&enc(json!({"alg": "RS256", "jku": "http://evil/jwks"})), &[Algorithm::RS256]).err(),
+            check_header(
+                &enc(json!({"alg": "RS256", "jku": "http://evil/jwks"})),
+                &[Algorithm::RS256]
+            )
+            .err(),
             Some(TokenError::ForbiddenHeader("jku"))
         );
         assert_eq!(
-            check_header(&enc(json!({"alg": "RS256", "jwk": {}})), &[Algorithm::RS256]).err(),
+            check_header(
+                &enc(json!({"alg": "RS256", "jwk": {}})),
+                &[Algorithm::RS256]
+            )
+            .err(),
             Some(TokenError::ForbiddenHeader("jwk"))
         );
     }

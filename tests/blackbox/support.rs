@@ -1,0 +1,374 @@
+//! Test support: the real OIDC provider (npm `oidc-provider`, in `tests/idp`) as a child
+//! process, the bridge in-process on port 0, and an HTTP "browser" with a cookie jar that
+//! walks the real login form.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use login_bridge::{
+    settings::{Secret, Settings},
+    startup::Application,
+    state::AppState,
+};
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpListener,
+    process::{Child, Command},
+    task::JoinHandle,
+};
+
+pub const CLIENT_ID: &str = "login-bridge";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+pub const AUDIENCE: &str = "login-bridge-api";
+pub const ALICE_SUB: &str = "7f6a8a52-0b7e-4d1c-9a55-a11ce0000001";
+pub const IDP_KID: &str = "65U4wvPutuuTCoLh7ctwp12BrPjWmy6p0WWLXte8rs8";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The test OIDC provider, a child process killed on drop.
+pub struct TestIdp {
+    pub issuer: String,
+    child: Child,
+}
+
+pub struct IdpOptions {
+    pub redirect_uri: String,
+    pub post_logout_redirect_uri: String,
+    pub access_token_ttl: u64,
+}
+
+impl TestIdp {
+    pub async fn start(opts: &IdpOptions) -> TestIdp {
+        let root = repo_root();
+        let server = root.join("tests/idp/server.js");
+        assert!(
+            root.join("tests/idp/node_modules/oidc-provider").exists(),
+            "tests/idp/node_modules is missing: run scripts/install-deps.sh"
+        );
+        let mut child = Command::new("node")
+            .arg(server)
+            .args(["--port", "0", "--exit-on-stdin-close"])
+            .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
+            .args(["--redirect-uri", &opts.redirect_uri])
+            .args(["--post-logout-redirect-uri", &opts.post_logout_redirect_uri])
+            .args(["--audience", AUDIENCE])
+            .args(["--access-token-ttl", &opts.access_token_ttl.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the IdP did not start within 30 s")
+            .unwrap()
+            .expect("the IdP exited before listening");
+        let issuer = first
+            .strip_prefix("LISTENING ")
+            .expect("first IdP line is LISTENING <issuer>")
+            .trim()
+            .to_string();
+        TestIdp { issuer, child }
+    }
+
+    /// The provider's own counters (authorization requests, login forms shown, ...).
+    pub async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/test/stats", self.issuer))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats().await;
+        let mut v = &stats;
+        for part in name.split('.') {
+            v = &v[part];
+        }
+        v.as_u64()
+            .unwrap_or_else(|| panic!("no stat {name} in {stats}"))
+    }
+}
+
+/// What a test may change about the bridge.
+pub struct AppOptions {
+    pub access_token_ttl: u64,
+    pub refresh_before_expiry_secs: u64,
+    pub silent_sso: bool,
+    /// Reuse this session database (restart tests).
+    pub sqlite_path: Option<PathBuf>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: 300,
+            refresh_before_expiry_secs: 60,
+            silent_sso: true,
+            sqlite_path: None,
+        }
+    }
+}
+
+/// A running bridge and its provider.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub idp: TestIdp,
+    pub state: AppState,
+    pub settings: Settings,
+    server: JoinHandle<()>,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Stops accepting connections (the provider keeps running).
+    pub fn stop(&self) {
+        self.server.abort();
+    }
+}
+
+pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -> Settings {
+    let mut s = Settings::default();
+    s.listen = ([127, 0, 0, 1], port).into();
+    s.public_url = format!("http://localhost:{port}").parse().unwrap();
+    s.dist_dir = repo_root().join("dist");
+    s.oidc.issuer = issuer.to_string();
+    s.oidc.client_id = CLIENT_ID.into();
+    s.oidc.client_secret = Secret::new(CLIENT_SECRET);
+    s.oidc.api_audience = AUDIENCE.into();
+    s.oidc.silent_sso = opts.silent_sso;
+    s.oidc.refresh_before_expiry_secs = opts.refresh_before_expiry_secs;
+    s.oidc.leeway_secs = 5;
+    s.session.sqlite_path = opts
+        .sqlite_path
+        .clone()
+        .unwrap_or_else(|| dir.join("sessions.sqlite"));
+    s.validate().unwrap();
+    s
+}
+
+/// Starts a provider and a bridge on free ports and waits until discovery is done.
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let address = format!("http://localhost:{port}");
+    let idp = TestIdp::start(&IdpOptions {
+        redirect_uri: format!("{address}/auth/callback"),
+        post_logout_redirect_uri: format!("{address}/login?signed_out=1"),
+        access_token_ttl: opts.access_token_ttl,
+    })
+    .await;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let settings = bridge_settings(port, &idp.issuer, dir.path(), &opts);
+    let app = Application::build_with_listener(settings.clone(), listener)
+        .await
+        .unwrap();
+    let state = app.state().clone();
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    tokio::time::timeout(Duration::from_secs(30), state.provider.wait_until_ready())
+        .await
+        .expect("discovery did not succeed within 30 s");
+    TestApp {
+        address,
+        port,
+        idp,
+        state,
+        settings,
+        server,
+        dir,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// An HTTP client that behaves like a browser's cookie jar but follows no redirects, so tests
+/// can look at (and tamper with) every hop.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on a {} answer", response.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Absolute URL of a Location value relative to the request URL.
+pub fn resolve(base: &str, location: &str) -> String {
+    url::Url::parse(base)
+        .unwrap()
+        .join(location)
+        .unwrap()
+        .to_string()
+}
+
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl TestApp {
+    /// `GET /auth/login?return_to=…` and returns the provider authorization URL it redirects to.
+    pub async fn start_login(&self, client: &reqwest::Client, return_to: &str) -> String {
+        let r = client
+            .get(format!(
+                "{}/auth/login?return_to={}",
+                self.address,
+                urlencoding::encode(return_to)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection(), "login answered {}", r.status());
+        location(&r)
+    }
+
+    /// Follows the provider's redirects from `authorize_url`, filling its login form with
+    /// these credentials when shown, until the provider sends the browser back to the
+    /// bridge's callback. Returns that callback URL (not yet visited).
+    pub async fn authorize_at_idp(
+        &self,
+        client: &reqwest::Client,
+        authorize_url: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let mut url = authorize_url.to_string();
+        for _ in 0..10 {
+            if url.starts_with(&format!("{}/auth/callback", self.address)) {
+                return url;
+            }
+            let r = client.get(&url).send().await.unwrap();
+            if r.status().is_redirection() {
+                url = resolve(&url, &location(&r));
+                continue;
+            }
+            assert_eq!(r.status(), StatusCode::OK, "unexpected answer at {url}");
+            // The login form: post the credentials to its action.
+            let page = r.text().await.unwrap();
+            assert!(
+                page.contains("id=\"password\""),
+                "expected the login form at {url}"
+            );
+            let action_start = page.find("action=\"").unwrap() + "action=\"".len();
+            let action =
+                &page[action_start..action_start + page[action_start..].find('"').unwrap()];
+            let post_url = resolve(&url, &action.replace("&amp;", "&"));
+            let r = client
+                .post(&post_url)
+                .form(&[("username", username), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_redirection(),
+                "login form answered {}",
+                r.status()
+            );
+            url = resolve(&post_url, &location(&r));
+        }
+        panic!("the provider never redirected back to the bridge");
+    }
+
+    /// Complete sign-in of `username` in `client`'s cookie jar; returns the final redirect
+    /// target of the callback (the `return_to`).
+    pub async fn sign_in(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let authorize = self.start_login(client, "/").await;
+        let callback = self
+            .authorize_at_idp(client, &authorize, username, password)
+            .await;
+        let r = client.get(&callback).send().await.unwrap();
+        assert!(
+            r.status().is_redirection(),
+            "callback answered {}: {}",
+            r.status(),
+            r.text().await.unwrap()
+        );
+        location(&r)
+    }
+
+    pub async fn session(&self, client: &reqwest::Client) -> reqwest::Response {
+        client
+            .get(format!("{}/auth/session", self.address))
+            .header(
+                shared::session::CSRF_HEADER,
+                shared::session::CSRF_HEADER_VALUE,
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn session_info(&self, client: &reqwest::Client) -> shared::session::SessionInfo {
+        let r = self.session(client).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    pub async fn api_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = reqwest::Client::new().get(format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+/// Signs `claims` with the provider's own key (the test fixture), for tokens a real provider
+/// would never issue: expired, wrong audience...
+pub fn sign_as_idp(claims: &Value) -> String {
+    let pem = std::fs::read(repo_root().join("tests/fixtures/idp-signing-key.pem")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(IDP_KID.into());
+    header.typ = Some("at+jwt".into());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
