@@ -3,5 +3,6 @@
 //! Chromium driven through ChromeDriver.
 
 mod api_and_session;
+mod browser;
 mod code_flow;
 mod support;

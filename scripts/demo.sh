@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what is needed, then runs login-bridge with the demo OIDC provider and demo users:
+#   UI        http://localhost:8080   (sign in as alice / wonderland or bob / builder)
+#   provider  http://127.0.0.1:9090
+# Sessions are kept in .demo/sessions.sqlite. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/install-deps.sh
+scripts/build-ui.sh
+cargo build -p login-bridge
+mkdir -p .demo
+
+node tests/idp/server.js --port 9090 \
+  --redirect-uri http://localhost:8080/auth/callback \
+  --post-logout-redirect-uri 'http://localhost:8080/login?signed_out=1' \
+  --client-secret demo-client-secret --audience login-bridge-api &
+idp=$!
+trap 'kill $idp 2>/dev/null || true' EXIT INT TERM
+
+cat <<'MSG'
+
+  login-bridge demo
+  -----------------
+  Open http://localhost:8080 and sign in as alice / wonderland (or bob / builder).
+  Close the tab, clear the cookies of localhost only, and open it again: you are signed in
+  without a form (silent SSO through the provider's session).
+  Ctrl-C stops everything.
+
+MSG
+RUST_LOG="${RUST_LOG:-info}" target/debug/login-bridge --config config/demo.toml

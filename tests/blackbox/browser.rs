@@ -1,0 +1,289 @@
+//! End-to-end flows in a real headless Chromium (Debian's chromium + chromedriver) against
+//! the built SPA (`dist/`), the bridge and the real provider. What the user sees is checked
+//! in the page; what happened is checked on the servers (the bridge's record of API calls,
+//! the provider's own counters).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{process::Stdio, time::Duration};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A headless Chromium session; ChromeDriver and the browser are killed on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // ChromeDriver runs in its own process group with Chromium under it: end them all.
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let root = repo_root();
+        assert!(
+            root.join("dist/index.html").exists(),
+            "dist/index.html is missing: build the UI first (scripts/build-ui.sh)"
+        );
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver must be installed (scripts/install-deps.sh)");
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("started successfully") {
+                    return;
+                }
+            }
+            panic!("chromedriver exited before it was ready");
+        })
+        .await
+        .expect("chromedriver did not start");
+        // Keep draining its stdout so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-quic",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let client = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("cannot start a Chromium session");
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Waits until the element exists and its text contains `expected`.
+    async fn wait_for_text(&self, css: &str, expected: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if let Ok(text) = el.text().await {
+                    if text.contains(expected) {
+                        return text;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                let src = self.client.source().await.unwrap_or_default();
+                panic!("{css} never showed {expected:?}; at {url}\n{src}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await;
+        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        self.wait_for(css).await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+
+    async fn url(&self) -> url::Url {
+        self.client.current_url().await.unwrap()
+    }
+
+    /// Types the credentials into the provider's own login form.
+    async fn log_in_at_provider(&self, idp: &TestIdp, username: &str, password: &str) {
+        self.wait_for("#password").await;
+        assert!(self.url().await.as_str().starts_with(&idp.issuer));
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.click("#sign-in").await;
+    }
+
+    /// The token the SPA gets, asked the way the SPA asks (same cookies, same header).
+    async fn token_from_session_endpoint(&self) -> String {
+        let value = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                   fetch('/auth/session', {headers: {'x-login-bridge': '1'}})
+                     .then(r => r.json()).then(j => done(j.auth_token || null));"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        value.as_str().expect("a signed-in session").to_string()
+    }
+
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_first_login_goes_through_the_provider_form_and_every_api_call_carries_the_session_token() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+
+    // No session anywhere: the silent attempt fails, the UI's login page offers SSO.
+    browser.goto(&format!("{}/", app.address)).await;
+    browser.click("#sso-login").await;
+    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+
+    // The UI shows alice, from the demo API.
+    browser.wait_for_text("#user-username", "alice").await;
+    browser.wait_for_text("#user-email", "alice@example.org").await;
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+
+    // Server side: the API saw bearer tokens for alice, and each was the token that
+    // /auth/session hands out.
+    let token = browser.token_from_session_endpoint().await;
+    let calls = app.state.api_calls.recent(ALICE_SUB);
+    assert!(calls.iter().any(|c| c.path == "/api/me"), "{calls:?}");
+    assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
+    let expected = login_bridge::trust::fingerprint(&token);
+    assert!(
+        calls.iter().all(|c| c.token_fingerprint == expected),
+        "every API call carried the session's token: {calls:?} vs {expected}"
+    );
+    assert_eq!(app.idp.stat("login_forms_shown").await, 1);
+    assert_eq!(app.idp.stat("logins_succeeded").await, 1);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_form() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser.click("#sso-login").await;
+    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    let forms_before = app.idp.stat("login_forms_shown").await;
+    let silent_before = app.idp.stat("silent_authorization_requests").await;
+
+    // Remove the bridge's cookies only (the current page is on the bridge's host); the
+    // provider's session cookie, on another host, stays.
+    browser.client.delete_all_cookies().await.unwrap();
+    browser.goto(&format!("{}/api-demo?tab=calls", app.address)).await;
+
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/api-demo");
+    assert_eq!(url.query(), Some("tab=calls"), "deep link kept");
+    assert_eq!(
+        app.idp.stat("login_forms_shown").await,
+        forms_before,
+        "no login form was shown"
+    );
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, silent_before + 1);
+    assert_eq!(app.idp.stat("logins_succeeded").await, 1, "no second password login");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_keeps_the_deep_link() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+
+    browser.goto(&format!("{}/api-demo?tab=calls", app.address)).await;
+
+    browser.wait_for("#sso-login").await;
+    browser.wait_for_text("#login-message", "not active").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/login");
+    assert_eq!(query_param(url.as_str(), "return_to").as_deref(), Some("/api-demo?tab=calls"));
+    // The SPA has loaded and settled on the login page: exactly one (silent) trip to the
+    // provider, no form, no loop.
+    assert_eq!(app.idp.stat("authorization_requests").await, 1);
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, 1);
+    assert_eq!(app.idp.stat("login_forms_shown").await, 0);
+
+    browser.click("#sso-login").await;
+    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/api-demo");
+    assert_eq!(url.query(), Some("tab=calls"), "deep link kept after login");
+    assert_eq!(app.idp.stat("authorization_requests").await, 2);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn signing_out_in_the_ui_ends_both_the_bridge_and_the_provider_session() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser.click("#sso-login").await;
+    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser.wait_for_text("#whoami", "alice").await;
+
+    browser.click("#sign-out").await;
+
+    browser.wait_for_text("#login-message", "signed out").await;
+    assert_eq!(app.idp.stat("end_session_requests").await, 1);
+    // Opening the UI again finds neither session: the login page, not alice.
+    browser.goto(&format!("{}/", app.address)).await;
+    browser.wait_for("#sso-login").await;
+    assert_eq!(browser.url().await.path(), "/login");
+    browser.close().await;
+}
