@@ -103,15 +103,19 @@ impl Browser {
     async fn wait_for_text(&self, css: &str, expected: &str) -> String {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                if let Ok(text) = el.text().await {
-                    if text.contains(expected) {
-                        return text;
-                    }
-                }
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = el.text().await
+                && text.contains(expected)
+            {
+                return text;
             }
             if tokio::time::Instant::now() > deadline {
-                let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                let url = self
+                    .client
+                    .current_url()
+                    .await
+                    .map(|u| u.to_string())
+                    .unwrap_or_default();
                 let src = self.client.source().await.unwrap_or_default();
                 panic!("{css} never showed {expected:?}; at {url}\n{src}");
             }
@@ -130,7 +134,13 @@ impl Browser {
 
     async fn click(&self, css: &str) {
         self.wait_for(css).await;
-        self.client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -178,18 +188,23 @@ impl Browser {
 }
 
 #[tokio::test]
-async fn a_first_login_goes_through_the_provider_form_and_every_api_call_carries_the_session_token() {
+async fn a_first_login_goes_through_the_provider_form_and_every_api_call_carries_the_session_token()
+{
     let app = spawn_app().await;
     let browser = Browser::start().await;
 
     // No session anywhere: the silent attempt fails, the UI's login page offers SSO.
     browser.goto(&format!("{}/", app.address)).await;
     browser.click("#sso-login").await;
-    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser
+        .log_in_at_provider(&app.idp, "alice", "wonderland")
+        .await;
 
     // The UI shows alice, from the demo API.
     browser.wait_for_text("#user-username", "alice").await;
-    browser.wait_for_text("#user-email", "alice@example.org").await;
+    browser
+        .wait_for_text("#user-email", "alice@example.org")
+        .await;
     browser.goto(&format!("{}/api-demo", app.address)).await;
     browser.wait_for_text("#api-demo-user", "alice").await;
 
@@ -215,7 +230,9 @@ async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_fo
     let browser = Browser::start().await;
     browser.goto(&format!("{}/login", app.address)).await;
     browser.click("#sso-login").await;
-    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser
+        .log_in_at_provider(&app.idp, "alice", "wonderland")
+        .await;
     browser.wait_for_text("#user-username", "alice").await;
     let forms_before = app.idp.stat("login_forms_shown").await;
     let silent_before = app.idp.stat("silent_authorization_requests").await;
@@ -223,7 +240,9 @@ async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_fo
     // Remove the bridge's cookies only (the current page is on the bridge's host); the
     // provider's session cookie, on another host, stays.
     browser.client.delete_all_cookies().await.unwrap();
-    browser.goto(&format!("{}/api-demo?tab=calls", app.address)).await;
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", app.address))
+        .await;
 
     browser.wait_for_text("#api-demo-user", "alice").await;
     let url = browser.url().await;
@@ -234,23 +253,36 @@ async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_fo
         forms_before,
         "no login form was shown"
     );
-    assert_eq!(app.idp.stat("silent_authorization_requests").await, silent_before + 1);
-    assert_eq!(app.idp.stat("logins_succeeded").await, 1, "no second password login");
+    assert_eq!(
+        app.idp.stat("silent_authorization_requests").await,
+        silent_before + 1
+    );
+    assert_eq!(
+        app.idp.stat("logins_succeeded").await,
+        1,
+        "no second password login"
+    );
     browser.close().await;
 }
 
 #[tokio::test]
-async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_keeps_the_deep_link() {
+async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_keeps_the_deep_link()
+{
     let app = spawn_app().await;
     let browser = Browser::start().await;
 
-    browser.goto(&format!("{}/api-demo?tab=calls", app.address)).await;
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", app.address))
+        .await;
 
     browser.wait_for("#sso-login").await;
     browser.wait_for_text("#login-message", "not active").await;
     let url = browser.url().await;
     assert_eq!(url.path(), "/login");
-    assert_eq!(query_param(url.as_str(), "return_to").as_deref(), Some("/api-demo?tab=calls"));
+    assert_eq!(
+        query_param(url.as_str(), "return_to").as_deref(),
+        Some("/api-demo?tab=calls")
+    );
     // The SPA has loaded and settled on the login page: exactly one (silent) trip to the
     // provider, no form, no loop.
     assert_eq!(app.idp.stat("authorization_requests").await, 1);
@@ -258,7 +290,9 @@ async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_k
     assert_eq!(app.idp.stat("login_forms_shown").await, 0);
 
     browser.click("#sso-login").await;
-    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser
+        .log_in_at_provider(&app.idp, "alice", "wonderland")
+        .await;
 
     browser.wait_for_text("#api-demo-user", "alice").await;
     let url = browser.url().await;
@@ -274,7 +308,9 @@ async fn signing_out_in_the_ui_ends_both_the_bridge_and_the_provider_session() {
     let browser = Browser::start().await;
     browser.goto(&format!("{}/login", app.address)).await;
     browser.click("#sso-login").await;
-    browser.log_in_at_provider(&app.idp, "alice", "wonderland").await;
+    browser
+        .log_in_at_provider(&app.idp, "alice", "wonderland")
+        .await;
     browser.wait_for_text("#whoami", "alice").await;
 
     browser.click("#sign-out").await;

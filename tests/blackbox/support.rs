@@ -152,10 +152,12 @@ impl TestApp {
 }
 
 pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -> Settings {
-    let mut s = Settings::default();
-    s.listen = ([127, 0, 0, 1], port).into();
-    s.public_url = format!("http://localhost:{port}").parse().unwrap();
-    s.dist_dir = repo_root().join("dist");
+    let mut s = Settings {
+        listen: ([127, 0, 0, 1], port).into(),
+        public_url: format!("http://localhost:{port}").parse().unwrap(),
+        dist_dir: repo_root().join("dist"),
+        ..Settings::default()
+    };
     s.oidc.issuer = issuer.to_string();
     s.oidc.client_id = CLIENT_ID.into();
     s.oidc.client_secret = Secret::new(CLIENT_SECRET);

@@ -166,10 +166,10 @@ pub async fn signed_in_from_tokens(
             )
             .await
             .map_err(SignInError::IdToken)?;
-            if let Some(prev) = previous {
-                if id.subject() != Some(prev.user.id.as_str()) {
-                    return Err(SignInError::SubjectChanged);
-                }
+            if let Some(prev) = previous
+                && id.subject() != Some(prev.user.id.as_str())
+            {
+                return Err(SignInError::SubjectChanged);
             }
             Some(id.claims)
         }
@@ -180,10 +180,10 @@ pub async fn signed_in_from_tokens(
     let access = validate_access_token(state, discovered, &tokens.access_token)
         .await
         .map_err(SignInError::AccessToken)?;
-    if let Some(prev) = previous {
-        if access.subject() != Some(prev.user.id.as_str()) {
-            return Err(SignInError::SubjectChanged);
-        }
+    if let Some(prev) = previous
+        && access.subject() != Some(prev.user.id.as_str())
+    {
+        return Err(SignInError::SubjectChanged);
     }
     let user = match (&id_claims, previous) {
         (Some(id), _) => map_user(&settings.claims, &[id, &access.claims]),
@@ -198,10 +198,10 @@ pub async fn signed_in_from_tokens(
         .as_ref()
         .and_then(|c| c.get("sub"))
         .and_then(|v| v.as_str());
-    if let Some(sub) = id_sub {
-        if access.subject() != Some(sub) {
-            return Err(SignInError::SubjectChanged);
-        }
+    if let Some(sub) = id_sub
+        && access.subject() != Some(sub)
+    {
+        return Err(SignInError::SubjectChanged);
     }
     Ok(SignedIn {
         user,

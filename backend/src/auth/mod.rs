@@ -89,15 +89,15 @@ pub fn require_same_origin(headers: &HeaderMap, settings: &Settings) -> Result<(
             "missing the {CSRF_HEADER} request header"
         )));
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.to_str().ok() != Some(settings.origin().as_str()) {
-            return Err(AppError::BadRequest("cross-origin request refused".into()));
-        }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.to_str().ok() != Some(settings.origin().as_str())
+    {
+        return Err(AppError::BadRequest("cross-origin request refused".into()));
     }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(AppError::BadRequest("cross-site request refused".into()));
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(AppError::BadRequest("cross-site request refused".into()));
     }
     Ok(())
 }

@@ -193,10 +193,10 @@ pub async fn validate(
     let mut claims = None;
     for candidate in candidates {
         // A key that names its algorithm may only be used with that algorithm.
-        if let Some(key_alg) = candidate.alg {
-            if key_alg.to_string() != format!("{alg:?}") {
-                continue;
-            }
+        if let Some(key_alg) = candidate.alg
+            && format!("{key_alg:?}") != format!("{alg:?}")
+        {
+            continue;
         }
         if let Ok(data) =
             jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, &validation)
@@ -221,16 +221,16 @@ pub fn check_claims(
     if now > exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = numeric_claim(&claims, "nbf")? {
-        if nbf > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+    if let Some(nbf) = numeric_claim(&claims, "nbf")?
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(TokenError::NotYetValid);
     }
     let iat = numeric_claim(&claims, "iat")?;
-    if let Some(iat) = iat {
-        if iat > now.saturating_add(leeway) {
-            return Err(TokenError::IssuedInFuture);
-        }
+    if let Some(iat) = iat
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(TokenError::IssuedInFuture);
     }
     let issuer = match claims.get("iss") {
         None => return Err(TokenError::MissingClaim("iss")),
@@ -245,10 +245,10 @@ pub fn check_claims(
                 return Err(TokenError::WrongAudience);
             }
             // Keycloak marks its token kinds in a `typ` claim; RFC 9068 uses the header.
-            if let Some(kind) = claims.get("typ").and_then(Value::as_str) {
-                if !kind.eq_ignore_ascii_case("bearer") {
-                    return Err(TokenError::WrongType);
-                }
+            if let Some(kind) = claims.get("typ").and_then(Value::as_str)
+                && !kind.eq_ignore_ascii_case("bearer")
+            {
+                return Err(TokenError::WrongType);
             }
             if let Some(typ) = header_typ {
                 let typ = typ.to_ascii_lowercase();
@@ -261,10 +261,10 @@ pub fn check_claims(
             if aud.is_empty() || aud.iter().any(|a| a != client_id) {
                 return Err(TokenError::WrongAudience);
             }
-            if let Some(azp) = claims.get("azp") {
-                if azp.as_str() != Some(client_id) {
-                    return Err(TokenError::WrongAuthorizedParty);
-                }
+            if let Some(azp) = claims.get("azp")
+                && azp.as_str() != Some(client_id)
+            {
+                return Err(TokenError::WrongAuthorizedParty);
             }
             if iat.is_none() {
                 return Err(TokenError::MissingClaim("iat"));
@@ -278,10 +278,10 @@ pub fn check_claims(
                     _ => return Err(TokenError::NonceMismatch),
                 }
             }
-            if let Some(kind) = claims.get("typ").and_then(Value::as_str) {
-                if !kind.eq_ignore_ascii_case("id") {
-                    return Err(TokenError::WrongType);
-                }
+            if let Some(kind) = claims.get("typ").and_then(Value::as_str)
+                && !kind.eq_ignore_ascii_case("id")
+            {
+                return Err(TokenError::WrongType);
             }
         }
     }
