@@ -16,16 +16,13 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use shared::{
-    api::{ApiCall, ApiCalls, Me},
-    session::User,
-};
+use shared::api::{ApiCall, ApiCalls, Me};
 
 use crate::{
-    auth::{flow::validate_access_token, now},
+    auth::now,
     error::AppError,
     state::AppState,
-    trust::{fingerprint, mapping::map_user},
+    trust::{engine::Rejection, validate::TokenError},
 };
 
 pub fn router() -> Router<AppState> {
@@ -35,14 +32,7 @@ pub fn router() -> Router<AppState> {
         .fallback(not_found)
 }
 
-/// The caller, as proven by a validated bearer token.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    pub user: User,
-    pub issuer: String,
-    pub expires_at: i64,
-    pub token_fingerprint: String,
-}
+pub use crate::trust::engine::Principal;
 
 /// Extracts the single bearer token of a request.
 fn bearer_token(parts: &Parts) -> Result<&str, AppError> {
@@ -76,19 +66,22 @@ impl FromRequestParts<AppState> for Principal {
     #[tracing::instrument(skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer_token(parts)?;
-        let discovered = state
-            .provider
-            .ready()
-            .ok_or_else(|| AppError::Unavailable(state.provider.not_ready_reason()))?;
-        let validated = validate_access_token(state, &discovered, token)
+        let discovered = state.provider.ready();
+        let principal = state
+            .trust
+            .verify(token, discovered.as_ref().map(|d| &d.trusted))
             .await
-            .map_err(|e| AppError::InvalidToken(e.to_string()))?;
-        let principal = Principal {
-            user: map_user(&state.settings.claims, &[&validated.claims]),
-            issuer: validated.issuer,
-            expires_at: validated.expires_at,
-            token_fingerprint: fingerprint(token),
-        };
+            .map_err(|rejection| match rejection {
+                Rejection::Invalid(TokenError::UntrustedIssuer) if discovered.is_none() => {
+                    AppError::Unavailable(state.provider.not_ready_reason())
+                }
+                Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
+                Rejection::Policy(reason) => AppError::Forbidden(reason),
+            })?;
+        state
+            .trust
+            .authorize(&principal, parts.uri.path())
+            .map_err(AppError::Forbidden)?;
         state.api_calls.record(
             &principal.user.id,
             ApiCall {

@@ -9,7 +9,10 @@ use std::{
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::{settings::Settings, trust::jwks::JwksCache};
+use crate::{
+    settings::Settings,
+    trust::{issuer::TrustedIssuer, jwks::JwksCache},
+};
 
 /// What discovery told us, checked.
 #[derive(Clone, Debug)]
@@ -55,7 +58,9 @@ const ASYMMETRIC: [Algorithm; 9] = [
 /// A discovered provider, ready for logins.
 pub struct Discovered {
     pub metadata: ProviderMetadata,
-    pub jwks: JwksCache,
+    pub jwks: Arc<JwksCache>,
+    /// The provider as a trusted issuer of API access tokens.
+    pub trusted: Arc<TrustedIssuer>,
 }
 
 /// Answer of the token endpoint. `Debug` hides the tokens.
@@ -199,7 +204,20 @@ impl Provider {
             iss_parameter_supported: doc.authorization_response_iss_parameter_supported,
             algorithms,
         };
-        let discovered = Arc::new(Discovered { metadata, jwks });
+        let jwks = Arc::new(jwks);
+        let trusted = Arc::new(TrustedIssuer::for_provider(
+            metadata.issuer.clone(),
+            metadata.algorithms.clone(),
+            jwks.clone(),
+            self.settings.oidc.api_audience.clone(),
+            self.settings.claims.clone(),
+            self.settings.oidc.leeway_secs,
+        ));
+        let discovered = Arc::new(Discovered {
+            metadata,
+            jwks,
+            trusted,
+        });
         match self.discovered.write() {
             Ok(mut g) => *g = Some(discovered),
             Err(p) => *p.into_inner() = Some(discovered),

@@ -13,6 +13,8 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use crate::trust::issuer::{IssuerSettings, Policy, RoutePolicy};
+
 /// A secret read from configuration. `Debug` and `Serialize` never show it.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -55,7 +57,14 @@ pub struct Settings {
     pub dist_dir: PathBuf,
     pub oidc: OidcSettings,
     pub session: SessionSettings,
+    /// Claim mapping of the login provider's tokens.
     pub claims: ClaimMapping,
+    /// More issuers whose JWTs the API accepts (gateways, other realms, service tokens...).
+    #[serde(default)]
+    pub issuers: Vec<IssuerSettings>,
+    /// Extra requirements for API paths under a prefix.
+    #[serde(default)]
+    pub route_policies: Vec<RoutePolicy>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -108,7 +117,7 @@ pub struct SessionSettings {
 /// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
 /// objects (`realm_access.roles`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClaimMapping {
     pub user_id: String,
     pub username: String,
@@ -116,6 +125,22 @@ pub struct ClaimMapping {
     pub email: String,
     pub groups: String,
     pub roles: String,
+    /// Which client or token this is (`azp` for Keycloak, `client_id` elsewhere).
+    pub token_name: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            user_id: "sub".into(),
+            username: "preferred_username".into(),
+            name: "name".into(),
+            email: "email".into(),
+            groups: "groups".into(),
+            roles: "realm_access.roles".into(),
+            token_name: "azp".into(),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -144,14 +169,9 @@ impl Default for Settings {
                 sqlite_path: PathBuf::from("login-bridge.sqlite"),
                 idle_timeout_secs: 8 * 3600,
             },
-            claims: ClaimMapping {
-                user_id: "sub".into(),
-                username: "preferred_username".into(),
-                name: "name".into(),
-                email: "email".into(),
-                groups: "groups".into(),
-                roles: "realm_access.roles".into(),
-            },
+            claims: ClaimMapping::default(),
+            issuers: Vec::new(),
+            route_policies: Vec::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::{
     settings::Settings,
     spa::{SpaIndex, spa_entry},
     state::AppState,
+    trust::engine::TrustEngine,
 };
 
 pub struct Application {
@@ -59,6 +60,21 @@ impl Application {
             .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
+        let trust = Arc::new(
+            TrustEngine::new(&settings.issuers, &settings.route_policies, &http).map_err(
+                |problems| {
+                    anyhow::anyhow!(
+                        "invalid trusted issuers:\n{}",
+                        problems
+                            .iter()
+                            .map(|p| format!("  - {p}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                },
+            )?,
+        );
+        trust.spawn_jwks_refresh();
         let provider = Arc::new(Provider::new(settings.clone(), http));
         let store = session_store(&settings).await?;
         tokio::spawn(provider.clone().discover_until_ready());
@@ -77,6 +93,7 @@ impl Application {
             provider,
             refresher: Arc::new(Refresher::default()),
             api_calls: Arc::new(ApiCallLog::default()),
+            trust,
         };
         let router = router(state.clone(), store);
         Ok(Self {

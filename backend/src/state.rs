@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     api::ApiCallLog, auth::refresh::Refresher, oidc::Provider, settings::Settings, spa::SpaIndex,
+    trust::engine::TrustEngine,
 };
 
 #[derive(Clone)]
@@ -13,4 +14,6 @@ pub struct AppState {
     pub refresher: Arc<Refresher>,
     pub api_calls: Arc<ApiCallLog>,
     pub spa: Arc<SpaIndex>,
+    /// Every trusted issuer of API bearer tokens, with the verified-token cache.
+    pub trust: Arc<TrustEngine>,
 }

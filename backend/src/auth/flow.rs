@@ -111,12 +111,14 @@ pub async fn validate_access_token(
     let audiences = std::slice::from_ref(&state.settings.oidc.api_audience);
     validate(
         token,
-        &discovered.jwks,
+        &*discovered.jwks,
         &Expectations {
             issuer: &discovered.metadata.issuer,
             algorithms: &discovered.metadata.algorithms,
             leeway_secs: state.settings.oidc.leeway_secs,
             kind: TokenKind::Access { audiences },
+            required_typ: None,
+            required_claims: &[],
         },
     )
     .await
@@ -153,7 +155,7 @@ pub async fn signed_in_from_tokens(
         (Some(id_token), _) => {
             let id = validate(
                 id_token,
-                &discovered.jwks,
+                &*discovered.jwks,
                 &Expectations {
                     issuer: &discovered.metadata.issuer,
                     algorithms: &discovered.metadata.algorithms,
@@ -162,6 +164,8 @@ pub async fn signed_in_from_tokens(
                         client_id: &settings.oidc.client_id,
                         nonce,
                     },
+                    required_typ: None,
+                    required_claims: &[],
                 },
             )
             .await

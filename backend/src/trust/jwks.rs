@@ -66,6 +66,11 @@ impl KeySet {
         Ok(Self { keys })
     }
 
+    /// A set of configured keys (PEM, HMAC): usually one, without `kid`.
+    pub fn from_keys(keys: Vec<VerificationKey>) -> Self {
+        Self { keys }
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -74,14 +79,15 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Candidate keys for a token: the one with its `kid`, or, for a token without `kid`,
-    /// every key (the caller tries each).
+    /// Candidate keys for a token: the ones with its `kid` plus keys that have no `kid` of
+    /// their own (a configured PEM or secret), or, for a token without `kid`, every key (the
+    /// caller tries each). The `kid` is only ever compared, never used as a path or query.
     pub fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
         match kid {
             Some(kid) => self
                 .keys
                 .iter()
-                .filter(|k| k.kid.as_deref() == Some(kid))
+                .filter(|k| k.kid.is_none() || k.kid.as_deref() == Some(kid))
                 .cloned()
                 .collect(),
             None => self.keys.clone(),

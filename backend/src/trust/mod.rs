@@ -4,6 +4,8 @@
 //! `mapping` turns validated claims into a [`shared::session::User`]. Every way into the
 //! bridge (code flow, API bearer tokens) goes through here.
 
+pub mod engine;
+pub mod issuer;
 pub mod jwks;
 pub mod mapping;
 pub mod validate;

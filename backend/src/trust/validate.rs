@@ -10,7 +10,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::jwks::JwksCache;
+use super::jwks::{JwksCache, KeySet, VerificationKey};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -21,12 +21,17 @@ pub struct Expectations<'a> {
     pub algorithms: &'a [Algorithm],
     pub leeway_secs: u64,
     pub kind: TokenKind<'a>,
+    /// Header `typ` the token must carry (access tokens; e.g. `at+jwt`).
+    pub required_typ: Option<&'a str>,
+    /// Claims that must be present (access tokens).
+    pub required_claims: &'a [String],
 }
 
 /// Which kind of token is expected; each has its own audience and type rules, so one kind
 /// cannot be passed off as another (token confusion).
 pub enum TokenKind<'a> {
-    /// An OAuth access token presented to an API: `aud` must contain one of `audiences`.
+    /// An OAuth access token presented to an API: `aud` must contain one of `audiences`
+    /// (an empty list means the issuer is configured not to check the audience).
     Access { audiences: &'a [String] },
     /// An OIDC ID token for this client: `aud` is exactly this client, `azp` (if present) too,
     /// `sub` and `iat` present, `nonce` equal when one was sent.
@@ -85,6 +90,10 @@ pub enum TokenError {
     WrongType,
     #[error("nonce does not match this login")]
     NonceMismatch,
+    #[error("required claim {0:?} is missing")]
+    MissingRequiredClaim(String),
+    #[error("issuer is not trusted")]
+    UntrustedIssuer,
 }
 
 fn now() -> i64 {
@@ -161,30 +170,112 @@ fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, TokenError> {
     }
 }
 
-/// Verifies `token` against the keys in `jwks` and the expectations.
+/// Where the keys for one issuer come from: a JWKS URL (cached, refetched on unknown `kid`)
+/// or a fixed set (JWKS file, PEM public key, HMAC secret).
+#[derive(Clone, Copy)]
+pub enum Keys<'a> {
+    Remote(&'a JwksCache),
+    Static(&'a KeySet),
+}
+
+impl Keys<'_> {
+    async fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+        match self {
+            Keys::Remote(jwks) => jwks.candidates(kid).await,
+            Keys::Static(set) => set.candidates(kid),
+        }
+    }
+}
+
+impl<'a> From<&'a JwksCache> for Keys<'a> {
+    fn from(jwks: &'a JwksCache) -> Self {
+        Keys::Remote(jwks)
+    }
+}
+
+/// One step of a validation, for `login-bridge token verify`: what was checked and how it went.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Result<String, TokenError>,
+}
+
+/// Verifies `token` against `keys` and the expectations.
 pub async fn validate(
     token: &str,
-    jwks: &JwksCache,
+    keys: impl Into<Keys<'_>>,
     expect: &Expectations<'_>,
 ) -> Result<ValidatedToken, TokenError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(TokenError::TooLarge);
-    }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(_payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed("a JWT has three dot-separated parts"));
-    };
-    if signature.is_empty() {
-        return Err(TokenError::BadSignature);
-    }
-    let (alg, kid, typ) = check_header(header_b64, expect.algorithms)?;
+    validate_steps_for(token, keys.into(), expect, None).await
+}
 
-    let candidates = jwks.candidates(kid.as_deref()).await;
-    if candidates.is_empty() {
-        return Err(TokenError::UnknownKey);
+/// Like [`validate`], recording every check (passed or failed) in `report`. Claim checks are
+/// all run, so an operator sees every reason at once.
+pub async fn validate_reporting(
+    token: &str,
+    keys: Keys<'_>,
+    expect: &Expectations<'_>,
+    report: &mut Vec<Check>,
+) -> Result<ValidatedToken, TokenError> {
+    validate_steps_for(token, keys, expect, Some(report)).await
+}
+
+fn note<T>(
+    report: &mut Option<&mut Vec<Check>>,
+    name: &'static str,
+    result: Result<T, TokenError>,
+    ok: impl FnOnce(&T) -> String,
+) -> Result<T, TokenError> {
+    if let Some(r) = report.as_deref_mut() {
+        r.push(Check {
+            name,
+            outcome: match &result {
+                Ok(v) => Ok(ok(v)),
+                Err(e) => Err(e.clone()),
+            },
+        });
     }
+    result
+}
+
+/// The validation itself; `report` collects every check when given.
+pub async fn validate_steps_for(
+    token: &str,
+    keys: Keys<'_>,
+    expect: &Expectations<'_>,
+    mut report: Option<&mut Vec<Check>>,
+) -> Result<ValidatedToken, TokenError> {
+    let size = if token.len() > MAX_TOKEN_BYTES {
+        Err(TokenError::TooLarge)
+    } else {
+        Ok(token.len())
+    };
+    note(&mut report, "size", size, |n| format!("{n} bytes"))?;
+    let mut parts = token.split('.');
+    let structure = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(_), Some(sig), None) if !sig.is_empty() => Ok(h),
+        (Some(_), Some(_), Some(_), None) => Err(TokenError::BadSignature),
+        _ => Err(TokenError::Malformed("a JWT has three dot-separated parts")),
+    };
+    let header_b64 = note(&mut report, "structure", structure, |_| {
+        "header.payload.signature".into()
+    })?;
+    let (alg, kid, typ) = note(
+        &mut report,
+        "header",
+        check_header(header_b64, expect.algorithms),
+        |(alg, kid, _)| format!("alg {alg:?} allowed, kid {kid:?}"),
+    )?;
+
+    let candidates = keys.candidates(kid.as_deref()).await;
+    let found = if candidates.is_empty() {
+        Err(TokenError::UnknownKey)
+    } else {
+        Ok(candidates.len())
+    };
+    note(&mut report, "key", found, |n| {
+        format!("{n} candidate key(s) of this issuer")
+    })?;
     let mut validation = Validation::new(alg);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
@@ -205,8 +296,38 @@ pub async fn validate(
             break;
         }
     }
-    let claims = claims.ok_or(TokenError::BadSignature)?;
-    check_claims(claims, typ.as_deref(), expect, now())
+    let claims = note(
+        &mut report,
+        "signature",
+        claims.ok_or(TokenError::BadSignature),
+        |_| format!("verified ({alg:?})"),
+    )?;
+    let checks = claim_checks(&claims, typ.as_deref(), expect, now());
+    let mut first_error = None;
+    for (name, outcome) in checks {
+        if let Err(e) = &outcome {
+            first_error.get_or_insert_with(|| e.clone());
+        }
+        let _ = note(&mut report, name, outcome, Clone::clone);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    finish(claims)
+}
+
+fn finish(claims: Map<String, Value>) -> Result<ValidatedToken, TokenError> {
+    let issuer = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::MissingClaim("iss"))?
+        .to_string();
+    let expires_at = numeric_claim(&claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+    Ok(ValidatedToken {
+        claims,
+        issuer,
+        expires_at,
+    })
 }
 
 /// The claim checks, separated from the signature so their boundaries are unit-tested.
@@ -216,80 +337,151 @@ pub fn check_claims(
     expect: &Expectations<'_>,
     now: i64,
 ) -> Result<ValidatedToken, TokenError> {
+    for (_, outcome) in claim_checks(&claims, header_typ, expect, now) {
+        outcome?;
+    }
+    finish(claims)
+}
+
+type ClaimCheck = (&'static str, Result<String, TokenError>);
+
+/// Every claim check, each on its own, in validation order: time, issuer, audience, type,
+/// then what the token kind requires.
+fn claim_checks(
+    claims: &Map<String, Value>,
+    header_typ: Option<&str>,
+    expect: &Expectations<'_>,
+    now: i64,
+) -> Vec<ClaimCheck> {
     let leeway = i64::try_from(expect.leeway_secs).unwrap_or(i64::MAX / 2);
-    let exp = numeric_claim(&claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-    if now > exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if let Some(nbf) = numeric_claim(&claims, "nbf")?
-        && nbf > now.saturating_add(leeway)
-    {
-        return Err(TokenError::NotYetValid);
-    }
-    let iat = numeric_claim(&claims, "iat")?;
-    if let Some(iat) = iat
-        && iat > now.saturating_add(leeway)
-    {
-        return Err(TokenError::IssuedInFuture);
-    }
-    let issuer = match claims.get("iss") {
-        None => return Err(TokenError::MissingClaim("iss")),
-        Some(Value::String(iss)) if iss == expect.issuer => iss.clone(),
-        Some(Value::String(_)) => return Err(TokenError::WrongIssuer),
-        Some(_) => return Err(TokenError::InvalidClaim("iss")),
-    };
-    let aud = audiences(&claims)?;
+    let mut checks: Vec<ClaimCheck> = Vec::new();
+    checks.push((
+        "exp",
+        numeric_claim(claims, "exp").and_then(|exp| match exp {
+            None => Err(TokenError::MissingClaim("exp")),
+            Some(exp) if now > exp.saturating_add(leeway) => Err(TokenError::Expired),
+            Some(exp) => Ok(format!("expires in {} s (leeway {leeway} s)", exp - now)),
+        }),
+    ));
+    checks.push((
+        "nbf",
+        numeric_claim(claims, "nbf").and_then(|nbf| match nbf {
+            Some(nbf) if nbf > now.saturating_add(leeway) => Err(TokenError::NotYetValid),
+            Some(_) => Ok("reached".into()),
+            None => Ok("absent".into()),
+        }),
+    ));
+    let iat = numeric_claim(claims, "iat");
+    checks.push((
+        "iat",
+        iat.clone().and_then(|iat| match (iat, &expect.kind) {
+            (Some(iat), _) if iat > now.saturating_add(leeway) => Err(TokenError::IssuedInFuture),
+            (Some(iat), _) => Ok(format!("issued {} s ago", now - iat)),
+            (None, TokenKind::Id { .. }) => Err(TokenError::MissingClaim("iat")),
+            (None, TokenKind::Access { .. }) => Ok("absent".into()),
+        }),
+    ));
+    checks.push((
+        "iss",
+        match claims.get("iss") {
+            None => Err(TokenError::MissingClaim("iss")),
+            Some(Value::String(iss)) if iss == expect.issuer => Ok(iss.clone()),
+            Some(Value::String(_)) => Err(TokenError::WrongIssuer),
+            Some(_) => Err(TokenError::InvalidClaim("iss")),
+        },
+    ));
+    let aud = audiences(claims);
     match &expect.kind {
         TokenKind::Access { audiences: allowed } => {
-            if !aud.iter().any(|a| allowed.iter().any(|x| x == a)) {
-                return Err(TokenError::WrongAudience);
-            }
+            checks.push((
+                "aud",
+                aud.and_then(|aud| {
+                    if allowed.is_empty() {
+                        Ok("not checked (audience check disabled for this issuer)".into())
+                    } else if aud.iter().any(|a| allowed.iter().any(|x| x == a)) {
+                        Ok(format!("{aud:?}"))
+                    } else {
+                        Err(TokenError::WrongAudience)
+                    }
+                }),
+            ));
             // Keycloak marks its token kinds in a `typ` claim; RFC 9068 uses the header.
-            if let Some(kind) = claims.get("typ").and_then(Value::as_str)
-                && !kind.eq_ignore_ascii_case("bearer")
-            {
-                return Err(TokenError::WrongType);
-            }
-            if let Some(typ) = header_typ {
-                let typ = typ.to_ascii_lowercase();
-                if !matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
-                    return Err(TokenError::WrongType);
-                }
+            let claim_typ = claims.get("typ").and_then(Value::as_str);
+            let typ_ok = claim_typ.is_none_or(|k| k.eq_ignore_ascii_case("bearer"))
+                && match (header_typ.map(str::to_ascii_lowercase), expect.required_typ) {
+                    (Some(t), Some(required)) => t == required.to_ascii_lowercase(),
+                    (None, Some(_)) => false,
+                    (Some(t), None) => {
+                        matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt")
+                    }
+                    (None, None) => true,
+                };
+            checks.push((
+                "typ",
+                if typ_ok {
+                    Ok(format!("header {header_typ:?}, claim {claim_typ:?}"))
+                } else {
+                    Err(TokenError::WrongType)
+                },
+            ));
+            for name in expect.required_claims {
+                checks.push((
+                    "required claim",
+                    if claims.contains_key(name.as_str()) {
+                        Ok(name.clone())
+                    } else {
+                        Err(TokenError::MissingRequiredClaim(name.clone()))
+                    },
+                ));
             }
         }
         TokenKind::Id { client_id, nonce } => {
-            if aud.is_empty() || aud.iter().any(|a| a != client_id) {
-                return Err(TokenError::WrongAudience);
-            }
-            if let Some(azp) = claims.get("azp")
-                && azp.as_str() != Some(client_id)
-            {
-                return Err(TokenError::WrongAuthorizedParty);
-            }
-            if iat.is_none() {
-                return Err(TokenError::MissingClaim("iat"));
-            }
-            if !matches!(claims.get("sub"), Some(Value::String(s)) if !s.is_empty()) {
-                return Err(TokenError::MissingClaim("sub"));
-            }
-            if let Some(expected) = nonce {
-                match claims.get("nonce").and_then(Value::as_str) {
-                    Some(got) if got == *expected => {}
-                    _ => return Err(TokenError::NonceMismatch),
-                }
-            }
-            if let Some(kind) = claims.get("typ").and_then(Value::as_str)
-                && !kind.eq_ignore_ascii_case("id")
-            {
-                return Err(TokenError::WrongType);
-            }
+            checks.push((
+                "aud",
+                aud.and_then(|aud| {
+                    if aud.is_empty() || aud.iter().any(|a| a != client_id) {
+                        Err(TokenError::WrongAudience)
+                    } else {
+                        Ok((*client_id).to_string())
+                    }
+                }),
+            ));
+            checks.push((
+                "azp",
+                match claims.get("azp") {
+                    Some(azp) if azp.as_str() != Some(client_id) => {
+                        Err(TokenError::WrongAuthorizedParty)
+                    }
+                    _ => Ok("this client or absent".into()),
+                },
+            ));
+            checks.push((
+                "sub",
+                match claims.get("sub") {
+                    Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                    _ => Err(TokenError::MissingClaim("sub")),
+                },
+            ));
+            checks.push((
+                "nonce",
+                match (nonce, claims.get("nonce").and_then(Value::as_str)) {
+                    (None, _) => Ok("not expected".into()),
+                    (Some(expected), Some(got)) if got == *expected => {
+                        Ok("matches this login".into())
+                    }
+                    _ => Err(TokenError::NonceMismatch),
+                },
+            ));
+            checks.push((
+                "typ",
+                match claims.get("typ").and_then(Value::as_str) {
+                    Some(kind) if !kind.eq_ignore_ascii_case("id") => Err(TokenError::WrongType),
+                    _ => Ok("ID token".into()),
+                },
+            ));
         }
     }
-    Ok(ValidatedToken {
-        claims,
-        issuer,
-        expires_at: exp,
-    })
+    checks
 }
 
 #[cfg(test)]
@@ -306,6 +498,8 @@ mod tests {
             algorithms: &[Algorithm::RS256],
             leeway_secs: 30,
             kind: TokenKind::Access { audiences: aud },
+            required_typ: None,
+            required_claims: &[],
         }
     }
 
@@ -398,6 +592,8 @@ mod tests {
                 client_id: "ui",
                 nonce,
             },
+            required_typ: None,
+            required_claims: &[],
         };
         let ok = json!({"iss": ISS, "aud": "ui", "exp": NOW + 60, "iat": NOW, "sub": "u", "nonce": "n1"});
         assert!(check_claims(claims(ok.clone()), None, &expect(Some("n1")), NOW).is_ok());

@@ -1,0 +1,366 @@
+//! Trusted issuers: their configuration (`[[issuers]]`) and the compiled form the engine uses.
+//!
+//! Each issuer has exactly one key source, and its keys are used for its tokens only (a token
+//! claiming issuer A is never checked with issuer B's keys). Algorithms come from the
+//! configuration, never from the token, and must fit the key source: HMAC algorithms only with
+//! an HMAC secret, asymmetric ones only with public keys (no key confusion).
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    jwks::{JwksCache, KeySet, VerificationKey},
+    validate::Keys,
+};
+use crate::settings::ClaimMapping;
+
+/// One `[[issuers]]` entry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    /// A short name for logs, policies and `token verify` (default: the issuer).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The exact `iss` of its tokens.
+    pub issuer: String,
+    /// `aud` must contain one of these. Required unless `skip_audience_check = true`.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Accept tokens for any audience (warned about at startup).
+    #[serde(default)]
+    pub skip_audience_check: bool,
+    /// Allowed signature algorithms, e.g. `["RS256"]`.
+    pub algorithms: Vec<String>,
+    /// Key source: a JWKS URL (cached, refreshed on schedule and on unknown `kid`)...
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// ... or a JWKS file ...
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// ... or a PEM public key, inline ...
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// ... or in a file ...
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// ... or an HMAC secret from this environment variable ...
+    #[serde(default)]
+    pub hmac_secret_env: Option<String>,
+    /// ... or from this file (trailing newline trimmed).
+    #[serde(default)]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Header `typ` the tokens must carry (e.g. `at+jwt`), if set.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Scheduled JWKS refresh (`jwks_url` only).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// Minimum time between two fetches caused by unknown `kid`s (`jwks_url` only).
+    #[serde(default = "default_cooldown")]
+    pub jwks_refetch_cooldown_secs: u64,
+    #[serde(default)]
+    pub claims: ClaimMapping,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_cooldown() -> u64 {
+    30
+}
+
+/// Who may pass, per issuer (checked at verification) or per route prefix.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// The caller needs at least one of these roles.
+    pub any_role: Vec<String>,
+    /// The caller needs to be in at least one of these groups.
+    pub any_group: Vec<String>,
+    /// Access level of each group. A caller in several groups gets the highest one: the
+    /// most-access group wins (Traefik Hub).
+    pub group_levels: BTreeMap<String, u32>,
+    /// The caller's access level must be at least this.
+    pub min_group_level: Option<u32>,
+    /// The token must carry exactly one role, and it must be one of these (Piiano Vault).
+    pub exactly_one_role_of: Vec<String>,
+    /// The username must match this regular expression, anchored at both ends (privacyIDEA).
+    pub username_pattern: Option<String>,
+}
+
+/// A `[[route_policies]]` entry: extra requirements for API paths under `prefix`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePolicy {
+    pub prefix: String,
+    /// Only for tokens of this issuer (its `name` or `issuer`); all issuers when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub any_role: Vec<String>,
+    #[serde(default)]
+    pub any_group: Vec<String>,
+    #[serde(default)]
+    pub min_group_level: Option<u32>,
+}
+
+/// The keys of one issuer.
+pub enum IssuerKeys {
+    Remote(Arc<JwksCache>),
+    Static(KeySet),
+}
+
+/// A compiled, validated issuer.
+pub struct TrustedIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: IssuerKeys,
+    pub leeway_secs: u64,
+    pub required_claims: Vec<String>,
+    pub typ: Option<String>,
+    pub claims: ClaimMapping,
+    pub policy: Policy,
+    pub username_regex: Option<Regex>,
+    pub jwks_refresh: Duration,
+}
+
+impl TrustedIssuer {
+    pub fn keys(&self) -> Keys<'_> {
+        match &self.keys {
+            IssuerKeys::Remote(jwks) => Keys::Remote(jwks),
+            IssuerKeys::Static(set) => Keys::Static(set),
+        }
+    }
+
+    /// Changes whenever the issuer's key set changes (verified-token cache entries of an older
+    /// generation are void).
+    pub fn key_generation(&self) -> u64 {
+        match &self.keys {
+            IssuerKeys::Remote(jwks) => jwks.generation(),
+            IssuerKeys::Static(_) => 0,
+        }
+    }
+
+    pub fn key_source(&self) -> &'static str {
+        match &self.keys {
+            IssuerKeys::Remote(_) => "jwks_url",
+            IssuerKeys::Static(_) => "static keys",
+        }
+    }
+
+    /// The issuer the OIDC provider's discovery produced: its own JWKS, the API audience.
+    pub fn for_provider(
+        issuer: String,
+        algorithms: Vec<Algorithm>,
+        jwks: Arc<JwksCache>,
+        audience: String,
+        claims: ClaimMapping,
+        leeway_secs: u64,
+    ) -> Self {
+        Self {
+            name: "oidc".into(),
+            issuer,
+            audiences: vec![audience],
+            algorithms,
+            keys: IssuerKeys::Remote(jwks),
+            leeway_secs,
+            required_claims: Vec::new(),
+            typ: None,
+            claims,
+            policy: Policy::default(),
+            username_regex: None,
+            jwks_refresh: Duration::from_secs(default_jwks_refresh()),
+        }
+    }
+
+    /// Checks and compiles one `[[issuers]]` entry. Every problem names the setting.
+    pub fn from_settings(s: &IssuerSettings, http: &reqwest::Client) -> Result<Self, String> {
+        let name = s.name.clone().unwrap_or_else(|| s.issuer.clone());
+        let at = |m: String| format!("issuers[{name}]: {m}");
+        if s.issuer.is_empty() {
+            return Err(at("issuer is empty".into()));
+        }
+        if s.audiences.is_empty() && !s.skip_audience_check {
+            return Err(at(
+                "audiences is empty: list the audiences your API accepts, or set \
+                 skip_audience_check = true to accept any"
+                    .into(),
+            ));
+        }
+        if s.algorithms.is_empty() {
+            return Err(at("algorithms is empty: list e.g. [\"RS256\"]".into()));
+        }
+        let algorithms = s
+            .algorithms
+            .iter()
+            .map(|a| {
+                a.parse::<Algorithm>()
+                    .map_err(|_| at(format!("unknown algorithm {a:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let hmac = algorithms
+            .iter()
+            .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .count();
+        let sources = [
+            s.jwks_url.is_some(),
+            s.jwks_file.is_some(),
+            s.public_key.is_some(),
+            s.public_key_file.is_some(),
+            s.hmac_secret_env.is_some(),
+            s.hmac_secret_file.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if sources != 1 {
+            return Err(at(format!(
+                "needs exactly one key source (jwks_url, jwks_file, public_key, public_key_file, \
+                 hmac_secret_env, hmac_secret_file); found {sources}"
+            )));
+        }
+        let is_hmac_source = s.hmac_secret_env.is_some() || s.hmac_secret_file.is_some();
+        if is_hmac_source && hmac != algorithms.len() {
+            return Err(at("an HMAC secret can only verify HS256/HS384/HS512".into()));
+        }
+        if !is_hmac_source && hmac > 0 {
+            return Err(at(
+                "HS* algorithms need an HMAC secret; a public key is never used as an HMAC secret"
+                    .into(),
+            ));
+        }
+        let keys = if let Some(url) = &s.jwks_url {
+            IssuerKeys::Remote(Arc::new(JwksCache::new(
+                url.clone(),
+                http.clone(),
+                Duration::from_secs(s.jwks_refetch_cooldown_secs),
+            )))
+        } else if let Some(path) = &s.jwks_file {
+            let body = std::fs::read(path)
+                .map_err(|e| at(format!("cannot read jwks_file {}: {e}", path.display())))?;
+            let set = KeySet::from_json(&body).map_err(|e| at(format!("jwks_file: {e}")))?;
+            if set.is_empty() {
+                return Err(at("jwks_file holds no usable signature key".into()));
+            }
+            IssuerKeys::Static(set)
+        } else if s.public_key.is_some() || s.public_key_file.is_some() {
+            let pem = match (&s.public_key, &s.public_key_file) {
+                (Some(inline), _) => inline.clone().into_bytes(),
+                (None, Some(path)) => std::fs::read(path).map_err(|e| {
+                    at(format!(
+                        "cannot read public_key_file {}: {e}",
+                        path.display()
+                    ))
+                })?,
+                (None, None) => Vec::new(),
+            };
+            IssuerKeys::Static(KeySet::from_keys(vec![
+                pem_key(&pem, &algorithms).map_err(at)?,
+            ]))
+        } else {
+            let secret = match (&s.hmac_secret_env, &s.hmac_secret_file) {
+                (Some(var), _) => std::env::var(var).map_err(|_| {
+                    at(format!(
+                        "environment variable {var} (hmac_secret_env) is not set"
+                    ))
+                })?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        at(format!(
+                            "cannot read hmac_secret_file {}: {e}",
+                            path.display()
+                        ))
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                (None, None) => String::new(),
+            };
+            if secret.len() < 32 {
+                return Err(at(
+                    "the HMAC secret must be at least 32 bytes (RFC 7518 3.2)".into(),
+                ));
+            }
+            IssuerKeys::Static(KeySet::from_keys(vec![VerificationKey {
+                kid: None,
+                alg: None,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            }]))
+        };
+        let username_regex = match &s.policy.username_pattern {
+            Some(p) => Some(
+                Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| at(format!("policy.username_pattern: {e}")))?,
+            ),
+            None => None,
+        };
+        if s.skip_audience_check {
+            tracing::warn!(issuer = %name, "audience check disabled: tokens for any audience are accepted");
+        }
+        Ok(Self {
+            name,
+            issuer: s.issuer.clone(),
+            audiences: if s.skip_audience_check {
+                Vec::new()
+            } else {
+                s.audiences.clone()
+            },
+            algorithms,
+            keys,
+            leeway_secs: s.leeway_secs,
+            required_claims: s.required_claims.clone(),
+            typ: s.typ.clone(),
+            claims: s.claims.clone(),
+            policy: s.policy.clone(),
+            username_regex,
+            jwks_refresh: Duration::from_secs(s.jwks_refresh_secs.max(10)),
+        })
+    }
+}
+
+/// A PEM public key for the configured algorithm family (RSA, EC or Ed25519).
+fn pem_key(pem: &[u8], algorithms: &[Algorithm]) -> Result<VerificationKey, String> {
+    use Algorithm::*;
+    let family = |a: &Algorithm| match a {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => "rsa",
+        ES256 | ES384 => "ec",
+        EdDSA => "ed",
+        _ => "hmac",
+    };
+    let families: std::collections::BTreeSet<_> = algorithms.iter().map(family).collect();
+    let key = match families.iter().next().copied() {
+        Some(f) if families.len() == 1 => match f {
+            "rsa" => DecodingKey::from_rsa_pem(pem),
+            "ec" => DecodingKey::from_ec_pem(pem),
+            "ed" => DecodingKey::from_ed_pem(pem),
+            _ => return Err("a PEM key cannot verify HMAC algorithms".into()),
+        },
+        _ => {
+            return Err(
+                "a PEM public key serves one algorithm family (RSA, EC or EdDSA): list only those"
+                    .into(),
+            );
+        }
+    }
+    .map_err(|e| format!("public key is not a valid PEM for {algorithms:?}: {e}"))?;
+    Ok(VerificationKey {
+        kid: None,
+        alg: None,
+        key,
+    })
+}
