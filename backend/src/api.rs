@@ -11,7 +11,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, State},
+    extract::{FromRequestParts, OriginalUri, State},
     http::{header, request::Parts},
     response::IntoResponse,
     routing::get,
@@ -66,6 +66,13 @@ impl FromRequestParts<AppState> for Principal {
     #[tracing::instrument(skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = bearer_token(parts)?;
+        // Inside the nested `/api` router the URI has lost its prefix; policies and the call
+        // record use the path the client asked for.
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|| parts.uri.path().to_string());
         let discovered = state.provider.ready();
         let principal = state
             .trust
@@ -80,13 +87,13 @@ impl FromRequestParts<AppState> for Principal {
             })?;
         state
             .trust
-            .authorize(&principal, parts.uri.path())
+            .authorize(&principal, &path)
             .map_err(AppError::Forbidden)?;
         state.api_calls.record(
             &principal.user.id,
             ApiCall {
                 method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
+                path,
                 token_fingerprint: principal.token_fingerprint.clone(),
                 at: now(),
             },

@@ -37,6 +37,8 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        // fantoccini's TLS stack and reqwest's bring two rustls crypto providers; pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let root = repo_root();
         assert!(
             root.join("dist/index.html").exists(),
