@@ -26,6 +26,22 @@ enum Command {
     Serve,
     /// Load and validate the configuration, print it (secrets masked), and exit.
     CheckConfig,
+    /// Work with tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Check a JWT as the API would: which issuer matched, each check and why, the mapped
+    /// principal. Exit code 0 when accepted, 1 when rejected. Pass `-` to read it from stdin
+    /// (keeps it out of shell history and the process list).
+    Verify {
+        /// The JWT, or `-` for stdin.
+        token: String,
+    },
 }
 
 #[tokio::main]
@@ -46,6 +62,34 @@ async fn main() -> ExitCode {
                 Err(e) => eprintln!("login-bridge: {e}"),
             }
             ExitCode::SUCCESS
+        }
+        Command::Token {
+            command: TokenCommand::Verify { token },
+        } => {
+            let token = if token == "-" {
+                let mut buf = String::new();
+                if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf) {
+                    eprintln!("login-bridge: cannot read the token from stdin: {e}");
+                    return ExitCode::from(2);
+                }
+                buf
+            } else {
+                token
+            };
+            match login_bridge::cli::verify_token(settings, &token).await {
+                Ok((report, accepted)) => {
+                    print!("{report}");
+                    if accepted {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("login-bridge: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Serve => match serve(settings).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -6,3 +6,4 @@ mod api_and_session;
 mod browser;
 mod code_flow;
 mod support;
+mod trust;

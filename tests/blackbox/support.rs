@@ -114,6 +114,10 @@ pub struct AppOptions {
     pub silent_sso: bool,
     /// Reuse this session database (restart tests).
     pub sqlite_path: Option<PathBuf>,
+    /// `[[issuers]]` entries, as JSON.
+    pub issuers: Vec<Value>,
+    /// `[[route_policies]]` entries, as JSON.
+    pub route_policies: Vec<Value>,
 }
 
 impl Default for AppOptions {
@@ -123,6 +127,8 @@ impl Default for AppOptions {
             refresh_before_expiry_secs: 60,
             silent_sso: true,
             sqlite_path: None,
+            issuers: Vec::new(),
+            route_policies: Vec::new(),
         }
     }
 }
@@ -169,6 +175,16 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .sqlite_path
         .clone()
         .unwrap_or_else(|| dir.join("sessions.sqlite"));
+    s.issuers = opts
+        .issuers
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    s.route_policies = opts
+        .route_policies
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
     s.validate().unwrap();
     s
 }
@@ -373,4 +389,165 @@ pub fn sign_as_idp(claims: &Value) -> String {
 
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// Signs `claims` with a fixture private key (`issuer-rsa-a`, `issuer-ec`, `issuer-ed25519`...).
+pub fn sign_with(
+    key: &str,
+    alg: jsonwebtoken::Algorithm,
+    kid: Option<&str>,
+    claims: &Value,
+) -> String {
+    use jsonwebtoken::{Algorithm::*, EncodingKey};
+    let pem = std::fs::read(fixture(&format!("{key}.pem"))).unwrap();
+    let encoding = match alg {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => EncodingKey::from_rsa_pem(&pem),
+        ES256 | ES384 => EncodingKey::from_ec_pem(&pem),
+        EdDSA => EncodingKey::from_ed_pem(&pem),
+        _ => panic!("use sign_hmac"),
+    }
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding).unwrap()
+}
+
+pub fn sign_hmac(secret: &[u8], claims: &Value) -> String {
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+/// Builds a JWT from raw parts (header and claims as JSON, signature as given).
+pub fn raw_jwt(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// The keys of fixture JWKS files, merged into one JWKS document.
+pub fn jwks_of(names: &[&str]) -> String {
+    let keys: Vec<Value> = names
+        .iter()
+        .flat_map(|n| {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(fixture(&format!("{n}.jwks.json"))).unwrap())
+                    .unwrap();
+            doc["keys"].as_array().unwrap().clone()
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// A JWKS endpoint under the test's control: serves a document that can be swapped, answers
+/// 503 when "down", and counts every fetch (also of its other paths, e.g. a `jku` target).
+pub struct JwksServer {
+    pub url: String,
+    pub base: String,
+    state: Arc<JwksState>,
+    task: JoinHandle<()>,
+}
+
+struct JwksState {
+    doc: std::sync::Mutex<String>,
+    down: std::sync::atomic::AtomicBool,
+    fetches: std::sync::atomic::AtomicU64,
+    other_fetches: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JwksServer {
+    pub async fn start(doc: String) -> JwksServer {
+        use std::sync::atomic::Ordering;
+        let state = Arc::new(JwksState {
+            doc: std::sync::Mutex::new(doc),
+            down: false.into(),
+            fetches: 0.into(),
+            other_fetches: 0.into(),
+        });
+        let s1 = state.clone();
+        let s2 = state.clone();
+        let app = axum::Router::new()
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    let s = s1.clone();
+                    async move {
+                        s.fetches.fetch_add(1, Ordering::SeqCst);
+                        if s.down.load(Ordering::SeqCst) {
+                            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                        }
+                        (axum::http::StatusCode::OK, s.doc.lock().unwrap().clone())
+                    }
+                }),
+            )
+            .fallback(move || {
+                let s = s2.clone();
+                async move {
+                    s.other_fetches.fetch_add(1, Ordering::SeqCst);
+                    "{}"
+                }
+            });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        JwksServer {
+            url: format!("{base}/jwks"),
+            base,
+            state,
+            task,
+        }
+    }
+
+    pub fn set_doc(&self, doc: String) {
+        *self.state.doc.lock().unwrap() = doc;
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn fetches(&self) -> u64 {
+        self.state.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests to any path other than `/jwks` (an attacker's `jku`/`x5u` target).
+    pub fn other_fetches(&self) -> u64 {
+        self.state
+            .other_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until the bridge has fetched the key set at least `n` times (its startup fetch
+    /// runs in the background).
+    pub async fn wait_for_fetches(&self, n: u64) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while self.fetches() < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the bridge never fetched the JWKS");
+    }
 }

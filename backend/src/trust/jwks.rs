@@ -19,6 +19,7 @@ use jsonwebtoken::{
     DecodingKey,
     jwk::{Jwk, KeyAlgorithm, PublicKeyUse},
 };
+use sha2::Digest;
 use tokio::sync::Mutex;
 
 /// One usable verification key.
@@ -101,11 +102,14 @@ pub struct JwksCache {
     http: reqwest::Client,
     cooldown: Duration,
     keys: RwLock<Arc<KeySet>>,
-    /// When the last fetch attempt started; also the single-flight lock.
+    /// When the last fetch for an unknown `kid` started (scheduled refreshes do not count, so
+    /// a key rotated just after one is still picked up at once); also the single-flight lock.
     last_fetch: Mutex<Option<Instant>>,
     fetches: AtomicU64,
     /// Bumped whenever a fetch changes the key set (caches of verified tokens key on it).
     generation: AtomicU64,
+    /// SHA-256 of the last JWKS document used, to tell a changed key set from the same one.
+    last_body: std::sync::Mutex<[u8; 32]>,
 }
 
 impl JwksCache {
@@ -118,6 +122,7 @@ impl JwksCache {
             last_fetch: Mutex::new(None),
             fetches: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            last_body: std::sync::Mutex::new([0; 32]),
         }
     }
 
@@ -139,8 +144,7 @@ impl JwksCache {
 
     /// Fetches the key set now, regardless of the cooldown (startup and scheduled refresh).
     pub async fn refresh(&self) -> Result<(), String> {
-        let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
+        let _single_flight = self.last_fetch.lock().await;
         self.fetch_locked().await
     }
 
@@ -167,6 +171,17 @@ impl JwksCache {
         if set.is_empty() {
             // Keep the last good keys: an empty answer is more likely a fault than a revocation.
             return Err(format!("JWKS at {} holds no usable key", self.url));
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
+        {
+            let mut last = match self.last_body.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if *last == digest {
+                return Ok(());
+            }
+            *last = digest;
         }
         match self.keys.write() {
             Ok(mut guard) => *guard = Arc::new(set),
