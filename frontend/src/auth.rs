@@ -1,0 +1,257 @@
+//! Who is signed in, for the whole SPA: one [`AuthState`] context holding the `auth_token` the
+//! bridge handed out, the user it belongs to and when it expires.
+//!
+//! The token lives in memory only. Nothing here touches localStorage or sessionStorage, so a
+//! script injected into the page later cannot harvest a token left behind, and a reload simply
+//! asks `/auth/session` again (the bridge's HttpOnly session cookie is what survives).
+//!
+//! The bridge refreshes tokens server-side, so keeping the token fresh only means asking
+//! `/auth/session` again shortly before `expires_at`.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::session::{SessionInfo, User};
+
+use crate::{api, app, clock};
+
+/// How long before `expires_at` the session is fetched again.
+const REFRESH_AHEAD_SECS: i64 = 30;
+/// Lower bound between two session fetches, so a token that is already (nearly) expired, or a
+/// clock that disagrees with the bridge's, cannot turn the schedule into a busy loop.
+const MIN_REFRESH_DELAY_SECS: i64 = 5;
+
+/// Where the SPA stands with the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthStatus {
+    /// `/auth/session` has not answered yet (start-up, or a silent sign-in is under way).
+    Loading,
+    SignedIn,
+    SignedOut,
+    /// The user asked to sign out and the SPA is on its way out. Kept apart from `SignedOut` so
+    /// the sign-in guard does not race the sign-out navigation with a redirect of its own.
+    SigningOut,
+}
+
+/// The authentication state shared by every component through Leptos context.
+///
+/// All fields are arena-allocated signals, so the struct is `Copy` and can move into any
+/// closure or future.
+#[derive(Clone, Copy)]
+pub struct AuthState {
+    auth_token: RwSignal<Option<String>>,
+    user: RwSignal<Option<User>>,
+    expires_at: RwSignal<Option<i64>>,
+    status: RwSignal<AuthStatus>,
+    /// Why the session could not be checked (network, 5xx): shown on the login page.
+    problem: RwSignal<Option<String>>,
+    refresh_timer: StoredValue<Option<TimeoutHandle>>,
+}
+
+impl AuthState {
+    /// Creates the state (status `Loading`) and provides it as context to the calling component
+    /// and everything below it.
+    pub fn provide() -> Self {
+        let state = Self {
+            auth_token: RwSignal::new(None),
+            user: RwSignal::new(None),
+            expires_at: RwSignal::new(None),
+            status: RwSignal::new(AuthStatus::Loading),
+            problem: RwSignal::new(None),
+            refresh_timer: StoredValue::new(None),
+        };
+        provide_context(state);
+        state
+    }
+
+    /// The state provided by [`crate::app::App`].
+    ///
+    /// Panics (through Leptos) when called outside it: that is a wiring bug in the component
+    /// tree, never a runtime condition.
+    pub fn from_context() -> Self {
+        expect_context()
+    }
+
+    /// The bearer token for REST calls; `None` when not signed in.
+    pub fn auth_token(&self) -> ReadSignal<Option<String>> {
+        self.auth_token.read_only()
+    }
+
+    /// Current status (tracked).
+    pub fn status(&self) -> AuthStatus {
+        self.status.get()
+    }
+
+    /// The signed-in user (tracked).
+    pub fn user(&self) -> Option<User> {
+        self.user.get()
+    }
+
+    /// Why the last session check failed for a reason other than "not signed in" (tracked).
+    pub fn problem(&self) -> Option<String> {
+        self.problem.get()
+    }
+
+    /// Asks `/auth/session` who is signed in, once at start-up.
+    ///
+    /// When the bridge says it has not tried a silent sign-in for this browser yet, the page
+    /// navigates (top level, no iframe) to the bridge's `prompt=none` login, which comes back
+    /// either signed in or to the login page with an error: the bridge records the attempt, so
+    /// this cannot loop. The login page itself never starts one: a user who just signed out, or
+    /// who was sent there by a failed attempt, must get to choose.
+    pub fn start(self) {
+        spawn_local(async move {
+            match api::fetch_session().await {
+                Ok(session) => self.set_session(session),
+                Err(err) if err.silent_sso_untried() && !app::on_login_page() => {
+                    let target = api::sign_in_url(&app::current_path_and_query(), true);
+                    if window().location().assign(&target).is_err() {
+                        self.mark_signed_out();
+                    }
+                    // Otherwise stay `Loading` while the browser leaves the page.
+                }
+                Err(err) => self.fail(&err),
+            }
+        });
+    }
+
+    /// Stores a fresh answer of `/auth/session` and schedules the next one.
+    pub fn set_session(&self, session: SessionInfo) {
+        let SessionInfo {
+            user,
+            auth_token,
+            expires_at,
+        } = session;
+        self.auth_token.set(Some(auth_token));
+        set_if_changed(self.user, Some(user));
+        set_if_changed(self.expires_at, Some(expires_at));
+        set_if_changed(self.problem, None);
+        set_if_changed(self.status, AuthStatus::SignedIn);
+        self.schedule_refresh(expires_at);
+    }
+
+    /// Forgets the token and user: the session is gone (or the API no longer accepts it).
+    pub fn mark_signed_out(&self) {
+        self.clear(AuthStatus::SignedOut);
+    }
+
+    /// Ends the bridge session (`POST /auth/logout`) and forgets the token and user.
+    ///
+    /// Returns the provider's end-session URL, if any, for the caller to navigate to; the status
+    /// stays `SigningOut` until the caller calls [`Self::finish_sign_out`] or leaves the page.
+    /// On failure the previous state is restored, so the UI never claims a sign-out that did
+    /// not happen.
+    pub async fn sign_out(self) -> Result<Option<String>, api::Error> {
+        let previous = self.status.get_untracked();
+        self.status.set(AuthStatus::SigningOut);
+        match api::logout().await {
+            Ok(answer) => {
+                self.clear(AuthStatus::SigningOut);
+                Ok(answer.end_session_url)
+            }
+            // No session at the bridge any more: the sign-out the user wanted has happened.
+            Err(err) if err.is_unauthenticated() => {
+                self.clear(AuthStatus::SigningOut);
+                Ok(None)
+            }
+            Err(err) => {
+                self.status.set(previous);
+                Err(err)
+            }
+        }
+    }
+
+    /// Completes a sign-out that stays inside the SPA.
+    pub fn finish_sign_out(&self) {
+        self.status.set(AuthStatus::SignedOut);
+    }
+
+    fn fail(&self, err: &api::Error) {
+        if !err.is_unauthenticated() {
+            self.problem
+                .set(Some(format!("Could not check your session: {err}")));
+        }
+        self.mark_signed_out();
+    }
+
+    fn clear(&self, status: AuthStatus) {
+        self.cancel_refresh();
+        self.auth_token.set(None);
+        set_if_changed(self.user, None);
+        set_if_changed(self.expires_at, None);
+        set_if_changed(self.status, status);
+    }
+
+    fn schedule_refresh(&self, expires_at: i64) {
+        self.cancel_refresh();
+        let this = *self;
+        let delay = refresh_delay_secs(expires_at, clock::now_secs());
+        let handle = set_timeout_with_handle(
+            move || spawn_local(this.refresh()),
+            Duration::from_secs(delay),
+        );
+        self.refresh_timer.set_value(handle.ok());
+    }
+
+    fn cancel_refresh(&self) {
+        if let Some(handle) = self.refresh_timer.get_value() {
+            handle.clear();
+        }
+        self.refresh_timer.set_value(None);
+    }
+
+    async fn refresh(self) {
+        let answer = api::fetch_session().await;
+        // The user may have signed out while the request was in flight.
+        if self.status.get_untracked() != AuthStatus::SignedIn {
+            return;
+        }
+        match answer {
+            Ok(session) => self.set_session(session),
+            Err(err) if err.is_unauthenticated() => self.mark_signed_out(),
+            Err(err) => match self.expires_at.get_untracked() {
+                // A transient failure: keep the still-valid token and try again.
+                Some(expires_at) if expires_at > clock::now_secs() => {
+                    self.schedule_refresh(expires_at);
+                }
+                _ => self.fail(&err),
+            },
+        }
+    }
+}
+
+/// Writes `value` only if it differs. A plain `set` notifies even when nothing changed, and a
+/// routine session refresh re-setting `SignedIn` would re-render (and re-fetch) the whole page
+/// behind the sign-in guard.
+fn set_if_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {
+    signal.maybe_update(|current| {
+        let changed = *current != value;
+        if changed {
+            *current = value;
+        }
+        changed
+    });
+}
+
+/// Seconds to wait before fetching the session again for a token expiring at `expires_at`.
+fn refresh_delay_secs(expires_at: i64, now: i64) -> u64 {
+    let delay = (expires_at - now - REFRESH_AHEAD_SECS).max(MIN_REFRESH_DELAY_SECS);
+    u64::try_from(delay).unwrap_or(MIN_REFRESH_DELAY_SECS.unsigned_abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_runs_thirty_seconds_before_expiry() {
+        assert_eq!(refresh_delay_secs(1_000 + 300, 1_000), 270);
+    }
+
+    #[test]
+    fn refresh_never_comes_sooner_than_five_seconds() {
+        assert_eq!(refresh_delay_secs(1_000 + 20, 1_000), 5);
+        assert_eq!(refresh_delay_secs(1_000 - 600, 1_000), 5);
+    }
+}

@@ -1,0 +1,88 @@
+//! The API demo page (`/api-demo`): proof that the SPA's REST calls carry the bearer token. It
+//! calls `GET /api/me` and then lists the calls the server recorded (`GET /api/calls`), each
+//! with the fingerprint of the token it arrived with.
+
+use leptos::prelude::*;
+use shared::api::{ApiCall, ApiCalls, Me};
+
+use crate::api;
+use crate::auth::AuthState;
+use crate::clock;
+
+#[component]
+pub fn ApiDemo() -> impl IntoView {
+    let auth = AuthState::from_context();
+    let me = LocalResource::new(move || api::get_json::<Me>(auth, "/api/me"));
+    let load_calls = Action::new_local(move |_: &()| api::get_json::<ApiCalls>(auth, "/api/calls"));
+    // Only once `/api/me` has answered, so the list already shows that call.
+    Effect::new(move |loaded: Option<bool>| {
+        let answered = me.with(Option::is_some);
+        if answered && loaded != Some(true) {
+            load_calls.dispatch(());
+        }
+        answered
+    });
+
+    let username = move || {
+        me.get()
+            .and_then(Result::ok)
+            .map(|me| me.user.username.unwrap_or(me.user.id))
+    };
+    let me_error = move || {
+        me.get()
+            .and_then(Result::err)
+            .map(|err| view! { <p class="error" id="api-error">{err.to_string()}</p> })
+    };
+
+    view! {
+        <section class="card">
+            <h1>"API demo"</h1>
+            <p>"Signed in to the API as " <span id="api-demo-user">{username}</span></p>
+            {me_error}
+            <button
+                id="reload-calls"
+                disabled=move || load_calls.pending().get()
+                on:click=move |_| {
+                    load_calls.dispatch(());
+                }
+            >
+                "Reload calls"
+            </button>
+            {move || match load_calls.value().get() {
+                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
+                Some(Ok(ApiCalls { calls })) => view! { <CallsTable calls /> }.into_any(),
+                Some(Err(err)) => view! { <p class="error" id="calls-error">{err.to_string()}</p> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn CallsTable(calls: Vec<ApiCall>) -> impl IntoView {
+    let rows = calls
+        .into_iter()
+        .map(|call| {
+            view! {
+                <tr>
+                    <td>{call.method}</td>
+                    <td><code>{call.path}</code></td>
+                    <td><code>{call.token_fingerprint}</code></td>
+                    <td>{clock::format_utc(call.at)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table id="api-calls">
+            <thead>
+                <tr>
+                    <th>"Method"</th>
+                    <th>"Path"</th>
+                    <th>"Token fingerprint"</th>
+                    <th>"Time"</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+}

@@ -1,0 +1,134 @@
+//! The login page (`/login`): where a user lands when no session exists or a silent sign-in
+//! came back with an error. Explains what happened in words and offers the SSO sign-in; a user
+//! who is already signed in is sent on to `return_to`.
+
+use leptos::prelude::*;
+use leptos_router::NavigateOptions;
+use leptos_router::hooks::{use_navigate, use_query_map};
+
+use crate::api;
+use crate::app::safe_return_to;
+use crate::auth::{AuthState, AuthStatus};
+
+/// `error_description` comes from the URL, so anyone can craft one: show it as text only
+/// (Leptos escapes it) and not at any length.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
+#[component]
+pub fn Login() -> impl IntoView {
+    let auth = AuthState::from_context();
+    let query = use_query_map();
+    let param = move |name: &str| query.with(|q| q.get(name));
+    let return_to = move || safe_return_to(param("return_to").as_deref()).to_owned();
+
+    let navigate = use_navigate();
+    Effect::new(move || {
+        if auth.status() == AuthStatus::SignedIn {
+            navigate(
+                &return_to(),
+                NavigateOptions {
+                    replace: true,
+                    ..NavigateOptions::default()
+                },
+            );
+        }
+    });
+
+    let message = move || {
+        login_message(
+            param("error").as_deref(),
+            param("error_description").as_deref(),
+            param("signed_out").as_deref() == Some("1"),
+        )
+        .or_else(|| auth.problem())
+    };
+    let sso_href = move || api::sign_in_url(&return_to(), false);
+
+    view! {
+        <section class="card">
+            <h1>"Sign in"</h1>
+            <p id="login-message">{message}</p>
+            // rel="external": a full navigation to the bridge, not a client-side route.
+            <a id="sso-login" class="button" rel="external" href=sso_href>
+                "Sign in with SSO"
+            </a>
+            // LOCAL ACCOUNTS (later issue): the username/password form for the bridge's local
+            // accounts (break-glass admin, no IdP reachable) goes here, below the SSO button.
+        </section>
+    }
+}
+
+/// What to tell the user, from the query parameters the bridge or the provider put on the URL.
+fn login_message(
+    error: Option<&str>,
+    description: Option<&str>,
+    signed_out: bool,
+) -> Option<String> {
+    if signed_out {
+        return Some("You have signed out.".to_owned());
+    }
+    let text = match error? {
+        // What `prompt=none` answers when there is no SSO session to reuse.
+        "login_required"
+        | "interaction_required"
+        | "consent_required"
+        | "account_selection_required" => {
+            "Your single sign-on session is not active. Sign in to continue.".to_owned()
+        }
+        "access_denied" => "Sign-in was cancelled or denied.".to_owned(),
+        _ => match description.map(str::trim).filter(|d| !d.is_empty()) {
+            Some(d) => d.chars().take(MAX_DESCRIPTION_CHARS).collect(),
+            None => "Sign-in failed. Please try again.".to_owned(),
+        },
+    };
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::login_message;
+
+    #[test]
+    fn a_failed_silent_sign_in_reads_as_an_inactive_sso_session() {
+        for error in ["login_required", "interaction_required"] {
+            assert_eq!(
+                login_message(Some(error), Some("ignored"), false).as_deref(),
+                Some("Your single sign-on session is not active. Sign in to continue.")
+            );
+        }
+    }
+
+    #[test]
+    fn a_denied_sign_in_says_so() {
+        assert_eq!(
+            login_message(Some("access_denied"), None, false).as_deref(),
+            Some("Sign-in was cancelled or denied.")
+        );
+    }
+
+    #[test]
+    fn other_errors_show_their_description_or_a_generic_text() {
+        assert_eq!(
+            login_message(Some("server_error"), Some("IdP down"), false).as_deref(),
+            Some("IdP down")
+        );
+        assert_eq!(
+            login_message(Some("server_error"), Some("  "), false).as_deref(),
+            Some("Sign-in failed. Please try again.")
+        );
+        let long = "x".repeat(500);
+        assert_eq!(
+            login_message(Some("e"), Some(&long), false).map(|m| m.len()),
+            Some(200)
+        );
+    }
+
+    #[test]
+    fn signing_out_wins_and_no_error_means_no_message() {
+        assert_eq!(
+            login_message(Some("access_denied"), None, true).as_deref(),
+            Some("You have signed out.")
+        );
+        assert_eq!(login_message(None, None, false), None);
+    }
+}

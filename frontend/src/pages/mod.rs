@@ -1,0 +1,6 @@
+//! The SPA's pages, one per file; [`crate::app`] maps each [`crate::app::Page`] to one of them.
+
+pub mod api_demo;
+pub mod home;
+pub mod login;
+pub mod not_found;
