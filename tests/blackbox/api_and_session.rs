@@ -42,6 +42,18 @@ async fn api_me_without_a_token_is_401_json_with_a_bearer_challenge() {
 }
 
 #[tokio::test]
+async fn api_me_authenticates_by_the_bearer_token_never_by_the_session_cookie() {
+    let app = spawn_app().await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+
+    let r = client.get(format!("{}/api/me", app.address)).send().await.unwrap();
+
+    assert_401_json(r, "unauthenticated").await;
+}
+
+#[tokio::test]
 async fn api_me_with_a_token_signed_by_the_provider_key_is_accepted() {
     let app = spawn_app().await;
     let token = sign_as_idp(&access_claims(&app));
