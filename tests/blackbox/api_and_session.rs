@@ -48,7 +48,11 @@ async fn api_me_authenticates_by_the_bearer_token_never_by_the_session_cookie() 
     app.sign_in(&client, "alice", "wonderland").await;
     assert_eq!(app.session(&client).await.status(), StatusCode::OK);
 
-    let r = client.get(format!("{}/api/me", app.address)).send().await.unwrap();
+    let r = client
+        .get(format!("{}/api/me", app.address))
+        .send()
+        .await
+        .unwrap();
 
     assert_401_json(r, "unauthenticated").await;
 }

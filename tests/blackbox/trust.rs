@@ -561,3 +561,18 @@ async fn verified_tokens_are_forgotten_when_the_issuers_keys_change() {
     t.assert_invalid(&token, "cached, but its key is gone")
         .await;
 }
+
+#[tokio::test]
+async fn an_oversized_token_is_refused_before_any_parsing() {
+    let t = spawn_trust_app().await;
+    let mut c = claims("https://pem-rs.example");
+    c["padding"] = json!("x".repeat(20_000));
+    let big = sign_with("issuer-rsa-a", Algorithm::RS256, None, &c);
+    let r = t.app.api_get("/api/me", Some(&big)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.contains("larger than"), "{challenge}");
+}

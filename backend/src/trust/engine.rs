@@ -434,3 +434,56 @@ fn admit(issuer: &TrustedIssuer, p: &Principal, claims: &Map<String, Value>) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(expires_at: i64) -> Principal {
+        Principal {
+            user: User::default(),
+            issuer: "https://iss".into(),
+            issuer_name: "iss".into(),
+            expires_at,
+            token_fingerprint: String::new(),
+            token_name: None,
+            access_level: None,
+        }
+    }
+
+    fn cache(capacity: usize) -> VerifiedCache {
+        VerifiedCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    #[test]
+    fn a_cached_token_is_never_served_past_its_exp() {
+        let c = cache(10);
+        c.insert([1; 32], principal(100), 0, 50);
+        assert!(c.get(&[1; 32], 99, |_| Some(0)).is_some());
+        assert!(c.get(&[1; 32], 100, |_| Some(0)).is_none());
+    }
+
+    #[test]
+    fn a_cached_token_is_void_once_its_issuers_keys_change() {
+        let c = cache(10);
+        c.insert([1; 32], principal(100), 3, 50);
+        assert!(c.get(&[1; 32], 60, |_| Some(3)).is_some());
+        assert!(c.get(&[1; 32], 60, |_| Some(4)).is_none());
+        assert!(
+            c.get(&[1; 32], 60, |_| None).is_none(),
+            "issuer no longer trusted"
+        );
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let c = cache(3);
+        for i in 0..10u8 {
+            c.insert([i; 32], principal(100), 0, 50);
+        }
+        assert!(c.len() <= 3);
+    }
+}

@@ -614,6 +614,35 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_typ_and_required_claims_are_enforced() {
+        let aud = api();
+        let required = vec!["email".to_string()];
+        let expect = Expectations {
+            issuer: ISS,
+            algorithms: &[Algorithm::RS256],
+            leeway_secs: 0,
+            kind: TokenKind::Access { audiences: &aud },
+            required_typ: Some("at+jwt"),
+            required_claims: &required,
+        };
+        let with_email = json!({"iss": ISS, "aud": "my-api", "exp": NOW + 60, "email": "a@b"});
+        assert!(check_claims(claims(with_email.clone()), Some("at+JWT"), &expect, NOW).is_ok());
+        assert_eq!(
+            check_claims(claims(with_email.clone()), Some("JWT"), &expect, NOW).err(),
+            Some(TokenError::WrongType)
+        );
+        assert_eq!(
+            check_claims(claims(with_email), None, &expect, NOW).err(),
+            Some(TokenError::WrongType)
+        );
+        let without = json!({"iss": ISS, "aud": "my-api", "exp": NOW + 60});
+        assert_eq!(
+            check_claims(claims(without), Some("at+jwt"), &expect, NOW).err(),
+            Some(TokenError::MissingRequiredClaim("email".into()))
+        );
+    }
+
+    #[test]
     fn header_alg_none_and_embedded_keys_are_refused() {
         let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         for alg in ["none", "None", "NONE", "HS256"] {
