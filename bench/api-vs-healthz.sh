@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 bridge_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 node tests/idp/server.js --port 0 --redirect-uri "http://localhost:$bridge_port/auth/callback" \
-  --exit-on-stdin-close < <(sleep infinity) > "$work/idp.out" 2>/dev/null &
+  < /dev/null > "$work/idp.out" 2>/dev/null &
 idp=$!
 for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
 issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")
@@ -51,20 +51,20 @@ console.log(input + "." + c.sign("sha256", Buffer.from(input), key).toString("ba
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$bridge_port/api/me")
 [ "$status" = 200 ] || { echo "bench: /api/me answered $status, not 200" >&2; exit 1; }
 
-run() { # name, extra wrk args...
-  local name=$1; shift
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" > "$work/$name.txt"
+run() { # key, label, extra wrk args...
+  local key=$1 label=$2; shift 2
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" > "$work/$key.txt"
   local rps p99
-  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$name.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$work/$name.txt")
-  if grep -q 'Non-2xx' "$work/$name.txt"; then echo "bench: $name had non-2xx answers" >&2; cat "$work/$name.txt" >&2; exit 1; fi
-  printf '%-34s %12s req/s   p99 %s\n' "$name" "$rps" "$p99"
-  echo "$rps" > "$work/$name.rps"
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/$key.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$work/$key.txt")
+  if grep -q 'Non-2xx' "$work/$key.txt"; then echo "bench: $label had non-2xx answers" >&2; cat "$work/$key.txt" >&2; exit 1; fi
+  printf '%-30s %12s req/s   p99 %s\n' "$label" "$rps" "$p99"
+  echo "$rps" > "$work/$key.rps"
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores, release build"
-run "GET /healthz (no auth)" "http://127.0.0.1:$bridge_port/healthz"
-run "GET /api/me (RS256 bearer)" -H "Authorization: Bearer $token" "http://127.0.0.1:$bridge_port/api/me"
+run healthz "GET /healthz (no auth)" "http://127.0.0.1:$bridge_port/healthz"
+run api "GET /api/me (RS256 bearer)" -H "Authorization: Bearer $token" "http://127.0.0.1:$bridge_port/api/me"
 ratio=$(python3 -c "import sys; print(f'{float(sys.argv[2])/float(sys.argv[1]):.2f}')" \
-  "$(cat "$work/GET /healthz (no auth).rps")" "$(cat "$work/GET /api/me (RS256 bearer).rps")")
+  "$(cat "$work/healthz.rps")" "$(cat "$work/api.rps")")
 echo "ratio protected/unauthenticated: $ratio (target >= 0.7)"

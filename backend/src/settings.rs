@@ -39,8 +39,11 @@ impl fmt::Debug for Secret {
 }
 
 impl Serialize for Secret {
+    /// Masked, but an absent secret stays visibly absent: the defaults pass through
+    /// serialization on their way into the configuration, and a masked empty secret must not
+    /// turn into a configured one.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
     }
 }
 
@@ -348,6 +351,24 @@ mod tests {
         let mut s = valid();
         s.oidc.api_audience = "account".into();
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn without_a_secret_anywhere_loading_reports_it_missing() {
+        let dir = std::env::temp_dir().join(format!("lb-settings-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("no-secret.toml");
+        let written = std::fs::write(
+            &file,
+            "[oidc]\nissuer = \"https://idp.example.org\"\nclient_id = \"ui\"\napi_audience = \"api\"\n",
+        );
+        assert!(written.is_ok());
+        match Settings::load(Some(&file)) {
+            Err(SettingsError::Invalid(problems)) => {
+                assert!(problems.iter().any(|p| p.contains("oidc.client_secret")), "{problems:?}");
+            }
+            other => panic!("expected a missing secret, got {other:?}"),
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::{
     oidc::Provider,
     settings::Settings,
     spa::{SpaIndex, spa_entry},
-    state::AppState,
+    state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
 };
 
@@ -87,14 +87,14 @@ impl Application {
                 tracing::warn!(error = %e, "expired-session cleanup stopped");
             }
         });
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
             settings,
             provider,
             refresher: Arc::new(Refresher::default()),
             api_calls: Arc::new(ApiCallLog::default()),
             trust,
-        };
+        });
         let router = router(state.clone(), store);
         Ok(Self {
             port,

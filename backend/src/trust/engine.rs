@@ -52,7 +52,7 @@ pub enum Rejection {
 }
 
 struct CacheEntry {
-    principal: Principal,
+    principal: Arc<Principal>,
     generation: u64,
 }
 
@@ -68,7 +68,7 @@ impl VerifiedCache {
         key: &[u8; 32],
         now: i64,
         generation_of: impl Fn(&str) -> Option<u64>,
-    ) -> Option<Principal> {
+    ) -> Option<Arc<Principal>> {
         let map = match self.entries.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
@@ -79,7 +79,7 @@ impl VerifiedCache {
         fresh.then(|| entry.principal.clone())
     }
 
-    fn insert(&self, key: [u8; 32], principal: Principal, generation: u64, now: i64) {
+    fn insert(&self, key: [u8; 32], principal: Arc<Principal>, generation: u64, now: i64) {
         if principal.expires_at <= now {
             return;
         }
@@ -195,7 +195,7 @@ impl TrustEngine {
         &self,
         token: &str,
         provider: Option<&Arc<TrustedIssuer>>,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<Arc<Principal>, Rejection> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(p) = self.cache.get(&key, now, |iss| {
@@ -210,7 +210,7 @@ impl TrustEngine {
         // The generation before verification: if keys change meanwhile, the entry is void.
         let generation = issuer.key_generation();
         let validated = check_with(&issuer, token, None).await?;
-        let principal = principal_from(&issuer, &validated, token);
+        let principal = Arc::new(principal_from(&issuer, &validated, token));
         admit(&issuer, &principal, &validated.claims).map_err(Rejection::Policy)?;
         self.cache.insert(key, principal.clone(), generation, now);
         Ok(principal)
@@ -461,7 +461,7 @@ mod tests {
     #[test]
     fn a_cached_token_is_never_served_past_its_exp() {
         let c = cache(10);
-        c.insert([1; 32], principal(100), 0, 50);
+        c.insert([1; 32], Arc::new(principal(100)), 0, 50);
         assert!(c.get(&[1; 32], 99, |_| Some(0)).is_some());
         assert!(c.get(&[1; 32], 100, |_| Some(0)).is_none());
     }
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn a_cached_token_is_void_once_its_issuers_keys_change() {
         let c = cache(10);
-        c.insert([1; 32], principal(100), 3, 50);
+        c.insert([1; 32], Arc::new(principal(100)), 3, 50);
         assert!(c.get(&[1; 32], 60, |_| Some(3)).is_some());
         assert!(c.get(&[1; 32], 60, |_| Some(4)).is_none());
         assert!(
@@ -482,7 +482,7 @@ mod tests {
     fn the_cache_stays_within_its_capacity() {
         let c = cache(3);
         for i in 0..10u8 {
-            c.insert([i; 32], principal(100), 0, 50);
+            c.insert([i; 32], Arc::new(principal(100)), 0, 50);
         }
         assert!(c.len() <= 3);
     }
