@@ -365,7 +365,10 @@ mod tests {
         assert!(written.is_ok());
         match Settings::load(Some(&file)) {
             Err(SettingsError::Invalid(problems)) => {
-                assert!(problems.iter().any(|p| p.contains("oidc.client_secret")), "{problems:?}");
+                assert!(
+                    problems.iter().any(|p| p.contains("oidc.client_secret")),
+                    "{problems:?}"
+                );
             }
             other => panic!("expected a missing secret, got {other:?}"),
         }

@@ -75,21 +75,9 @@ async fn a_wrong_state_is_rejected_with_400_and_no_session() {
     let callback = app
         .authorize_at_idp(&client, &authorize, "alice", "wonderland")
         .await;
-    let mut tampered = url::Url::parse(&callback).unwrap();
-    let pairs: Vec<(String, String)> = tampered
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "state" {
-                "forged-state".to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    let tampered = with_param(&callback, "state", "forged-state");
 
-    let r = client.get(tampered.as_str()).send().await.unwrap();
+    let r = client.get(&tampered).send().await.unwrap();
 
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -182,21 +170,9 @@ async fn an_id_token_with_a_bad_nonce_is_rejected() {
     let authorize = app.start_login(&client, "/").await;
     // Same login (state, PKCE challenge), but the provider is asked for another nonce, so
     // the ID token it signs carries a nonce this login never sent.
-    let mut forged = url::Url::parse(&authorize).unwrap();
-    let pairs: Vec<(String, String)> = forged
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "nonce" {
-                "attacker-chosen-nonce".to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let forged = with_param(&authorize, "nonce", "attacker-chosen-nonce");
     let callback = app
-        .authorize_at_idp(&client, forged.as_str(), "alice", "wonderland")
+        .authorize_at_idp(&client, &forged, "alice", "wonderland")
         .await;
 
     let r = client.get(&callback).send().await.unwrap();
@@ -221,21 +197,9 @@ async fn a_callback_with_a_foreign_iss_is_rejected() {
     let callback = app
         .authorize_at_idp(&client, &authorize, "alice", "wonderland")
         .await;
-    let mut mixed = url::Url::parse(&callback).unwrap();
-    let pairs: Vec<(String, String)> = mixed
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "iss" {
-                "https://evil.example".to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    mixed.query_pairs_mut().clear().extend_pairs(pairs);
+    let mixed = with_param(&callback, "iss", "https://evil.example");
 
-    let r = client.get(mixed.as_str()).send().await.unwrap();
+    let r = client.get(&mixed).send().await.unwrap();
 
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(

@@ -256,6 +256,24 @@ pub fn resolve(base: &str, location: &str) -> String {
         .to_string()
 }
 
+/// `url` with the query parameter `name` set to `value` (a tampering attacker's copy).
+pub fn with_param(url: &str, name: &str, value: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == name {
+                value.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.into()
+}
+
 pub fn query_param(url: &str, name: &str) -> Option<String> {
     url::Url::parse(url)
         .unwrap()

@@ -227,35 +227,13 @@ impl TrustEngine {
             if !applies {
                 continue;
             }
-            if !rule.any_role.is_empty()
-                && !principal
-                    .user
-                    .roles
-                    .iter()
-                    .any(|r| rule.any_role.contains(r))
-            {
-                return Err(format!(
-                    "{} requires one of the roles {:?}",
-                    rule.prefix, rule.any_role
-                ));
-            }
-            if !rule.any_group.is_empty()
-                && !principal
-                    .user
-                    .groups
-                    .iter()
-                    .any(|g| rule.any_group.contains(g))
-            {
-                return Err(format!(
-                    "{} requires one of the groups {:?}",
-                    rule.prefix, rule.any_group
-                ));
-            }
-            if let Some(min) = rule.min_group_level
-                && principal.access_level.unwrap_or(0) < min
-            {
-                return Err(format!("{} requires access level {min}", rule.prefix));
-            }
+            require_membership(
+                principal,
+                &rule.any_role,
+                &rule.any_group,
+                rule.min_group_level,
+            )
+            .map_err(|reason| format!("{} {reason}", rule.prefix))?;
         }
         Ok(())
     }
@@ -389,6 +367,27 @@ fn principal_from(issuer: &TrustedIssuer, validated: &ValidatedToken, token: &st
     }
 }
 
+/// Roles, groups and access level, as both issuer and route policies state them.
+fn require_membership(
+    p: &Principal,
+    any_role: &[String],
+    any_group: &[String],
+    min_group_level: Option<u32>,
+) -> Result<(), String> {
+    if !any_role.is_empty() && !p.user.roles.iter().any(|r| any_role.contains(r)) {
+        return Err(format!("requires one of the roles {any_role:?}"));
+    }
+    if !any_group.is_empty() && !p.user.groups.iter().any(|g| any_group.contains(g)) {
+        return Err(format!("requires one of the groups {any_group:?}"));
+    }
+    if let Some(min) = min_group_level
+        && p.access_level.unwrap_or(0) < min
+    {
+        return Err(format!("requires access level {min}"));
+    }
+    Ok(())
+}
+
 /// The issuer's own policy.
 fn admit(issuer: &TrustedIssuer, p: &Principal, claims: &Map<String, Value>) -> Result<(), String> {
     let policy = &issuer.policy;
@@ -415,17 +414,12 @@ fn admit(issuer: &TrustedIssuer, p: &Principal, claims: &Map<String, Value>) -> 
             ));
         }
     }
-    if !policy.any_role.is_empty() && !p.user.roles.iter().any(|r| policy.any_role.contains(r)) {
-        return Err(format!("requires one of the roles {:?}", policy.any_role));
-    }
-    if !policy.any_group.is_empty() && !p.user.groups.iter().any(|g| policy.any_group.contains(g)) {
-        return Err(format!("requires one of the groups {:?}", policy.any_group));
-    }
-    if let Some(min) = policy.min_group_level
-        && p.access_level.unwrap_or(0) < min
-    {
-        return Err(format!("requires access level {min}"));
-    }
+    require_membership(
+        p,
+        &policy.any_role,
+        &policy.any_group,
+        policy.min_group_level,
+    )?;
     if let Some(re) = &issuer.username_regex {
         let name = p.user.username.as_deref().unwrap_or("");
         if !re.is_match(name) {
