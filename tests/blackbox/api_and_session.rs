@@ -522,3 +522,38 @@ async fn every_answer_carries_the_security_headers() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(csp.contains("default-src 'self'"), "{csp}");
 }
+
+#[tokio::test]
+async fn oversized_headers_and_cookies_get_a_quick_4xx() {
+    let app = spawn_app().await;
+    let huge = "a".repeat(512 * 1024);
+    let started = std::time::Instant::now();
+    let header = reqwest::Client::new()
+        .get(format!("{}/api/me", app.address))
+        .header(header::AUTHORIZATION, format!("Bearer {huge}"))
+        .send()
+        .await;
+    let cookie = reqwest::Client::new()
+        .get(format!("{}/auth/session", app.address))
+        .header(shared::session::CSRF_HEADER, "1")
+        .header(header::COOKIE, format!("lb_session={}", &huge[..60 * 1024]))
+        .send()
+        .await
+        .unwrap();
+
+    // hyper refuses the half-megabyte header outright (431) or closes the connection.
+    if let Ok(r) = header {
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    assert_eq!(
+        cookie.status(),
+        StatusCode::UNAUTHORIZED,
+        "a foreign cookie is no session"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The bridge is still fine afterwards.
+    assert_eq!(
+        app.api_get("/api/me", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
