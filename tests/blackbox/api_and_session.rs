@@ -291,18 +291,20 @@ async fn a_bridge_restart_keeps_sessions() {
     server.abort();
 }
 
+/// Tokens of the refresh tests live this long; the bridge refreshes in the second half.
+const SHORT_TTL: u64 = 6;
+
 /// Waits (for the clock, not for an event: token lifetimes are in whole seconds) until the
-/// bridge considers a token expiring at `expires_at` due for refresh.
+/// bridge considers a token expiring at `expires_at` due for refresh: 2 s before expiry, well
+/// inside the last half of its life, with a fresh token's whole first half as slack.
 async fn wait_until_refresh_is_due(expires_at: i64) {
-    let due = (expires_at - 1 - now()).max(0) as u64;
+    let due = (expires_at - 2 - now()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(due * 1000 + 200)).await;
 }
 
-const SHORT_TTL: u64 = 4;
-
 #[tokio::test]
 async fn concurrent_session_calls_near_expiry_refresh_exactly_once() {
-    // Tokens live 4 s; the bridge refreshes in the last half of their life.
+    // Short-lived tokens; the bridge refreshes in the last half of their life.
     let app = spawn_app_with(AppOptions {
         access_token_ttl: SHORT_TTL,
         refresh_before_expiry_secs: 60,
