@@ -2,6 +2,7 @@
 # Installs what is needed, then runs every test: formatting and lints, the provider's smoke
 # test, unit tests, and the black-box tests (real bridge, real OIDC provider, headless Chromium).
 set -euo pipefail
+# pipefail: a failing test run fails the script even though its output goes through tee.
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -15,7 +16,15 @@ cargo fmt --all -- --check
 step "clippy (backend, shared, tests; frontend for wasm32)"
 cargo clippy -p login-bridge -p shared -p blackbox-tests --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+log=$(mktemp); trap 'rm -f "$log"' EXIT
 step "demo provider smoke test (node --test)"
-(cd tests/idp && node --test)
+(cd tests/idp && node --test) 2>&1 | tee -a "$log"
 step "unit and black-box tests (cargo test)"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee -a "$log"
+
+# One closing line for the whole run: every `test result:` of cargo plus node's pass/fail.
+awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^# pass / { p += $3 } /^# fail / { f += $3 }
+  END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0) }
+' "$log"
