@@ -169,6 +169,13 @@ impl Browser {
         self.click("#sign-in").await;
     }
 
+    /// Opens the UI's login page, clicks "Sign in with SSO" and signs in at the provider.
+    async fn sign_in_with_sso(&self, app: &TestApp, username: &str, password: &str) {
+        self.goto(&format!("{}/login", app.address)).await;
+        self.click("#sso-login").await;
+        self.log_in_at_provider(&app.idp, username, password).await;
+    }
+
     /// The token the SPA gets, asked the way the SPA asks (same cookies, same header).
     async fn token_from_session_endpoint(&self) -> String {
         let value = self
@@ -230,11 +237,7 @@ async fn a_first_login_goes_through_the_provider_form_and_every_api_call_carries
 async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_form() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/login", app.address)).await;
-    browser.click("#sso-login").await;
-    browser
-        .log_in_at_provider(&app.idp, "alice", "wonderland")
-        .await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
     browser.wait_for_text("#user-username", "alice").await;
     let forms_before = app.idp.stat("login_forms_shown").await;
     let silent_before = app.idp.stat("silent_authorization_requests").await;
@@ -308,11 +311,7 @@ async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_k
 async fn signing_out_in_the_ui_ends_both_the_bridge_and_the_provider_session() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/login", app.address)).await;
-    browser.click("#sso-login").await;
-    browser
-        .log_in_at_provider(&app.idp, "alice", "wonderland")
-        .await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
     browser.wait_for_text("#whoami", "alice").await;
 
     browser.click("#sign-out").await;

@@ -71,10 +71,7 @@ async fn a_full_code_flow_signs_in_and_hands_out_a_validated_access_token() {
 async fn a_wrong_state_is_rejected_with_400_and_no_session() {
     let app = spawn_app().await;
     let client = browser();
-    let authorize = app.start_login(&client, "/").await;
-    let callback = app
-        .authorize_at_idp(&client, &authorize, "alice", "wonderland")
-        .await;
+    let callback = app.callback_for(&client, "alice", "wonderland").await;
     let tampered = with_param(&callback, "state", "forged-state");
 
     let r = client.get(&tampered).send().await.unwrap();
@@ -90,10 +87,7 @@ async fn a_wrong_state_is_rejected_with_400_and_no_session() {
 async fn a_reused_state_is_rejected_with_400() {
     let app = spawn_app().await;
     let client = browser();
-    let authorize = app.start_login(&client, "/").await;
-    let callback = app
-        .authorize_at_idp(&client, &authorize, "alice", "wonderland")
-        .await;
+    let callback = app.callback_for(&client, "alice", "wonderland").await;
     assert!(
         client
             .get(&callback)
@@ -193,10 +187,7 @@ async fn an_id_token_with_a_bad_nonce_is_rejected() {
 async fn a_callback_with_a_foreign_iss_is_rejected() {
     let app = spawn_app().await;
     let client = browser();
-    let authorize = app.start_login(&client, "/").await;
-    let callback = app
-        .authorize_at_idp(&client, &authorize, "alice", "wonderland")
-        .await;
+    let callback = app.callback_for(&client, "alice", "wonderland").await;
     let mixed = with_param(&callback, "iss", "https://evil.example");
 
     let r = client.get(&mixed).send().await.unwrap();

@@ -345,6 +345,19 @@ impl TestApp {
         panic!("the provider never redirected back to the bridge");
     }
 
+    /// Starts a login and signs in at the provider; returns the callback URL the provider
+    /// sends the browser to (not yet visited, so a test can tamper with it).
+    pub async fn callback_for(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let authorize = self.start_login(client, "/").await;
+        self.authorize_at_idp(client, &authorize, username, password)
+            .await
+    }
+
     /// Complete sign-in of `username` in `client`'s cookie jar; returns the final redirect
     /// target of the callback (the `return_to`).
     pub async fn sign_in(
