@@ -259,3 +259,26 @@ async fn a_provider_error_ends_on_the_login_page_not_a_500() {
     assert!(to.contains("return_to=%2Fdeep%2Flink"), "{to}");
     assert!(to.contains("User%20said%20no"), "{to}");
 }
+
+#[tokio::test]
+async fn pending_logins_per_browser_are_bounded_and_the_oldest_is_dropped() {
+    let app = spawn_app().await;
+    let client = browser();
+    let first = app.start_login(&client, "/").await;
+    for _ in 0..5 {
+        app.start_login(&client, "/").await;
+    }
+    let newest = app.start_login(&client, "/").await;
+
+    // Six more logins were started after the first: it no longer exists, the newest does.
+    let old_callback = app
+        .authorize_at_idp(&client, &first, "alice", "wonderland")
+        .await;
+    let r = client.get(&old_callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let new_callback = app
+        .authorize_at_idp(&client, &newest, "alice", "wonderland")
+        .await;
+    let r = client.get(&new_callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
