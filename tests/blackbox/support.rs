@@ -366,10 +366,7 @@ impl TestApp {
         username: &str,
         password: &str,
     ) -> String {
-        let authorize = self.start_login(client, "/").await;
-        let callback = self
-            .authorize_at_idp(client, &authorize, username, password)
-            .await;
+        let callback = self.callback_for(client, username, password).await;
         let r = client.get(&callback).send().await.unwrap();
         assert!(
             r.status().is_redirection(),
@@ -390,6 +387,19 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The callback answer was a refusal (400) and the browser has no session.
+    pub async fn assert_refused_without_session(
+        &self,
+        client: &reqwest::Client,
+        answer: reqwest::Response,
+    ) {
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            self.session(client).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     pub async fn session_info(&self, client: &reqwest::Client) -> shared::session::SessionInfo {
