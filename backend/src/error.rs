@@ -39,6 +39,13 @@ impl AppError {
     }
 }
 
+/// A session store failure is the bridge's problem, not the client's: a 500 saying nothing.
+impl From<crate::session::typed::SessionError> for AppError {
+    fn from(e: crate::session::typed::SessionError) -> Self {
+        Self::internal(e)
+    }
+}
+
 /// Quotes a value for an RFC 6750 auth-param: no quotes, backslashes or control characters.
 fn auth_param(value: &str) -> String {
     value

@@ -2,17 +2,19 @@
 //!
 //! The backend completes the OpenID Connect authorization-code flow, keeps the tokens in a
 //! server-side session, and gives the SPA its bearer token through `/auth/session`. See
-//! `README.md` for the whole picture.
+//! `README.md` for the whole picture; each folder's `mod.rs` says what lives there.
 
-pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
+pub mod demo_api;
 pub mod error;
 pub mod health;
 pub mod oidc;
+pub mod session;
 pub mod settings;
-pub mod spa;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod trust;
+pub mod web;

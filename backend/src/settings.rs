@@ -13,7 +13,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use crate::trust::issuer::{IssuerSettings, Policy, RoutePolicy};
+pub use crate::trust::{
+    issuer::{IssuerSettings, IssuerSpec, Policy, RoutePolicy},
+    mapping::ClaimMapping,
+};
 
 /// A secret read from configuration. `Debug` and `Serialize` never show it.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -111,38 +114,42 @@ pub struct OidcSettings {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
+    /// Where sessions live. `sqlite` (the default) is one file that survives restarts.
+    #[serde(default)]
+    pub store: StoreKind,
     /// SQLite database file for sessions (created when missing; survives restarts).
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
     pub idle_timeout_secs: i64,
 }
 
-/// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
-/// objects (`realm_access.roles`).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClaimMapping {
-    pub user_id: String,
-    pub username: String,
-    pub name: String,
-    pub email: String,
-    pub groups: String,
-    pub roles: String,
-    /// Which client or token this is (`azp` for Keycloak, `client_id` elsewhere).
-    pub token_name: String,
+/// The engine that keeps sessions (and, later, the session index and other shared state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file (`session.sqlite_path`): the embedded default for a single bridge.
+    #[default]
+    Sqlite,
 }
 
-impl Default for ClaimMapping {
-    fn default() -> Self {
-        Self {
-            user_id: "sub".into(),
-            username: "preferred_username".into(),
-            name: "name".into(),
-            email: "email".into(),
-            groups: "groups".into(),
-            roles: "realm_access.roles".into(),
-            token_name: "azp".into(),
-        }
+/// The configuration after every check, with the trusted issuers compiled: what the server
+/// and the CLI run on. Only [`Settings::compile`] (and so [`Settings::load`]) makes one.
+#[derive(Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// The `[[issuers]]` entries, compiled (keys read, algorithms parsed, patterns built).
+    pub issuers: Vec<IssuerSpec>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("settings", &self.settings)
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            )
+            .finish()
     }
 }
 
@@ -169,6 +176,7 @@ impl Default for Settings {
                 http_timeout_secs: 10,
             },
             session: SessionSettings {
+                store: StoreKind::Sqlite,
                 sqlite_path: PathBuf::from("login-bridge.sqlite"),
                 idle_timeout_secs: 8 * 3600,
             },
@@ -195,8 +203,9 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Defaults, then the TOML file (if given), then `BRIDGE_*` environment variables.
-    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+    /// Defaults, then the TOML file (if given), then `BRIDGE_*` environment variables; then
+    /// every check, reported at once.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Config, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -212,8 +221,34 @@ impl Settings {
             .extract()
             .map_err(|e| SettingsError::Load(e.to_string()))?;
         settings.resolve_secrets()?;
-        settings.validate()?;
-        Ok(settings)
+        settings.compile()
+    }
+
+    /// Checks everything and compiles the trusted issuers: the one place that says whether a
+    /// configuration is usable, listing every problem.
+    pub fn compile(self) -> Result<Config, SettingsError> {
+        let mut problems = self.problems();
+        let mut issuers = Vec::with_capacity(self.issuers.len());
+        let mut seen = std::collections::HashSet::new();
+        for entry in &self.issuers {
+            match IssuerSpec::compile(entry) {
+                Ok(spec) => {
+                    if !seen.insert(spec.issuer.clone()) {
+                        problems.push(format!("issuers: {} is configured twice", spec.issuer));
+                    }
+                    issuers.push(spec);
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Config {
+                settings: self,
+                issuers,
+            })
+        } else {
+            Err(SettingsError::Invalid(problems))
+        }
     }
 
     fn resolve_secrets(&mut self) -> Result<(), SettingsError> {
@@ -229,8 +264,13 @@ impl Settings {
         Ok(())
     }
 
-    /// Checks everything that can be checked without the network.
+    /// Checks everything that can be checked without the network, trusted issuers included.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.clone().compile().map(drop)
+    }
+
+    /// The problems of the settings themselves (issuers are checked by [`Self::compile`]).
+    fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         match self.public_url.scheme() {
             "http" | "https" => {}
@@ -283,11 +323,7 @@ impl Settings {
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(SettingsError::Invalid(problems))
-        }
+        problems
     }
 
     pub fn redirect_uri(&self) -> String {

@@ -5,30 +5,26 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    Router,
-    extract::{Request, State},
-    http::{HeaderValue, header},
-    middleware::{self, Next},
-    response::Response,
+    Router, middleware,
     routing::{any, get},
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
-use tower_sessions::{
-    Expiry, SessionManagerLayer, cookie::SameSite, session_store::ExpiredDeletion,
-};
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
 
 use crate::{
-    api::{self, ApiCallLog},
-    auth::{refresh::Refresher, routes as auth_routes},
+    auth::{page_open::open_page, routes as auth_routes},
+    demo_api::{self, ApiCallLog},
     health,
-    oidc::Provider,
-    settings::Settings,
-    spa::{SpaIndex, spa_entry},
+    oidc::client::ProviderClient,
+    session::{refresh::InProcessRefreshLock, store::SessionBackend, typed::SessionIndexHandle},
+    settings::Config,
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
+    web::{
+        headers::{SecurityHeaders, security_headers},
+        spa::SpaIndex,
+    },
 };
 
 pub struct Application {
@@ -36,23 +32,26 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    api_calls: Arc<ApiCallLog>,
 }
 
 impl Application {
     /// Binds `settings.listen` and prepares everything; discovery runs in the background.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.listen)
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listen = config.settings.listen;
+        let listener = TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
-        Self::build_with_listener(settings, listener).await
+            .with_context(|| format!("cannot listen on {listen} (setting `listen`)"))?;
+        Self::build_with_listener(config, listener).await
     }
 
     /// Like [`Application::build`], on a listener the caller already bound.
     pub async fn build_with_listener(
-        settings: Settings,
+        config: Config,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        let Config { settings, issuers } = config;
         let settings = Arc::new(settings);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.oidc.http_timeout_secs))
@@ -60,47 +59,34 @@ impl Application {
             .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
-        let trust = Arc::new(
-            TrustEngine::new(&settings.issuers, &settings.route_policies, &http).map_err(
-                |problems| {
-                    anyhow::anyhow!(
-                        "invalid trusted issuers:\n{}",
-                        problems
-                            .iter()
-                            .map(|p| format!("  - {p}"))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                },
-            )?,
-        );
+        let trust = Arc::new(TrustEngine::new(
+            issuers,
+            settings.route_policies.clone(),
+            &http,
+        ));
         trust.spawn_jwks_refresh();
-        let provider = Arc::new(Provider::new(settings.clone(), http));
-        let store = session_store(&settings).await?;
+        let provider = Arc::new(ProviderClient::new(settings.clone(), http, trust.clone()));
+        let backend = SessionBackend::open(&settings.session).await?;
+        backend.spawn_cleanup();
         tokio::spawn(provider.clone().discover_until_ready());
-        let cleaner = store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = cleaner
-                .continuously_delete_expired(tokio::time::Duration::from_secs(600))
-                .await
-            {
-                tracing::warn!(error = %e, "expired-session cleanup stopped");
-            }
-        });
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
+            sessions: SessionIndexHandle(backend.index()),
+            refresh_lock: Arc::new(InProcessRefreshLock::default()),
             settings,
             provider,
-            refresher: Arc::new(Refresher::default()),
-            api_calls: Arc::new(ApiCallLog::default()),
             trust,
         });
-        let router = router(state.clone(), store);
+        let api_calls = Arc::new(ApiCallLog::default());
+        let router = match backend {
+            SessionBackend::Sqlite { store, .. } => router(state.clone(), store, api_calls.clone()),
+        };
         Ok(Self {
             port,
             listener,
             router,
             state,
+            api_calls,
         })
     }
 
@@ -110,6 +96,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The demo API's record of recent calls (what the server saw of each bearer token).
+    pub fn api_calls(&self) -> Arc<ApiCallLog> {
+        self.api_calls.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
@@ -139,34 +130,12 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// The embedded session store: one SQLite file that survives restarts.
-async fn session_store(settings: &Settings) -> anyhow::Result<SqliteStore> {
-    let path = &settings.session.sqlite_path;
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the session database {} (session.sqlite_path)",
-                path.display()
-            )
-        })?;
-    let store = SqliteStore::new(pool);
-    store
-        .migrate()
-        .await
-        .context("cannot create the session table")?;
-    Ok(store)
-}
-
-fn router(state: AppState, store: SqliteStore) -> Router {
+/// The whole router, for any session store.
+fn router<S: SessionStore + Clone>(
+    state: AppState,
+    store: S,
+    api_calls: Arc<ApiCallLog>,
+) -> Router {
     let settings = &state.settings;
     let cookie_name = if settings.is_https() {
         "__Host-lb_session"
@@ -185,42 +154,20 @@ fn router(state: AppState, store: SqliteStore) -> Router {
     let spa_files = ServeDir::new(&settings.dist_dir)
         .append_index_html_on_directories(false)
         .call_fallback_on_method_not_allowed(true)
-        .fallback(any(spa_entry).with_state(state.clone()));
+        .fallback(any(open_page).with_state(state.clone()));
     let browser = auth_routes::router()
         .fallback_service(spa_files)
         .layer(sessions);
+    let headers = SecurityHeaders {
+        csp: state.spa.csp.clone(),
+        hsts: settings.is_https(),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest("/api", api::router())
         .merge(browser)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            security_headers,
-        ))
+        .with_state(state.clone())
+        .nest("/api", demo_api::router(&state, api_calls))
+        .layer(middleware::from_fn_with_state(headers, security_headers))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
-        .with_state(state)
-}
-
-/// Headers every answer carries.
-async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CONTENT_SECURITY_POLICY, state.spa.csp.clone());
-    if state.settings.is_https() {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    response
 }

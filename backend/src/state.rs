@@ -1,13 +1,21 @@
-//! Shared application state, passed to handlers through axum's `State` (never a global).
+//! The bridge's infrastructure, shared by handlers through axum's `State` (never a global):
+//! settings, the trust engine, the provider client, the session index, the refresh lock and
+//! the SPA's entry page. Features keep their own state; handlers take the parts they need
+//! through `FromRef`.
 //!
 //! axum clones the state for every extractor that asks for it, so it is one `Arc`: a clone is
 //! one reference-count increment, whatever the state holds.
 
 use std::{ops::Deref, sync::Arc};
 
+use axum::extract::FromRef;
+
 use crate::{
-    api::ApiCallLog, auth::refresh::Refresher, oidc::Provider, settings::Settings, spa::SpaIndex,
+    oidc::client::ProviderClient,
+    session::{refresh::RefreshLock, typed::SessionIndexHandle},
+    settings::Settings,
     trust::engine::TrustEngine,
+    web::spa::SpaIndex,
 };
 
 #[derive(Clone)]
@@ -15,12 +23,12 @@ pub struct AppState(Arc<AppStateInner>);
 
 pub struct AppStateInner {
     pub settings: Arc<Settings>,
-    pub provider: Arc<Provider>,
-    pub refresher: Arc<Refresher>,
-    pub api_calls: Arc<ApiCallLog>,
-    pub spa: Arc<SpaIndex>,
-    /// Every trusted issuer of API bearer tokens, with the verified-token cache.
+    /// Every trusted issuer (the login provider once discovered), with the verified-token cache.
     pub trust: Arc<TrustEngine>,
+    pub provider: Arc<ProviderClient>,
+    pub sessions: SessionIndexHandle,
+    pub refresh_lock: Arc<dyn RefreshLock>,
+    pub spa: Arc<SpaIndex>,
 }
 
 impl AppState {
@@ -33,5 +41,29 @@ impl Deref for AppState {
     type Target = AppStateInner;
     fn deref(&self) -> &AppStateInner {
         &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Settings> {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<TrustEngine> {
+    fn from_ref(state: &AppState) -> Self {
+        state.trust.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<ProviderClient> {
+    fn from_ref(state: &AppState) -> Self {
+        state.provider.clone()
+    }
+}
+
+impl FromRef<AppState> for SessionIndexHandle {
+    fn from_ref(state: &AppState) -> Self {
+        state.sessions.clone()
     }
 }

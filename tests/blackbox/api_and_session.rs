@@ -271,7 +271,7 @@ async fn a_bridge_restart_keeps_sessions() {
         ..AppOptions::default()
     };
     let settings = bridge_settings(port, &app.idp.issuer, app.dir.path(), &opts);
-    let restarted = Application::build_with_listener(settings, listener)
+    let restarted = Application::build_with_listener(settings.compile().unwrap(), listener)
         .await
         .unwrap();
     let state = restarted.state().clone();
@@ -409,7 +409,7 @@ async fn readyz_reports_not_ready_until_discovery_succeeds_and_healthz_is_up() {
         dir.path(),
         &AppOptions::default(),
     );
-    let app = Application::build_with_listener(settings, listener)
+    let app = Application::build_with_listener(settings.compile().unwrap(), listener)
         .await
         .unwrap();
     let server = tokio::spawn(app.run_until_stopped());

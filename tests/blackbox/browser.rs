@@ -220,7 +220,7 @@ async fn a_first_login_goes_through_the_provider_form_and_every_api_call_carries
     // Server side: the API saw bearer tokens for alice, and each was the token that
     // /auth/session hands out.
     let token = browser.token_from_session_endpoint().await;
-    let calls = app.state.api_calls.recent(ALICE_SUB);
+    let calls = app.api_calls.recent(ALICE_SUB);
     assert!(calls.iter().any(|c| c.path == "/api/me"), "{calls:?}");
     assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
     let expected = login_bridge::trust::fingerprint(&token);

@@ -11,6 +11,7 @@ use std::{
 };
 
 use login_bridge::{
+    demo_api::ApiCallLog,
     settings::{Secret, Settings},
     startup::Application,
     state::AppState,
@@ -139,6 +140,8 @@ pub struct TestApp {
     pub port: u16,
     pub idp: TestIdp,
     pub state: AppState,
+    /// What the demo API recorded of each call (method, path, token fingerprint).
+    pub api_calls: Arc<ApiCallLog>,
     pub settings: Settings,
     server: JoinHandle<()>,
     pub dir: Arc<tempfile::TempDir>,
@@ -202,10 +205,11 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let settings = bridge_settings(port, &idp.issuer, dir.path(), &opts);
-    let app = Application::build_with_listener(settings.clone(), listener)
+    let app = Application::build_with_listener(settings.clone().compile().unwrap(), listener)
         .await
         .unwrap();
     let state = app.state().clone();
+    let api_calls = app.api_calls();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
@@ -217,6 +221,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         port,
         idp,
         state,
+        api_calls,
         settings,
         server,
         dir,

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     jwks::{JwksCache, KeySet, VerificationKey},
+    mapping::ClaimMapping,
     validate::Keys,
 };
-use crate::settings::ClaimMapping;
 
 /// One `[[issuers]]` entry.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -124,6 +124,42 @@ pub enum IssuerKeys {
     Static(KeySet),
 }
 
+/// Where a compiled issuer's keys come from. A JWKS URL becomes a live [`JwksCache`] only when
+/// the engine is built (it needs the HTTP client); everything else is read at compile time.
+#[derive(Clone)]
+pub enum KeySpec {
+    JwksUrl(String),
+    Static(KeySet),
+}
+
+/// Why an `[[issuers]]` entry cannot be used. Names the entry, says how to fix it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("issuers[{name}]: {problem}")]
+pub struct IssuerConfigError {
+    pub name: String,
+    pub problem: String,
+}
+
+/// An `[[issuers]]` entry after every check: algorithms parsed, key material read, the
+/// username pattern compiled. Compiling needs no network, so configuration loading can report
+/// every problem at once.
+#[derive(Clone)]
+pub struct IssuerSpec {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: KeySpec,
+    pub leeway_secs: u64,
+    pub required_claims: Vec<String>,
+    pub typ: Option<String>,
+    pub claims: ClaimMapping,
+    pub policy: Policy,
+    pub username_regex: Option<Regex>,
+    pub jwks_refresh: Duration,
+    pub jwks_refetch_cooldown: Duration,
+}
+
 /// A compiled, validated issuer.
 pub struct TrustedIssuer {
     pub name: String,
@@ -164,7 +200,34 @@ impl TrustedIssuer {
         }
     }
 
-    /// The issuer the OIDC provider's discovery produced: its own JWKS, the API audience.
+    /// The live issuer of a compiled spec; a JWKS URL gets its cache here.
+    pub fn from_spec(spec: IssuerSpec, http: &reqwest::Client) -> Self {
+        let keys = match spec.keys {
+            KeySpec::JwksUrl(url) => IssuerKeys::Remote(Arc::new(JwksCache::new(
+                url,
+                http.clone(),
+                spec.jwks_refetch_cooldown,
+            ))),
+            KeySpec::Static(set) => IssuerKeys::Static(set),
+        };
+        Self {
+            name: spec.name,
+            issuer: spec.issuer,
+            audiences: spec.audiences,
+            algorithms: spec.algorithms,
+            keys,
+            leeway_secs: spec.leeway_secs,
+            required_claims: spec.required_claims,
+            typ: spec.typ,
+            claims: spec.claims,
+            policy: spec.policy,
+            username_regex: spec.username_regex,
+            jwks_refresh: spec.jwks_refresh,
+        }
+    }
+
+    /// The login provider after discovery, registered like any other issuer: its own JWKS,
+    /// the API audience, the `[claims]` mapping.
     pub fn for_provider(
         issuer: String,
         algorithms: Vec<Algorithm>,
@@ -174,7 +237,7 @@ impl TrustedIssuer {
         leeway_secs: u64,
     ) -> Self {
         Self {
-            name: "oidc".into(),
+            name: PROVIDER_ISSUER.into(),
             issuer,
             audiences: vec![audience],
             algorithms,
@@ -188,11 +251,24 @@ impl TrustedIssuer {
             jwks_refresh: Duration::from_secs(default_jwks_refresh()),
         }
     }
+}
 
+/// Name under which the login provider is registered in the trust engine (reserved).
+pub const PROVIDER_ISSUER: &str = "oidc";
+
+impl IssuerSpec {
     /// Checks and compiles one `[[issuers]]` entry. Every problem names the setting.
-    pub fn from_settings(s: &IssuerSettings, http: &reqwest::Client) -> Result<Self, String> {
+    pub fn compile(s: &IssuerSettings) -> Result<Self, IssuerConfigError> {
         let name = s.name.clone().unwrap_or_else(|| s.issuer.clone());
-        let at = |m: String| format!("issuers[{name}]: {m}");
+        let at = |m: String| IssuerConfigError {
+            name: name.clone(),
+            problem: m,
+        };
+        if name == PROVIDER_ISSUER {
+            return Err(at(format!(
+                "the name {PROVIDER_ISSUER:?} is reserved for the login provider; choose another"
+            )));
+        }
         if s.issuer.is_empty() {
             return Err(at("issuer is empty".into()));
         }
@@ -246,11 +322,7 @@ impl TrustedIssuer {
             ));
         }
         let keys = if let Some(url) = &s.jwks_url {
-            IssuerKeys::Remote(Arc::new(JwksCache::new(
-                url.clone(),
-                http.clone(),
-                Duration::from_secs(s.jwks_refetch_cooldown_secs),
-            )))
+            KeySpec::JwksUrl(url.clone())
         } else if let Some(path) = &s.jwks_file {
             let body = std::fs::read(path)
                 .map_err(|e| at(format!("cannot read jwks_file {}: {e}", path.display())))?;
@@ -258,7 +330,7 @@ impl TrustedIssuer {
             if set.is_empty() {
                 return Err(at("jwks_file holds no usable signature key".into()));
             }
-            IssuerKeys::Static(set)
+            KeySpec::Static(set)
         } else if s.public_key.is_some() || s.public_key_file.is_some() {
             let pem = match (&s.public_key, &s.public_key_file) {
                 (Some(inline), _) => inline.clone().into_bytes(),
@@ -270,7 +342,7 @@ impl TrustedIssuer {
                 })?,
                 (None, None) => Vec::new(),
             };
-            IssuerKeys::Static(KeySet::from_keys(vec![
+            KeySpec::Static(KeySet::from_keys(vec![
                 pem_key(&pem, &algorithms).map_err(at)?,
             ]))
         } else {
@@ -296,7 +368,7 @@ impl TrustedIssuer {
                     "the HMAC secret must be at least 32 bytes (RFC 7518 3.2)".into(),
                 ));
             }
-            IssuerKeys::Static(KeySet::from_keys(vec![VerificationKey {
+            KeySpec::Static(KeySet::from_keys(vec![VerificationKey {
                 kid: None,
                 alg: None,
                 key: DecodingKey::from_secret(secret.as_bytes()),
@@ -329,6 +401,7 @@ impl TrustedIssuer {
             policy: s.policy.clone(),
             username_regex,
             jwks_refresh: Duration::from_secs(s.jwks_refresh_secs.max(10)),
+            jwks_refetch_cooldown: Duration::from_secs(s.jwks_refetch_cooldown_secs),
         })
     }
 }

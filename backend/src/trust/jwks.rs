@@ -22,6 +22,22 @@ use jsonwebtoken::{
 use sha2::Digest;
 use tokio::sync::Mutex;
 
+/// Why a key set could not be fetched or read. The last good keys stay in use meanwhile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JwksError {
+    #[error("JWKS fetch from {url} failed: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("JWKS fetch from {url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("not a JWKS: {0}")]
+    Parse(String),
+    #[error("JWKS at {url} holds no usable key")]
+    Empty { url: String },
+}
+
 /// One usable verification key.
 #[derive(Clone)]
 pub struct VerificationKey {
@@ -39,12 +55,12 @@ pub struct KeySet {
 
 impl KeySet {
     /// Parses a JWKS document, keeping only signature keys the bridge can use.
-    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+    pub fn from_json(body: &[u8]) -> Result<Self, JwksError> {
         #[derive(serde::Deserialize)]
         struct Raw {
             keys: Vec<serde_json::Value>,
         }
-        let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
+        let raw: Raw = serde_json::from_slice(body).map_err(|e| JwksError::Parse(e.to_string()))?;
         let keys = raw
             .keys
             .into_iter()
@@ -143,34 +159,39 @@ impl JwksCache {
     }
 
     /// Fetches the key set now, regardless of the cooldown (startup and scheduled refresh).
-    pub async fn refresh(&self) -> Result<(), String> {
+    fn fetch_error(&self, e: reqwest::Error) -> JwksError {
+        JwksError::Fetch {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub async fn refresh(&self) -> Result<(), JwksError> {
         let _single_flight = self.last_fetch.lock().await;
         self.fetch_locked().await
     }
 
-    async fn fetch_locked(&self) -> Result<(), String> {
+    async fn fetch_locked(&self) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| format!("JWKS fetch from {} failed: {e}", self.url))?;
+            .map_err(|e| self.fetch_error(e))?;
         if !response.status().is_success() {
-            return Err(format!(
-                "JWKS fetch from {} answered {}",
-                self.url,
-                response.status()
-            ));
+            return Err(JwksError::Status {
+                url: self.url.clone(),
+                status: response.status(),
+            });
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("JWKS fetch from {} failed: {e}", self.url))?;
+        let body = response.bytes().await.map_err(|e| self.fetch_error(e))?;
         let set = KeySet::from_json(&body)?;
         if set.is_empty() {
             // Keep the last good keys: an empty answer is more likely a fault than a revocation.
-            return Err(format!("JWKS at {} holds no usable key", self.url));
+            return Err(JwksError::Empty {
+                url: self.url.clone(),
+            });
         }
         let digest: [u8; 32] = sha2::Sha256::digest(&body).into();
         {

@@ -1,9 +1,37 @@
 //! Claim mapping: validated claims to a [`User`], following configured (dotted) claim paths.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use shared::session::User;
 
-use crate::settings::ClaimMapping;
+/// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
+/// objects (`realm_access.roles`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimMapping {
+    pub user_id: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub groups: String,
+    pub roles: String,
+    /// Which client or token this is (`azp` for Keycloak, `client_id` elsewhere).
+    pub token_name: String,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            user_id: "sub".into(),
+            username: "preferred_username".into(),
+            name: "name".into(),
+            email: "email".into(),
+            groups: "groups".into(),
+            roles: "realm_access.roles".into(),
+            token_name: "azp".into(),
+        }
+    }
+}
 
 /// Follows a dotted path (`realm_access.roles`) into nested objects. A claim whose own name
 /// contains a dot (`https://example.org/roles`) is found too: the full path is tried first.
@@ -58,7 +86,6 @@ pub fn map_user(mapping: &ClaimMapping, sources: &[&Map<String, Value>]) -> User
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Settings;
     use serde_json::json;
 
     #[test]
@@ -68,7 +95,7 @@ mod tests {
             "groups": ["admins"], "realm_access": {"roles": ["admin", "user"]}
         });
         let claims = claims.as_object().cloned().unwrap_or_default();
-        let user = map_user(&Settings::default().claims, &[&claims]);
+        let user = map_user(&ClaimMapping::default(), &[&claims]);
         assert_eq!(user.id, "u1");
         assert_eq!(user.username.as_deref(), Some("alice"));
         assert_eq!(user.roles, vec!["admin", "user"]);
@@ -85,7 +112,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let user = map_user(&Settings::default().claims, &[&id, &at]);
+        let user = map_user(&ClaimMapping::default(), &[&id, &at]);
         assert_eq!(user.id, "u1");
         assert_eq!(user.roles, vec!["r"]);
     }

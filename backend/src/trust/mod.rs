@@ -1,19 +1,18 @@
 //! The trust engine: which JWTs the bridge accepts and who they say the caller is.
 //!
-//! `jwks` caches an issuer's keys, `validate` checks a token against one issuer's rules, and
-//! `mapping` turns validated claims into a [`shared::session::User`]. Every way into the
-//! bridge (code flow, API bearer tokens) goes through here.
+//! Every way into the bridge ends here: the code flow's ID and access tokens, API bearer
+//! tokens, and (later) gateway JWTs and service-user assertions. `issuer` compiles the
+//! configured issuers (the login provider is registered as one more after discovery), `jwks`
+//! caches remote keys, `validate` holds the one set of JWT rules, `mapping` turns claims into
+//! a user, `policy` decides who may pass, `cache` remembers verified tokens, and `engine` ties
+//! them together behind `verify` / `verify_as`.
 
+pub mod cache;
 pub mod engine;
 pub mod issuer;
 pub mod jwks;
 pub mod mapping;
+pub mod policy;
+pub mod principal;
 pub mod validate;
-
-use sha2::{Digest, Sha256};
-
-/// First 16 hex digits of SHA-256 over a token: safe to show and log, useless to replay.
-pub fn fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
+pub use principal::fingerprint;

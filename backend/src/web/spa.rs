@@ -1,27 +1,15 @@
-//! Serving the built SPA, and the silent-SSO decision made when a browser opens it.
-//!
-//! Static files come from `dist/`; every other GET is a client route and gets `index.html`.
-//! But before that page is served to a browser without a bridge session, the bridge starts
-//! the `prompt=none` attempt itself, by top-level redirect, so a user with an active SSO
-//! session is signed in before any WASM loads and never sees a form.
+//! Serving the built SPA: static files come from `dist/`; every other GET is a client route
+//! and gets `index.html`, under a CSP built from that file.
 
 use std::path::Path;
 
 use axum::{
     body::Body,
-    extract::State,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
-    response::{IntoResponse, Redirect, Response},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha256};
-use tower_sessions::Session;
-
-use crate::{
-    auth::{SIGNED_IN_KEY, SignedIn, flow::start_login, routes::silent_sso_tried_recently},
-    state::AppState,
-};
-
 /// The SPA's entry page, loaded once at startup, and the CSP that fits it.
 pub struct SpaIndex {
     html: Option<String>,
@@ -44,6 +32,18 @@ impl SpaIndex {
 
     fn page(&self) -> &str {
         self.html.as_deref().unwrap_or(NOT_BUILT)
+    }
+
+    /// `index.html`, for any client route.
+    pub fn page_response(&self) -> Response {
+        let mut response = Response::new(Body::from(self.page().to_owned()));
+        let h = response.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
     }
 }
 
@@ -77,7 +77,7 @@ fn content_security_policy(html: &str) -> HeaderValue {
 }
 
 /// Whether this request is a browser opening a page (as opposed to fetch/XHR or a tool).
-fn is_navigation(headers: &HeaderMap) -> bool {
+pub fn is_navigation(headers: &HeaderMap) -> bool {
     match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
         Some(mode) => mode == "navigate",
         None => headers
@@ -87,25 +87,22 @@ fn is_navigation(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Fallback for everything that is not an API route or a file in `dist/`.
-pub async fn spa_entry(
-    State(state): State<AppState>,
-    session: Session,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let path = uri.path();
+/// The answer for a request that reached the SPA fallback but is not a page: an unknown API
+/// or auth route (404 JSON), a method other than GET/HEAD (405), or a missing asset (404).
+/// `None` for a client route, which gets `index.html`.
+pub fn not_a_page(method: &Method, path: &str) -> Option<Response> {
     if path.starts_with("/api/") || path.starts_with("/auth/") || path == "/api" || path == "/auth"
     {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(shared::error::ApiError::new("not_found", "no such route")),
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(shared::error::ApiError::new("not_found", "no such route")),
+            )
+                .into_response(),
+        );
     }
     if method != Method::GET && method != Method::HEAD {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        return Some(StatusCode::METHOD_NOT_ALLOWED.into_response());
     }
     // A path whose last segment looks like a file name is a missing asset, not a route.
     if path
@@ -113,39 +110,9 @@ pub async fn spa_entry(
         .next()
         .is_some_and(|last| last.contains('.'))
     {
-        return StatusCode::NOT_FOUND.into_response();
+        return Some(StatusCode::NOT_FOUND.into_response());
     }
-
-    if method == Method::GET
-        && state.settings.oidc.silent_sso
-        && is_navigation(&headers)
-        && path != "/login"
-        && state.provider.ready().is_some()
-    {
-        let signed_in = matches!(session.get::<SignedIn>(SIGNED_IN_KEY).await, Ok(Some(_)));
-        if !signed_in && !silent_sso_tried_recently(&state, &session).await {
-            let return_to = uri
-                .path_and_query()
-                .map(|pq| pq.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            // The URI came from the request line: still checked like any other return_to.
-            let return_to =
-                crate::auth::return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
-            match start_login(&state, &session, return_to, true).await {
-                Ok(url) => return Redirect::to(&url).into_response(),
-                Err(e) => tracing::warn!(error = %e, "silent SSO could not start; serving the UI"),
-            }
-        }
-    }
-
-    let mut response = Response::new(Body::from(state.spa.page().to_owned()));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    None
 }
 
 #[cfg(test)]

@@ -1,0 +1,26 @@
+//! `POST /auth/logout`: ends the bridge session and tells the SPA where to end the SSO session.
+
+use axum::{Json, extract::State, http::HeaderMap};
+use shared::session::LogoutResponse;
+
+use super::csrf::require_same_origin;
+use crate::{error::AppResult, session::typed::TypedSession, state::AppState};
+
+#[tracing::instrument(skip_all)]
+pub async fn logout(
+    State(state): State<AppState>,
+    session: TypedSession,
+    headers: HeaderMap,
+) -> AppResult<Json<LogoutResponse>> {
+    require_same_origin(&headers, &state.settings.origin())?;
+    let user = session.user().await?;
+    session.end().await?;
+    let end_session_url = match (state.provider.ready(), user) {
+        (Some(d), Some(user)) => {
+            let id_token = user.provider_tokens().and_then(|t| t.id_token.as_deref());
+            state.provider.end_session_url(&d, id_token)
+        }
+        _ => None,
+    };
+    Ok(Json(LogoutResponse { end_session_url }))
+}

@@ -1,0 +1,435 @@
+//! The OIDC way in: starting a login (`/auth/login`, and the silent attempt of the page-open
+//! decision), the provider's callback (`/auth/callback`), turning a token response into a
+//! [`SessionUser`] (every token checked by the trust engine), and the refresh that keeps an
+//! OIDC session alive.
+
+use axum::{
+    extract::{Query, RawQuery, State},
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures::FutureExt;
+use serde::Deserialize;
+
+use super::return_to;
+use crate::{
+    clock::now,
+    error::{AppError, AppResult},
+    oidc::client::{AuthorizationRequest, Discovered, ProviderError, TokenResponse},
+    session::{
+        index::IndexKey,
+        refresh::{RefreshFailure, RefreshOutcome},
+        typed::TypedSession,
+        user::{PendingLogin, ProviderTokens, SessionUser, SignIn},
+    },
+    state::AppState,
+    trust::{engine::Rejection, issuer::PROVIDER_ISSUER, mapping::map_user, validate::TokenError},
+};
+
+/// 32 random bytes, base64url: state, nonce and PKCE verifier.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Stores a new pending login in the session and returns the provider's authorization URL.
+#[tracing::instrument(skip_all, fields(silent))]
+pub async fn start_login(
+    state: &AppState,
+    session: &TypedSession,
+    return_to: String,
+    silent: bool,
+) -> AppResult<String> {
+    let discovered = state.provider.ready().ok_or_else(|| {
+        AppError::Unavailable(format!(
+            "OIDC discovery not complete: {}",
+            state.provider.not_ready_reason()
+        ))
+    })?;
+    let pending = PendingLogin {
+        state: random_token(),
+        nonce: random_token(),
+        pkce_verifier: random_token(),
+        return_to,
+        silent,
+        created_at: now(),
+    };
+    let url = state.provider.authorization_url(
+        &discovered,
+        &AuthorizationRequest {
+            state: &pending.state,
+            nonce: &pending.nonce,
+            pkce_verifier: &pending.pkce_verifier,
+            silent,
+        },
+    );
+    session.add_pending_login(pending).await?;
+    Ok(url)
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+    prompt: Option<String>,
+}
+
+/// `GET /auth/login`: starts the code flow. `prompt=none` asks for a silent sign-in.
+pub async fn login(
+    State(state): State<AppState>,
+    session: TypedSession,
+    Query(q): Query<LoginQuery>,
+) -> AppResult<Response> {
+    let target = return_to::validate(q.return_to.as_deref().unwrap_or("/"))
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let silent = match q.prompt.as_deref() {
+        None | Some("") | Some("login") => false,
+        Some("none") => true,
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "prompt must be \"none\" or absent".into(),
+            ));
+        }
+    };
+    let url = start_login(&state, &session, target, silent).await?;
+    Ok(Redirect::to(&url).into_response())
+}
+
+/// Parses the callback query, refusing duplicated parameters (parameter pollution).
+fn callback_params(
+    raw: Option<&str>,
+) -> Result<std::collections::HashMap<String, String>, AppError> {
+    let mut params = std::collections::HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if params.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(AppError::BadRequest(
+                "duplicate parameter in callback".into(),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+/// A small HTML page for a callback that cannot complete: the browser is mid-navigation, so a
+/// JSON body would be unreadable. Says what happened and offers a fresh start.
+fn failure_page(status: StatusCode, message: &str) -> Response {
+    let escaped = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed</title></head>\
+         <body><h1>Sign-in failed</h1><p id=\"error\">{escaped}</p><p><a href=\"/login\">Start again</a></p></body></html>"
+    );
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
+}
+
+/// Where a provider error sends the browser: the UI's own login page, with the reason.
+fn login_page_url(error: &str, description: Option<&str>, return_to: &str) -> String {
+    let mut url = format!(
+        "/login?error={}&return_to={}",
+        urlencoding::encode(error),
+        urlencoding::encode(return_to)
+    );
+    if let Some(d) = description {
+        let d: String = d.chars().filter(|c| !c.is_control()).take(200).collect();
+        url.push_str("&error_description=");
+        url.push_str(&urlencoding::encode(&d));
+    }
+    url
+}
+
+/// `GET /auth/callback`: the provider sends the browser back here with `code` and `state`
+/// (or an error).
+#[tracing::instrument(skip_all)]
+pub async fn callback(
+    State(state): State<AppState>,
+    session: TypedSession,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match complete_callback(&state, &session, raw.as_deref()).await {
+        Ok(response) => response,
+        Err(CallbackError::Page(status, message)) => failure_page(status, &message),
+        Err(CallbackError::App(e)) => e.into_response(),
+    }
+}
+
+enum CallbackError {
+    Page(StatusCode, String),
+    App(AppError),
+}
+
+impl From<AppError> for CallbackError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::BadRequest(m) => CallbackError::Page(StatusCode::BAD_REQUEST, m),
+            AppError::Unavailable(m) => {
+                tracing::warn!(reason = %m, "callback while the provider is unavailable");
+                CallbackError::Page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The identity provider cannot be reached right now. Try again in a moment."
+                        .into(),
+                )
+            }
+            other => CallbackError::App(other),
+        }
+    }
+}
+
+impl From<crate::session::typed::SessionError> for CallbackError {
+    fn from(e: crate::session::typed::SessionError) -> Self {
+        CallbackError::App(e.into())
+    }
+}
+
+async fn complete_callback(
+    state: &AppState,
+    session: &TypedSession,
+    raw: Option<&str>,
+) -> Result<Response, CallbackError> {
+    let params = callback_params(raw)?;
+    let discovered = state
+        .provider
+        .ready()
+        .ok_or_else(|| AppError::Unavailable(state.provider.not_ready_reason()))?;
+    let bad = |m: &str| CallbackError::Page(StatusCode::BAD_REQUEST, m.to_string());
+
+    let state_param = params.get("state").map(String::as_str).unwrap_or("");
+    let pending = if state_param.is_empty() {
+        None
+    } else {
+        session.take_pending_login(state_param).await?
+    };
+    let Some(pending) = pending else {
+        if let Some(error) = params.get("error") {
+            // Not ours to trust, but still the user's clearest path forward.
+            return Ok(Redirect::to(&login_page_url(error, None, "/")).into_response());
+        }
+        return Err(bad(
+            "This sign-in response does not belong to a login started in this browser, or was \
+             already used (unknown state).",
+        ));
+    };
+
+    // RFC 9207: the response must come from the provider this login went to.
+    match params.get("iss") {
+        Some(iss) if iss != &discovered.metadata.issuer => {
+            return Err(bad(
+                "The sign-in response came from an unexpected issuer (iss).",
+            ));
+        }
+        None if discovered.metadata.iss_parameter_supported => {
+            return Err(bad(
+                "The sign-in response lacks the issuer (iss) parameter.",
+            ));
+        }
+        _ => {}
+    }
+
+    if let Some(error) = params.get("error") {
+        let silent_miss = pending.silent
+            && matches!(
+                error.as_str(),
+                "login_required"
+                    | "interaction_required"
+                    | "consent_required"
+                    | "account_selection_required"
+            );
+        if pending.silent {
+            session.mark_silent_sso_tried().await?;
+        }
+        tracing::info!(%error, silent = pending.silent, "provider answered the authorization request with an error");
+        let description = if silent_miss {
+            None
+        } else {
+            params.get("error_description").map(String::as_str)
+        };
+        return Ok(
+            Redirect::to(&login_page_url(error, description, &pending.return_to)).into_response(),
+        );
+    }
+
+    let Some(code) = params.get("code") else {
+        return Err(bad(
+            "The sign-in response carries neither a code nor an error.",
+        ));
+    };
+    let tokens = match state
+        .provider
+        .exchange_code(&discovered, code, &pending.pkce_verifier)
+        .await
+    {
+        Ok(t) => t,
+        Err(ProviderError::Rejected { error, .. }) => {
+            tracing::info!(%error, "provider refused the authorization code");
+            return Err(bad(
+                "The identity provider refused the sign-in code (it may have been used already). Please sign in again.",
+            ));
+        }
+        Err(ProviderError::Unavailable(e)) => return Err(AppError::Unavailable(e).into()),
+    };
+    let (user, sid) = session_user_from_tokens(state, tokens, Some(&pending.nonce), None)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "tokens from the code exchange rejected");
+            bad("The tokens from the identity provider did not pass validation.")
+        })?;
+
+    let mut keys = vec![IndexKey::sub(user.principal.user.id.clone())];
+    keys.extend(sid.map(IndexKey::sid));
+    tracing::info!(user = %user.principal.user.id, "signed in");
+    // A new identity gets a new session id (session fixation defence).
+    session.sign_in(user, &keys).await?;
+    Ok(Redirect::to(&pending.return_to).into_response())
+}
+
+/// Why a token response could not become a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the provider sent no ID token")]
+    NoIdToken,
+    #[error("ID token rejected: {0}")]
+    IdToken(TokenError),
+    #[error(
+        "access token rejected: {0}. The access token must be a JWT for the configured \
+         oidc.api_audience (Keycloak: add an audience mapper to the client)"
+    )]
+    AccessToken(Rejection),
+    #[error("the refreshed ID token is for another user")]
+    SubjectChanged,
+}
+
+/// Validates the tokens of a code exchange (`nonce` given) or refresh (`previous` given)
+/// through the trust engine and builds the session user; also returns the provider's `sid`.
+#[tracing::instrument(skip_all)]
+pub async fn session_user_from_tokens(
+    state: &AppState,
+    tokens: TokenResponse,
+    nonce: Option<&str>,
+    previous: Option<&SessionUser>,
+) -> Result<(SessionUser, Option<String>), SignInError> {
+    let settings = &state.settings;
+    let previous_user = previous.map(|p| p.principal.user.id.as_str());
+    let id_claims = match (&tokens.id_token, previous) {
+        (Some(id_token), _) => {
+            let id = state
+                .trust
+                .verify_id_token(id_token, PROVIDER_ISSUER, &settings.oidc.client_id, nonce)
+                .await
+                .map_err(SignInError::IdToken)?;
+            if previous_user.is_some() && id.subject() != previous_user {
+                return Err(SignInError::SubjectChanged);
+            }
+            Some(id.claims)
+        }
+        // A refresh may omit the ID token; a login may not.
+        (None, Some(_)) => None,
+        (None, None) => return Err(SignInError::NoIdToken),
+    };
+    // The one path every provider access token takes, as on `/api`.
+    let access = state
+        .trust
+        .verify_as(&tokens.access_token, PROVIDER_ISSUER)
+        .await
+        .map_err(SignInError::AccessToken)?;
+    let access_sub = access.claims.get("sub").and_then(|v| v.as_str());
+    if previous_user.is_some() && access_sub != previous_user {
+        return Err(SignInError::SubjectChanged);
+    }
+    let id_sub = id_claims
+        .as_ref()
+        .and_then(|c| c.get("sub"))
+        .and_then(|v| v.as_str());
+    if let Some(sub) = id_sub
+        && access_sub != Some(sub)
+    {
+        return Err(SignInError::SubjectChanged);
+    }
+    let mut principal = (*access).clone();
+    // ID token first, then the access token (Keycloak puts roles only into the latter).
+    principal.user = match (&id_claims, previous) {
+        (Some(id), _) => map_user(&settings.claims, &[id, &access.claims]),
+        (None, Some(prev)) => {
+            let mut user = map_user(&settings.claims, &[&access.claims]);
+            user.id = prev.principal.user.id.clone();
+            user
+        }
+        (None, None) => return Err(SignInError::NoIdToken),
+    };
+    let sid = id_claims
+        .as_ref()
+        .and_then(|c| c.get("sid"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let (previous_tokens, previous_sid) = match previous.map(|p| &p.sign_in) {
+        Some(SignIn::Oidc { tokens, sid }) => (Some(tokens), sid.clone()),
+        None => (None, None),
+    };
+    let sid = sid.or(previous_sid);
+    let user = SessionUser {
+        sign_in: SignIn::Oidc {
+            tokens: ProviderTokens {
+                access_expires_at: access.expires_at,
+                access_token: tokens.access_token,
+                access_received_at: now(),
+                refresh_token: tokens
+                    .refresh_token
+                    .or_else(|| previous_tokens.and_then(|p| p.refresh_token.clone())),
+                id_token: tokens
+                    .id_token
+                    .or_else(|| previous_tokens.and_then(|p| p.id_token.clone())),
+            },
+            sid: sid.clone(),
+        },
+        principal,
+        signed_in_at: previous.map(|p| p.signed_in_at).unwrap_or_else(now),
+    };
+    Ok((user, sid))
+}
+
+/// Refreshes the provider tokens of `current`, single-flight through the refresh lock: every
+/// request holding the same refresh token shares one refresh.
+pub async fn refresh(state: &AppState, current: &SessionUser) -> RefreshOutcome {
+    let Some(refresh_token) = current
+        .provider_tokens()
+        .and_then(|t| t.refresh_token.clone())
+    else {
+        return Err(RefreshFailure::Refused("no refresh token".into()));
+    };
+    let work = {
+        let state = state.clone();
+        let current = current.clone();
+        let refresh_token = refresh_token.clone();
+        async move { do_refresh(state, current, refresh_token).await }.boxed()
+    };
+    state.refresh_lock.run(&refresh_token, work).await
+}
+
+#[tracing::instrument(skip_all, fields(user = %current.principal.user.id))]
+async fn do_refresh(
+    state: AppState,
+    current: SessionUser,
+    refresh_token: String,
+) -> RefreshOutcome {
+    let discovered: std::sync::Arc<Discovered> = state
+        .provider
+        .ready()
+        .ok_or_else(|| RefreshFailure::Unavailable("provider not discovered".into()))?;
+    let tokens = match state.provider.refresh(&discovered, &refresh_token).await {
+        Ok(t) => t,
+        Err(ProviderError::Rejected { error, .. }) => {
+            tracing::info!(%error, "provider refused the refresh; ending the session");
+            return Err(RefreshFailure::Refused(error));
+        }
+        Err(ProviderError::Unavailable(e)) => return Err(RefreshFailure::Unavailable(e)),
+    };
+    let (refreshed, _) = session_user_from_tokens(&state, tokens, None, Some(&current))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "refreshed tokens rejected; ending the session");
+            RefreshFailure::Refused(e.to_string())
+        })?;
+    tracing::debug!("access token refreshed");
+    Ok(refreshed)
+}

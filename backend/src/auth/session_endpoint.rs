@@ -1,0 +1,80 @@
+//! `GET /auth/session`: the token-mediating endpoint, the SPA's only source of its token.
+//! CSRF-protected; refreshes server-side before expiry; never hands out a refresh token.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use shared::{error::ApiError, session::SessionInfo};
+
+use super::{csrf::require_same_origin, oidc};
+use crate::{
+    clock::now,
+    error::{AppError, AppResult},
+    session::{refresh::RefreshFailure, typed::TypedSession, user::SignIn},
+    state::AppState,
+};
+
+fn unauthenticated(silent_sso_tried: bool) -> Response {
+    let body = ApiError {
+        error: "unauthenticated".into(),
+        error_description: Some("no signed-in session".into()),
+        silent_sso_tried: Some(silent_sso_tried),
+    };
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn session_info(
+    State(state): State<AppState>,
+    session: TypedSession,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    require_same_origin(&headers, &state.settings.origin())?;
+    let Some(mut user) = session.user().await? else {
+        let tried = !state.settings.oidc.silent_sso
+            || session
+                .silent_sso_tried_within(state.settings.oidc.silent_sso_retry_secs)
+                .await
+                // Fail towards not redirecting: a broken store must not cause a loop.
+                .unwrap_or(true);
+        return Ok(unauthenticated(tried));
+    };
+    let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
+    let refresh_due = match &user.sign_in {
+        SignIn::Oidc { tokens, .. } => tokens.refresh_due(margin, now()),
+    };
+    if refresh_due {
+        match oidc::refresh(&state, &user).await {
+            Ok(refreshed) => {
+                session.update_user(refreshed.clone()).await?;
+                user = refreshed;
+            }
+            Err(RefreshFailure::Refused(reason)) => {
+                tracing::info!(%reason, "session ended: refresh refused");
+                session.sign_out_user().await?;
+                return Ok(unauthenticated(true));
+            }
+            Err(RefreshFailure::Unavailable(reason)) => {
+                if user.auth_token().1 <= now() {
+                    return Err(AppError::Unavailable(reason));
+                }
+                tracing::warn!(%reason, "refresh failed; handing out the still-valid token");
+            }
+        }
+    }
+    let (auth_token, expires_at) = user.auth_token();
+    let info = SessionInfo {
+        auth_token: auth_token.to_string(),
+        expires_at,
+        user: user.principal.user,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+}

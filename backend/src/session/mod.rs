@@ -1,0 +1,14 @@
+//! The browser session, typed.
+//!
+//! Every way in (the OIDC code flow today; gateway JWTs, local accounts and service users
+//! later) ends in one [`user::SessionUser`]: the principal and how they got in
+//! ([`user::SignIn`]). Handlers reach the session only through [`typed::TypedSession`], which
+//! owns every session key. `store` opens the engine chosen in settings behind one seam,
+//! `index` finds the sessions of a provider `sid`/`sub` (back-channel logout needs it), and
+//! `refresh` keeps the provider refresh of one session single-flight behind a small trait.
+
+pub mod index;
+pub mod refresh;
+pub mod store;
+pub mod typed;
+pub mod user;

@@ -1,0 +1,102 @@
+//! The session store, chosen in settings (`session.store`), behind one seam: the router is
+//! generic over tower-sessions' `SessionStore`, and the rest of the bridge sees only the
+//! [`SessionIndex`] trait. Adding an engine means one more [`SessionBackend`] variant.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions_sqlx_store::SqliteStore;
+
+use super::index::{IndexError, SessionIndex, SqliteIndex};
+use crate::settings::{SessionSettings, StoreKind};
+
+/// tower-sessions' table in the SQLite file.
+const SQLITE_SESSIONS_TABLE: &str = "tower_sessions";
+/// How often expired sessions (and their index rows) are deleted.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+
+/// Why the store could not be opened. Says which setting to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the session database {path} (session.sqlite_path): {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the session table: {0}")]
+    Migrate(#[source] sqlx::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The opened store of the configured engine.
+pub enum SessionBackend {
+    Sqlite {
+        store: SqliteStore,
+        index: Arc<SqliteIndex>,
+    },
+}
+
+impl SessionBackend {
+    /// Opens (and migrates) the store `settings` choose.
+    pub async fn open(settings: &SessionSettings) -> Result<Self, StoreError> {
+        match settings.store {
+            StoreKind::Sqlite => Self::open_sqlite(settings).await,
+        }
+    }
+
+    /// The embedded store: one SQLite file that survives restarts.
+    async fn open_sqlite(settings: &SessionSettings) -> Result<Self, StoreError> {
+        let path = &settings.sqlite_path;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        // tower-sessions' default table name, which `SQLITE_SESSIONS_TABLE` repeats.
+        let store = SqliteStore::new(pool.clone());
+        store.migrate().await.map_err(StoreError::Migrate)?;
+        let index = Arc::new(SqliteIndex::new(pool).await?);
+        Ok(Self::Sqlite { store, index })
+    }
+
+    /// The session index of this engine.
+    pub fn index(&self) -> Arc<dyn SessionIndex> {
+        match self {
+            Self::Sqlite { index, .. } => index.clone(),
+        }
+    }
+
+    /// Deletes expired sessions, and index rows of sessions that are gone, periodically.
+    pub fn spawn_cleanup(&self) {
+        match self {
+            Self::Sqlite { store, index } => {
+                let store = store.clone();
+                let index = index.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(CLEANUP_EVERY);
+                    loop {
+                        every.tick().await;
+                        if let Err(e) = store.delete_expired().await {
+                            tracing::warn!(error = %e, "expired-session cleanup failed");
+                        }
+                        if let Err(e) = index.purge_orphans(SQLITE_SESSIONS_TABLE).await {
+                            tracing::warn!(error = %e, "session-index cleanup failed");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}

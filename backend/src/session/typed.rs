@@ -1,0 +1,178 @@
+//! [`TypedSession`]: the only way handlers touch the browser session. Every session key lives
+//! here (zero2prod's `TypedSession`), so no handler spells one, and signing in or out always
+//! rotates the id and keeps the session index right.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::request::Parts,
+};
+use tower_sessions::Session;
+
+use super::{
+    index::{IndexError, IndexKey, SessionIndex},
+    user::{PendingLogin, SessionUser},
+};
+use crate::clock::now;
+
+/// Session key of the signed-in user.
+const USER_KEY: &str = "user";
+/// Session key of the logins started from this browser and not finished yet.
+const PENDING_KEY: &str = "pending_logins";
+/// Session key: when a silent (`prompt=none`) attempt last came back without a sign-in.
+const SILENT_TRIED_KEY: &str = "silent_sso_tried_at";
+
+/// At most this many logins may be pending per browser (tabs); the oldest is dropped.
+pub const MAX_PENDING_LOGINS: usize = 5;
+/// A login must come back from the provider within this many seconds.
+pub const PENDING_LOGIN_TTL_SECS: i64 = 600;
+
+/// Why the session could not be read or written (the store failed). Never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store: {0}")]
+    Store(#[from] tower_sessions::session::Error),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The session index, as a sub-state handlers get through `FromRef`.
+#[derive(Clone)]
+pub struct SessionIndexHandle(pub Arc<dyn SessionIndex>);
+
+/// The browser's session, typed.
+pub struct TypedSession {
+    session: Session,
+    index: Arc<dyn SessionIndex>,
+}
+
+impl<S> FromRequestParts<S> for TypedSession
+where
+    S: Send + Sync,
+    SessionIndexHandle: FromRef<S>,
+{
+    type Rejection = <Session as FromRequestParts<S>>::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(Self {
+            session,
+            index: SessionIndexHandle::from_ref(state).0,
+        })
+    }
+}
+
+impl TypedSession {
+    /// The signed-in user, if any. A session written by an older version of the bridge, in a
+    /// shape this one cannot read, counts as signed out.
+    pub async fn user(&self) -> Result<Option<SessionUser>, SessionError> {
+        match self.session.get::<SessionUser>(USER_KEY).await {
+            Ok(user) => Ok(user),
+            Err(tower_sessions::session::Error::SerdeJson(e)) => {
+                tracing::info!(error = %e, "unreadable signed-in state; treated as signed out");
+                self.session.remove_value(USER_KEY).await?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs `user` in: a new session id (session fixation defence), the silent-SSO memory
+    /// cleared, and the session recorded in the index under `keys` (the provider's `sid`/`sub`).
+    pub async fn sign_in(&self, user: SessionUser, keys: &[IndexKey]) -> Result<(), SessionError> {
+        if let Some(old) = self.session.id() {
+            self.index.remove(&old.to_string()).await?;
+        }
+        self.session.cycle_id().await?;
+        self.session.remove_value(SILENT_TRIED_KEY).await?;
+        self.session.insert(USER_KEY, user).await?;
+        // Saving now gives the session its new id, which the index needs.
+        self.session.save().await?;
+        if let Some(id) = self.session.id()
+            && !keys.is_empty()
+        {
+            self.index.add(&id.to_string(), keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores refreshed state for the user already signed in (same id).
+    pub async fn update_user(&self, user: SessionUser) -> Result<(), SessionError> {
+        self.session.insert(USER_KEY, user).await?;
+        Ok(())
+    }
+
+    /// Forgets the signed-in user, keeping the rest of the session (a refused refresh).
+    pub async fn sign_out_user(&self) -> Result<(), SessionError> {
+        self.session.remove_value(USER_KEY).await?;
+        if let Some(id) = self.session.id() {
+            self.index.remove(&id.to_string()).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the whole session: data deleted, cookie removed, index rows gone.
+    pub async fn end(&self) -> Result<(), SessionError> {
+        if let Some(id) = self.session.id() {
+            self.index.remove(&id.to_string()).await?;
+        }
+        self.session.flush().await?;
+        Ok(())
+    }
+
+    /// Remembers a login sent to the provider; at most [`MAX_PENDING_LOGINS`] per browser
+    /// (the oldest is dropped), each valid for [`PENDING_LOGIN_TTL_SECS`].
+    pub async fn add_pending_login(&self, pending: PendingLogin) -> Result<(), SessionError> {
+        let mut pendings = self.pending_logins().await?;
+        pendings.retain(|p| now() - p.created_at < PENDING_LOGIN_TTL_SECS);
+        while pendings.len() >= MAX_PENDING_LOGINS {
+            pendings.remove(0);
+        }
+        pendings.push(pending);
+        self.session.insert(PENDING_KEY, pendings).await?;
+        Ok(())
+    }
+
+    /// Removes and returns the pending login with this `state`, if it exists and is fresh.
+    /// Once taken it is gone, so a `state` works exactly once.
+    pub async fn take_pending_login(
+        &self,
+        state_param: &str,
+    ) -> Result<Option<PendingLogin>, SessionError> {
+        let mut pendings = self.pending_logins().await?;
+        let found = pendings
+            .iter()
+            .position(|p| constant_time_eq(p.state.as_bytes(), state_param.as_bytes()))
+            .map(|i| pendings.remove(i));
+        pendings.retain(|p| now() - p.created_at < PENDING_LOGIN_TTL_SECS);
+        self.session.insert(PENDING_KEY, pendings).await?;
+        Ok(found.filter(|p| now() - p.created_at < PENDING_LOGIN_TTL_SECS))
+    }
+
+    async fn pending_logins(&self) -> Result<Vec<PendingLogin>, SessionError> {
+        Ok(self
+            .session
+            .get::<Vec<PendingLogin>>(PENDING_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Records that a silent sign-in came back without one.
+    pub async fn mark_silent_sso_tried(&self) -> Result<(), SessionError> {
+        self.session.insert(SILENT_TRIED_KEY, now()).await?;
+        Ok(())
+    }
+
+    /// Whether a silent sign-in was tried for this browser within `retry_secs`.
+    pub async fn silent_sso_tried_within(&self, retry_secs: u64) -> Result<bool, SessionError> {
+        Ok(match self.session.get::<i64>(SILENT_TRIED_KEY).await? {
+            Some(at) => now() - at < i64::try_from(retry_secs).unwrap_or(i64::MAX),
+            None => false,
+        })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,115 @@
+//! What a session holds: who is signed in and how, and the logins still under way.
+
+use serde::{Deserialize, Serialize};
+
+use crate::trust::principal::Principal;
+
+/// A signed-in browser: the principal every feature reads, and how they got in.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub principal: Principal,
+    pub sign_in: SignIn,
+    pub signed_in_at: i64,
+}
+
+/// How the user got in; each way in keeps what it needs to keep the session alive.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignIn {
+    /// The OIDC code flow (or its silent `prompt=none` variant) with the login provider.
+    Oidc {
+        tokens: ProviderTokens,
+        /// The provider's session id (`sid` of the ID token), for back-channel logout.
+        sid: Option<String>,
+    },
+}
+
+/// The provider's tokens. They stay server-side; only the access token is handed to the SPA.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ProviderTokens {
+    pub access_token: String,
+    pub access_expires_at: i64,
+    /// When the bridge received the access token: with `access_expires_at` it gives the
+    /// token's lifetime, which caps how early a refresh starts.
+    pub access_received_at: i64,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+impl ProviderTokens {
+    /// Whether the access token should be refreshed now: within `margin` seconds of expiry,
+    /// but never earlier than half its lifetime, so a provider with short-lived tokens is not
+    /// asked for a refresh on every call.
+    pub fn refresh_due(&self, margin: i64, now: i64) -> bool {
+        let lifetime = (self.access_expires_at - self.access_received_at).max(0);
+        let margin = margin.min(lifetime / 2);
+        self.access_expires_at - now <= margin
+    }
+}
+
+impl SessionUser {
+    /// The token the SPA gets from `/auth/session`, and when it expires.
+    pub fn auth_token(&self) -> (&str, i64) {
+        match &self.sign_in {
+            SignIn::Oidc { tokens, .. } => (&tokens.access_token, tokens.access_expires_at),
+        }
+    }
+
+    /// The provider tokens of an OIDC sign-in.
+    pub fn provider_tokens(&self) -> Option<&ProviderTokens> {
+        match &self.sign_in {
+            SignIn::Oidc { tokens, .. } => Some(tokens),
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionUser")
+            .field("user", &self.principal.user.id)
+            .field("issuer", &self.principal.issuer_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login sent to the provider and not back yet. Lives only in the server-side session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub return_to: String,
+    pub silent: bool,
+    pub created_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(received: i64, expires: i64) -> ProviderTokens {
+        ProviderTokens {
+            access_token: String::new(),
+            access_expires_at: expires,
+            access_received_at: received,
+            refresh_token: None,
+            id_token: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_is_due_within_the_margin_of_expiry() {
+        let s = tokens(0, 3600);
+        assert!(!s.refresh_due(60, 3539));
+        assert!(s.refresh_due(60, 3540));
+    }
+
+    #[test]
+    fn short_lived_tokens_are_refreshed_only_in_the_second_half_of_their_life() {
+        // 30 s tokens with a 60 s margin would otherwise be refreshed on every call.
+        let s = tokens(0, 30);
+        assert!(!s.refresh_due(60, 1));
+        assert!(!s.refresh_due(60, 14));
+        assert!(s.refresh_due(60, 15));
+    }
+}
