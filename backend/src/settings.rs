@@ -411,6 +411,62 @@ mod tests {
     }
 
     #[test]
+    fn the_session_store_is_chosen_in_settings_and_an_unknown_one_is_refused() {
+        let parse = |toml: &str| {
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(toml))
+                .extract::<Settings>()
+                .map_err(|e| e.to_string())
+        };
+        let chosen = parse(
+            "[session]\nstore = \"sqlite\"\nsqlite_path = \"x.sqlite\"\nidle_timeout_secs = 60\n",
+        );
+        assert_eq!(
+            chosen.map(|s| s.session.store).ok(),
+            Some(StoreKind::Sqlite)
+        );
+        let unknown = parse(
+            "[session]\nstore = \"memcached\"\nsqlite_path = \"x.sqlite\"\nidle_timeout_secs = 60\n",
+        );
+        let Err(e) = unknown else {
+            panic!("an unknown store must be refused")
+        };
+        assert!(e.to_string().contains("sqlite"), "names the choices: {e}");
+    }
+
+    #[test]
+    fn a_trusted_issuer_may_not_take_the_login_providers_name() {
+        let mut s = valid();
+        s.issuers = vec![IssuerSettings {
+            name: Some("oidc".into()),
+            issuer: "https://gw.example.org".into(),
+            audiences: vec!["api".into()],
+            skip_audience_check: false,
+            algorithms: vec!["RS256".into()],
+            jwks_url: Some("https://gw.example.org/jwks".into()),
+            jwks_file: None,
+            public_key: None,
+            public_key_file: None,
+            hmac_secret_env: None,
+            hmac_secret_file: None,
+            leeway_secs: 30,
+            required_claims: Vec::new(),
+            typ: None,
+            jwks_refresh_secs: 300,
+            jwks_refetch_cooldown_secs: 30,
+            claims: ClaimMapping::default(),
+            policy: Policy::default(),
+        }];
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("reserved")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn the_secret_never_shows_in_debug_output() {
         let printed = format!("{:?}", valid());
         assert!(!printed.contains("s3cret"), "{printed}");

@@ -559,3 +559,68 @@ async fn oversized_headers_and_cookies_get_a_quick_4xx() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_code_flow_checks_the_providers_access_token_through_the_trust_engine() {
+    let app = spawn_app().await;
+    let client = browser();
+    assert_eq!(app.state.trust.cached_tokens(), 0);
+    app.sign_in(&client, "alice", "wonderland").await;
+
+    // The sign-in verified the access token on the same path as `/api` does: the engine
+    // remembers it, so the SPA's first API call with it costs no second signature check.
+    assert_eq!(app.state.trust.cached_tokens(), 1);
+    let info = app.session_info(&client).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/me", app.address))
+        .bearer_auth(&info.auth_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.state.trust.cached_tokens(), 1, "served from that entry");
+}
+
+#[tokio::test]
+async fn a_sign_in_is_indexed_by_the_provider_subject_until_logout() {
+    use login_bridge::session::index::IndexKey;
+    let app = spawn_app().await;
+    let client = browser();
+    let r = client
+        .get(format!("{}/auth/login", app.address))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&r);
+    let callback = app
+        .authorize_at_idp(&client, &authorize, "alice", "wonderland")
+        .await;
+    let r = client.get(&callback).send().await.unwrap();
+    let session_id = r
+        .cookies()
+        .find(|c| c.name() == "lb_session")
+        .unwrap()
+        .value()
+        .to_string();
+
+    let index = &app.state.sessions.0;
+    let by_sub = index.sessions(&IndexKey::sub(ALICE_SUB)).await.unwrap();
+    assert_eq!(
+        by_sub,
+        vec![session_id.clone()],
+        "the new session id, indexed"
+    );
+
+    let r = client
+        .post(format!("{}/auth/logout", app.address))
+        .header(shared::session::CSRF_HEADER, "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let by_sub = index.sessions(&IndexKey::sub(ALICE_SUB)).await.unwrap();
+    assert!(
+        by_sub.is_empty(),
+        "logout removes the index entry: {by_sub:?}"
+    );
+}
