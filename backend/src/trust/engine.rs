@@ -156,7 +156,7 @@ impl TrustEngine {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let allowed = |name: &str| only.is_none_or(|o| o == name);
         if let Some(p) = self.cache.get(&key, now, |iss| {
-            self.issuer_for(iss).map(|i| i.key_generation())
+            self.read().get(iss).map(|i| i.key_generation())
         }) {
             return if allowed(&p.issuer_name) {
                 Ok(p)
