@@ -187,37 +187,11 @@ impl Keys<'_> {
     }
 }
 
-impl<'a> From<&'a JwksCache> for Keys<'a> {
-    fn from(jwks: &'a JwksCache) -> Self {
-        Keys::Remote(jwks)
-    }
-}
-
 /// One step of a validation, for `login-bridge token verify`: what was checked and how it went.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub name: &'static str,
     pub outcome: Result<String, TokenError>,
-}
-
-/// Verifies `token` against `keys` and the expectations.
-pub async fn validate(
-    token: &str,
-    keys: impl Into<Keys<'_>>,
-    expect: &Expectations<'_>,
-) -> Result<ValidatedToken, TokenError> {
-    validate_steps_for(token, keys.into(), expect, None).await
-}
-
-/// Like [`validate`], recording every check (passed or failed) in `report`. Claim checks are
-/// all run, so an operator sees every reason at once.
-pub async fn validate_reporting(
-    token: &str,
-    keys: Keys<'_>,
-    expect: &Expectations<'_>,
-    report: &mut Vec<Check>,
-) -> Result<ValidatedToken, TokenError> {
-    validate_steps_for(token, keys, expect, Some(report)).await
 }
 
 fn note<T>(
@@ -238,7 +212,8 @@ fn note<T>(
     result
 }
 
-/// The validation itself; `report` collects every check when given.
+/// Verifies `token` against `keys` and the expectations; `report`, when given, collects every
+/// check (passed or failed), and then claim checks all run, so an operator sees every reason.
 pub async fn validate_steps_for(
     token: &str,
     keys: Keys<'_>,
