@@ -5,7 +5,11 @@ set -euo pipefail
 # pipefail: a failing test run fails the script even though its output goes through tee.
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Each phase's duration is printed when the next one starts, and the total at the end, so the
+# CI budget (90 minutes on 2 cores) stays visible.
+started=$SECONDS; phase_started=$SECONDS; phase=""
+phase_done() { [ -n "$phase" ] && printf '\033[2m-- %s: %ss\033[0m\n' "$phase" "$((SECONDS - phase_started))"; return 0; }
+step() { phase_done; phase="$*"; phase_started=$SECONDS; printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "install dependencies"
 scripts/install-deps.sh
@@ -21,6 +25,9 @@ step "demo provider smoke test (node --test)"
 (cd tests/idp && node --test) 2>&1 | tee -a "$log"
 step "unit and black-box tests (cargo test)"
 cargo test --workspace 2>&1 | tee -a "$log"
+
+phase_done
+printf 'total: %ss\n' "$((SECONDS - started))"
 
 # One closing line for the whole run: every `test result:` of cargo plus node's pass/fail.
 awk '
