@@ -118,6 +118,9 @@ pub struct AppOptions {
     pub issuers: Vec<Value>,
     /// `[[route_policies]]` entries, as JSON.
     pub route_policies: Vec<Value>,
+    /// The address the browser uses for the bridge, when not the bridge itself: e.g. a
+    /// `trunk serve` dev server that proxies to it. The provider registers its callback.
+    pub public_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -129,6 +132,7 @@ impl Default for AppOptions {
             sqlite_path: None,
             issuers: Vec::new(),
             route_policies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -160,7 +164,12 @@ impl TestApp {
 pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -> Settings {
     let mut s = Settings {
         listen: ([127, 0, 0, 1], port).into(),
-        public_url: format!("http://localhost:{port}").parse().unwrap(),
+        public_url: opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .parse()
+            .unwrap(),
         dist_dir: repo_root().join("dist"),
         ..Settings::default()
     };
@@ -194,9 +203,10 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let address = format!("http://localhost:{port}");
+    let public_url = opts.public_url.clone().unwrap_or_else(|| address.clone());
     let idp = TestIdp::start(&IdpOptions {
-        redirect_uri: format!("{address}/auth/callback"),
-        post_logout_redirect_uri: format!("{address}/login?signed_out=1"),
+        redirect_uri: format!("{public_url}/auth/callback"),
+        post_logout_redirect_uri: format!("{public_url}/login?signed_out=1"),
         access_token_ttl: opts.access_token_ttl,
     })
     .await;
