@@ -324,3 +324,69 @@ async fn signing_out_in_the_ui_ends_both_the_bridge_and_the_provider_session() {
     assert_eq!(browser.url().await.path(), "/login");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn signing_in_through_trunk_serve_reaches_the_bridge_through_its_proxies() {
+    // The README's developer loop: the bridge's public URL is the dev server's, which serves
+    // the SPA itself and proxies the bridge's paths (`Trunk.toml`) to the bridge's real port.
+    let trunk_port = free_port();
+    let app = spawn_app_with(AppOptions {
+        public_url: Some(format!("http://localhost:{trunk_port}")),
+        ..AppOptions::default()
+    })
+    .await;
+    let trunk = TrunkServe::start(trunk_port, app.port).await;
+    let browser = Browser::start().await;
+
+    // A deep link on the dev server, no session anywhere: the SPA's own silent attempt, then
+    // its login page, then the provider's form.
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", trunk.url))
+        .await;
+    browser.click("#sso-login").await;
+    browser
+        .log_in_at_provider(&app.idp, "alice", "wonderland")
+        .await;
+
+    // Signed in, back on the dev server at the deep link, the API answered through its proxy.
+    browser.wait_for_text("#whoami", "alice").await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    browser.wait_for_text("#api-calls", "/api/me").await;
+    let url = browser.url().await;
+    assert_eq!(
+        (url.host_str(), url.port()),
+        (Some("localhost"), Some(trunk.port)),
+        "on the dev server"
+    );
+    assert_eq!(url.path(), "/api-demo");
+    assert_eq!(url.query(), Some("tab=calls"), "deep link kept");
+
+    // The page is Trunk's (its autoreload script, its build), not the bridge's dist/.
+    let page = browser.client.source().await.unwrap();
+    assert!(page.contains(".well-known/trunk/ws"), "served by trunk");
+    let wasm = browser
+        .client
+        .execute(
+            "return document.getElementById('app-loader').dataset.wasm",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let wasm = wasm.as_str().unwrap().trim_start_matches('/');
+    assert!(trunk.dist.join(wasm).is_file(), "{wasm} from trunk's dist");
+
+    // Server side: every API call reached the bridge with the session's token as Bearer.
+    let token = browser.token_from_session_endpoint().await;
+    let calls = app.state.api_calls.recent(ALICE_SUB);
+    assert!(calls.iter().any(|c| c.path == "/api/me"), "{calls:?}");
+    assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
+    let expected = login_bridge::trust::fingerprint(&token);
+    assert!(
+        calls.iter().all(|c| c.token_fingerprint == expected),
+        "every API call carried the session's token: {calls:?} vs {expected}"
+    );
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, 1);
+    assert_eq!(app.idp.stat("login_forms_shown").await, 1);
+    assert_eq!(app.idp.stat("logins_succeeded").await, 1);
+    browser.close().await;
+}

@@ -119,6 +119,9 @@ pub struct AppOptions {
     pub issuers: Vec<Value>,
     /// `[[route_policies]]` entries, as JSON.
     pub route_policies: Vec<Value>,
+    /// The address the browser uses for the bridge, when not the bridge itself: e.g. a
+    /// `trunk serve` dev server that proxies to it. The provider registers its callback.
+    pub public_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -130,6 +133,7 @@ impl Default for AppOptions {
             sqlite_path: None,
             issuers: Vec::new(),
             route_policies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -163,7 +167,12 @@ impl TestApp {
 pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -> Settings {
     let mut s = Settings {
         listen: ([127, 0, 0, 1], port).into(),
-        public_url: format!("http://localhost:{port}").parse().unwrap(),
+        public_url: opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .parse()
+            .unwrap(),
         dist_dir: repo_root().join("dist"),
         ..Settings::default()
     };
@@ -197,9 +206,10 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let address = format!("http://localhost:{port}");
+    let public_url = opts.public_url.clone().unwrap_or_else(|| address.clone());
     let idp = TestIdp::start(&IdpOptions {
-        redirect_uri: format!("{address}/auth/callback"),
-        post_logout_redirect_uri: format!("{address}/login?signed_out=1"),
+        redirect_uri: format!("{public_url}/auth/callback"),
+        post_logout_redirect_uri: format!("{public_url}/login?signed_out=1"),
         access_token_ttl: opts.access_token_ttl,
     })
     .await;
@@ -595,5 +605,150 @@ impl JwksServer {
         })
         .await
         .expect("the bridge never fetched the JWKS");
+    }
+}
+
+/// A free TCP port on 127.0.0.1 for a child process that takes its port as an argument.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Ends a child started with `process_group(0)` together with everything it started.
+pub fn kill_process_group(child: &Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+}
+
+/// How long `trunk serve` may take for its first build: seconds when `scripts/build-ui.sh` ran
+/// before, minutes when the SPA's crates must be compiled first.
+const TRUNK_FIRST_BUILD: Duration = Duration::from_secs(20 * 60);
+
+/// `trunk serve` of the SPA in front of a running bridge: the developer loop of the README.
+/// It uses the project's own `Trunk.toml` with only the proxies' `localhost:8080` changed to
+/// the test bridge's port, and writes its build to a temporary dist (the project's `dist/` is
+/// left alone). Trunk and everything it starts (cargo, rustc, wasm-bindgen, wasm-opt) run in
+/// their own process group, which is killed on drop.
+pub struct TrunkServe {
+    /// `http://localhost:<port>`: what the browser opens.
+    pub url: String,
+    pub port: u16,
+    /// Where Trunk writes the SPA it serves.
+    pub dist: PathBuf,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TrunkServe {
+    fn drop(&mut self) {
+        kill_process_group(&self.child);
+    }
+}
+
+impl TrunkServe {
+    /// The backend every `[[proxy]]` of the project's `Trunk.toml` points at.
+    pub const PROJECT_BACKEND: &'static str = "http://localhost:8080/";
+
+    /// The project's `Trunk.toml` with every proxy pointed at the bridge on `bridge_port`.
+    pub fn config_for(bridge_port: u16) -> String {
+        let project = std::fs::read_to_string(repo_root().join("Trunk.toml")).unwrap();
+        let from = format!("backend = \"{}", Self::PROJECT_BACKEND);
+        let proxies = project.matches("[[proxy]]").count();
+        assert!(
+            proxies > 0 && project.matches(&from).count() == proxies,
+            "Trunk.toml: expected every [[proxy]] to have `{from}…\"` (the test re-points them)"
+        );
+        project.replace(
+            &from,
+            &format!("backend = \"http://localhost:{bridge_port}/"),
+        )
+    }
+
+    /// Starts `trunk serve --release` on `port`, proxying to the bridge on `bridge_port`, and
+    /// waits until it serves the built SPA. Release, as `scripts/build-ui.sh` builds before the
+    /// tests: Cargo finds the `wasm-release` crates already compiled, and Trunk only runs
+    /// wasm-bindgen and wasm-opt (~20 s). A debug build compiles the SPA once more in another
+    /// profile (~6 min on two cores, measured).
+    pub async fn start(port: u16, bridge_port: u16) -> TrunkServe {
+        let root = repo_root();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("Trunk.toml");
+        std::fs::write(&config, Self::config_for(bridge_port)).unwrap();
+        let dist = dir.path().join("dist");
+        let log = dir.path().join("trunk.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        // wasm-opt (npm binaryen, the version `[tools]` names) comes from tools/.
+        let path =
+            std::env::join_paths(std::iter::once(root.join("tools/node_modules/.bin")).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ))
+            .unwrap();
+        let child = Command::new("trunk")
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            // The config now lives in `dir`, so name the target by its full path.
+            .arg(root.join("frontend/index.html"))
+            .arg("--dist")
+            .arg(&dist)
+            .args(["--port", &port.to_string(), "--release"])
+            .env("PATH", path)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("trunk must be installed (scripts/install-deps.sh)");
+        let mut trunk = TrunkServe {
+            url: format!("http://localhost:{port}"),
+            port,
+            dist,
+            child,
+            log,
+            _dir: dir,
+        };
+        trunk.wait_until_serving().await;
+        trunk
+    }
+
+    /// Trunk builds first and only then listens: the first answer of its server is the built
+    /// page, or tells that the build failed.
+    async fn wait_until_serving(&mut self) {
+        let deadline = tokio::time::Instant::now() + TRUNK_FIRST_BUILD;
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("trunk serve exited ({status}):\n{}", self.log_tail());
+            }
+            if let Ok(r) = client.get(&self.url).send().await {
+                let status = r.status();
+                let page = r.text().await.unwrap_or_default();
+                assert!(
+                    status == StatusCode::OK && page.contains("app-loader"),
+                    "trunk serve answered {status} instead of the SPA (did the build fail?):\n{}",
+                    self.log_tail()
+                );
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "trunk serve did not listen within {TRUNK_FIRST_BUILD:?}:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The end of Trunk's output (its build log), for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 }
