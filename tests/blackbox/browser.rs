@@ -377,7 +377,7 @@ async fn signing_in_through_trunk_serve_reaches_the_bridge_through_its_proxies()
 
     // Server side: every API call reached the bridge with the session's token as Bearer.
     let token = browser.token_from_session_endpoint().await;
-    let calls = app.state.api_calls.recent(ALICE_SUB);
+    let calls = app.api_calls.recent(ALICE_SUB);
     assert!(calls.iter().any(|c| c.path == "/api/me"), "{calls:?}");
     assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
     let expected = login_bridge::trust::fingerprint(&token);
