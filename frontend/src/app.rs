@@ -1,79 +1,21 @@
 //! The shell of the SPA: the routes (all paths come from [`Page`]), the nav bar with the
-//! signed-in user and the sign-out button, and the guard that keeps signed-out users off the
-//! pages that need a token.
+//! signed-in user and the sign-out button, the guard that keeps signed-out users off the
+//! pages that need a token, and an error boundary around the pages.
 
 use leptos::prelude::*;
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::hooks::{use_location, use_navigate};
 use leptos_router::{NavigateOptions, StaticSegment};
 
-use crate::auth::{AuthState, AuthStatus};
+use frontend::auth::{AuthState, AuthStatus};
+use frontend::nav::{self, Page};
+
 use crate::pages::{api_demo::ApiDemo, home::Home, login::Login, not_found::NotFound};
 
-/// Every page the router knows, so that no path is spelled twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Page {
-    Home,
-    Login,
-    ApiDemo,
-}
-
-impl Page {
-    /// The absolute path, for links and navigation.
-    pub const fn path(self) -> &'static str {
-        match self {
-            Self::Home => "/",
-            Self::Login => "/login",
-            Self::ApiDemo => "/api-demo",
-        }
-    }
-
-    /// The same path as the router matches it.
-    fn route(self) -> (StaticSegment<&'static str>,) {
-        let path = self.path();
-        (StaticSegment(path.strip_prefix('/').unwrap_or(path)),)
-    }
-
-    /// The login page, asked to come back to `return_to` after signing in.
-    pub fn login_returning_to(return_to: &str) -> String {
-        format!(
-            "{}?return_to={}",
-            Self::Login.path(),
-            crate::api::encode(return_to)
-        )
-    }
-}
-
-/// Keeps `return_to` to a same-origin relative path (as the bridge does), so a crafted login
-/// link cannot send the user to another site after signing in.
-pub fn safe_return_to(raw: Option<&str>) -> &str {
-    match raw {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/\\")
-                && !path.chars().any(char::is_control) =>
-        {
-            path
-        }
-        _ => Page::Home.path(),
-    }
-}
-
-/// Path and query of the page the browser shows, e.g. `/api-demo?x=1`.
-pub fn current_path_and_query() -> String {
-    let location = window().location();
-    format!(
-        "{}{}",
-        location.pathname().unwrap_or_default(),
-        location.search().unwrap_or_default()
-    )
-}
-
-/// Whether the browser is on the login page (read from the window, so usable outside the
-/// router).
-pub fn on_login_page() -> bool {
-    window().location().pathname().ok().as_deref() == Some(Page::Login.path())
+/// The same path as the router matches it.
+fn route(page: Page) -> (StaticSegment<&'static str>,) {
+    let path = page.path();
+    (StaticSegment(path.strip_prefix('/').unwrap_or(path)),)
 }
 
 /// The root component: provides [`AuthState`], starts the session check and sets up routing.
@@ -86,14 +28,17 @@ pub fn App() -> impl IntoView {
         <Router>
             <NavBar />
             <main>
-                <Routes fallback=NotFound>
-                    <Route path=Page::Home.route() view=|| view! { <RequireSignIn><Home /></RequireSignIn> } />
-                    <Route path=Page::Login.route() view=Login />
-                    <Route
-                        path=Page::ApiDemo.route()
-                        view=|| view! { <RequireSignIn><ApiDemo /></RequireSignIn> }
-                    />
-                </Routes>
+                // A page that fails to render shows what went wrong instead of a blank space.
+                <ErrorBoundary fallback=|errors| view! { <PageError errors /> }>
+                    <Routes fallback=NotFound>
+                        <Route path=route(Page::Home) view=|| view! { <RequireSignIn><Home /></RequireSignIn> } />
+                        <Route path=route(Page::Login) view=Login />
+                        <Route
+                            path=route(Page::ApiDemo)
+                            view=|| view! { <RequireSignIn><ApiDemo /></RequireSignIn> }
+                        />
+                    </Routes>
+                </ErrorBoundary>
             </main>
         </Router>
     }
@@ -155,6 +100,24 @@ fn NavBar() -> impl IntoView {
     }
 }
 
+/// What the error boundary shows in place of a page that failed.
+#[component]
+fn PageError(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    let messages = move || {
+        errors
+            .get()
+            .into_iter()
+            .map(|(_, err)| view! { <li>{err.to_string()}</li> })
+            .collect_view()
+    };
+    view! {
+        <section class="card error" id="page-error">
+            <h1>"Something went wrong"</h1>
+            <ul>{messages}</ul>
+        </section>
+    }
+}
+
 /// Sign-out without a provider end-session URL: straight to the login page's confirmation.
 fn leave_signed_out(navigate: &impl Fn(&str, NavigateOptions), auth: AuthState) {
     // Navigate before flipping the status, so the guard of the page being left never sees
@@ -186,7 +149,7 @@ fn RequireSignIn(children: ChildrenFn) -> impl IntoView {
                 format!("{pathname}?{search}")
             };
             navigate(
-                &Page::login_returning_to(&here),
+                &nav::login_returning_to(&here),
                 NavigateOptions {
                     // Back from the login page should not land on a page that bounces again.
                     replace: true,
@@ -211,27 +174,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relative_paths_are_kept_as_return_to() {
-        assert_eq!(safe_return_to(Some("/api-demo?x=1")), "/api-demo?x=1");
-    }
-
-    #[test]
-    fn anything_that_could_leave_the_origin_falls_back_to_home() {
-        for raw in [
-            None,
-            Some(""),
-            Some("https://evil.example/"),
-            Some("//evil.example/"),
-            Some("/\\evil.example/"),
-            Some("/a\nb"),
-        ] {
-            assert_eq!(safe_return_to(raw), "/", "{raw:?}");
-        }
-    }
-
-    #[test]
     fn route_segments_drop_the_leading_slash() {
-        assert_eq!(Page::Home.route().0.0, "");
-        assert_eq!(Page::ApiDemo.route().0.0, "api-demo");
+        assert_eq!(route(Page::Home).0.0, "");
+        assert_eq!(route(Page::ApiDemo).0.0, "api-demo");
     }
 }

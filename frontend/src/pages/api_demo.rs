@@ -5,15 +5,14 @@
 use leptos::prelude::*;
 use shared::api::{ApiCall, ApiCalls, Me};
 
-use crate::api;
-use crate::auth::AuthState;
-use crate::clock;
+use frontend::auth::AuthState;
+use frontend::clock;
 
 #[component]
 pub fn ApiDemo() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = LocalResource::new(move || api::get_json::<Me>(auth, "/api/me"));
-    let load_calls = Action::new_local(move |_: &()| api::get_json::<ApiCalls>(auth, "/api/calls"));
+    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
+    let load_calls = Action::new_local(move |_: &()| auth.get_json::<ApiCalls>("/api/calls"));
     // Only once `/api/me` has answered, so the list already shows that call.
     Effect::new(move |loaded: Option<bool>| {
         let answered = me.with(Option::is_some);

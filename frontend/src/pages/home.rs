@@ -7,14 +7,13 @@ use std::time::Duration;
 use leptos::prelude::*;
 use shared::api::Me;
 
-use crate::api;
-use crate::auth::AuthState;
-use crate::clock;
+use frontend::auth::AuthState;
+use frontend::clock;
 
 #[component]
 pub fn Home() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = LocalResource::new(move || api::get_json::<Me>(auth, "/api/me"));
+    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
 
     view! {
         <section class="card">

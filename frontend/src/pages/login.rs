@@ -6,9 +6,8 @@ use leptos::prelude::*;
 use leptos_router::NavigateOptions;
 use leptos_router::hooks::{use_navigate, use_query_map};
 
-use crate::api;
-use crate::app::safe_return_to;
-use crate::auth::{AuthState, AuthStatus};
+use frontend::auth::{AuthState, AuthStatus};
+use frontend::nav::{safe_return_to, sign_in_url};
 
 /// `error_description` comes from the URL, so anyone can craft one: show it as text only
 /// (Leptos escapes it) and not at any length.
@@ -42,7 +41,7 @@ pub fn Login() -> impl IntoView {
         )
         .or_else(|| auth.problem())
     };
-    let sso_href = move || api::sign_in_url(&return_to(), false);
+    let sso_href = move || sign_in_url(&return_to(), false);
 
     view! {
         <section class="card">

@@ -1,4 +1,4 @@
-//! The SPA's pages, one per file; [`crate::app`] maps each [`crate::app::Page`] to one of them.
+//! The SPA's pages, one per file; [`crate::app`] maps each [`frontend::nav::Page`] to one of them.
 
 pub mod api_demo;
 pub mod home;

@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-use crate::app::Page;
+use frontend::nav::Page;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
