@@ -1,46 +1,39 @@
-//! The shell of the SPA: the routes (all paths come from [`Page`]), the nav bar with the
-//! signed-in user and the sign-out button, the guard that keeps signed-out users off the
-//! pages that need a token, and an error boundary around the pages.
+//! The shell of the SPA: which page each path shows (all paths come from [`Page`]), the nav
+//! bar with the signed-in user and the sign-out button, the guard that keeps signed-out users
+//! off the pages that need a token, and an error boundary around the pages.
 
 use leptos::prelude::*;
-use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::hooks::{use_location, use_navigate};
-use leptos_router::{NavigateOptions, StaticSegment};
 
 use frontend::auth::{AuthState, AuthStatus};
 use frontend::nav::{self, Page};
 
 use crate::pages::{api_demo::ApiDemo, home::Home, login::Login, not_found::NotFound};
-
-/// The same path as the router matches it.
-fn route(page: Page) -> (StaticSegment<&'static str>,) {
-    let path = page.path();
-    (StaticSegment(path.strip_prefix('/').unwrap_or(path)),)
-}
+use crate::router::{Link, Router};
 
 /// The root component: provides [`AuthState`], starts the session check and sets up routing.
 #[component]
 pub fn App() -> impl IntoView {
     let auth = AuthState::provide();
     auth.start();
+    let router = Router::provide();
+    // Only a change of page rebuilds the view, not a new query on the same page.
+    let page = Memo::new(move |_| router.page());
 
     view! {
-        <Router>
-            <NavBar />
-            <main>
-                // A page that fails to render shows what went wrong instead of a blank space.
-                <ErrorBoundary fallback=|errors| view! { <PageError errors /> }>
-                    <Routes fallback=NotFound>
-                        <Route path=route(Page::Home) view=|| view! { <RequireSignIn><Home /></RequireSignIn> } />
-                        <Route path=route(Page::Login) view=Login />
-                        <Route
-                            path=route(Page::ApiDemo)
-                            view=|| view! { <RequireSignIn><ApiDemo /></RequireSignIn> }
-                        />
-                    </Routes>
-                </ErrorBoundary>
-            </main>
-        </Router>
+        <NavBar />
+        <main>
+            // A page that fails to render shows what went wrong instead of a blank space.
+            <ErrorBoundary fallback=|errors| view! { <PageError errors /> }>
+                {move || match page.get() {
+                    Some(Page::Home) => view! { <RequireSignIn><Home /></RequireSignIn> }.into_any(),
+                    Some(Page::Login) => view! { <Login /> }.into_any(),
+                    Some(Page::ApiDemo) => {
+                        view! { <RequireSignIn><ApiDemo /></RequireSignIn> }.into_any()
+                    }
+                    None => view! { <NotFound /> }.into_any(),
+                }}
+            </ErrorBoundary>
+        </main>
     }
 }
 
@@ -48,11 +41,10 @@ pub fn App() -> impl IntoView {
 #[component]
 fn NavBar() -> impl IntoView {
     let auth = AuthState::from_context();
-    let navigate = use_navigate();
+    let router = Router::from_context();
     let sign_out_error = RwSignal::new(None::<String>);
 
     let sign_out = Action::new_local(move |_: &()| {
-        let navigate = navigate.clone();
         async move {
             sign_out_error.set(None);
             match auth.sign_out().await {
@@ -62,9 +54,9 @@ fn NavBar() -> impl IntoView {
                     if window().location().assign(&end_session_url).is_ok() {
                         return;
                     }
-                    leave_signed_out(&navigate, auth);
+                    leave_signed_out(router, auth);
                 }
-                Ok(None) => leave_signed_out(&navigate, auth),
+                Ok(None) => leave_signed_out(router, auth),
                 Err(err) => sign_out_error.set(Some(format!("Sign-out failed: {err}"))),
             }
         }
@@ -79,8 +71,8 @@ fn NavBar() -> impl IntoView {
     view! {
         <header>
             <nav>
-                <A href=Page::Home.path()>"Home"</A>
-                <A href=Page::ApiDemo.path()>"API demo"</A>
+                <Link page=Page::Home>"Home"</Link>
+                <Link page=Page::ApiDemo>"API demo"</Link>
                 <span class="spacer"></span>
                 <Show when=move || auth.status() == AuthStatus::SignedIn>
                     <span id="whoami">{display_name}</span>
@@ -119,13 +111,10 @@ fn PageError(errors: ArcRwSignal<Errors>) -> impl IntoView {
 }
 
 /// Sign-out without a provider end-session URL: straight to the login page's confirmation.
-fn leave_signed_out(navigate: &impl Fn(&str, NavigateOptions), auth: AuthState) {
+fn leave_signed_out(router: Router, auth: AuthState) {
     // Navigate before flipping the status, so the guard of the page being left never sees
     // `SignedOut` while still on that page.
-    navigate(
-        &format!("{}?signed_out=1", Page::Login.path()),
-        NavigateOptions::default(),
-    );
+    router.navigate(&[Page::Login.path(), "?signed_out=1"].concat(), false);
     auth.finish_sign_out();
 }
 
@@ -134,27 +123,15 @@ fn leave_signed_out(navigate: &impl Fn(&str, NavigateOptions), auth: AuthState) 
 #[component]
 fn RequireSignIn(children: ChildrenFn) -> impl IntoView {
     let auth = AuthState::from_context();
-    let navigate = use_navigate();
-    // The router's location rather than the window's: after a link click the router moves on
-    // before the address bar does.
-    let location = use_location();
+    let router = Router::from_context();
 
     Effect::new(move || {
-        let pathname = location.pathname.get_untracked();
-        if auth.status() == AuthStatus::SignedOut && pathname != Page::Login.path() {
-            let search = location.search.get_untracked();
-            let here = if search.is_empty() {
-                pathname
-            } else {
-                format!("{pathname}?{search}")
-            };
-            navigate(
-                &nav::login_returning_to(&here),
-                NavigateOptions {
-                    // Back from the login page should not land on a page that bounces again.
-                    replace: true,
-                    ..NavigateOptions::default()
-                },
+        let here = router.location_untracked();
+        if auth.status() == AuthStatus::SignedOut && here.pathname != Page::Login.path() {
+            // Replace: Back from the login page should not land on a page that bounces again.
+            router.navigate(
+                &nav::login_returning_to(&(here.pathname + &here.search)),
+                true,
             );
         }
     });
@@ -166,16 +143,5 @@ fn RequireSignIn(children: ChildrenFn) -> impl IntoView {
         AuthStatus::SignedOut => {
             view! { <p class="muted">"Redirecting to sign-in…"</p> }.into_any()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_segments_drop_the_leading_slash() {
-        assert_eq!(route(Page::Home).0.0, "");
-        assert_eq!(route(Page::ApiDemo).0.0, "api-demo");
     }
 }

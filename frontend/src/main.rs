@@ -5,6 +5,7 @@
 
 mod app;
 mod pages;
+mod router;
 
 fn main() {
     console_error_panic_hook::set_once();

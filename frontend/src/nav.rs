@@ -17,6 +17,17 @@ pub enum Page {
 }
 
 impl Page {
+    const ALL: [Self; 3] = [Self::Home, Self::Login, Self::ApiDemo];
+
+    /// The page shown at `path` (a trailing slash is ignored), `None` for any other path.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let path = match path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => path,
+        };
+        Self::ALL.into_iter().find(|page| page.path() == path)
+    }
+
     /// The absolute path, for links, navigation and route matching.
     pub const fn path(self) -> &'static str {
         match self {
@@ -76,6 +87,17 @@ pub fn encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_page_is_found_at_its_own_path_and_nowhere_else() {
+        for page in Page::ALL {
+            assert_eq!(Page::from_path(page.path()), Some(page));
+        }
+        assert_eq!(Page::from_path("/api-demo/"), Some(Page::ApiDemo));
+        assert_eq!(Page::from_path(""), None);
+        assert_eq!(Page::from_path("/api-demo/x"), None);
+        assert_eq!(Page::from_path("/nope"), None);
+    }
 
     #[test]
     fn relative_paths_are_kept_as_return_to() {
