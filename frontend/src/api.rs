@@ -131,6 +131,18 @@ impl Api {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        let body = body.map(to_json).transpose()?;
+        from_json(&self.send_json(method, path, body).await?)
+    }
+
+    /// Sends `method path` with `body` (already JSON) and returns the 2xx answer's body as it
+    /// came. Not generic, so every call shares one copy of the request code in the WASM.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, Error> {
         let mut request = match method {
             Method::Get => Request::get(path),
             Method::Post => Request::post(path),
@@ -142,9 +154,7 @@ impl Api {
             request = request.header("authorization", &["Bearer ", token].concat());
         }
         let response = match body {
-            Some(body) => {
-                let json =
-                    serde_json::to_string(body).map_err(|err| Error::Transport(err.to_string()))?;
+            Some(json) => {
                 request
                     .header("content-type", "application/json")
                     .body(json)?
@@ -153,42 +163,55 @@ impl Api {
             }
             None => request.send().await?,
         };
-        decode(response).await
+        answer(response).await
     }
 }
 
 /// `GET /auth/session`: the SPA's only source of its bearer token.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    let response = with_session_cookie(Request::get(SESSION_PATH))
-        .send()
-        .await?;
-    decode(response).await
+    from_json(&with_session_cookie(SESSION_PATH, Request::get).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    let response = with_session_cookie(Request::post(LOGOUT_PATH))
-        .send()
-        .await?;
-    decode(response).await
+    from_json(&with_session_cookie(LOGOUT_PATH, Request::post).await?)
 }
 
-fn with_session_cookie(request: RequestBuilder) -> RequestBuilder {
-    request
+/// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
+/// no bearer token.
+async fn with_session_cookie(
+    path: &str,
+    method: fn(&str) -> RequestBuilder,
+) -> Result<String, Error> {
+    let response = method(path)
         .header(CSRF_HEADER, CSRF_HEADER_VALUE)
         .header("accept", "application/json")
         .credentials(RequestCredentials::SameOrigin)
+        .send()
+        .await?;
+    answer(response).await
 }
 
-async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, Error> {
+/// The body of a 2xx answer; any other status becomes [`Error::Status`].
+async fn answer(response: Response) -> Result<String, Error> {
     let status = response.status();
     let text = response.text().await?;
     if response.ok() {
-        let text = if text.is_empty() { "null" } else { &text };
-        return serde_json::from_str(text).map_err(|err| Error::Transport(err.to_string()));
+        return Ok(text);
     }
     // A proxy in front of the bridge may answer with HTML; keep the status meaningful anyway.
-    let body = serde_json::from_str::<ApiError>(&text)
+    let body = from_json::<ApiError>(&text)
         .unwrap_or_else(|_| ApiError::new(format!("http_{status}"), response.status_text()));
     Err(Error::Status { status, body })
+}
+
+/// Decodes a JSON answer; an empty body reads as `null`.
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    let text = if text.is_empty() { "null" } else { text };
+    serde_json::from_str(text).map_err(|err| Error::Transport(err.to_string()))
+}
+
+/// Encodes a request body as JSON.
+pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
+    serde_json::to_string(body).map_err(|err| Error::Transport(err.to_string()))
 }

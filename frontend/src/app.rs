@@ -3,6 +3,7 @@
 //! off the pages that need a token, and an error boundary around the pages.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
 use frontend::auth::{AuthState, AuthStatus};
 use frontend::nav::{self, Page};
@@ -44,9 +45,11 @@ fn NavBar() -> impl IntoView {
     let router = Router::from_context();
     let sign_out_error = RwSignal::new(None::<String>);
 
-    let sign_out = Action::new_local(move |_: &()| {
-        async move {
-            sign_out_error.set(None);
+    let signing_out = RwSignal::new(false);
+    let sign_out = move || {
+        signing_out.set(true);
+        sign_out_error.set(None);
+        spawn_local(async move {
             match auth.sign_out().await {
                 Ok(Some(end_session_url)) => {
                     // Ends the provider's SSO session too; the provider then sends the browser
@@ -59,8 +62,9 @@ fn NavBar() -> impl IntoView {
                 Ok(None) => leave_signed_out(router, auth),
                 Err(err) => sign_out_error.set(Some(format!("Sign-out failed: {err}"))),
             }
-        }
-    });
+            signing_out.set(false);
+        });
+    };
 
     let display_name = move || {
         auth.user()
@@ -78,10 +82,8 @@ fn NavBar() -> impl IntoView {
                     <span id="whoami">{display_name}</span>
                     <button
                         id="sign-out"
-                        on:click=move |_| {
-                            sign_out.dispatch(());
-                        }
-                        disabled=move || sign_out.pending().get()
+                        on:click=move |_| sign_out()
+                        disabled=move || signing_out.get()
                     >
                         "Sign out"
                     </button>

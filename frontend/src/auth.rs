@@ -134,7 +134,8 @@ impl AuthState {
         self.call(Method::Get, path, None::<&()>).await
     }
 
-    /// `method path` on a REST API, authenticated with the current `auth_token`.
+    /// `method path` on a REST API with an optional JSON body, authenticated with the current
+    /// `auth_token`, the answer decoded from JSON.
     ///
     /// A `401` usually means our copy of the token is stale (the bridge refreshes tokens
     /// server-side), so the session is fetched once more and the call retried once. If the API
@@ -150,8 +151,20 @@ impl AuthState {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        let body = body.map(api::to_json).transpose()?;
+        api::from_json(&self.call_json(method, path, body).await?)
+    }
+
+    /// [`Self::call`] with the body already JSON and the answer left as JSON text. Not generic,
+    /// so every call shares one copy of the retry logic in the WASM.
+    pub async fn call_json(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, api::Error> {
         if self.auth_token.with_untracked(Option::is_some) {
-            match self.api().send(method, path, body).await {
+            match self.api().send_json(method, path, body.clone()).await {
                 Err(err) if err.is_unauthenticated() => {}
                 answer => return answer,
             }
@@ -167,7 +180,7 @@ impl AuthState {
         };
         let api = Api::new(Some(session.auth_token.clone()));
         self.set_session(session);
-        let answer = api.send(method, path, body).await;
+        let answer = api.send_json(method, path, body).await;
         if matches!(&answer, Err(err) if err.is_unauthenticated()) {
             self.mark_signed_out();
         }
