@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
 use web_sys::RequestCredentials;
-use web_sys::js_sys::JSON;
-use web_sys::wasm_bindgen::JsValue;
+
+use crate::json;
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";
@@ -98,7 +98,7 @@ impl Api {
 
     /// `GET path`, decoding the JSON answer as `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        self.send(Method::Get, path, None::<&()>).await
+        from_json(&self.send_json(Method::Get, path, None).await?)
     }
 
     /// `POST path` with `body` as JSON.
@@ -121,7 +121,7 @@ impl Api {
 
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        self.send(Method::Delete, path, None::<&()>).await
+        from_json(&self.send_json(Method::Delete, path, None).await?)
     }
 
     /// Sends `method path` with an optional JSON body and decodes the JSON answer as `T`.
@@ -207,26 +207,12 @@ async fn answer(response: Response) -> Result<String, Error> {
     Err(Error::Status { status, body })
 }
 
-/// Decodes a JSON answer; an empty body reads as `null`.
-///
-/// The browser's own `JSON.parse` reads the text and serde-wasm-bindgen maps the result onto
-/// `T`: the same serde types as with serde_json, without a JSON parser compiled into the WASM.
+/// Decodes a JSON answer (see [`crate::json`]); an empty body reads as `null`.
 pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
-    let value = if text.is_empty() {
-        JsValue::NULL
-    } else {
-        JSON::parse(text).map_err(|_| Error::Transport("the answer is not JSON".to_owned()))?
-    };
-    serde_wasm_bindgen::from_value(value).map_err(|err| Error::Transport(err.to_string()))
+    json::from_str(text).map_err(|err| Error::Transport(err.to_string()))
 }
 
-/// Encodes a request body as JSON (maps as objects, 64-bit integers as numbers, the way
-/// serde_json would).
+/// Encodes a request body as JSON.
 pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
-    let value = body
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|err| Error::Transport(err.to_string()))?;
-    JSON::stringify(&value)
-        .map(String::from)
-        .map_err(|_| Error::Transport("the body cannot be written as JSON".to_owned()))
+    json::to_string(body).map_err(|err| Error::Transport(err.to_string()))
 }

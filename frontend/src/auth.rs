@@ -131,7 +131,7 @@ impl AuthState {
 
     /// `GET path` on a REST API with the current token: see [`Self::call`].
     pub async fn get_json<T: DeserializeOwned>(self, path: &str) -> Result<T, api::Error> {
-        self.call(Method::Get, path, None::<&()>).await
+        api::from_json(&self.call_json(Method::Get, path, None).await?)
     }
 
     /// `method path` on a REST API with an optional JSON body, authenticated with the current

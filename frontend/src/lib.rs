@@ -5,7 +5,8 @@
 //!   token once on a `401`;
 //! - [`api`]: transport — [`api::Api`] sends REST calls with `Authorization: Bearer`, and the
 //!   `/auth/session` and `/auth/logout` calls;
-//! - [`nav`] and [`clock`]: the addresses and the wall clock those two need.
+//! - [`nav`], [`clock`] and [`json`]: the addresses, the wall clock and the JSON decoding those
+//!   two need.
 //!
 //! The app in this crate's binary (`main.rs`, its router and pages) is one user of it; the
 //! `reuse` example is another.
@@ -13,4 +14,5 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod json;
 pub mod nav;
