@@ -1,6 +1,6 @@
 //! Transport: everything the SPA says to the bridge over HTTP, and nothing about who is signed
-//! in. This is the only module that touches gloo-net, so there is one place that decides how
-//! requests are authenticated:
+//! in. This is the only module that calls the browser's `fetch`, so there is one place that
+//! decides how requests are authenticated:
 //!
 //! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
 //!   body) with `Authorization: Bearer <token>`;
@@ -11,12 +11,13 @@
 //! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
 //! not this module's: it imports neither `auth` nor the app.
 
-use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
-use web_sys::RequestCredentials;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Headers, RequestCredentials, RequestInit, Response};
 
 use crate::json;
 
@@ -56,9 +57,10 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<gloo_net::Error> for Error {
-    fn from(err: gloo_net::Error) -> Self {
-        Self::Transport(err.to_string())
+impl From<JsValue> for Error {
+    /// What the browser threw: `fetch` fails with a `TypeError` when the network does.
+    fn from(err: JsValue) -> Self {
+        Self::Transport(String::from(web_sys::js_sys::Error::from(err).to_string()))
     }
 }
 
@@ -69,6 +71,18 @@ pub enum Method {
     Post,
     Put,
     Delete,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
 }
 
 /// A client for the REST APIs behind the bridge, authenticated with one bearer token.
@@ -145,59 +159,70 @@ impl Api {
         path: &str,
         body: Option<String>,
     ) -> Result<String, Error> {
-        let mut request = match method {
-            Method::Get => Request::get(path),
-            Method::Post => Request::post(path),
-            Method::Put => Request::put(path),
-            Method::Delete => Request::delete(path),
-        }
-        .header("accept", "application/json");
+        let headers = Headers::new()?;
+        headers.set("accept", "application/json")?;
         if let Some(token) = &self.token {
-            request = request.header("authorization", &["Bearer ", token].concat());
+            headers.set("authorization", &["Bearer ", token].concat())?;
         }
-        let response = match body {
-            Some(json) => {
-                request
-                    .header("content-type", "application/json")
-                    .body(json)?
-                    .send()
-                    .await?
-            }
-            None => request.send().await?,
-        };
-        answer(response).await
+        if body.is_some() {
+            headers.set("content-type", "application/json")?;
+        }
+        fetch(method, path, &headers, body, None).await
     }
 }
 
 /// `GET /auth/session`: the SPA's only source of its bearer token.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    from_json(&with_session_cookie(SESSION_PATH, Request::get).await?)
+    from_json(&with_session_cookie(Method::Get, SESSION_PATH).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    from_json(&with_session_cookie(LOGOUT_PATH, Request::post).await?)
+    from_json(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
 /// no bearer token.
-async fn with_session_cookie(
-    path: &str,
-    method: fn(&str) -> RequestBuilder,
-) -> Result<String, Error> {
-    let response = method(path)
-        .header(CSRF_HEADER, CSRF_HEADER_VALUE)
-        .header("accept", "application/json")
-        .credentials(RequestCredentials::SameOrigin)
-        .send()
-        .await?;
-    answer(response).await
+async fn with_session_cookie(method: Method, path: &str) -> Result<String, Error> {
+    let headers = Headers::new()?;
+    headers.set(CSRF_HEADER, CSRF_HEADER_VALUE)?;
+    headers.set("accept", "application/json")?;
+    fetch(
+        method,
+        path,
+        &headers,
+        None,
+        Some(RequestCredentials::SameOrigin),
+    )
+    .await
 }
 
-/// The body of a 2xx answer; any other status becomes [`Error::Status`].
-async fn answer(response: Response) -> Result<String, Error> {
+/// One `fetch`: the body of a 2xx answer, or [`Error::Status`] for any other status.
+async fn fetch(
+    method: Method,
+    path: &str,
+    headers: &Headers,
+    body: Option<String>,
+    credentials: Option<RequestCredentials>,
+) -> Result<String, Error> {
+    let init = RequestInit::new();
+    init.set_method(method.as_str());
+    init.set_headers(headers);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from(body));
+    }
+    if let Some(credentials) = credentials {
+        init.set_credentials(credentials);
+    }
+    let response: Response =
+        JsFuture::from(leptos::prelude::window().fetch_with_str_and_init(path, &init))
+            .await?
+            .unchecked_into();
     let status = response.status();
-    let text = response.text().await?;
+    let text = JsFuture::from(response.text()?)
+        .await?
+        .as_string()
+        .unwrap_or_default();
     if response.ok() {
         return Ok(text);
     }
