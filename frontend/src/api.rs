@@ -19,7 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Headers, RequestCredentials, RequestInit, Response};
 
-use crate::json;
+use crate::json::{self, Decode};
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";
@@ -173,12 +173,12 @@ impl Api {
 
 /// `GET /auth/session`: the SPA's only source of its bearer token.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    from_json(&with_session_cookie(Method::Get, SESSION_PATH).await?)
+    decode(&with_session_cookie(Method::Get, SESSION_PATH).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    from_json(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
+    decode(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
@@ -227,17 +227,22 @@ async fn fetch(
         return Ok(text);
     }
     // A proxy in front of the bridge may answer with HTML; keep the status meaningful anyway.
-    let body = from_json::<ApiError>(&text)
+    let body = decode::<ApiError>(&text)
         .unwrap_or_else(|_| ApiError::new(format!("http_{status}"), response.status_text()));
     Err(Error::Status { status, body })
 }
 
-/// Decodes a JSON answer (see [`crate::json`]); an empty body reads as `null`.
+/// Decodes a JSON answer as any serde type (see [`crate::json`]); an empty body reads as `null`.
 pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
-    json::from_str(text).map_err(|err| Error::Transport(err.to_string()))
+    json::from_json(text).map_err(|err| Error::Transport(err.to_string()))
+}
+
+/// Decodes a JSON answer as one of the bridge's own types, by hand (see [`crate::json`]).
+pub fn decode<T: Decode>(text: &str) -> Result<T, Error> {
+    json::decode(text).map_err(|err| Error::Transport(err.to_string()))
 }
 
 /// Encodes a request body as JSON.
 pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
-    json::to_string(body).map_err(|err| Error::Transport(err.to_string()))
+    json::to_json(body).map_err(|err| Error::Transport(err.to_string()))
 }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use shared::session::{SessionInfo, User};
 
 use crate::api::{self, Api, Method};
+use crate::json::Decode;
 use crate::{clock, nav};
 
 /// How long before `expires_at` the session is fetched again.
@@ -127,6 +128,12 @@ impl AuthState {
     /// calling this does not re-run when the token is refreshed).
     pub fn api(&self) -> Api {
         Api::new(self.auth_token.get_untracked())
+    }
+
+    /// `GET path` on one of the bridge's own APIs, decoded by hand ([`Decode`]: no serde code
+    /// per type in the WASM); otherwise as [`Self::get_json`].
+    pub async fn get_decoded<T: Decode>(self, path: &str) -> Result<T, api::Error> {
+        api::decode(&self.call_json(Method::Get, path, None).await?)
     }
 
     /// `GET path` on a REST API with the current token: see [`Self::call`].

@@ -1,26 +1,48 @@
 //! JSON for the SPA without a JSON parser in the WASM: the browser's own `JSON.parse` reads the
-//! text, and a small serde [`Deserializer`] walks the parsed JS value into any `Deserialize`
-//! type (the same derives as on the server). Request bodies are written with serde_json, whose
-//! writer costs little and only for the types actually sent.
+//! text into a [`Json`] value, which then becomes a Rust type in one of two ways:
 //!
-//! Why not serde_json for reading: it compiles its own parser (number parsing included) into
-//! the WASM. Why not serde-wasm-bindgen: it renders every type error eagerly, and serde's
-//! description of an unexpected float keeps Rust's float formatting (about 13 KB) in the WASM.
-//! Errors here say only what is cheap to say: the field that is missing, or what was expected.
+//! - [`Decode`]: hand-written for the bridge's own types (session, user, errors, the demo API).
+//!   This is what the SPA uses, because serde's derived deserializers cost several KB of WASM
+//!   per type; the host-side tests below check every decoder against serde's own output.
+//! - [`from_json`]: any `serde::Deserialize` type, through a small serde `Deserializer` over
+//!   [`Json`], for apps that bring their own API types (see the `reuse` example).
+//!
+//! Request bodies are written with serde_json, whose writer costs little and only for the
+//! types actually sent. Why not serde_json for reading: its parser (number parsing included)
+//! would be compiled in. Why not serde-wasm-bindgen: it renders every type error eagerly, and
+//! serde's text for an unexpected float keeps Rust's float formatting (about 13 KB) in the WASM.
 
 use std::fmt;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
-use web_sys::js_sys::{Array, JSON, Number, Object};
-use web_sys::wasm_bindgen::{JsCast, JsValue};
+use shared::api::{ApiCall, ApiCalls, Me};
+use shared::error::ApiError;
+use shared::session::{LogoutResponse, SessionInfo, User};
+
+/// A parsed JSON value. Numbers are `f64`, as in JavaScript.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Json {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(f64),
+    String(String),
+    Array(Vec<Json>),
+    /// Members in document order.
+    Object(Vec<(String, Json)>),
+}
 
 /// Why a JSON text did not become the expected value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeError(String);
+
+impl DecodeError {
+    fn expected(what: &str, key: &str) -> Self {
+        Self(["`", key, "` is not ", what].concat())
+    }
+}
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,6 +51,206 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+impl Json {
+    /// Parses `text` with the browser's `JSON.parse`; an empty text reads as `null`.
+    pub fn parse(text: &str) -> Result<Self, DecodeError> {
+        if text.is_empty() {
+            return Ok(Self::Null);
+        }
+        web_sys::js_sys::JSON::parse(text)
+            .map(Self::from_js)
+            .map_err(|_| DecodeError("the text is not JSON".to_owned()))
+    }
+
+    /// Converts what `JSON.parse` returned (only plain values, arrays and objects).
+    fn from_js(value: web_sys::wasm_bindgen::JsValue) -> Self {
+        use web_sys::js_sys::{Array, Object};
+        use web_sys::wasm_bindgen::JsCast;
+
+        if let Some(boolean) = value.as_bool() {
+            Self::Bool(boolean)
+        } else if let Some(number) = value.as_f64() {
+            Self::Number(number)
+        } else if let Some(string) = value.as_string() {
+            Self::String(string)
+        } else if Array::is_array(&value) {
+            let items: Array = value.unchecked_into();
+            Self::Array(items.iter().map(Self::from_js).collect())
+        } else if value.is_object() {
+            let members = Object::entries(value.unchecked_ref())
+                .iter()
+                .map(|entry| {
+                    let entry: Array = entry.unchecked_into();
+                    let key = entry.get(0).as_string().unwrap_or_default();
+                    (key, Self::from_js(entry.get(1)))
+                })
+                .collect();
+            Self::Object(members)
+        } else {
+            Self::Null
+        }
+    }
+
+    /// The member `key` of an object; `Null` when absent or when this is not an object.
+    pub fn get(&self, key: &str) -> &Json {
+        match self {
+            Self::Object(members) => members
+                .iter()
+                .find(|(name, _)| name == key)
+                .map_or(&Json::Null, |(_, value)| value),
+            _ => &Json::Null,
+        }
+    }
+
+    /// The string member `key`.
+    pub fn string(&self, key: &str) -> Result<String, DecodeError> {
+        self.opt_string(key)?
+            .ok_or_else(|| DecodeError::expected("a string", key))
+    }
+
+    /// The string member `key`, `None` when absent or `null`.
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>, DecodeError> {
+        match self.get(key) {
+            Self::Null => Ok(None),
+            Self::String(value) => Ok(Some(value.clone())),
+            _ => Err(DecodeError::expected("a string", key)),
+        }
+    }
+
+    /// The boolean member `key`, `None` when absent or `null`.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, DecodeError> {
+        match self.get(key) {
+            Self::Null => Ok(None),
+            Self::Bool(value) => Ok(Some(*value)),
+            _ => Err(DecodeError::expected("a boolean", key)),
+        }
+    }
+
+    /// The integer member `key` (exact up to 2^53, like every JSON number in a browser).
+    pub fn int(&self, key: &str) -> Result<i64, DecodeError> {
+        match self.get(key) {
+            Self::Number(value)
+                if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 =>
+            {
+                Ok(*value as i64)
+            }
+            _ => Err(DecodeError::expected("an integer", key)),
+        }
+    }
+
+    /// The array member `key`, each item decoded by `item`; absent or `null` is empty.
+    pub fn list<T>(
+        &self,
+        key: &str,
+        item: impl Fn(&Json) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        match self.get(key) {
+            Self::Null => Ok(Vec::new()),
+            Self::Array(items) => items.iter().map(item).collect(),
+            _ => Err(DecodeError::expected("an array", key)),
+        }
+    }
+
+    /// The array-of-strings member `key`; absent or `null` is empty.
+    pub fn strings(&self, key: &str) -> Result<Vec<String>, DecodeError> {
+        self.list(key, |item| match item {
+            Self::String(value) => Ok(value.clone()),
+            _ => Err(DecodeError::expected("a list of strings", key)),
+        })
+    }
+}
+
+/// A type decoded by hand from [`Json`], without serde's per-type code.
+pub trait Decode: Sized {
+    fn decode(json: &Json) -> Result<Self, DecodeError>;
+}
+
+/// Parses `text` and decodes it as `T` with its [`Decode`] impl.
+pub fn decode<T: Decode>(text: &str) -> Result<T, DecodeError> {
+    T::decode(&Json::parse(text)?)
+}
+
+impl Decode for User {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            id: json.string("id")?,
+            username: json.opt_string("username")?,
+            name: json.opt_string("name")?,
+            email: json.opt_string("email")?,
+            groups: json.strings("groups")?,
+            roles: json.strings("roles")?,
+        })
+    }
+}
+
+impl Decode for SessionInfo {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            user: User::decode(json.get("user"))?,
+            auth_token: json.string("auth_token")?,
+            expires_at: json.int("expires_at")?,
+        })
+    }
+}
+
+impl Decode for LogoutResponse {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            end_session_url: json.opt_string("end_session_url")?,
+        })
+    }
+}
+
+impl Decode for ApiError {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            error: json.string("error")?,
+            error_description: json.opt_string("error_description")?,
+            silent_sso_tried: json.opt_bool("silent_sso_tried")?,
+        })
+    }
+}
+
+impl Decode for Me {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            user: User::decode(json.get("user"))?,
+            issuer: json.string("issuer")?,
+            expires_at: json.int("expires_at")?,
+            token_fingerprint: json.string("token_fingerprint")?,
+        })
+    }
+}
+
+impl Decode for ApiCall {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            method: json.string("method")?,
+            path: json.string("path")?,
+            token_fingerprint: json.string("token_fingerprint")?,
+            at: json.int("at")?,
+        })
+    }
+}
+
+impl Decode for ApiCalls {
+    fn decode(json: &Json) -> Result<Self, DecodeError> {
+        Ok(Self {
+            calls: json.list("calls", ApiCall::decode)?,
+        })
+    }
+}
+
+/// Parses `text` and decodes it as any serde type; an empty text reads as `null`.
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
+    T::deserialize(Json::parse(text)?)
+}
+
+/// Writes `value` as JSON text.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, DecodeError> {
+    serde_json::to_string(value).map_err(|_| DecodeError("cannot be written as JSON".to_owned()))
+}
 
 impl de::Error for DecodeError {
     /// Deliberately ignores `msg`: rendering serde's messages is what pulls formatting code
@@ -50,67 +272,38 @@ impl de::Error for DecodeError {
     }
 }
 
-/// Parses `text` as JSON and decodes it as `T`; an empty text reads as `null`.
-pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, DecodeError> {
-    let value = if text.is_empty() {
-        JsValue::NULL
-    } else {
-        JSON::parse(text).map_err(|_| DecodeError("the text is not JSON".to_owned()))?
-    };
-    T::deserialize(Value(value))
-}
+impl<'de> IntoDeserializer<'de, DecodeError> for Json {
+    type Deserializer = Self;
 
-/// Writes `value` as JSON text.
-pub fn to_string<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, DecodeError> {
-    serde_json::to_string(value).map_err(|_| DecodeError("cannot be written as JSON".to_owned()))
-}
-
-/// A value `JSON.parse` produced: `null`, a boolean, a number, a string, an array or a plain
-/// object.
-struct Value(JsValue);
-
-impl Value {
-    fn is_nullish(&self) -> bool {
-        self.0.is_null() || self.0.is_undefined()
+    fn into_deserializer(self) -> Self {
+        self
     }
 }
 
-impl<'de> Deserializer<'de> for Value {
+impl<'de> Deserializer<'de> for Json {
     type Error = DecodeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        let value = self.0;
-        if value.is_null() || value.is_undefined() {
-            visitor.visit_unit()
-        } else if let Some(boolean) = value.as_bool() {
-            visitor.visit_bool(boolean)
-        } else if let Some(number) = value.as_f64() {
-            if Number::is_safe_integer(&value) {
-                // Exact: a safe integer has at most 53 bits.
-                visitor.visit_i64(number as i64)
-            } else {
-                visitor.visit_f64(number)
+        match self {
+            Self::Null => visitor.visit_unit(),
+            Self::Bool(value) => visitor.visit_bool(value),
+            // Whole numbers as integers, so integer fields accept them; exact up to 2^53.
+            Self::Number(value)
+                if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 =>
+            {
+                visitor.visit_i64(value as i64)
             }
-        } else if let Some(string) = value.as_string() {
-            visitor.visit_string(string)
-        } else if Array::is_array(&value) {
-            let items: Array = value.unchecked_into();
-            visitor.visit_seq(Items {
-                len: items.length(),
-                items,
-                next: 0,
-            })
-        } else {
-            // JSON.parse makes plain objects only.
-            visitor.visit_map(Fields::new(value.unchecked_ref()))
+            Self::Number(value) => visitor.visit_f64(value),
+            Self::String(value) => visitor.visit_string(value),
+            Self::Array(items) => visitor.visit_seq(SeqDeserializer::new(items.into_iter())),
+            Self::Object(members) => visitor.visit_map(MapDeserializer::new(members.into_iter())),
         }
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
-        if self.is_nullish() {
-            visitor.visit_none()
-        } else {
-            visitor.visit_some(self)
+        match self {
+            Self::Null => visitor.visit_none(),
+            value => visitor.visit_some(value),
         }
     }
 
@@ -123,19 +316,19 @@ impl<'de> Deserializer<'de> for Value {
     }
 
     /// serde's default enum representation: a unit variant is a string (`"Admin"`), any other
-    /// variant an object with one key (`{"Admin": {...}}`).
+    /// variant an object with one member (`{"Admin": {...}}`).
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         _name: &'static str,
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DecodeError> {
-        match self.0.as_string() {
-            Some(variant) => visitor.visit_enum(de::IntoDeserializer::into_deserializer(variant)),
-            None if self.0.is_object() && !Array::is_array(&self.0) => visitor.visit_enum(
-                MapAccessDeserializer::new(Fields::new(self.0.unchecked_ref())),
-            ),
-            None => Err(de::Error::invalid_type(
+        match self {
+            Self::String(variant) => visitor.visit_enum(variant.into_deserializer()),
+            Self::Object(members) => visitor.visit_enum(de::value::MapAccessDeserializer::new(
+                MapDeserializer::new(members.into_iter()),
+            )),
+            _ => Err(de::Error::invalid_type(
                 de::Unexpected::Other("JSON"),
                 &visitor,
             )),
@@ -148,77 +341,129 @@ impl<'de> Deserializer<'de> for Value {
     }
 }
 
-/// The items of an array, in order.
-struct Items {
-    items: Array,
-    len: u32,
-    next: u32,
-}
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
 
-impl<'de> SeqAccess<'de> for Items {
-    type Error = DecodeError;
+    use super::*;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DecodeError> {
-        if self.next >= self.len {
-            return Ok(None);
+    /// What `JSON.parse` would give for serde_json's rendering of `value`.
+    fn as_json<T: Serialize>(value: &T) -> Json {
+        fn convert(value: serde_json::Value) -> Json {
+            match value {
+                serde_json::Value::Null => Json::Null,
+                serde_json::Value::Bool(b) => Json::Bool(b),
+                serde_json::Value::Number(n) => Json::Number(n.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::String(s) => Json::String(s),
+                serde_json::Value::Array(items) => {
+                    Json::Array(items.into_iter().map(convert).collect())
+                }
+                serde_json::Value::Object(members) => {
+                    Json::Object(members.into_iter().map(|(k, v)| (k, convert(v))).collect())
+                }
+            }
         }
-        let item = self.items.get(self.next);
-        self.next += 1;
-        seed.deserialize(Value(item)).map(Some)
+        convert(serde_json::to_value(value).unwrap_or_default())
     }
 
-    fn size_hint(&self) -> Option<usize> {
-        usize::try_from(self.len - self.next).ok()
-    }
-}
-
-/// The fields of an object, as `Object.entries` lists them.
-struct Fields {
-    entries: Array,
-    len: u32,
-    next: u32,
-    value: JsValue,
-}
-
-impl Fields {
-    fn new(object: &Object) -> Self {
-        let entries = Object::entries(object);
-        Self {
-            len: entries.length(),
-            entries,
-            next: 0,
-            value: JsValue::UNDEFINED,
+    fn user() -> User {
+        User {
+            id: "sub-1".into(),
+            username: Some("alice".into()),
+            name: None,
+            email: Some("alice@example.org".into()),
+            groups: vec!["staff".into()],
+            roles: vec!["admin".into(), "user".into()],
         }
     }
-}
 
-impl<'de> MapAccess<'de> for Fields {
-    type Error = DecodeError;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, DecodeError> {
-        if self.next >= self.len {
-            return Ok(None);
-        }
-        let entry: Array = self.entries.get(self.next).unchecked_into();
-        self.next += 1;
-        self.value = entry.get(1);
-        seed.deserialize(Value(entry.get(0))).map(Some)
+    #[test]
+    fn every_hand_decoder_reads_what_serde_writes() {
+        let session = SessionInfo {
+            user: user(),
+            auth_token: "eyJ".into(),
+            expires_at: 1_790_000_000,
+        };
+        assert_eq!(SessionInfo::decode(&as_json(&session)), Ok(session));
+        let me = Me {
+            user: user(),
+            issuer: "http://idp".into(),
+            expires_at: 1_790_000_000,
+            token_fingerprint: "0123456789abcdef".into(),
+        };
+        assert_eq!(Me::decode(&as_json(&me)), Ok(me));
+        let calls = ApiCalls {
+            calls: vec![ApiCall {
+                method: "GET".into(),
+                path: "/api/me".into(),
+                token_fingerprint: "0123456789abcdef".into(),
+                at: 1_790_000_000,
+            }],
+        };
+        assert_eq!(ApiCalls::decode(&as_json(&calls)), Ok(calls));
+        let logout = LogoutResponse {
+            end_session_url: Some("http://idp/end".into()),
+        };
+        assert_eq!(LogoutResponse::decode(&as_json(&logout)), Ok(logout));
+        let mut error = ApiError::new("unauthenticated", "no session");
+        error.silent_sso_tried = Some(false);
+        assert_eq!(ApiError::decode(&as_json(&error)), Ok(error));
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> Result<V::Value, DecodeError> {
-        seed.deserialize(Value(std::mem::take(&mut self.value)))
+    #[test]
+    fn absent_lists_and_options_read_as_empty() {
+        let json = Json::Object(vec![("id".into(), Json::String("x".into()))]);
+        assert_eq!(
+            User::decode(&json),
+            Ok(User {
+                id: "x".into(),
+                ..User::default()
+            })
+        );
     }
 
-    fn size_hint(&self) -> Option<usize> {
-        usize::try_from(self.len - self.next).ok()
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let json = Json::Object(vec![("error".into(), Json::Number(1.0))]);
+        assert_eq!(
+            ApiError::decode(&json).map_err(|e| e.to_string()),
+            Err("`error` is not a string".to_owned())
+        );
+        let json = Json::Object(vec![("at".into(), Json::Number(1.5))]);
+        assert!(json.int("at").is_err());
+    }
+
+    #[derive(Debug, PartialEq, Deserialize, Serialize)]
+    enum Kind {
+        Plain,
+        Sized { size: u32 },
+    }
+
+    #[derive(Debug, PartialEq, Deserialize, Serialize)]
+    struct Note {
+        id: u64,
+        text: String,
+        score: f64,
+        tags: Vec<String>,
+        parent: Option<u64>,
+        kinds: Vec<Kind>,
+    }
+
+    #[test]
+    fn any_serde_type_reads_through_the_deserializer() {
+        let note = Note {
+            id: 7,
+            text: "hello".into(),
+            score: 0.5,
+            tags: vec!["a".into()],
+            parent: None,
+            kinds: vec![Kind::Plain, Kind::Sized { size: 3 }],
+        };
+        assert_eq!(Note::deserialize(as_json(&note)), Ok(note));
+        let missing = Json::Object(vec![("id".into(), Json::Number(1.0))]);
+        assert_eq!(
+            Note::deserialize(missing).map_err(|e| e.to_string()),
+            Err("missing field `text`".to_owned())
+        );
     }
 }

@@ -19,13 +19,13 @@ pub fn ApiDemo() -> impl IntoView {
     let load_calls = move || {
         loading_calls.set(true);
         spawn_local(async move {
-            let answer = auth.get_json::<ApiCalls>("/api/calls").await;
+            let answer = auth.get_decoded::<ApiCalls>("/api/calls").await;
             calls.set(Some(answer));
             loading_calls.set(false);
         });
     };
     spawn_local(async move {
-        let answer = auth.get_json::<Me>("/api/me").await;
+        let answer = auth.get_decoded::<Me>("/api/me").await;
         // The page may be gone by now (its signals with it): then there is nothing to show.
         if me.try_set(Some(answer)).is_none() {
             // Only once `/api/me` has answered, so the list already shows that call.

@@ -17,7 +17,7 @@ pub fn Home() -> impl IntoView {
     let auth = AuthState::from_context();
     let me = RwSignal::new(None::<Result<Me, api::Error>>);
     spawn_local(async move {
-        let answer = auth.get_json::<Me>("/api/me").await;
+        let answer = auth.get_decoded::<Me>("/api/me").await;
         me.set(Some(answer));
     });
 
