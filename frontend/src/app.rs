@@ -17,15 +17,13 @@ pub fn App() -> impl IntoView {
     let auth = AuthState::provide();
     auth.start();
     let router = Router::provide();
-    // Only a change of page rebuilds the view, not a new query on the same page.
-    let page = Memo::new(move |_| router.page());
 
     view! {
         <NavBar />
         <main>
             // A page that fails to render shows what went wrong instead of a blank space.
             <ErrorBoundary fallback=|errors| view! { <PageError errors /> }>
-                {move || match page.get() {
+                {move || match router.page() {
                     Some(Page::Home) => view! { <RequireSignIn><Home /></RequireSignIn> }.into_any(),
                     Some(Page::Login) => view! { <Login /> }.into_any(),
                     Some(Page::ApiDemo) => {
@@ -78,16 +76,21 @@ fn NavBar() -> impl IntoView {
                 <Link page=Page::Home>"Home"</Link>
                 <Link page=Page::ApiDemo>"API demo"</Link>
                 <span class="spacer"></span>
-                <Show when=move || auth.status() == AuthStatus::SignedIn>
-                    <span id="whoami">{display_name}</span>
-                    <button
-                        id="sign-out"
-                        on:click=move |_| sign_out()
-                        disabled=move || signing_out.get()
-                    >
-                        "Sign out"
-                    </button>
-                </Show>
+                {move || {
+                    (auth.status() == AuthStatus::SignedIn)
+                        .then(|| {
+                            view! {
+                                <span id="whoami">{display_name}</span>
+                                <button
+                                    id="sign-out"
+                                    on:click=move |_| sign_out()
+                                    disabled=move || signing_out.get()
+                                >
+                                    "Sign out"
+                                </button>
+                            }
+                        })
+                }}
             </nav>
             {move || sign_out_error.get().map(|msg| view! { <p class="error" id="sign-out-error">{msg}</p> })}
         </header>

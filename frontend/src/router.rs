@@ -33,14 +33,18 @@ impl Location {
 #[derive(Clone, Copy)]
 pub struct Router {
     location: RwSignal<Location>,
+    /// Which page `location` shows; notifies only when that changes, not on every new query.
+    page: RwSignal<Option<Page>>,
 }
 
 impl Router {
     /// Creates the router from the browser's address, follows back/forward, and provides it as
     /// context to the calling component and everything below it.
     pub fn provide() -> Self {
+        let location = Location::current();
         let router = Self {
-            location: RwSignal::new(Location::current()),
+            page: RwSignal::new(Page::from_path(&location.pathname)),
+            location: RwSignal::new(location),
         };
         // The listener lives as long as the page: the router is never torn down.
         let _ = window_event_listener(popstate, move |_| router.sync());
@@ -58,10 +62,10 @@ impl Router {
         self.location.get_untracked()
     }
 
-    /// The page the current path shows, `None` for an unknown path (tracked).
+    /// The page the current path shows, `None` for an unknown path (tracked; a new query on
+    /// the same page does not count as a change).
     pub fn page(&self) -> Option<Page> {
-        self.location
-            .with(|location| Page::from_path(&location.pathname))
+        self.page.get()
     }
 
     /// One query parameter of the current address, decoded (tracked).
@@ -96,11 +100,18 @@ impl Router {
     /// Reads the address bar into the signal, notifying only when it changed.
     fn sync(&self) {
         let current = Location::current();
+        let page = Page::from_path(&current.pathname);
+        // The location first: whatever re-renders for the new page reads it.
         self.location.maybe_update(|location| {
             let changed = *location != current;
             if changed {
                 *location = current;
             }
+            changed
+        });
+        self.page.maybe_update(|shown| {
+            let changed = *shown != page;
+            *shown = page;
             changed
         });
     }
