@@ -52,7 +52,7 @@ impl Router {
         router
     }
 
-    /// The router provided by [`crate::app::App`] (a wiring bug, and a panic, outside it).
+    /// The router the app shell provided (a wiring bug, and a panic, without one).
     pub fn from_context() -> Self {
         expect_context()
     }
