@@ -15,11 +15,13 @@ step "install dependencies"
 scripts/install-deps.sh
 step "build the UI (trunk build --release)"
 scripts/build-ui.sh
+step "SPA size: wasm + JS within the gzip budget (bench/spa-size.sh)"
+bench/spa-size.sh --no-build --check
 step "rustfmt"
 cargo fmt --all -- --check
-step "clippy (backend, shared, tests; frontend for wasm32)"
+step "clippy (backend, shared, tests; frontend and its example for wasm32)"
 cargo clippy -p login-bridge -p shared -p blackbox-tests --all-targets -- -D warnings
-cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 step "demo provider smoke test (node --test)"
 (cd tests/idp && node --test) 2>&1 | tee -a "$log"

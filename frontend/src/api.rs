@@ -1,21 +1,28 @@
-//! Everything the SPA says to the bridge over HTTP. This is the only module that touches
-//! gloo-net, so there is one place that decides how requests are authenticated: the
-//! token-mediating endpoint (`/auth/session`) and logout carry the CSRF header and the session
-//! cookie; every REST call carries `Authorization: Bearer <auth_token>`. Any non-2xx answer comes
-//! back as [`Error::Status`] holding the bridge's [`ApiError`] body.
+//! Transport: everything the SPA says to the bridge over HTTP, and nothing about who is signed
+//! in. This is the only module that calls the browser's `fetch`, so there is one place that
+//! decides how requests are authenticated:
+//!
+//! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
+//!   body) with `Authorization: Bearer <token>`;
+//! - [`fetch_session`] and [`logout`] talk to the bridge's token-mediating endpoints with the
+//!   CSRF header and the same-origin session cookie instead.
+//!
+//! Any non-2xx answer comes back as [`Error::Status`] holding the bridge's [`ApiError`] body.
+//! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
+//! not this module's: it imports neither `auth` nor the app.
 
-use gloo_net::http::{Request, RequestBuilder, Response};
-use leptos::prelude::GetUntracked;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
-use web_sys::RequestCredentials;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::wasm_bindgen::{JsCast, JsValue};
+use web_sys::{Headers, RequestCredentials, RequestInit, Response};
 
-use crate::auth::AuthState;
+use crate::json::{self, Decode};
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";
-const LOGIN_PATH: &str = "/auth/login";
 
 /// Why a call to the bridge did not produce the expected value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,98 +55,194 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl From<gloo_net::Error> for Error {
-    fn from(err: gloo_net::Error) -> Self {
-        Self::Transport(err.to_string())
+impl std::error::Error for Error {}
+
+impl From<JsValue> for Error {
+    /// What the browser threw: `fetch` fails with a `TypeError` when the network does.
+    fn from(err: JsValue) -> Self {
+        Self::Transport(String::from(web_sys::js_sys::Error::from(err).to_string()))
+    }
+}
+
+/// The HTTP methods a REST call may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// A client for the REST APIs behind the bridge, authenticated with one bearer token.
+///
+/// Cheap to create: make one per call from the current token (see
+/// [`crate::auth::AuthState::api`]) rather than keeping one around, so a refreshed token is
+/// picked up. Without a token, requests go out unauthenticated (and a protected API answers
+/// `401`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Api {
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Api {
+    /// Never prints the token itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.token.as_ref().map(|_| "***");
+        f.debug_struct("Api").field("token", &token).finish()
+    }
+}
+
+impl Api {
+    /// A client sending `Authorization: Bearer <token>` (none when `token` is `None`).
+    pub fn new(token: Option<String>) -> Self {
+        Self { token }
+    }
+
+    /// `GET path`, decoding the JSON answer as `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        from_json(&self.send_json(Method::Get, path, None).await?)
+    }
+
+    /// `POST path` with `body` as JSON.
+    pub async fn post<B, T>(&self, path: &str, body: &B) -> Result<T, Error>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.send(Method::Post, path, Some(body)).await
+    }
+
+    /// `PUT path` with `body` as JSON.
+    pub async fn put<B, T>(&self, path: &str, body: &B) -> Result<T, Error>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.send(Method::Put, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        from_json(&self.send_json(Method::Delete, path, None).await?)
+    }
+
+    /// Sends `method path` with an optional JSON body and decodes the JSON answer as `T`.
+    ///
+    /// An empty 2xx body (e.g. `204 No Content`) decodes as JSON `null`, so `T = ()` or an
+    /// `Option` fits it.
+    pub async fn send<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, Error>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let body = body.map(to_json).transpose()?;
+        from_json(&self.send_json(method, path, body).await?)
+    }
+
+    /// Sends `method path` with `body` (already JSON) and returns the 2xx answer's body as it
+    /// came. Not generic, so every call shares one copy of the request code in the WASM.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, Error> {
+        let headers = Headers::new()?;
+        headers.set("accept", "application/json")?;
+        if let Some(token) = &self.token {
+            headers.set("authorization", &["Bearer ", token].concat())?;
+        }
+        if body.is_some() {
+            headers.set("content-type", "application/json")?;
+        }
+        fetch(method, path, &headers, body, None).await
     }
 }
 
 /// `GET /auth/session`: the SPA's only source of its bearer token.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    let response = with_session_cookie(Request::get(SESSION_PATH))
-        .send()
-        .await?;
-    decode(response).await
+    decode(&with_session_cookie(Method::Get, SESSION_PATH).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    let response = with_session_cookie(Request::post(LOGOUT_PATH))
-        .send()
-        .await?;
-    decode(response).await
+    decode(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
 }
 
-/// `GET path` on a REST API, authenticated with the current `auth_token`.
-///
-/// A `401` usually means our copy of the token is stale (the bridge refreshes tokens
-/// server-side), so the session is fetched once more and the call retried once. If the API
-/// still refuses, the user is marked signed out, which makes the page's sign-in guard send them
-/// to the login page with the current path as `return_to`.
-pub async fn get_json<T: DeserializeOwned>(auth: AuthState, path: &str) -> Result<T, Error> {
-    // Untracked: when a resource calls this, a token refresh must not re-run the resource.
-    if let Some(token) = auth.auth_token().get_untracked() {
-        match get_with_bearer(path, &token).await {
-            Err(err) if err.is_unauthenticated() => {}
-            answer => return answer,
-        }
+/// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
+/// no bearer token.
+async fn with_session_cookie(method: Method, path: &str) -> Result<String, Error> {
+    let headers = Headers::new()?;
+    headers.set(CSRF_HEADER, CSRF_HEADER_VALUE)?;
+    headers.set("accept", "application/json")?;
+    fetch(
+        method,
+        path,
+        &headers,
+        None,
+        Some(RequestCredentials::SameOrigin),
+    )
+    .await
+}
+
+/// One `fetch`: the body of a 2xx answer, or [`Error::Status`] for any other status.
+async fn fetch(
+    method: Method,
+    path: &str,
+    headers: &Headers,
+    body: Option<String>,
+    credentials: Option<RequestCredentials>,
+) -> Result<String, Error> {
+    let init = RequestInit::new();
+    init.set_method(method.as_str());
+    init.set_headers(headers);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from(body));
     }
-    let session = match fetch_session().await {
-        Ok(session) => session,
-        Err(err) => {
-            if err.is_unauthenticated() {
-                auth.mark_signed_out();
-            }
-            return Err(err);
-        }
-    };
-    let token = session.auth_token.clone();
-    auth.set_session(session);
-    let answer = get_with_bearer(path, &token).await;
-    if matches!(&answer, Err(err) if err.is_unauthenticated()) {
-        auth.mark_signed_out();
+    if let Some(credentials) = credentials {
+        init.set_credentials(credentials);
     }
-    answer
-}
-
-/// Where a full-page navigation starts the OIDC sign-in at the bridge. With `silent`, it asks
-/// the provider for `prompt=none`: signed in at once if an SSO session exists, otherwise back
-/// to the login page with `error=login_required`.
-pub fn sign_in_url(return_to: &str, silent: bool) -> String {
-    let prompt = if silent { "prompt=none&" } else { "" };
-    format!("{LOGIN_PATH}?{prompt}return_to={}", encode(return_to))
-}
-
-/// Percent-encodes a query parameter value.
-pub fn encode(value: &str) -> String {
-    String::from(web_sys::js_sys::encode_uri_component(value))
-}
-
-fn with_session_cookie(request: RequestBuilder) -> RequestBuilder {
-    request
-        .header(CSRF_HEADER, CSRF_HEADER_VALUE)
-        .header("accept", "application/json")
-        .credentials(RequestCredentials::SameOrigin)
-}
-
-async fn get_with_bearer<T: DeserializeOwned>(path: &str, token: &str) -> Result<T, Error> {
-    let response = Request::get(path)
-        .header("authorization", &format!("Bearer {token}"))
-        .header("accept", "application/json")
-        .send()
-        .await?;
-    decode(response).await
-}
-
-async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, Error> {
+    let response: Response =
+        JsFuture::from(leptos::prelude::window().fetch_with_str_and_init(path, &init))
+            .await?
+            .unchecked_into();
     let status = response.status();
+    let text = JsFuture::from(response.text()?)
+        .await?
+        .as_string()
+        .unwrap_or_default();
     if response.ok() {
-        return Ok(response.json().await?);
+        return Ok(text);
     }
     // A proxy in front of the bridge may answer with HTML; keep the status meaningful anyway.
-    let body = match response.json::<ApiError>().await {
-        Ok(body) => body,
-        Err(_) => ApiError::new(format!("http_{status}"), response.status_text()),
-    };
+    let body = decode::<ApiError>(&text)
+        .unwrap_or_else(|_| ApiError::new(format!("http_{status}"), response.status_text()));
     Err(Error::Status { status, body })
+}
+
+/// Decodes a JSON answer as any serde type (see [`crate::json`]); an empty body reads as `null`.
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
+    json::from_json(text).map_err(|err| Error::Transport(err.to_string()))
+}
+
+/// Decodes a JSON answer as one of the bridge's own types, by hand (see [`crate::json`]).
+pub fn decode<T: Decode>(text: &str) -> Result<T, Error> {
+    json::decode(text).map_err(|err| Error::Transport(err.to_string()))
+}
+
+/// Encodes a request body as JSON.
+pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
+    json::to_json(body).map_err(|err| Error::Transport(err.to_string()))
 }

@@ -1,101 +1,38 @@
-//! The shell of the SPA: the routes (all paths come from [`Page`]), the nav bar with the
-//! signed-in user and the sign-out button, and the guard that keeps signed-out users off the
-//! pages that need a token.
+//! The shell of the SPA: which page each path shows (all paths come from [`Page`]), the nav
+//! bar with the signed-in user and the sign-out button, the guard that keeps signed-out users
+//! off the pages that need a token, and an error boundary around the pages.
 
 use leptos::prelude::*;
-use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::hooks::{use_location, use_navigate};
-use leptos_router::{NavigateOptions, StaticSegment};
+use leptos::task::spawn_local;
 
-use crate::auth::{AuthState, AuthStatus};
+use frontend::auth::{AuthState, AuthStatus};
+use frontend::nav::{self, Page};
+
 use crate::pages::{api_demo::ApiDemo, home::Home, login::Login, not_found::NotFound};
-
-/// Every page the router knows, so that no path is spelled twice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Page {
-    Home,
-    Login,
-    ApiDemo,
-}
-
-impl Page {
-    /// The absolute path, for links and navigation.
-    pub const fn path(self) -> &'static str {
-        match self {
-            Self::Home => "/",
-            Self::Login => "/login",
-            Self::ApiDemo => "/api-demo",
-        }
-    }
-
-    /// The same path as the router matches it.
-    fn route(self) -> (StaticSegment<&'static str>,) {
-        let path = self.path();
-        (StaticSegment(path.strip_prefix('/').unwrap_or(path)),)
-    }
-
-    /// The login page, asked to come back to `return_to` after signing in.
-    pub fn login_returning_to(return_to: &str) -> String {
-        format!(
-            "{}?return_to={}",
-            Self::Login.path(),
-            crate::api::encode(return_to)
-        )
-    }
-}
-
-/// Keeps `return_to` to a same-origin relative path (as the bridge does), so a crafted login
-/// link cannot send the user to another site after signing in.
-pub fn safe_return_to(raw: Option<&str>) -> &str {
-    match raw {
-        Some(path)
-            if path.starts_with('/')
-                && !path.starts_with("//")
-                && !path.starts_with("/\\")
-                && !path.chars().any(char::is_control) =>
-        {
-            path
-        }
-        _ => Page::Home.path(),
-    }
-}
-
-/// Path and query of the page the browser shows, e.g. `/api-demo?x=1`.
-pub fn current_path_and_query() -> String {
-    let location = window().location();
-    format!(
-        "{}{}",
-        location.pathname().unwrap_or_default(),
-        location.search().unwrap_or_default()
-    )
-}
-
-/// Whether the browser is on the login page (read from the window, so usable outside the
-/// router).
-pub fn on_login_page() -> bool {
-    window().location().pathname().ok().as_deref() == Some(Page::Login.path())
-}
+use crate::router::{Link, Router};
 
 /// The root component: provides [`AuthState`], starts the session check and sets up routing.
 #[component]
 pub fn App() -> impl IntoView {
     let auth = AuthState::provide();
     auth.start();
+    let router = Router::provide();
 
     view! {
-        <Router>
-            <NavBar />
-            <main>
-                <Routes fallback=NotFound>
-                    <Route path=Page::Home.route() view=|| view! { <RequireSignIn><Home /></RequireSignIn> } />
-                    <Route path=Page::Login.route() view=Login />
-                    <Route
-                        path=Page::ApiDemo.route()
-                        view=|| view! { <RequireSignIn><ApiDemo /></RequireSignIn> }
-                    />
-                </Routes>
-            </main>
-        </Router>
+        <NavBar />
+        <main>
+            // A page that fails to render shows what went wrong instead of a blank space.
+            <ErrorBoundary fallback=|errors| view! { <PageError errors /> }>
+                {move || match router.page() {
+                    Some(Page::Home) => view! { <RequireSignIn><Home /></RequireSignIn> }.into_any(),
+                    Some(Page::Login) => view! { <Login /> }.into_any(),
+                    Some(Page::ApiDemo) => {
+                        view! { <RequireSignIn><ApiDemo /></RequireSignIn> }.into_any()
+                    }
+                    None => view! { <NotFound /> }.into_any(),
+                }}
+            </ErrorBoundary>
+        </main>
     }
 }
 
@@ -103,13 +40,14 @@ pub fn App() -> impl IntoView {
 #[component]
 fn NavBar() -> impl IntoView {
     let auth = AuthState::from_context();
-    let navigate = use_navigate();
+    let router = Router::from_context();
     let sign_out_error = RwSignal::new(None::<String>);
 
-    let sign_out = Action::new_local(move |_: &()| {
-        let navigate = navigate.clone();
-        async move {
-            sign_out_error.set(None);
+    let signing_out = RwSignal::new(false);
+    let sign_out = move || {
+        signing_out.set(true);
+        sign_out_error.set(None);
+        spawn_local(async move {
             match auth.sign_out().await {
                 Ok(Some(end_session_url)) => {
                     // Ends the provider's SSO session too; the provider then sends the browser
@@ -117,13 +55,14 @@ fn NavBar() -> impl IntoView {
                     if window().location().assign(&end_session_url).is_ok() {
                         return;
                     }
-                    leave_signed_out(&navigate, auth);
+                    leave_signed_out(router, auth);
                 }
-                Ok(None) => leave_signed_out(&navigate, auth),
+                Ok(None) => leave_signed_out(router, auth),
                 Err(err) => sign_out_error.set(Some(format!("Sign-out failed: {err}"))),
             }
-        }
-    });
+            signing_out.set(false);
+        });
+    };
 
     let display_name = move || {
         auth.user()
@@ -134,35 +73,53 @@ fn NavBar() -> impl IntoView {
     view! {
         <header>
             <nav>
-                <A href=Page::Home.path()>"Home"</A>
-                <A href=Page::ApiDemo.path()>"API demo"</A>
+                <Link page=Page::Home>"Home"</Link>
+                <Link page=Page::ApiDemo>"API demo"</Link>
                 <span class="spacer"></span>
-                <Show when=move || auth.status() == AuthStatus::SignedIn>
-                    <span id="whoami">{display_name}</span>
-                    <button
-                        id="sign-out"
-                        on:click=move |_| {
-                            sign_out.dispatch(());
-                        }
-                        disabled=move || sign_out.pending().get()
-                    >
-                        "Sign out"
-                    </button>
-                </Show>
+                {move || {
+                    (auth.status() == AuthStatus::SignedIn)
+                        .then(|| {
+                            view! {
+                                <span id="whoami">{display_name}</span>
+                                <button
+                                    id="sign-out"
+                                    on:click=move |_| sign_out()
+                                    disabled=move || signing_out.get()
+                                >
+                                    "Sign out"
+                                </button>
+                            }
+                        })
+                }}
             </nav>
             {move || sign_out_error.get().map(|msg| view! { <p class="error" id="sign-out-error">{msg}</p> })}
         </header>
     }
 }
 
+/// What the error boundary shows in place of a page that failed.
+#[component]
+fn PageError(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    let messages = move || {
+        errors
+            .get()
+            .into_iter()
+            .map(|(_, err)| view! { <li>{err.to_string()}</li> })
+            .collect_view()
+    };
+    view! {
+        <section class="card error" id="page-error">
+            <h1>"Something went wrong"</h1>
+            <ul>{messages}</ul>
+        </section>
+    }
+}
+
 /// Sign-out without a provider end-session URL: straight to the login page's confirmation.
-fn leave_signed_out(navigate: &impl Fn(&str, NavigateOptions), auth: AuthState) {
+fn leave_signed_out(router: Router, auth: AuthState) {
     // Navigate before flipping the status, so the guard of the page being left never sees
     // `SignedOut` while still on that page.
-    navigate(
-        &format!("{}?signed_out=1", Page::Login.path()),
-        NavigateOptions::default(),
-    );
+    router.navigate(&[Page::Login.path(), "?signed_out=1"].concat(), false);
     auth.finish_sign_out();
 }
 
@@ -171,27 +128,15 @@ fn leave_signed_out(navigate: &impl Fn(&str, NavigateOptions), auth: AuthState) 
 #[component]
 fn RequireSignIn(children: ChildrenFn) -> impl IntoView {
     let auth = AuthState::from_context();
-    let navigate = use_navigate();
-    // The router's location rather than the window's: after a link click the router moves on
-    // before the address bar does.
-    let location = use_location();
+    let router = Router::from_context();
 
     Effect::new(move || {
-        let pathname = location.pathname.get_untracked();
-        if auth.status() == AuthStatus::SignedOut && pathname != Page::Login.path() {
-            let search = location.search.get_untracked();
-            let here = if search.is_empty() {
-                pathname
-            } else {
-                format!("{pathname}?{search}")
-            };
-            navigate(
-                &Page::login_returning_to(&here),
-                NavigateOptions {
-                    // Back from the login page should not land on a page that bounces again.
-                    replace: true,
-                    ..NavigateOptions::default()
-                },
+        let here = router.location_untracked();
+        if auth.status() == AuthStatus::SignedOut && here.pathname != Page::Login.path() {
+            // Replace: Back from the login page should not land on a page that bounces again.
+            router.navigate(
+                &nav::login_returning_to(&(here.pathname + &here.search)),
+                true,
             );
         }
     });
@@ -203,35 +148,5 @@ fn RequireSignIn(children: ChildrenFn) -> impl IntoView {
         AuthStatus::SignedOut => {
             view! { <p class="muted">"Redirecting to sign-in…"</p> }.into_any()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths_are_kept_as_return_to() {
-        assert_eq!(safe_return_to(Some("/api-demo?x=1")), "/api-demo?x=1");
-    }
-
-    #[test]
-    fn anything_that_could_leave_the_origin_falls_back_to_home() {
-        for raw in [
-            None,
-            Some(""),
-            Some("https://evil.example/"),
-            Some("//evil.example/"),
-            Some("/\\evil.example/"),
-            Some("/a\nb"),
-        ] {
-            assert_eq!(safe_return_to(raw), "/", "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn route_segments_drop_the_leading_slash() {
-        assert_eq!(Page::Home.route().0.0, "");
-        assert_eq!(Page::ApiDemo.route().0.0, "api-demo");
     }
 }

@@ -6,15 +6,23 @@
 //! asks `/auth/session` again (the bridge's HttpOnly session cookie is what survives).
 //!
 //! The bridge refreshes tokens server-side, so keeping the token fresh only means asking
-//! `/auth/session` again shortly before `expires_at`.
+//! `/auth/session` again shortly before `expires_at`; and a REST call that still meets a `401`
+//! ([`AuthState::call`]) asks once more and retries once before giving up.
+//!
+//! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
+//! neither the app nor its router, so another Leptos app can use it as it is.
 
 use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use shared::session::{SessionInfo, User};
 
-use crate::{api, app, clock};
+use crate::api::{self, Api, Method};
+use crate::json::Decode;
+use crate::{clock, nav};
 
 /// How long before `expires_at` the session is fetched again.
 const REFRESH_AHEAD_SECS: i64 = 30;
@@ -65,10 +73,10 @@ impl AuthState {
         state
     }
 
-    /// The state provided by [`crate::app::App`].
+    /// The state a component above provided with [`Self::provide`].
     ///
-    /// Panics (through Leptos) when called outside it: that is a wiring bug in the component
-    /// tree, never a runtime condition.
+    /// Panics (through Leptos) when nothing above provided it: that is a wiring bug in the
+    /// component tree, never a runtime condition.
     pub fn from_context() -> Self {
         expect_context()
     }
@@ -104,8 +112,8 @@ impl AuthState {
         spawn_local(async move {
             match api::fetch_session().await {
                 Ok(session) => self.set_session(session),
-                Err(err) if err.silent_sso_untried() && !app::on_login_page() => {
-                    let target = api::sign_in_url(&app::current_path_and_query(), true);
+                Err(err) if err.silent_sso_untried() && !nav::on_login_page() => {
+                    let target = nav::sign_in_url(&nav::current_path_and_query(), true);
                     if window().location().assign(&target).is_err() {
                         self.mark_signed_out();
                     }
@@ -114,6 +122,76 @@ impl AuthState {
                 Err(err) => self.fail(&err),
             }
         });
+    }
+
+    /// A transport client carrying the current token (read untracked, so a resource or effect
+    /// calling this does not re-run when the token is refreshed).
+    pub fn api(&self) -> Api {
+        Api::new(self.auth_token.get_untracked())
+    }
+
+    /// `GET path` on one of the bridge's own APIs, decoded by hand ([`Decode`]: no serde code
+    /// per type in the WASM); otherwise as [`Self::get_json`].
+    pub async fn get_decoded<T: Decode>(self, path: &str) -> Result<T, api::Error> {
+        api::decode(&self.call_json(Method::Get, path, None).await?)
+    }
+
+    /// `GET path` on a REST API with the current token: see [`Self::call`].
+    pub async fn get_json<T: DeserializeOwned>(self, path: &str) -> Result<T, api::Error> {
+        api::from_json(&self.call_json(Method::Get, path, None).await?)
+    }
+
+    /// `method path` on a REST API with an optional JSON body, authenticated with the current
+    /// `auth_token`, the answer decoded from JSON.
+    ///
+    /// A `401` usually means our copy of the token is stale (the bridge refreshes tokens
+    /// server-side), so the session is fetched once more and the call retried once. If the API
+    /// still refuses, the user is marked signed out, which makes the app's sign-in guard send
+    /// them to the login page with the current path as `return_to`.
+    pub async fn call<B, T>(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, api::Error>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let body = body.map(api::to_json).transpose()?;
+        api::from_json(&self.call_json(method, path, body).await?)
+    }
+
+    /// [`Self::call`] with the body already JSON and the answer left as JSON text. Not generic,
+    /// so every call shares one copy of the retry logic in the WASM.
+    pub async fn call_json(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, api::Error> {
+        if self.auth_token.with_untracked(Option::is_some) {
+            match self.api().send_json(method, path, body.clone()).await {
+                Err(err) if err.is_unauthenticated() => {}
+                answer => return answer,
+            }
+        }
+        let session = match api::fetch_session().await {
+            Ok(session) => session,
+            Err(err) => {
+                if err.is_unauthenticated() {
+                    self.mark_signed_out();
+                }
+                return Err(err);
+            }
+        };
+        let api = Api::new(Some(session.auth_token.clone()));
+        self.set_session(session);
+        let answer = api.send_json(method, path, body).await;
+        if matches!(&answer, Err(err) if err.is_unauthenticated()) {
+            self.mark_signed_out();
+        }
+        answer
     }
 
     /// Stores a fresh answer of `/auth/session` and schedules the next one.

@@ -3,24 +3,34 @@
 //! with the fingerprint of the token it arrived with.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use shared::api::{ApiCall, ApiCalls, Me};
 
-use crate::api;
-use crate::auth::AuthState;
-use crate::clock;
+use frontend::api;
+use frontend::auth::AuthState;
+use frontend::clock;
 
 #[component]
 pub fn ApiDemo() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = LocalResource::new(move || api::get_json::<Me>(auth, "/api/me"));
-    let load_calls = Action::new_local(move |_: &()| api::get_json::<ApiCalls>(auth, "/api/calls"));
-    // Only once `/api/me` has answered, so the list already shows that call.
-    Effect::new(move |loaded: Option<bool>| {
-        let answered = me.with(Option::is_some);
-        if answered && loaded != Some(true) {
-            load_calls.dispatch(());
+    let me = RwSignal::new(None::<Result<Me, api::Error>>);
+    let calls = RwSignal::new(None::<Result<ApiCalls, api::Error>>);
+    let loading_calls = RwSignal::new(false);
+    let load_calls = move || {
+        loading_calls.set(true);
+        spawn_local(async move {
+            let answer = auth.get_decoded::<ApiCalls>("/api/calls").await;
+            calls.set(Some(answer));
+            loading_calls.set(false);
+        });
+    };
+    spawn_local(async move {
+        let answer = auth.get_decoded::<Me>("/api/me").await;
+        // The page may be gone by now (its signals with it): then there is nothing to show.
+        if me.try_set(Some(answer)).is_none() {
+            // Only once `/api/me` has answered, so the list already shows that call.
+            load_calls();
         }
-        answered
     });
 
     let username = move || {
@@ -39,16 +49,10 @@ pub fn ApiDemo() -> impl IntoView {
             <h1>"API demo"</h1>
             <p>"Signed in to the API as " <span id="api-demo-user">{username}</span></p>
             {me_error}
-            <button
-                id="reload-calls"
-                disabled=move || load_calls.pending().get()
-                on:click=move |_| {
-                    load_calls.dispatch(());
-                }
-            >
+            <button id="reload-calls" disabled=move || loading_calls.get() on:click=move |_| load_calls()>
                 "Reload calls"
             </button>
-            {move || match load_calls.value().get() {
+            {move || match calls.get() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Ok(ApiCalls { calls })) => view! { <CallsTable calls /> }.into_any(),
                 Some(Err(err)) => view! { <p class="error" id="calls-error">{err.to_string()}</p> }.into_any(),

@@ -5,16 +5,21 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use shared::api::Me;
 
-use crate::api;
-use crate::auth::AuthState;
-use crate::clock;
+use frontend::api;
+use frontend::auth::AuthState;
+use frontend::clock;
 
 #[component]
 pub fn Home() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = LocalResource::new(move || api::get_json::<Me>(auth, "/api/me"));
+    let me = RwSignal::new(None::<Result<Me, api::Error>>);
+    spawn_local(async move {
+        let answer = auth.get_decoded::<Me>("/api/me").await;
+        me.set(Some(answer));
+    });
 
     view! {
         <section class="card">

@@ -3,12 +3,11 @@
 //! who is already signed in is sent on to `return_to`.
 
 use leptos::prelude::*;
-use leptos_router::NavigateOptions;
-use leptos_router::hooks::{use_navigate, use_query_map};
 
-use crate::api;
-use crate::app::safe_return_to;
-use crate::auth::{AuthState, AuthStatus};
+use frontend::auth::{AuthState, AuthStatus};
+use frontend::nav::{safe_return_to, sign_in_url};
+
+use crate::router::Router;
 
 /// `error_description` comes from the URL, so anyone can craft one: show it as text only
 /// (Leptos escapes it) and not at any length.
@@ -17,20 +16,13 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 #[component]
 pub fn Login() -> impl IntoView {
     let auth = AuthState::from_context();
-    let query = use_query_map();
-    let param = move |name: &str| query.with(|q| q.get(name));
+    let router = Router::from_context();
+    let param = move |name: &str| router.query(name);
     let return_to = move || safe_return_to(param("return_to").as_deref()).to_owned();
 
-    let navigate = use_navigate();
     Effect::new(move || {
         if auth.status() == AuthStatus::SignedIn {
-            navigate(
-                &return_to(),
-                NavigateOptions {
-                    replace: true,
-                    ..NavigateOptions::default()
-                },
-            );
+            router.navigate(&return_to(), true);
         }
     });
 
@@ -42,14 +34,14 @@ pub fn Login() -> impl IntoView {
         )
         .or_else(|| auth.problem())
     };
-    let sso_href = move || api::sign_in_url(&return_to(), false);
+    let sso_href = move || sign_in_url(&return_to(), false);
 
     view! {
         <section class="card">
             <h1>"Sign in"</h1>
             <p id="login-message">{message}</p>
-            // rel="external": a full navigation to the bridge, not a client-side route.
-            <a id="sso-login" class="button" rel="external" href=sso_href>
+            // A plain link: a full navigation to the bridge, not a client-side route.
+            <a id="sso-login" class="button" href=sso_href>
                 "Sign in with SSO"
             </a>
             // LOCAL ACCOUNTS (later issue): the username/password form for the bridge's local

@@ -1,9 +1,10 @@
 //! The page for any path the router does not know.
 
 use leptos::prelude::*;
-use leptos_router::components::A;
 
-use crate::app::Page;
+use frontend::nav::Page;
+
+use crate::router::Link;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
@@ -11,7 +12,7 @@ pub fn NotFound() -> impl IntoView {
         <section class="card">
             <h1>"Page not found"</h1>
             <p>"There is nothing at this address."</p>
-            <A href=Page::Home.path()>"Go to the home page"</A>
+            <Link page=Page::Home>"Go to the home page"</Link>
         </section>
     }
 }

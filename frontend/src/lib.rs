@@ -1,0 +1,18 @@
+//! The reusable half of the login-bridge SPA, for any Leptos (CSR) app served by the bridge:
+//!
+//! - [`auth`]: the [`auth::AuthState`] context — the bridge's `auth_token` in memory, the user,
+//!   the refresh schedule, silent SSO at start-up, sign-out, and REST calls that refresh the
+//!   token once on a `401`;
+//! - [`api`]: transport — [`api::Api`] sends REST calls with `Authorization: Bearer`, and the
+//!   `/auth/session` and `/auth/logout` calls;
+//! - [`nav`], [`clock`] and [`json`]: the addresses, the wall clock and the JSON decoding those
+//!   two need.
+//!
+//! The app in this crate's binary (`main.rs`, its router and pages) is one user of it; the
+//! `reuse` example is another.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod json;
+pub mod nav;
