@@ -71,6 +71,46 @@ pub struct Settings {
     /// Extra requirements for API paths under a prefix.
     #[serde(default)]
     pub route_policies: Vec<RoutePolicy>,
+    /// Sign-in with a JWT a gateway in front of the bridge puts on the request.
+    #[serde(default)]
+    pub gateway: Option<GatewaySettings>,
+}
+
+/// `[gateway]`: a proxy or gateway in front has authenticated the user and puts a JWT on the
+/// request; opening any UI page with it signs the user in (no form, no silent-SSO detour).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Names of `[[issuers]]` whose JWTs may sign users in this way.
+    pub issuers: Vec<String>,
+    /// The request header carrying the JWT: `Authorization` (then `Bearer <jwt>`) or a custom
+    /// name such as `x-custom-tkn` carrying the bare JWT.
+    #[serde(default = "default_gateway_header")]
+    pub header: String,
+    /// Peers (CIDRs) whose connections may set the header. From any other address the header
+    /// is ignored for sign-in, and a custom header is removed before anything sees it.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Accept the header from any peer. Only for a bridge that nothing but the gateway can
+    /// reach; warned about at startup.
+    #[serde(default)]
+    pub allow_any_peer: bool,
+}
+
+fn default_gateway_header() -> String {
+    "authorization".into()
+}
+
+impl GatewaySettings {
+    /// Whether the header is `Authorization` (with the `Bearer` scheme).
+    pub fn uses_authorization(&self) -> bool {
+        self.header.eq_ignore_ascii_case("authorization")
+    }
+
+    /// Whether a connection from `peer` may sign users in with the header.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.allow_any_peer || self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -183,6 +223,7 @@ impl Default for Settings {
             claims: ClaimMapping::default(),
             issuers: Vec::new(),
             route_policies: Vec::new(),
+            gateway: None,
         }
     }
 }
@@ -239,6 +280,15 @@ impl Settings {
                     issuers.push(spec);
                 }
                 Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if let Some(gateway) = &self.gateway {
+            for name in &gateway.issuers {
+                if !issuers.iter().any(|i| &i.name == name) {
+                    problems.push(format!(
+                        "gateway.issuers: {name:?} is not the name of an [[issuers]] entry"
+                    ));
+                }
             }
         }
         if problems.is_empty() {
@@ -322,6 +372,28 @@ impl Settings {
         }
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
+        }
+        if let Some(gateway) = &self.gateway {
+            if gateway.issuers.is_empty() {
+                problems.push(
+                    "gateway.issuers: name at least one [[issuers]] entry whose JWTs sign users in"
+                        .into(),
+                );
+            }
+            if axum::http::HeaderName::from_bytes(gateway.header.as_bytes()).is_err() {
+                problems.push(format!(
+                    "gateway.header: {:?} is not a valid header name",
+                    gateway.header
+                ));
+            }
+            if gateway.trusted_proxies.is_empty() && !gateway.allow_any_peer {
+                problems.push(
+                    "gateway.trusted_proxies: list the gateway's addresses (CIDRs such as \
+                     10.0.0.5/32); anyone else could set the header. Only if nothing but the \
+                     gateway can reach the bridge, set gateway.allow_any_peer = true instead"
+                        .into(),
+                );
+            }
         }
         problems
     }

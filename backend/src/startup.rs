@@ -13,7 +13,7 @@ use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
 
 use crate::{
-    auth::{page_open::open_page, routes as auth_routes},
+    auth::{gateway::strip_untrusted_header, page_open::open_page, routes as auth_routes},
     demo_api::{self, ApiCallLog},
     health,
     oidc::client::ProviderClient,
@@ -105,9 +105,14 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        // The peer address decides whether a gateway header may sign users in.
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     }
 }
 
@@ -169,5 +174,9 @@ fn router<S: SessionStore + Clone>(
         .with_state(state.clone())
         .nest("/api", demo_api::router(&state, api_calls))
         .layer(middleware::from_fn_with_state(headers, security_headers))
+        .layer(middleware::from_fn_with_state(
+            settings.gateway.clone().map(Arc::new),
+            strip_untrusted_header,
+        ))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
 }

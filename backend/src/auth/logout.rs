@@ -15,11 +15,12 @@ pub async fn logout(
     require_same_origin(&headers, &state.settings.origin())?;
     let user = session.user().await?;
     session.end().await?;
-    let end_session_url = match (state.provider.ready(), user) {
-        (Some(d), Some(user)) => {
-            let id_token = user.provider_tokens().and_then(|t| t.id_token.as_deref());
-            state.provider.end_session_url(&d, id_token)
-        }
+    // Only a provider sign-in has a provider session to end.
+    let provider_tokens = user.as_ref().and_then(|u| u.provider_tokens());
+    let end_session_url = match (state.provider.ready(), provider_tokens) {
+        (Some(d), Some(tokens)) => state
+            .provider
+            .end_session_url(&d, tokens.id_token.as_deref()),
         _ => None,
     };
     Ok(Json(LogoutResponse { end_session_url }))

@@ -9,6 +9,8 @@
 //! - `csrf`, `return_to`: the checks the browser-facing endpoints share
 
 pub mod csrf;
+pub mod failure_page;
+pub mod gateway;
 pub mod logout;
 pub mod oidc;
 pub mod page_open;

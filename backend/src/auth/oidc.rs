@@ -5,14 +5,14 @@
 
 use axum::{
     extract::{Query, RawQuery, State},
-    http::{StatusCode, header},
-    response::{Html, IntoResponse, Redirect, Response},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::FutureExt;
 use serde::Deserialize;
 
-use super::return_to;
+use super::{failure_page::failure_page, return_to};
 use crate::{
     clock::now,
     error::{AppError, AppResult},
@@ -108,21 +108,6 @@ fn callback_params(
         }
     }
     Ok(params)
-}
-
-/// A small HTML page for a callback that cannot complete: the browser is mid-navigation, so a
-/// JSON body would be unreadable. Says what happened and offers a fresh start.
-fn failure_page(status: StatusCode, message: &str) -> Response {
-    let escaped = message
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;");
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed</title></head>\
-         <body><h1>Sign-in failed</h1><p id=\"error\">{escaped}</p><p><a href=\"/login\">Start again</a></p></body></html>"
-    );
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
 }
 
 /// Where a provider error sends the browser: the UI's own login page, with the reason.
@@ -364,7 +349,7 @@ pub async fn session_user_from_tokens(
         .map(str::to_owned);
     let (previous_tokens, previous_sid) = match previous.map(|p| &p.sign_in) {
         Some(SignIn::Oidc { tokens, sid }) => (Some(tokens), sid.clone()),
-        None => (None, None),
+        Some(SignIn::Gateway { .. }) | None => (None, None),
     };
     let sid = sid.or(previous_sid);
     let user = SessionUser {

@@ -7,11 +7,16 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, Method, Uri},
+    http::{Extensions, HeaderMap, Method, StatusCode, Uri},
     response::{IntoResponse, Redirect, Response},
 };
 
-use super::{oidc::start_login, return_to};
+use super::{
+    failure_page::failure_page,
+    gateway::{GatewaySignIn, peer_of, sign_in_from_gateway},
+    oidc::start_login,
+    return_to,
+};
 use crate::{
     session::typed::TypedSession,
     state::AppState,
@@ -25,10 +30,31 @@ pub async fn open_page(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     let path = uri.path();
     if let Some(response) = not_a_page(&method, path) {
         return response;
+    }
+    // A JWT from a trusted gateway signs the user in before the page is served.
+    if method == Method::GET && is_navigation(&headers) {
+        match sign_in_from_gateway(&state, &session, &headers, peer_of(&extensions)).await {
+            Ok(GatewaySignIn::NotApplicable) => {}
+            Ok(GatewaySignIn::SignedIn) => return state.spa.page_response(),
+            Ok(GatewaySignIn::Rejected(reason)) if path != "/login" => {
+                return Redirect::to(&format!(
+                    "/login?error=gateway_token&reason={reason}&return_to={}",
+                    urlencoding::encode(&here(&uri))
+                ))
+                .into_response();
+            }
+            // On the login page itself: the page, which already says why.
+            Ok(GatewaySignIn::Rejected(_)) => return state.spa.page_response(),
+            Ok(GatewaySignIn::Refused(why)) => {
+                return failure_page(StatusCode::BAD_REQUEST, &format!("Sign-in refused: {why}."));
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     if method == Method::GET
         && state.settings.oidc.silent_sso
@@ -38,12 +64,7 @@ pub async fn open_page(
     {
         let signed_in = matches!(session.user().await, Ok(Some(_)));
         if !signed_in && !tried_recently(&state, &session).await {
-            let target = uri
-                .path_and_query()
-                .map(|pq| pq.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            // The URI came from the request line: still checked like any other return_to.
-            let target = return_to::validate(&target).unwrap_or_else(|_| "/".into());
+            let target = here(&uri);
             match start_login(&state, &session, target, true).await {
                 Ok(url) => return Redirect::to(&url).into_response(),
                 Err(e) => tracing::warn!(error = %e, "silent SSO could not start; serving the UI"),
@@ -60,4 +81,11 @@ async fn tried_recently(state: &AppState, session: &TypedSession) -> bool {
         .silent_sso_tried_within(state.settings.oidc.silent_sso_retry_secs)
         .await
         .unwrap_or(true)
+}
+
+/// The requested page as a `return_to`. It came from the request line, so it is still
+/// checked like any other.
+fn here(uri: &Uri) -> String {
+    let target = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    return_to::validate(target).unwrap_or_else(|_| "/".into())
 }

@@ -38,7 +38,17 @@ pub async fn session_info(
     headers: HeaderMap,
 ) -> AppResult<Response> {
     require_same_origin(&headers, &state.settings.origin())?;
-    let Some(mut user) = session.user().await? else {
+    let mut user = session.user().await?;
+    // A gateway sign-in lasts as long as the gateway's JWT.
+    if let Some(u) = &user
+        && matches!(u.sign_in, SignIn::Gateway { .. })
+        && u.auth_token().1 <= now()
+    {
+        tracing::info!(user = %u.principal.user.id, "gateway session ended: its JWT expired");
+        session.sign_out_user().await?;
+        user = None;
+    }
+    let Some(mut user) = user else {
         let tried = !state.settings.oidc.silent_sso
             || session
                 .silent_sso_tried_within(state.settings.oidc.silent_sso_retry_secs)
@@ -50,6 +60,7 @@ pub async fn session_info(
     let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
     let refresh_due = match &user.sign_in {
         SignIn::Oidc { tokens, .. } => tokens.refresh_due(margin, now()),
+        SignIn::Gateway { .. } => false,
     };
     if refresh_due {
         match oidc::refresh(&state, &user).await {

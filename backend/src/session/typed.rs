@@ -97,6 +97,17 @@ impl TypedSession {
         Ok(())
     }
 
+    /// Ends the current session (another identity arrived) and signs `user` in afresh: the old
+    /// session id stops working and nothing of the old session carries over.
+    pub async fn switch_user(
+        &self,
+        user: SessionUser,
+        keys: &[IndexKey],
+    ) -> Result<(), SessionError> {
+        self.end().await?;
+        self.sign_in(user, keys).await
+    }
+
     /// Stores refreshed state for the user already signed in (same id).
     pub async fn update_user(&self, user: SessionUser) -> Result<(), SessionError> {
         self.session.insert(USER_KEY, user).await?;

@@ -22,6 +22,9 @@ pub enum SignIn {
         /// The provider's session id (`sid` of the ID token), for back-channel logout.
         sid: Option<String>,
     },
+    /// A JWT that a trusted gateway put on a page request. The session lasts as long as the
+    /// JWT; a later page request with a fresh one renews it.
+    Gateway { token: String, expires_at: i64 },
 }
 
 /// The provider's tokens. They stay server-side; only the access token is handed to the SPA.
@@ -52,6 +55,7 @@ impl SessionUser {
     pub fn auth_token(&self) -> (&str, i64) {
         match &self.sign_in {
             SignIn::Oidc { tokens, .. } => (&tokens.access_token, tokens.access_expires_at),
+            SignIn::Gateway { token, expires_at } => (token, *expires_at),
         }
     }
 
@@ -59,7 +63,14 @@ impl SessionUser {
     pub fn provider_tokens(&self) -> Option<&ProviderTokens> {
         match &self.sign_in {
             SignIn::Oidc { tokens, .. } => Some(tokens),
+            SignIn::Gateway { .. } => None,
         }
+    }
+
+    /// Whether this is the same person, from the same issuer, as `other`.
+    pub fn same_identity(&self, other: &SessionUser) -> bool {
+        self.principal.issuer == other.principal.issuer
+            && self.principal.user.id == other.principal.user.id
     }
 }
 

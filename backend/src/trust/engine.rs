@@ -138,23 +138,33 @@ impl TrustEngine {
     }
 
     /// Like [`Self::verify`], accepting only tokens of the issuer registered as `issuer_name`
-    /// (a way in that trusts one issuer, such as the code flow or a gateway).
+    /// (a way in that trusts one issuer, such as the code flow).
     pub async fn verify_as(
         &self,
         token: &str,
         issuer_name: &str,
     ) -> Result<Arc<Principal>, Rejection> {
-        self.verify_restricted(token, Some(issuer_name)).await
+        self.verify_restricted(token, Some(std::slice::from_ref(&issuer_name)))
+            .await
+    }
+
+    /// Like [`Self::verify_as`], for a way in that trusts several named issuers (a gateway).
+    pub async fn verify_as_one_of(
+        &self,
+        token: &str,
+        issuer_names: &[&str],
+    ) -> Result<Arc<Principal>, Rejection> {
+        self.verify_restricted(token, Some(issuer_names)).await
     }
 
     async fn verify_restricted(
         &self,
         token: &str,
-        only: Option<&str>,
+        only: Option<&[&str]>,
     ) -> Result<Arc<Principal>, Rejection> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let allowed = |name: &str| only.is_none_or(|o| o == name);
+        let allowed = |name: &str| only.is_none_or(|o| o.contains(&name));
         if let Some(p) = self.cache.get(&key, now, |iss| {
             self.read().get(iss).map(|i| i.key_generation())
         }) {
