@@ -539,6 +539,32 @@ mod tests {
     }
 
     #[test]
+    fn a_gateway_needs_known_issuers_and_trusted_proxies() {
+        let mut s = valid();
+        s.gateway = Some(GatewaySettings {
+            issuers: vec!["nobody".into()],
+            header: "x-custom-tkn".into(),
+            trusted_proxies: Vec::new(),
+            allow_any_peer: false,
+        });
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("gateway.trusted_proxies")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"nobody\" is not the name")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn the_secret_never_shows_in_debug_output() {
         let printed = format!("{:?}", valid());
         assert!(!printed.contains("s3cret"), "{printed}");

@@ -53,6 +53,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         let Config { settings, issuers } = config;
         let settings = Arc::new(settings);
+        if settings.gateway.as_ref().is_some_and(|g| g.allow_any_peer) {
+            tracing::warn!(
+                "gateway.allow_any_peer: any client that reaches the bridge can sign in with a \
+                 gateway header; make sure only the gateway can reach it"
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.oidc.http_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())

@@ -5,5 +5,6 @@
 mod api_and_session;
 mod browser;
 mod code_flow;
+mod gateway;
 mod support;
 mod trust;

@@ -109,6 +109,10 @@ fn header_token<'a>(
     if token.is_empty() {
         return Err("the gateway header is empty");
     }
+    // No signature at all (`alg: none` and the like): not a JWT any issuer could accept.
+    if token.split('.').nth(2).is_none_or(str::is_empty) {
+        return Err("the gateway header holds an unsigned token");
+    }
     Ok(Some(token))
 }
 
@@ -207,4 +211,79 @@ pub async fn sign_in_from_gateway(
         }
     }
     Ok(GatewaySignIn::SignedIn)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, http::StatusCode, middleware, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn settings(header: &str) -> GatewaySettings {
+        GatewaySettings {
+            issuers: vec!["gateway".into()],
+            header: header.into(),
+            trusted_proxies: vec!["127.0.0.2/32".parse().unwrap()],
+            allow_any_peer: false,
+        }
+    }
+
+    /// A handler that answers 200 when it sees the header and 204 when it does not.
+    fn app(gateway: GatewaySettings) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(|headers: HeaderMap| async move {
+                    if headers.contains_key("x-custom-tkn") {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }),
+            )
+            .layer(middleware::from_fn_with_state(
+                Some(Arc::new(gateway)),
+                strip_untrusted_header,
+            ))
+    }
+
+    async fn handler_sees_header(peer: [u8; 4]) -> bool {
+        let mut request = Request::builder()
+            .uri("/")
+            .header("x-custom-tkn", "a.b.c")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((peer, 40000))));
+        let response = app(settings("x-custom-tkn"))
+            .oneshot(request)
+            .await
+            .unwrap();
+        response.status() == StatusCode::OK
+    }
+
+    #[tokio::test]
+    async fn a_custom_gateway_header_from_an_untrusted_peer_never_reaches_a_handler() {
+        assert!(handler_sees_header([127, 0, 0, 2]).await, "trusted peer");
+        assert!(!handler_sees_header([127, 0, 0, 1]).await, "untrusted peer");
+        assert!(!handler_sees_header([10, 0, 0, 2]).await, "untrusted peer");
+    }
+
+    #[test]
+    fn only_a_single_bearer_or_bare_jwt_is_taken_from_the_header() {
+        let auth = settings("authorization");
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+        assert_eq!(header_token(&auth, &h), Ok(None), "another scheme");
+        h.insert("authorization", "Bearer a.b.c".parse().unwrap());
+        assert_eq!(header_token(&auth, &h), Ok(Some("a.b.c")));
+        h.append("authorization", "Bearer a.b.c".parse().unwrap());
+        assert!(header_token(&auth, &h).is_err(), "two values");
+        let custom = settings("x-custom-tkn");
+        let mut h = HeaderMap::new();
+        h.insert("x-custom-tkn", "a.b.".parse().unwrap());
+        assert!(header_token(&custom, &h).is_err(), "unsigned");
+    }
 }

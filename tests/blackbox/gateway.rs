@@ -1,0 +1,314 @@
+//! The gateway way in over HTTP: a page request with a JWT from a trusted peer signs the user
+//! in; the same header from an untrusted peer means nothing; bad JWTs land on the login page
+//! with a reason and leave no session; malformed headers get a 400; another user's JWT
+//! replaces the session. The trusted peer is 127.0.0.2: the client binds its connections to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use jsonwebtoken::Algorithm;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const GATEWAY_ISS: &str = "https://gateway.test";
+const GATEWAY_PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+fn gateway_issuers() -> Vec<Value> {
+    vec![
+        json!({"name": "gateway", "issuer": GATEWAY_ISS, "audiences": [AUDIENCE],
+               "algorithms": ["RS256"], "jwks_file": fixture("issuer-rsa-a.jwks.json"),
+               "policy": {"any_role": ["web-ui"]}}),
+        // Trusted for the API, but not allowed to sign users in through the gateway header.
+        json!({"name": "other", "issuer": "https://other.test", "audiences": [AUDIENCE],
+               "algorithms": ["RS256"], "jwks_file": fixture("issuer-rsa-b.jwks.json")}),
+    ]
+}
+
+async fn spawn_gateway_app(header: &str) -> TestApp {
+    spawn_app_with(AppOptions {
+        // No silent SSO: an ignored header must show as a plain anonymous page.
+        silent_sso: false,
+        issuers: gateway_issuers(),
+        gateway: Some(json!({"issuers": ["gateway"], "header": header,
+                             "trusted_proxies": ["127.0.0.2/32"]})),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+fn claims(user: &str) -> Value {
+    json!({"iss": GATEWAY_ISS, "sub": format!("sub-{user}"), "aud": AUDIENCE,
+           "iat": now(), "exp": now() + 300, "preferred_username": user,
+           "realm_access": {"roles": ["web-ui"]}})
+}
+
+fn gateway_jwt(claims: &Value) -> String {
+    sign_with("issuer-rsa-a", Algorithm::RS256, None, claims)
+}
+
+/// A browser whose connections come from `peer` (the gateway's address, or not).
+fn browser_from(peer: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(peer)
+        .build()
+        .unwrap()
+}
+
+/// A page navigation carrying `value` in `header`.
+async fn open_page(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    header: &str,
+    value: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", app.address))
+        .header("sec-fetch-mode", "navigate")
+        .header(header, value)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn sets_a_session_cookie(r: &reqwest::Response) -> bool {
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().unwrap_or("").starts_with("lb_session="))
+}
+
+#[tokio::test]
+async fn a_page_request_with_a_gateway_jwt_from_the_trusted_peer_signs_in_at_once() {
+    let app = spawn_gateway_app("authorization").await;
+    let client = browser_from(GATEWAY_PEER);
+    let jwt = gateway_jwt(&claims("carol"));
+
+    let r = open_page(
+        &app,
+        &client,
+        "/api-demo?tab=2",
+        "authorization",
+        &format!("Bearer {jwt}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "the page itself, no detour");
+    assert!(sets_a_session_cookie(&r));
+
+    let info = app.session_info(&client).await;
+    assert_eq!(info.user.username.as_deref(), Some("carol"));
+    assert_eq!(info.auth_token, jwt, "the SPA gets the gateway's JWT");
+    let exp = claims("carol")["exp"].as_i64().unwrap();
+    assert!(
+        (info.expires_at - exp).abs() <= 2,
+        "the JWT's exp bounds the session"
+    );
+    // The API accepts it as Bearer (the gateway issuer is a trusted issuer).
+    let me = app.api_get("/api/me", Some(&info.auth_token)).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, 0);
+}
+
+#[tokio::test]
+async fn a_custom_header_carries_the_bare_jwt_and_a_fresh_one_renews_the_session() {
+    let app = spawn_gateway_app("x-custom-tkn").await;
+    let client = browser_from(GATEWAY_PEER);
+    let first = gateway_jwt(&claims("carol"));
+    let r = open_page(&app, &client, "/", "x-custom-tkn", &first).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.session_info(&client).await.auth_token, first);
+
+    let mut later = claims("carol");
+    later["exp"] = json!(now() + 600);
+    let second = gateway_jwt(&later);
+    let r = open_page(&app, &client, "/", "x-custom-tkn", &second).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let info = app.session_info(&client).await;
+    assert_eq!(info.auth_token, second, "renewed with the fresh JWT");
+    assert_eq!(info.expires_at, later["exp"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn the_same_header_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_gateway_app("authorization").await;
+    let client = browser_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let jwt = gateway_jwt(&claims("carol"));
+    let r = open_page(
+        &app,
+        &client,
+        "/",
+        "authorization",
+        &format!("Bearer {jwt}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "the page, anonymously");
+    assert!(!sets_a_session_cookie(&r), "no session");
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_custom_header_from_an_untrusted_peer_is_ignored_too() {
+    let app = spawn_gateway_app("x-custom-tkn").await;
+    let client = browser_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let r = open_page(
+        &app,
+        &client,
+        "/",
+        "x-custom-tkn",
+        &gateway_jwt(&claims("carol")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!sets_a_session_cookie(&r));
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn rejected_gateway_jwts_land_on_the_login_page_with_a_reason_and_no_session() {
+    let app = spawn_gateway_app("authorization").await;
+    let mut expired = claims("carol");
+    expired["iat"] = json!(now() - 600);
+    expired["exp"] = json!(now() - 300);
+    let mut wrong_aud = claims("carol");
+    wrong_aud["aud"] = json!("someone-else");
+    let mut no_role = claims("carol");
+    no_role["realm_access"] = json!({"roles": ["other"]});
+    let mut foreign = claims("carol");
+    foreign["iss"] = json!("https://stranger.test");
+    let mut other_issuer = claims("carol");
+    other_issuer["iss"] = json!("https://other.test");
+    let cases = [
+        ("expired", gateway_jwt(&expired)),
+        ("wrong_audience", gateway_jwt(&wrong_aud)),
+        ("policy", gateway_jwt(&no_role)),
+        ("untrusted_issuer", gateway_jwt(&foreign)),
+        (
+            "untrusted_issuer",
+            sign_with("issuer-rsa-b", Algorithm::RS256, None, &other_issuer),
+        ),
+        (
+            "bad_signature",
+            sign_with("issuer-rsa-b", Algorithm::RS256, None, &claims("carol")),
+        ),
+    ];
+    for (reason, jwt) in cases {
+        let client = browser_from(GATEWAY_PEER);
+        let r = open_page(
+            &app,
+            &client,
+            "/deep",
+            "authorization",
+            &format!("Bearer {jwt}"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{reason}");
+        let to = location(&r);
+        assert_eq!(
+            to,
+            format!("/login?error=gateway_token&reason={reason}&return_to=%2Fdeep"),
+        );
+        assert!(!to.contains(&jwt), "never the token");
+        assert!(!sets_a_session_cookie(&r), "{reason}: no session row");
+        assert_eq!(
+            app.session(&client).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_gateway_headers_get_a_400_and_store_nothing() {
+    let app = spawn_gateway_app("x-custom-tkn").await;
+    let jwt = gateway_jwt(&claims("carol"));
+    let alg_none = raw_jwt(&json!({"alg": "none", "typ": "JWT"}), &claims("carol"), b"");
+    let alg_none = format!("{}.", alg_none.trim_end_matches('.'));
+
+    let client = browser_from(GATEWAY_PEER);
+    let two = client
+        .get(format!("{}/", app.address))
+        .header("sec-fetch-mode", "navigate")
+        .header("x-custom-tkn", &jwt)
+        .header("x-custom-tkn", &jwt)
+        .send()
+        .await
+        .unwrap();
+    let oversized = open_page(&app, &client, "/", "x-custom-tkn", &"a".repeat(20 * 1024)).await;
+    let none = open_page(&app, &client, "/", "x-custom-tkn", &alg_none).await;
+    for (what, r) in [
+        ("two values", two),
+        ("oversized", oversized),
+        ("alg none", none),
+    ] {
+        assert!(r.status().is_client_error(), "{what}: {}", r.status());
+        assert!(!sets_a_session_cookie(&r), "{what}: nothing stored");
+    }
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn another_users_gateway_jwt_replaces_the_session_and_the_old_id_stops_working() {
+    let app = spawn_gateway_app("authorization").await;
+    let client = browser_from(GATEWAY_PEER);
+    let r = open_page(
+        &app,
+        &client,
+        "/",
+        "authorization",
+        &format!("Bearer {}", gateway_jwt(&claims("carol"))),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let carol_cookie = r
+        .cookies()
+        .find(|c| c.name() == "lb_session")
+        .unwrap()
+        .value()
+        .to_string();
+
+    let r = open_page(
+        &app,
+        &client,
+        "/",
+        "authorization",
+        &format!("Bearer {}", gateway_jwt(&claims("dave"))),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let dave_cookie = r
+        .cookies()
+        .find(|c| c.name() == "lb_session")
+        .unwrap()
+        .value()
+        .to_string();
+    assert_ne!(carol_cookie, dave_cookie, "a new session id");
+    let info = app.session_info(&client).await;
+    assert_eq!(
+        info.user.username.as_deref(),
+        Some("dave"),
+        "the gateway identity wins"
+    );
+
+    // Carol's old session id no longer works.
+    let stale = reqwest::Client::new()
+        .get(format!("{}/auth/session", app.address))
+        .header(shared::session::CSRF_HEADER, "1")
+        .header(header::COOKIE, format!("lb_session={carol_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+}
