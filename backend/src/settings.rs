@@ -95,6 +95,18 @@ pub struct GatewaySettings {
     /// reach; warned about at startup.
     #[serde(default)]
     pub allow_any_peer: bool,
+    /// ZITADEL-style "JWT IdP" round trip: "Sign in" sends the browser to this URL (an existing
+    /// app behind the gateway) with `state`, `expires` and `callback`; the app sends it on to
+    /// `callback` with the same parameters, and the gateway adds the JWT header on the way.
+    #[serde(default)]
+    pub jwt_endpoint: Option<Url>,
+    /// How long such a round trip may take.
+    #[serde(default = "default_binding_ttl")]
+    pub jwt_binding_ttl_secs: u64,
+}
+
+fn default_binding_ttl() -> u64 {
+    300
 }
 
 fn default_gateway_header() -> String {
@@ -386,6 +398,14 @@ impl Settings {
                     gateway.header
                 ));
             }
+            if let Some(endpoint) = &gateway.jwt_endpoint
+                && !matches!(endpoint.scheme(), "http" | "https")
+            {
+                problems.push("gateway.jwt_endpoint: must be an http(s) URL".into());
+            }
+            if gateway.jwt_binding_ttl_secs == 0 {
+                problems.push("gateway.jwt_binding_ttl_secs: must be positive".into());
+            }
             if gateway.trusted_proxies.is_empty() && !gateway.allow_any_peer {
                 problems.push(
                     "gateway.trusted_proxies: list the gateway's addresses (CIDRs such as \
@@ -546,6 +566,8 @@ mod tests {
             header: "x-custom-tkn".into(),
             trusted_proxies: Vec::new(),
             allow_any_peer: false,
+            jwt_endpoint: None,
+            jwt_binding_ttl_secs: 300,
         });
         let Err(SettingsError::Invalid(problems)) = s.validate() else {
             panic!("expected invalid");

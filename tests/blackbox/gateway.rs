@@ -312,3 +312,174 @@ async fn another_users_gateway_jwt_replaces_the_session_and_the_old_id_stops_wor
         .unwrap();
     assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
 }
+
+async fn spawn_round_trip_app(ttl_secs: u64) -> TestApp {
+    spawn_app_with(AppOptions {
+        silent_sso: false,
+        issuers: gateway_issuers(),
+        gateway: Some(json!({"issuers": ["gateway"], "header": "x-custom-tkn",
+                             "trusted_proxies": ["127.0.0.2/32"],
+                             "jwt_endpoint": "https://app.test/jwt-login",
+                             "jwt_binding_ttl_secs": ttl_secs})),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+/// "Sign in" in `client`: the bridge's redirect to the app's JWT endpoint, and the URL the app
+/// sends the browser on to (the bridge's callback with the same binding parameters).
+async fn start_round_trip(app: &TestApp, client: &reqwest::Client, return_to: &str) -> String {
+    let r = client
+        .get(format!("{}/auth/login", app.address))
+        .query(&[("return_to", return_to)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = url::Url::parse(&location(&r)).unwrap();
+    assert_eq!(to.origin().ascii_serialization(), "https://app.test");
+    assert_eq!(to.path(), "/jwt-login");
+    let param = |name: &str| {
+        to.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {to}"))
+    };
+    let callback = param("callback");
+    assert_eq!(callback, format!("{}/auth/jwt/callback", app.address));
+    format!(
+        "{callback}?state={}&expires={}",
+        urlencoding::encode(&param("state")),
+        param("expires")
+    )
+}
+
+async fn come_back(client: &reqwest::Client, callback: &str, jwt: &str) -> reqwest::Response {
+    client
+        .get(callback)
+        .header("x-custom-tkn", jwt)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_jwt_endpoint_round_trip_signs_in_once_and_returns_to_the_page() {
+    let app = spawn_round_trip_app(300).await;
+    let client = browser_from(GATEWAY_PEER);
+    let jwt = gateway_jwt(&claims("carol"));
+    let callback = start_round_trip(&app, &client, "/api-demo?tab=2").await;
+
+    let r = come_back(&client, &callback, &jwt).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/api-demo?tab=2");
+    let info = app.session_info(&client).await;
+    assert_eq!(info.user.username.as_deref(), Some("carol"));
+    assert_eq!(info.auth_token, jwt);
+
+    // Replayed: the binding is single-use.
+    let again = come_back(&client, &callback, &jwt).await;
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.idp.stat("authorization_requests").await,
+        0,
+        "no OIDC detour"
+    );
+}
+
+#[tokio::test]
+async fn forged_altered_cross_browser_and_tokenless_bindings_are_refused() {
+    let app = spawn_round_trip_app(300).await;
+    let jwt = gateway_jwt(&claims("carol"));
+
+    // Forged state.
+    let client = browser_from(GATEWAY_PEER);
+    let callback = start_round_trip(&app, &client, "/").await;
+    let forged = with_param(&callback, "state", "forged-state");
+    assert_eq!(
+        come_back(&client, &forged, &jwt).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Altered expiry (the binding is taken by the attempt and gone afterwards).
+    let callback = start_round_trip(&app, &client, "/").await;
+    let altered = with_param(&callback, "expires", &(now() + 86_400).to_string());
+    assert_eq!(
+        come_back(&client, &altered, &jwt).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        come_back(&client, &callback, &jwt).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Another browser with a valid binding of the first.
+    let callback = start_round_trip(&app, &client, "/").await;
+    let other = browser_from(GATEWAY_PEER);
+    assert_eq!(
+        come_back(&other, &callback, &jwt).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.session(&other).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Back without the gateway's header (an untrusted peer's header is stripped).
+    let direct = browser_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let callback = start_round_trip(&app, &direct, "/").await;
+    assert_eq!(
+        come_back(&direct, &callback, &jwt).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.session(&direct).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_expired_binding_is_refused() {
+    let app = spawn_round_trip_app(1).await;
+    let client = browser_from(GATEWAY_PEER);
+    let callback = start_round_trip(&app, &client, "/").await;
+    let expires: i64 = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    // The expiry itself is what is tested: let the wall clock pass it.
+    while now() <= expires {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = come_back(&client, &callback, &gateway_jwt(&claims("carol"))).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn open_redirect_payloads_stay_refused_on_the_round_trip() {
+    let app = spawn_round_trip_app(300).await;
+    let client = browser_from(GATEWAY_PEER);
+    for evil in [
+        "//evil.example/",
+        "/\\evil.example",
+        "https://evil.example/",
+        "/%09/evil.example",
+    ] {
+        let r = client
+            .get(format!("{}/auth/login", app.address))
+            .query(&[("return_to", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{evil}");
+    }
+}

@@ -226,6 +226,8 @@ mod tests {
             header: header.into(),
             trusted_proxies: vec!["127.0.0.2/32".parse().unwrap()],
             allow_any_peer: false,
+            jwt_endpoint: None,
+            jwt_binding_ttl_secs: 300,
         }
     }
 

@@ -3,6 +3,8 @@
 //!
 //! - `page_open`: what a browser opening a UI route gets (silent SSO first, then the page)
 //! - `oidc`: the OIDC code flow (login, callback, tokens to session, refresh)
+//! - `gateway`: a JWT a trusted gateway puts on a page request
+//! - `jwt_endpoint`: the ZITADEL-style round trip through an existing app's JWT endpoint
 //! - `session_endpoint`: `GET /auth/session`, the SPA's only source of its token
 //! - `logout`: `POST /auth/logout`
 //! - `principal`: the extractor every API route authenticates with
@@ -11,6 +13,7 @@
 pub mod csrf;
 pub mod failure_page;
 pub mod gateway;
+pub mod jwt_endpoint;
 pub mod logout;
 pub mod oidc;
 pub mod page_open;

@@ -12,7 +12,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::FutureExt;
 use serde::Deserialize;
 
-use super::{failure_page::failure_page, return_to};
+use super::{failure_page::failure_page, jwt_endpoint, return_to};
 use crate::{
     clock::now,
     error::{AppError, AppResult},
@@ -91,6 +91,10 @@ pub async fn login(
             ));
         }
     };
+    // With a JWT endpoint configured, an interactive sign-in takes the round trip through it.
+    if !silent && let Some(url) = jwt_endpoint::start(&state, &session, target.clone()).await? {
+        return Ok(Redirect::to(&url).into_response());
+    }
     let url = start_login(&state, &session, target, silent).await?;
     Ok(Redirect::to(&url).into_response())
 }

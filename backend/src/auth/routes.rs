@@ -5,7 +5,7 @@ use axum::{
     routing::{get, post},
 };
 
-use super::{logout::logout, oidc, session_endpoint::session_info};
+use super::{jwt_endpoint, logout::logout, oidc, session_endpoint::session_info};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -14,4 +14,5 @@ pub fn router() -> Router<AppState> {
         .route("/auth/callback", get(oidc::callback))
         .route("/auth/session", get(session_info))
         .route("/auth/logout", post(logout))
+        .route(jwt_endpoint::CALLBACK_PATH, get(jwt_endpoint::callback))
 }

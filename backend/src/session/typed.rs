@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::{
     index::{IndexError, IndexKey, SessionIndex},
-    user::{PendingLogin, SessionUser},
+    user::{PendingBinding, PendingLogin, SessionUser},
 };
 use crate::clock::now;
 
@@ -20,6 +20,8 @@ use crate::clock::now;
 const USER_KEY: &str = "user";
 /// Session key of the logins started from this browser and not finished yet.
 const PENDING_KEY: &str = "pending_logins";
+/// Session key of the JWT-endpoint round trips started from this browser.
+const BINDINGS_KEY: &str = "pending_bindings";
 /// Session key: when a silent (`prompt=none`) attempt last came back without a sign-in.
 const SILENT_TRIED_KEY: &str = "silent_sso_tried_at";
 
@@ -165,6 +167,42 @@ impl TypedSession {
         Ok(self
             .session
             .get::<Vec<PendingLogin>>(PENDING_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Remembers a JWT-endpoint round trip; at most [`MAX_PENDING_LOGINS`] per browser.
+    pub async fn add_pending_binding(&self, binding: PendingBinding) -> Result<(), SessionError> {
+        let mut bindings = self.pending_bindings().await?;
+        bindings.retain(|b| b.expires_at > now());
+        while bindings.len() >= MAX_PENDING_LOGINS {
+            bindings.remove(0);
+        }
+        bindings.push(binding);
+        self.session.insert(BINDINGS_KEY, bindings).await?;
+        Ok(())
+    }
+
+    /// Removes and returns the round trip with this `state` (single use), expired or not: the
+    /// caller tells the two apart.
+    pub async fn take_pending_binding(
+        &self,
+        state_param: &str,
+    ) -> Result<Option<PendingBinding>, SessionError> {
+        let mut bindings = self.pending_bindings().await?;
+        let found = bindings
+            .iter()
+            .position(|b| constant_time_eq(b.state.as_bytes(), state_param.as_bytes()))
+            .map(|i| bindings.remove(i));
+        bindings.retain(|b| b.expires_at > now());
+        self.session.insert(BINDINGS_KEY, bindings).await?;
+        Ok(found)
+    }
+
+    async fn pending_bindings(&self) -> Result<Vec<PendingBinding>, SessionError> {
+        Ok(self
+            .session
+            .get::<Vec<PendingBinding>>(BINDINGS_KEY)
             .await?
             .unwrap_or_default())
     }

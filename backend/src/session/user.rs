@@ -94,6 +94,15 @@ pub struct PendingLogin {
     pub created_at: i64,
 }
 
+/// A JWT-endpoint round trip under way: the browser was sent to the configured app and must
+/// come back through the gateway with this `state` before `expires_at`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingBinding {
+    pub state: String,
+    pub return_to: String,
+    pub expires_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
