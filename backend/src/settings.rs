@@ -103,6 +103,10 @@ pub struct GatewaySettings {
     /// How long such a round trip may take.
     #[serde(default = "default_binding_ttl")]
     pub jwt_binding_ttl_secs: u64,
+    /// When the silent (`prompt=none`) sign-in finds no provider session, take the round trip
+    /// through `jwt_endpoint` instead of showing the login page.
+    #[serde(default)]
+    pub jwt_endpoint_after_silent_miss: bool,
 }
 
 fn default_binding_ttl() -> u64 {
@@ -568,6 +572,7 @@ mod tests {
             allow_any_peer: false,
             jwt_endpoint: None,
             jwt_binding_ttl_secs: 300,
+            jwt_endpoint_after_silent_miss: false,
         });
         let Err(SettingsError::Invalid(problems)) = s.validate() else {
             panic!("expected invalid");

@@ -483,3 +483,49 @@ async fn open_redirect_payloads_stay_refused_on_the_round_trip() {
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{evil}");
     }
 }
+
+#[tokio::test]
+async fn a_silent_sign_in_without_a_provider_session_can_continue_through_the_jwt_endpoint() {
+    let app = spawn_app_with(AppOptions {
+        issuers: gateway_issuers(),
+        gateway: Some(json!({"issuers": ["gateway"], "header": "x-custom-tkn",
+                             "trusted_proxies": ["127.0.0.2/32"],
+                             "jwt_endpoint": "https://app.test/jwt-login",
+                             "jwt_endpoint_after_silent_miss": true})),
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser_from(GATEWAY_PEER);
+    let r = client
+        .get(format!("{}/api-demo", app.address))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&r);
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("none"));
+    let r = client.get(&authorize).send().await.unwrap();
+    let callback = resolve(&authorize, &location(&r));
+    let r = client.get(&callback).send().await.unwrap();
+    let to = location(&r);
+    assert!(to.starts_with("https://app.test/jwt-login?state="), "{to}");
+
+    // The app sends the browser on; the gateway adds the JWT; the deep link is kept.
+    let to = url::Url::parse(&to).unwrap();
+    let param = |n: &str| {
+        to.query_pairs()
+            .find(|(k, _)| k == n)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let back = format!(
+        "{}?state={}&expires={}",
+        param("callback"),
+        urlencoding::encode(&param("state")),
+        param("expires")
+    );
+    let r = come_back(&client, &back, &gateway_jwt(&claims("carol"))).await;
+    assert_eq!(location(&r), "/api-demo");
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+}

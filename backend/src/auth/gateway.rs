@@ -228,6 +228,7 @@ mod tests {
             allow_any_peer: false,
             jwt_endpoint: None,
             jwt_binding_ttl_secs: 300,
+            jwt_endpoint_after_silent_miss: false,
         }
     }
 

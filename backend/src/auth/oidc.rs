@@ -228,6 +228,18 @@ async fn complete_callback(
         if pending.silent {
             session.mark_silent_sso_tried().await?;
         }
+        let round_trip = state
+            .settings
+            .gateway
+            .as_ref()
+            .is_some_and(|g| g.jwt_endpoint_after_silent_miss);
+        if silent_miss
+            && round_trip
+            && let Some(url) =
+                jwt_endpoint::start(state, session, pending.return_to.clone()).await?
+        {
+            return Ok(Redirect::to(&url).into_response());
+        }
         tracing::info!(%error, silent = pending.silent, "provider answered the authorization request with an error");
         let description = if silent_miss {
             None
