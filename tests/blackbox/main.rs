@@ -6,4 +6,5 @@ mod api_and_session;
 mod browser;
 mod code_flow;
 mod support;
+mod test_gateway;
 mod trust;

@@ -122,6 +122,8 @@ pub struct AppOptions {
     /// The address the browser uses for the bridge, when not the bridge itself: e.g. a
     /// `trunk serve` dev server that proxies to it. The provider registers its callback.
     pub public_url: Option<String>,
+    /// `[gateway]`, as JSON.
+    pub gateway: Option<Value>,
 }
 
 impl Default for AppOptions {
@@ -134,6 +136,7 @@ impl Default for AppOptions {
             issuers: Vec::new(),
             route_policies: Vec::new(),
             public_url: None,
+            gateway: None,
         }
     }
 }
@@ -197,6 +200,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .iter()
         .map(|v| serde_json::from_value(v.clone()).unwrap())
         .collect();
+    s.gateway = opts
+        .gateway
+        .clone()
+        .map(|v| serde_json::from_value(v).unwrap());
     s.validate().unwrap();
     s
 }
