@@ -13,7 +13,7 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::support::*;
+use crate::{support::*, test_gateway::*};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -178,6 +178,11 @@ impl Browser {
 
     /// The token the SPA gets, asked the way the SPA asks (same cookies, same header).
     async fn token_from_session_endpoint(&self) -> String {
+        self.session_token().await.expect("a signed-in session")
+    }
+
+    /// The token `/auth/session` hands this browser, or `None` without a session.
+    async fn session_token(&self) -> Option<String> {
         let value = self
             .client
             .execute_async(
@@ -188,7 +193,7 @@ impl Browser {
             )
             .await
             .unwrap();
-        value.as_str().expect("a signed-in session").to_string()
+        value.as_str().map(str::to_owned)
     }
 
     async fn close(self) {
@@ -388,5 +393,166 @@ async fn signing_in_through_trunk_serve_reaches_the_bridge_through_its_proxies()
     assert_eq!(app.idp.stat("silent_authorization_requests").await, 1);
     assert_eq!(app.idp.stat("login_forms_shown").await, 1);
     assert_eq!(app.idp.stat("logins_succeeded").await, 1);
+    browser.close().await;
+}
+
+/// The user the test gateway has authenticated.
+const GATEWAY_SUB: &str = "gateway-user-0001";
+const GATEWAY_USERNAME: &str = "gwen";
+
+/// A bridge whose public address is a test gateway that puts `token` in `header` and connects
+/// from 127.0.0.2; the bridge trusts gateway JWTs from `trusted_proxy` only.
+async fn spawn_behind_gateway(
+    header: &str,
+    trusted_proxy: &str,
+    token: String,
+) -> (TestApp, TestGateway) {
+    let mut gateway = TestGateway::bind(header, token).await;
+    let app = spawn_app_with(AppOptions {
+        public_url: Some(gateway.url.clone()),
+        issuers: vec![gateway_issuer()],
+        gateway: Some(gateway_settings(header, &[trusted_proxy])),
+        ..AppOptions::default()
+    })
+    .await;
+    gateway.start(app.port);
+    (app, gateway)
+}
+
+/// Acceptance 1 of issue 7, with the JWT in `header`.
+async fn a_deep_link_through_the_gateway_opens_signed_in(header: &str) {
+    let jwt = gateway_jwt(GATEWAY_SUB, GATEWAY_USERNAME, now() + 600);
+    let (app, gateway) = spawn_behind_gateway(header, "127.0.0.2/32", jwt.clone()).await;
+    let browser = Browser::start().await;
+
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", gateway.url))
+        .await;
+
+    // Signed in on the deep link itself, the demo API answered.
+    browser.wait_for_text("#whoami", GATEWAY_USERNAME).await;
+    browser
+        .wait_for_text("#api-demo-user", GATEWAY_USERNAME)
+        .await;
+    browser.wait_for_text("#api-calls", "/api/me").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/api-demo");
+    assert_eq!(url.query(), Some("tab=calls"), "deep link kept");
+    // No form and no trip to the provider at any point, not even a silent one.
+    assert_eq!(app.idp.stat("authorization_requests").await, 0);
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, 0);
+    assert_eq!(app.idp.stat("login_forms_shown").await, 0);
+    assert!(
+        !gateway.seen().iter().any(|r| r.path == "/login"),
+        "the UI's login page was never opened: {:?}",
+        gateway.seen()
+    );
+
+    // The SPA's token is the gateway's JWT, and every REST call carried it as Bearer: as the
+    // bridge's API recorded them, and as the browser itself sent them to the gateway.
+    assert_eq!(browser.token_from_session_endpoint().await, jwt);
+    let calls = app.api_calls.recent(GATEWAY_SUB);
+    assert!(calls.iter().any(|c| c.path == "/api/me"), "{calls:?}");
+    assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
+    let expected = login_bridge::trust::fingerprint(&jwt);
+    assert!(
+        calls.iter().all(|c| c.token_fingerprint == expected),
+        "every API call carried the gateway's JWT: {calls:?} vs {expected}"
+    );
+    let api_requests: Vec<SeenRequest> = gateway
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .collect();
+    let bearer = format!("Bearer {jwt}");
+    assert!(
+        !api_requests.is_empty()
+            && api_requests
+                .iter()
+                .all(|r| r.authorization.as_deref() == Some(bearer.as_str())),
+        "the SPA itself sent Bearer <gateway JWT> on every REST call: {api_requests:?}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn behind_a_gateway_a_deep_link_opens_signed_in_without_any_form() {
+    a_deep_link_through_the_gateway_opens_signed_in("authorization").await;
+}
+
+#[tokio::test]
+async fn behind_a_gateway_with_a_custom_header_a_deep_link_opens_signed_in_without_any_form() {
+    a_deep_link_through_the_gateway_opens_signed_in("x-custom-tkn").await;
+}
+
+#[tokio::test]
+async fn a_gateway_connecting_from_an_untrusted_address_signs_no_one_in() {
+    // The same gateway and JWT, but the bridge trusts 127.0.0.3 only: the gateway's
+    // connections come from 127.0.0.2, so its header counts for nothing.
+    let jwt = gateway_jwt(GATEWAY_SUB, GATEWAY_USERNAME, now() + 600);
+    let (app, gateway) = spawn_behind_gateway("authorization", "127.0.0.3/32", jwt).await;
+    let browser = Browser::start().await;
+
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", gateway.url))
+        .await;
+
+    // What a browser without any session gets: the silent attempt, then the UI's login page.
+    browser.wait_for("#sso-login").await;
+    browser.wait_for_text("#login-message", "not active").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/login");
+    assert_eq!(
+        query_param(url.as_str(), "return_to").as_deref(),
+        Some("/api-demo?tab=calls")
+    );
+    assert_eq!(browser.session_token().await, None, "no session");
+    assert!(
+        browser.client.find(Locator::Css("#whoami")).await.is_err(),
+        "not shown as signed in"
+    );
+    assert!(app.api_calls.recent(GATEWAY_SUB).is_empty());
+    assert_eq!(app.idp.stat("silent_authorization_requests").await, 1);
+    assert_eq!(app.idp.stat("login_forms_shown").await, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn behind_a_gateway_an_expired_jwt_lands_on_the_login_page_which_says_so_and_a_fresh_one_signs_in()
+ {
+    let expired = gateway_jwt(GATEWAY_SUB, GATEWAY_USERNAME, now() - 600);
+    let (app, gateway) = spawn_behind_gateway("authorization", "127.0.0.2/32", expired).await;
+    let browser = Browser::start().await;
+
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", gateway.url))
+        .await;
+
+    // The UI's login page, saying why in plain words; no session, no provider detour.
+    browser.wait_for_text("#login-message", "expired").await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/login");
+    assert_eq!(
+        query_param(url.as_str(), "reason").as_deref(),
+        Some("expired")
+    );
+    assert_eq!(
+        query_param(url.as_str(), "return_to").as_deref(),
+        Some("/api-demo?tab=calls")
+    );
+    assert_eq!(browser.session_token().await, None, "no session");
+    assert_eq!(app.idp.stat("authorization_requests").await, 0);
+
+    // As the message says: once the gateway has a fresh JWT, opening the page signs in.
+    let fresh = gateway_jwt(GATEWAY_SUB, GATEWAY_USERNAME, now() + 600);
+    gateway.set_token(fresh.clone());
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", gateway.url))
+        .await;
+    browser
+        .wait_for_text("#api-demo-user", GATEWAY_USERNAME)
+        .await;
+    assert_eq!(browser.token_from_session_endpoint().await, fresh);
+    assert_eq!(app.idp.stat("login_forms_shown").await, 0);
     browser.close().await;
 }

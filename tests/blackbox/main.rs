@@ -7,4 +7,5 @@ mod browser;
 mod code_flow;
 mod gateway;
 mod support;
+mod test_gateway;
 mod trust;
