@@ -486,6 +486,49 @@ async fn behind_a_gateway_with_a_custom_header_a_deep_link_opens_signed_in_witho
 }
 
 #[tokio::test]
+async fn the_jwt_endpoint_round_trip_signs_in_through_the_existing_app_without_any_form() {
+    // The gateway protects only the bridge's JWT-endpoint callback (ZITADEL's JWT IdP setup);
+    // the test gateway also plays the existing app at its JWT endpoint.
+    let jwt = gateway_jwt(GATEWAY_SUB, GATEWAY_USERNAME, now() + 600);
+    let mut gateway = TestGateway::bind("x-custom-tkn", jwt.clone()).await;
+    gateway.inject_only_under("/auth/jwt/callback");
+    let mut settings = gateway_settings("x-custom-tkn", &["127.0.0.2/32"]);
+    settings["jwt_endpoint"] = json!(format!("{}{JWT_ENDPOINT_PATH}", gateway.url));
+    let app = spawn_app_with(AppOptions {
+        public_url: Some(gateway.url.clone()),
+        issuers: vec![gateway_issuer()],
+        gateway: Some(settings),
+        ..AppOptions::default()
+    })
+    .await;
+    gateway.start(app.port);
+    let browser = Browser::start().await;
+
+    // No provider session: the silent attempt ends on the UI's login page, deep link kept.
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", gateway.url))
+        .await;
+    browser.click("#sso-login").await;
+
+    // Sign in: bridge -> the app's JWT endpoint -> back through the gateway with the JWT.
+    browser.wait_for_text("#whoami", GATEWAY_USERNAME).await;
+    browser
+        .wait_for_text("#api-demo-user", GATEWAY_USERNAME)
+        .await;
+    let url = browser.url().await;
+    assert_eq!(url.path(), "/api-demo");
+    assert_eq!(url.query(), Some("tab=calls"), "deep link kept");
+    assert!(
+        gateway.seen().iter().any(|r| r.path == JWT_ENDPOINT_PATH),
+        "the browser went through the existing app"
+    );
+    assert_eq!(browser.session_token().await.as_deref(), Some(jwt.as_str()));
+    assert_eq!(app.idp.stat("login_forms_shown").await, 0, "no form");
+    assert_eq!(app.idp.stat("logins_succeeded").await, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn a_gateway_connecting_from_an_untrusted_address_signs_no_one_in() {
     // The same gateway and JWT, but the bridge trusts 127.0.0.3 only: the gateway's
     // connections come from 127.0.0.2, so its header counts for nothing.

@@ -81,6 +81,9 @@ pub struct TestGateway {
 
 struct Shared {
     bridge: Mutex<String>,
+    /// When set, the JWT goes only on requests under this path (a gateway that protects just
+    /// the bridge's JWT-endpoint callback, as in ZITADEL's JWT IdP setup).
+    inject_only_under: Mutex<Option<String>>,
     header: HeaderName,
     token: Mutex<String>,
     seen: Mutex<Vec<SeenRequest>>,
@@ -124,6 +127,7 @@ impl TestGateway {
             url: format!("http://localhost:{port}"),
             shared: Arc::new(Shared {
                 bridge: Mutex::new(String::new()),
+                inject_only_under: Mutex::new(None),
                 header: HeaderName::from_bytes(header.as_bytes()).unwrap(),
                 token: Mutex::new(token),
                 seen: Mutex::new(Vec::new()),
@@ -146,6 +150,11 @@ impl TestGateway {
         }));
     }
 
+    /// From now on the JWT goes only on requests whose path starts with `prefix`.
+    pub fn inject_only_under(&self, prefix: &str) {
+        *self.shared.inject_only_under.lock().unwrap() = Some(prefix.to_owned());
+    }
+
     /// The JWT the gateway puts on every request from now on.
     pub fn set_token(&self, token: String) {
         *self.shared.token.lock().unwrap() = token;
@@ -155,6 +164,33 @@ impl TestGateway {
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.shared.seen.lock().unwrap().clone()
     }
+}
+
+/// Where the test gateway plays "the existing app" of the JWT-endpoint round trip.
+pub const JWT_ENDPOINT_PATH: &str = "/jwt-login";
+
+/// The existing app's JWT endpoint: sends the browser on to the bridge's `callback` with the
+/// same `state` and `expires` (the gateway adds the JWT on that request).
+fn existing_app(query: Option<&str>) -> Response {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let get = |n: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut to = url::Url::parse(&get("callback")).unwrap();
+    to.query_pairs_mut()
+        .append_pair("state", &get("state"))
+        .append_pair("expires", &get("expires"));
+    Response::builder()
+        .status(303)
+        .header("location", to.as_str())
+        .body(Body::empty())
+        .unwrap()
 }
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -172,6 +208,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .get("authorization")
             .map(|v| v.to_str().unwrap().to_owned()),
     });
+    if parts.uri.path() == JWT_ENDPOINT_PATH {
+        return existing_app(parts.uri.query());
+    }
 
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
@@ -180,16 +219,24 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
     }
     // A real gateway replaces whatever the client sent in its header with its own JWT.
-    let token = shared.token.lock().unwrap().clone();
-    let value = if shared.header == "authorization" {
-        format!("Bearer {token}")
-    } else {
-        token
-    };
-    headers.insert(
-        shared.header.clone(),
-        HeaderValue::from_str(&value).unwrap(),
-    );
+    let inject = shared
+        .inject_only_under
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_none_or(|prefix| parts.uri.path().starts_with(prefix.as_str()));
+    if inject {
+        let token = shared.token.lock().unwrap().clone();
+        let value = if shared.header == "authorization" {
+            format!("Bearer {token}")
+        } else {
+            token
+        };
+        headers.insert(
+            shared.header.clone(),
+            HeaderValue::from_str(&value).unwrap(),
+        );
+    }
 
     let body = to_bytes(body, usize::MAX).await.unwrap();
     let url = format!("{}{path}", shared.bridge.lock().unwrap());
