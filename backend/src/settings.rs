@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use crate::trust::{
-    issuer::{IssuerSettings, IssuerSpec, Policy, RoutePolicy},
+    issuer::{IssuerSettings, IssuerSpec, PROVIDER_ISSUER, Policy, RoutePolicy},
     mapping::ClaimMapping,
 };
 
@@ -300,9 +300,13 @@ impl Settings {
         }
         if let Some(gateway) = &self.gateway {
             for name in &gateway.issuers {
-                if !issuers.iter().any(|i| &i.name == name) {
+                // `oidc` is the login provider itself: a gateway in front may inject the
+                // provider's own access tokens (a Keycloak realm behind oauth2-proxy).
+                let known = name == PROVIDER_ISSUER || issuers.iter().any(|i| &i.name == name);
+                if !known {
                     problems.push(format!(
-                        "gateway.issuers: {name:?} is not the name of an [[issuers]] entry"
+                        "gateway.issuers: {name:?} is not the name of an [[issuers]] entry \
+                         (or \"{PROVIDER_ISSUER}\", the login provider)"
                     ));
                 }
             }
@@ -589,6 +593,21 @@ mod tests {
                 .any(|p| p.contains("\"nobody\" is not the name")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_gateway_may_inject_the_login_providers_own_tokens() {
+        let mut s = valid();
+        s.gateway = Some(GatewaySettings {
+            issuers: vec![PROVIDER_ISSUER.into()],
+            header: "authorization".into(),
+            trusted_proxies: vec!["10.0.0.5/32".parse().unwrap()],
+            allow_any_peer: false,
+            jwt_endpoint: None,
+            jwt_binding_ttl_secs: 300,
+            jwt_endpoint_after_silent_miss: false,
+        });
+        assert!(s.validate().is_ok());
     }
 
     #[test]

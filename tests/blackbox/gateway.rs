@@ -529,3 +529,33 @@ async fn a_silent_sign_in_without_a_provider_session_can_continue_through_the_jw
     assert_eq!(location(&r), "/api-demo");
     assert_eq!(app.session(&client).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_gateway_may_carry_the_login_providers_own_access_token() {
+    // privacyIDEA's case: a proxy in front injects the user's Keycloak access token, and that
+    // Keycloak realm is also the bridge's login provider (`oidc`).
+    let app = spawn_app_with(AppOptions {
+        silent_sso: false,
+        gateway: Some(json!({"issuers": ["oidc"], "trusted_proxies": ["127.0.0.2/32"]})),
+        ..AppOptions::default()
+    })
+    .await;
+    let token = sign_as_idp(&json!({
+        "iss": app.idp.issuer, "sub": ALICE_SUB, "aud": AUDIENCE,
+        "iat": now(), "exp": now() + 300, "preferred_username": "alice",
+    }));
+    let client = browser_from(GATEWAY_PEER);
+    let r = open_page(
+        &app,
+        &client,
+        "/",
+        "authorization",
+        &format!("Bearer {token}"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let info = app.session_info(&client).await;
+    assert_eq!(info.user.username.as_deref(), Some("alice"));
+    assert_eq!(info.auth_token, token);
+    assert_eq!(app.idp.stat("authorization_requests").await, 0);
+}
