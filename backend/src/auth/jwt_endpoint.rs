@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::{
     failure_page::failure_page,
     gateway::{GatewaySignIn, peer_of, sign_in_from_gateway},
-    oidc::random_token,
+    opaque::random_token,
 };
 use crate::{
     clock::now,

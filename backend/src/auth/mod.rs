@@ -8,7 +8,7 @@
 //! - `session_endpoint`: `GET /auth/session`, the SPA's only source of its token
 //! - `logout`: `POST /auth/logout`
 //! - `principal`: the extractor every API route authenticates with
-//! - `csrf`, `return_to`: the checks the browser-facing endpoints share
+//! - `csrf`, `return_to`, `opaque`, `failure_page`: what the browser-facing endpoints share
 
 pub mod csrf;
 pub mod failure_page;
@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod jwt_endpoint;
 pub mod logout;
 pub mod oidc;
+pub mod opaque;
 pub mod page_open;
 pub mod principal;
 pub mod return_to;

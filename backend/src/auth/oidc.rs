@@ -8,11 +8,10 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::FutureExt;
 use serde::Deserialize;
 
-use super::{failure_page::failure_page, jwt_endpoint, return_to};
+use super::{failure_page::failure_page, jwt_endpoint, opaque::random_token, return_to};
 use crate::{
     clock::now,
     error::{AppError, AppResult},
@@ -26,12 +25,6 @@ use crate::{
     state::AppState,
     trust::{engine::Rejection, issuer::PROVIDER_ISSUER, mapping::map_user, validate::TokenError},
 };
-
-/// 32 random bytes, base64url: state, nonce and PKCE verifier.
-pub fn random_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// Stores a new pending login in the session and returns the provider's authorization URL.
 #[tracing::instrument(skip_all, fields(silent))]
