@@ -140,16 +140,15 @@ pub struct IssuerConfigError {
     pub problem: String,
 }
 
-/// An `[[issuers]]` entry after every check: algorithms parsed, key material read, the
-/// username pattern compiled. Compiling needs no network, so configuration loading can report
-/// every problem at once.
+/// A trusted issuer with its keys of type `K`: its rules, compiled from `[[issuers]]` (or
+/// from discovery, for the login provider), and where its keys come from.
 #[derive(Clone)]
-pub struct IssuerSpec {
+pub struct Issuer<K> {
     pub name: String,
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
-    pub keys: KeySpec,
+    pub keys: K,
     pub leeway_secs: u64,
     pub required_claims: Vec<String>,
     pub typ: Option<String>,
@@ -160,21 +159,13 @@ pub struct IssuerSpec {
     pub jwks_refetch_cooldown: Duration,
 }
 
-/// A compiled, validated issuer.
-pub struct TrustedIssuer {
-    pub name: String,
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    pub algorithms: Vec<Algorithm>,
-    pub keys: IssuerKeys,
-    pub leeway_secs: u64,
-    pub required_claims: Vec<String>,
-    pub typ: Option<String>,
-    pub claims: ClaimMapping,
-    pub policy: Policy,
-    pub username_regex: Option<Regex>,
-    pub jwks_refresh: Duration,
-}
+/// An `[[issuers]]` entry after every check: algorithms parsed, key material read, the
+/// username pattern compiled. Compiling needs no network, so configuration loading can report
+/// every problem at once.
+pub type IssuerSpec = Issuer<KeySpec>;
+
+/// A compiled, validated issuer with live keys, as the engine uses it.
+pub type TrustedIssuer = Issuer<IssuerKeys>;
 
 impl TrustedIssuer {
     pub fn keys(&self) -> Keys<'_> {
@@ -202,27 +193,43 @@ impl TrustedIssuer {
 
     /// The live issuer of a compiled spec; a JWKS URL gets its cache here.
     pub fn from_spec(spec: IssuerSpec, http: &reqwest::Client) -> Self {
-        let keys = match spec.keys {
+        let Issuer {
+            name,
+            issuer,
+            audiences,
+            algorithms,
+            keys,
+            leeway_secs,
+            required_claims,
+            typ,
+            claims,
+            policy,
+            username_regex,
+            jwks_refresh,
+            jwks_refetch_cooldown,
+        } = spec;
+        let keys = match keys {
             KeySpec::JwksUrl(url) => IssuerKeys::Remote(Arc::new(JwksCache::new(
                 url,
                 http.clone(),
-                spec.jwks_refetch_cooldown,
+                jwks_refetch_cooldown,
             ))),
             KeySpec::Static(set) => IssuerKeys::Static(set),
         };
-        Self {
-            name: spec.name,
-            issuer: spec.issuer,
-            audiences: spec.audiences,
-            algorithms: spec.algorithms,
+        Issuer {
+            name,
+            issuer,
+            audiences,
+            algorithms,
             keys,
-            leeway_secs: spec.leeway_secs,
-            required_claims: spec.required_claims,
-            typ: spec.typ,
-            claims: spec.claims,
-            policy: spec.policy,
-            username_regex: spec.username_regex,
-            jwks_refresh: spec.jwks_refresh,
+            leeway_secs,
+            required_claims,
+            typ,
+            claims,
+            policy,
+            username_regex,
+            jwks_refresh,
+            jwks_refetch_cooldown,
         }
     }
 
@@ -241,7 +248,6 @@ impl TrustedIssuer {
             issuer,
             audiences: vec![audience],
             algorithms,
-            keys: IssuerKeys::Remote(jwks),
             leeway_secs,
             required_claims: Vec::new(),
             typ: None,
@@ -249,6 +255,8 @@ impl TrustedIssuer {
             policy: Policy::default(),
             username_regex: None,
             jwks_refresh: Duration::from_secs(default_jwks_refresh()),
+            jwks_refetch_cooldown: jwks.cooldown(),
+            keys: IssuerKeys::Remote(jwks),
         }
     }
 }

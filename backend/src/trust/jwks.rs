@@ -142,6 +142,11 @@ impl JwksCache {
         }
     }
 
+    /// The least time between two fetches for unknown `kid`s.
+    pub fn cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
     /// Number of fetches made so far (exposed for tests and metrics).
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
