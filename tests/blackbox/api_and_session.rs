@@ -176,12 +176,7 @@ async fn the_session_id_changes_at_login() {
         .send()
         .await
         .unwrap();
-    let before = r
-        .cookies()
-        .find(|c| c.name() == "lb_session")
-        .unwrap()
-        .value()
-        .to_string();
+    let before = session_cookie(&r);
     let authorize = location(&r);
     let callback = app
         .authorize_at_idp(&client, &authorize, "alice", "wonderland")
@@ -596,12 +591,7 @@ async fn a_sign_in_is_indexed_by_the_provider_subject_until_logout() {
         .authorize_at_idp(&client, &authorize, "alice", "wonderland")
         .await;
     let r = client.get(&callback).send().await.unwrap();
-    let session_id = r
-        .cookies()
-        .find(|c| c.name() == "lb_session")
-        .unwrap()
-        .value()
-        .to_string();
+    let session_id = session_cookie(&r);
 
     let index = &app.state.sessions.0;
     let by_sub = index.sessions(&IndexKey::sub(ALICE_SUB)).await.unwrap();

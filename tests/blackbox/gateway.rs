@@ -75,6 +75,16 @@ async fn open_page(
         .unwrap()
 }
 
+/// A page navigation with `Authorization: Bearer <jwt>`.
+async fn open_page_with_bearer(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    jwt: &str,
+) -> reqwest::Response {
+    open_page(app, client, path, "authorization", &format!("Bearer {jwt}")).await
+}
+
 fn sets_a_session_cookie(r: &reqwest::Response) -> bool {
     r.headers()
         .get_all(header::SET_COOKIE)
@@ -88,14 +98,7 @@ async fn a_page_request_with_a_gateway_jwt_from_the_trusted_peer_signs_in_at_onc
     let client = browser_from(GATEWAY_PEER);
     let jwt = gateway_jwt(&claims("carol"));
 
-    let r = open_page(
-        &app,
-        &client,
-        "/api-demo?tab=2",
-        "authorization",
-        &format!("Bearer {jwt}"),
-    )
-    .await;
+    let r = open_page_with_bearer(&app, &client, "/api-demo?tab=2", &jwt).await;
     assert_eq!(r.status(), StatusCode::OK, "the page itself, no detour");
     assert!(sets_a_session_cookie(&r));
 
@@ -137,14 +140,7 @@ async fn the_same_header_from_an_untrusted_peer_is_ignored() {
     let app = spawn_gateway_app("authorization").await;
     let client = browser_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let jwt = gateway_jwt(&claims("carol"));
-    let r = open_page(
-        &app,
-        &client,
-        "/",
-        "authorization",
-        &format!("Bearer {jwt}"),
-    )
-    .await;
+    let r = open_page_with_bearer(&app, &client, "/", &jwt).await;
     assert_eq!(r.status(), StatusCode::OK, "the page, anonymously");
     assert!(!sets_a_session_cookie(&r), "no session");
     assert_eq!(
@@ -203,14 +199,7 @@ async fn rejected_gateway_jwts_land_on_the_login_page_with_a_reason_and_no_sessi
     ];
     for (reason, jwt) in cases {
         let client = browser_from(GATEWAY_PEER);
-        let r = open_page(
-            &app,
-            &client,
-            "/deep",
-            "authorization",
-            &format!("Bearer {jwt}"),
-        )
-        .await;
+        let r = open_page_with_bearer(&app, &client, "/deep", &jwt).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{reason}");
         let to = location(&r);
         assert_eq!(
@@ -263,37 +252,13 @@ async fn malformed_gateway_headers_get_a_400_and_store_nothing() {
 async fn another_users_gateway_jwt_replaces_the_session_and_the_old_id_stops_working() {
     let app = spawn_gateway_app("authorization").await;
     let client = browser_from(GATEWAY_PEER);
-    let r = open_page(
-        &app,
-        &client,
-        "/",
-        "authorization",
-        &format!("Bearer {}", gateway_jwt(&claims("carol"))),
-    )
-    .await;
+    let r = open_page_with_bearer(&app, &client, "/", &gateway_jwt(&claims("carol"))).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let carol_cookie = r
-        .cookies()
-        .find(|c| c.name() == "lb_session")
-        .unwrap()
-        .value()
-        .to_string();
+    let carol_cookie = session_cookie(&r);
 
-    let r = open_page(
-        &app,
-        &client,
-        "/",
-        "authorization",
-        &format!("Bearer {}", gateway_jwt(&claims("dave"))),
-    )
-    .await;
+    let r = open_page_with_bearer(&app, &client, "/", &gateway_jwt(&claims("dave"))).await;
     assert_eq!(r.status(), StatusCode::OK);
-    let dave_cookie = r
-        .cookies()
-        .find(|c| c.name() == "lb_session")
-        .unwrap()
-        .value()
-        .to_string();
+    let dave_cookie = session_cookie(&r);
     assert_ne!(carol_cookie, dave_cookie, "a new session id");
     let info = app.session_info(&client).await;
     assert_eq!(
@@ -545,14 +510,7 @@ async fn a_gateway_may_carry_the_login_providers_own_access_token() {
         "iat": now(), "exp": now() + 300, "preferred_username": "alice",
     }));
     let client = browser_from(GATEWAY_PEER);
-    let r = open_page(
-        &app,
-        &client,
-        "/",
-        "authorization",
-        &format!("Bearer {token}"),
-    )
-    .await;
+    let r = open_page_with_bearer(&app, &client, "/", &token).await;
     assert_eq!(r.status(), StatusCode::OK);
     let info = app.session_info(&client).await;
     assert_eq!(info.user.username.as_deref(), Some("alice"));

@@ -259,6 +259,16 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// The session id the bridge set on this answer (its `lb_session` cookie).
+pub fn session_cookie(response: &reqwest::Response) -> String {
+    response
+        .cookies()
+        .find(|c| c.name() == "lb_session")
+        .unwrap_or_else(|| panic!("no lb_session cookie on a {} answer", response.status()))
+        .value()
+        .to_string()
+}
+
 pub fn location(response: &reqwest::Response) -> String {
     response
         .headers()
