@@ -10,24 +10,11 @@
 # Prints p50/p99 latency and requests/s, and checks that sessions were really created.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
 DURATION="${1:-10}"; CONNECTIONS="${2:-4}"; THREADS=1
-
 command -v wrk >/dev/null || scripts/install-deps.sh
-[ -d tests/idp/node_modules/oidc-provider ] || scripts/install-deps.sh
 [ -f dist/index.html ] || scripts/build-ui.sh
-cargo build --release -q -p login-bridge
-
-work=$(mktemp -d)
-cleanup() { kill "${bridge:-}" "${idp:-}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-bridge_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-node tests/idp/server.js --port 0 --redirect-uri "http://localhost:$bridge_port/auth/callback" \
-  < /dev/null > "$work/idp.out" 2>/dev/null &
-idp=$!
-for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
-issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 cat > "$work/bridge.toml" <<EOF
 [[issuers]]
@@ -42,15 +29,7 @@ issuers = ["gateway"]
 trusted_proxies = ["127.0.0.1/32"]
 EOF
 
-BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port" \
-BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge \
-BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api \
-BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn \
-  target/release/login-bridge --config "$work/bridge.toml" &
-bridge=$!
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$bridge_port/readyz" >/dev/null 2>&1 && break; sleep 0.1
-done
+start_provider_and_bridge --config "$work/bridge.toml"
 
 # The JWT the gateway would inject, signed with the fixture key (kid "rsa-a" in its JWKS).
 token=$(node -e '

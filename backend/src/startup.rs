@@ -173,16 +173,20 @@ fn router<S: SessionStore + Clone>(
         csp: state.spa.csp.clone(),
         hsts: settings.is_https(),
     };
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(browser)
         .with_state(state.clone())
         .nest("/api", demo_api::router(&state, api_calls))
-        .layer(middleware::from_fn_with_state(headers, security_headers))
-        .layer(middleware::from_fn_with_state(
-            settings.gateway.clone().map(Arc::new),
-            strip_untrusted_header,
-        ))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(middleware::from_fn_with_state(headers, security_headers));
+    // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries
+    // the SPA's own Bearer tokens); without one, no request pays for the middleware.
+    let router = match &settings.gateway {
+        Some(gateway) if !gateway.uses_authorization() => router.layer(
+            middleware::from_fn_with_state(Some(Arc::new(gateway.clone())), strip_untrusted_header),
+        ),
+        _ => router,
+    };
+    router.layer(RequestBodyLimitLayer::new(64 * 1024))
 }

@@ -1,0 +1,50 @@
+# Shared set-up of the bench scripts (sourced, not run): a work directory cleaned on exit, the
+# demo provider on a free port for discovery, the release bridge in front of it, and a token
+# signed with the provider's key. Run from the checkout's root.
+
+export PATH="$HOME/.cargo/bin:$PATH"
+work=$(mktemp -d)
+bench_cleanup() { kill "${bridge:-}" "${idp:-}" 2>/dev/null || true; rm -rf "$work"; }
+trap bench_cleanup EXIT
+
+# Starts the demo provider and the bridge (release build, sessions in $work); extra arguments
+# go to the bridge, and $BENCH_WRAPPER (e.g. valgrind) runs in front of it (not BRIDGE_*: the
+# bridge reads every BRIDGE_ variable as a setting and refuses unknown ones). Sets $bridge_port,
+# $issuer, $idp and $bridge, and returns once the bridge is ready.
+start_provider_and_bridge() {
+  [ -d tests/idp/node_modules/oidc-provider ] || scripts/install-deps.sh
+  cargo build --release -q -p login-bridge
+  bridge_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  node tests/idp/server.js --port 0 --redirect-uri "http://localhost:$bridge_port/auth/callback" \
+    < /dev/null > "$work/idp.out" 2>/dev/null &
+  idp=$!
+  for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
+  issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")
+  # shellcheck disable=SC2086 # the wrapper is a command line
+  BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port" \
+  BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge \
+  BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api \
+  BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn \
+    ${BENCH_WRAPPER:-} target/release/login-bridge "$@" 2>/dev/null &
+  bridge=$!
+  # Up to two minutes: under valgrind start-up and discovery are slow.
+  for _ in $(seq 1200); do
+    curl -fs "http://127.0.0.1:$bridge_port/readyz" >/dev/null 2>&1 && return 0; sleep 0.1
+  done
+  echo "bench: the bridge did not become ready" >&2; return 1
+}
+
+# An RS256 access token for alice, signed with the demo provider's key, valid for an hour.
+provider_token() {
+  ISSUER="$issuer" node -e '
+const c = require("crypto"), fs = require("fs");
+const key = c.createPrivateKey(fs.readFileSync("tests/fixtures/idp-signing-key.pem"));
+const jwk = c.createPublicKey(key).export({format: "jwk"});
+const kid = c.createHash("sha256").update(JSON.stringify({e: jwk.e, kty: jwk.kty, n: jwk.n})).digest("base64url");
+const b = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+const now = Math.floor(Date.now() / 1000);
+const input = b({alg: "RS256", typ: "at+jwt", kid}) + "." + b({iss: process.env.ISSUER,
+  sub: "7f6a8a52-0b7e-4d1c-9a55-a11ce0000001", aud: "login-bridge-api", iat: now, exp: now + 3600,
+  preferred_username: "alice", realm_access: {roles: ["admin", "user"]}, groups: ["admins"]});
+console.log(input + "." + c.sign("sha256", Buffer.from(input), key).toString("base64url"));'
+}
