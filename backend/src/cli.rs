@@ -1,12 +1,20 @@
-//! Every subcommand of the `login-bridge` binary: `serve` (the default), `check-config` and
-//! `token verify`. `main.rs` only wires telemetry and hands the parsed command line here.
+//! Every subcommand of the `login-bridge` binary: `serve` (the default), `check-config`,
+//! `token verify`, `keys` and `service-user`. `main.rs` only wires telemetry and hands the
+//! parsed command line here.
 
 use std::{fmt::Write, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand};
 
 use crate::{
+    authority::{
+        crypto::SigningAlg,
+        keyfile::{KeyFile, write_private},
+        keyring::Authority,
+        service_users::{self, NewServiceUser},
+    },
     oidc::client::ProviderClient,
+    session::store::SessionBackend,
     settings::{Config, Settings},
     startup::Application,
     trust::engine::TrustEngine,
@@ -37,6 +45,79 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The bridge's own signing keys (needs `[authority]`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Service users: callers without a browser that sign RFC 7523 assertions with their own
+    /// key (needs `[authority]`).
+    ServiceUser {
+        #[command(subcommand)]
+        command: ServiceUserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Every stored signing key: kid, algorithm, state.
+    List,
+    /// New current keys (every algorithm in use, or one); the old ones stay published until
+    /// the last token they signed has expired.
+    Rotate {
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Print the current public key (PEM with `--pem`, else the JWKS) to paste into an API's
+    /// configuration, such as privacyIDEA's PI_TRUSTED_JWT.
+    Export {
+        #[arg(long)]
+        pem: bool,
+        /// The algorithm whose current key to export (default: `authority.algorithm`).
+        #[arg(long)]
+        alg: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServiceUserCommand {
+    /// Create a service user and its first key; writes the key file (mode 0600). The private
+    /// key is not kept by the bridge.
+    Create {
+        name: String,
+        /// Last day the user works (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Bridge permissions: `introspect` lets it call /oauth/introspect.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Key type: ES256 (default), RS256, PS256 or EdDSA.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Where to write the key file (default: NAME.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Every service user and its keys.
+    List,
+    /// Another key for a user; writes its key file.
+    AddKey {
+        user: String,
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Remove one key of a user.
+    RemoveKey { user: String, key_id: String },
+    /// Disable a user: its assertions and tokens stop working.
+    Disable { user: String },
+    /// Enable a disabled user again.
+    Enable { user: String },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +177,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Keys { command } => report(keys(settings, command).await),
+        Command::ServiceUser { command } => report(service_user(settings, command).await),
         Command::Serve => match serve(settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -104,6 +187,201 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
     }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("login-bridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The authority on the configured store, as the server opens it.
+async fn open_authority(config: Config) -> anyhow::Result<Authority> {
+    let Config {
+        settings, profiles, ..
+    } = config;
+    let Some(a) = &settings.authority else {
+        anyhow::bail!(
+            "the bridge issues no tokens: add [authority] with key_encryption_key_file to the \
+             configuration"
+        );
+    };
+    let backend = SessionBackend::open(&settings.session).await?;
+    let store = backend.authority_store().await?;
+    Ok(Authority::open(a, &settings.origin(), profiles, store).await?)
+}
+
+fn parse_alg(text: &str) -> anyhow::Result<SigningAlg> {
+    SigningAlg::parse(text).ok_or_else(|| {
+        anyhow::anyhow!("unknown algorithm {text:?}: use ES256, RS256, PS256 or EdDSA")
+    })
+}
+
+fn date_text(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| at.to_string())
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let authority = open_authority(config).await?;
+    match command {
+        KeysCommand::List => {
+            println!("{:<45} {:<6} {:<26} state", "kid", "alg", "created");
+            let now = crate::clock::now();
+            for k in authority.key_infos().await? {
+                let state = match (k.retired_at, k.publish_until) {
+                    (None, _) => "current".to_string(),
+                    (Some(_), Some(until)) if until > now => {
+                        format!("retired, published until {}", date_text(until))
+                    }
+                    (Some(_), _) => "retired".to_string(),
+                };
+                println!(
+                    "{:<45} {:<6} {:<26} {state}",
+                    k.kid,
+                    k.alg,
+                    date_text(k.created_at)
+                );
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let only = alg.as_deref().map(parse_alg).transpose()?;
+            for kid in authority.rotate(only).await? {
+                println!("new current key {kid}");
+            }
+            eprintln!(
+                "the previous keys stay published until every token they signed has expired; \
+                 running bridges pick the new keys up within authority.key_reload_secs"
+            );
+        }
+        KeysCommand::Export { pem, alg } => {
+            let alg = match alg {
+                Some(a) => parse_alg(&a)?,
+                None => authority.default_alg,
+            };
+            let ring = authority.ring();
+            let Some(key) = ring.current(alg) else {
+                anyhow::bail!("no current {alg} key");
+            };
+            if pem {
+                print!("{}", key.public_pem());
+            } else {
+                println!("{}", ring.jwks_json());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_key_file(file: &KeyFile, out: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
+    let text = serde_json::to_string_pretty(file)?;
+    write_private(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(path)
+}
+
+fn parse_expiry(text: &str) -> anyhow::Result<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| anyhow::anyhow!("--expires {text:?}: use YYYY-MM-DD"))?;
+    // The user works through that whole day (UTC).
+    Ok(date.with_hms(23, 59, 59)?.assume_utc().unix_timestamp())
+}
+
+async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Result<()> {
+    let authority = open_authority(config).await?;
+    let store = &authority.store;
+    match command {
+        ServiceUserCommand::Create {
+            name,
+            expires,
+            roles,
+            groups,
+            permissions,
+            alg,
+            out,
+        } => {
+            let new = NewServiceUser {
+                name: name.clone(),
+                expires_at: expires.as_deref().map(parse_expiry).transpose()?,
+                roles,
+                groups,
+                permissions,
+                alg: parse_alg(&alg)?,
+            };
+            // The key file's place is checked first: nothing is created if it cannot be written.
+            let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
+            if path.exists() {
+                anyhow::bail!("{} already exists; not overwriting it", path.display());
+            }
+            let (user, file) = service_users::create(store, new).await?;
+            let path = write_key_file(&file, Some(path), &name)?;
+            println!("created service user {} ({})", user.name, user.id);
+            println!(
+                "key {} written to {} (mode 0600); the bridge keeps only the public key",
+                file.key_id,
+                path.display()
+            );
+        }
+        ServiceUserCommand::List => {
+            for (user, keys) in service_users::list(store).await? {
+                let state = if user.disabled {
+                    "disabled".to_string()
+                } else if let Some(e) = user.expires_at {
+                    format!("active until {}", date_text(e))
+                } else {
+                    "active".into()
+                };
+                println!(
+                    "{} ({}) {state} roles={:?} groups={:?} permissions={:?}",
+                    user.name, user.id, user.roles, user.groups, user.permissions
+                );
+                for k in keys {
+                    println!(
+                        "  key {} {} created {}",
+                        k.key_id,
+                        k.alg,
+                        date_text(k.created_at)
+                    );
+                }
+            }
+        }
+        ServiceUserCommand::AddKey { user, alg, out } => {
+            let file = service_users::add_key(store, &user, parse_alg(&alg)?).await?;
+            let path = write_key_file(
+                &file,
+                out,
+                &format!("{user}-{}", &file.key_id[..8.min(file.key_id.len())]),
+            )?;
+            println!(
+                "key {} written to {} (mode 0600)",
+                file.key_id,
+                path.display()
+            );
+        }
+        ServiceUserCommand::RemoveKey { user, key_id } => {
+            service_users::remove_key(store, &user, &key_id).await?;
+            println!("key {key_id} removed");
+        }
+        ServiceUserCommand::Disable { user } => {
+            let u = service_users::set_disabled(store, &user, true).await?;
+            println!("service user {} ({}) disabled", u.name, u.id);
+        }
+        ServiceUserCommand::Enable { user } => {
+            let u = service_users::set_disabled(store, &user, false).await?;
+            println!("service user {} ({}) enabled", u.name, u.id);
+        }
+    }
+    Ok(())
 }
 
 fn toml_like(settings: &Settings) -> Result<String, serde_json::Error> {
@@ -129,7 +407,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 /// which trusted issuer the token claims, every check with its result and reason, the mapped
 /// principal and the policy verdict. Never prints the token.
 pub async fn verify_token(config: Config, token: &str) -> anyhow::Result<(String, bool)> {
-    let Config { settings, issuers } = config;
+    let authority = if config.settings.authority.is_some() {
+        Some(open_authority(config.clone()).await)
+    } else {
+        None
+    };
+    let Config {
+        settings, issuers, ..
+    } = config;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.oidc.http_timeout_secs.min(5)))
         .redirect(reqwest::redirect::Policy::none())
@@ -141,6 +426,13 @@ pub async fn verify_token(config: Config, token: &str) -> anyhow::Result<(String
     ));
     let provider = ProviderClient::new(Arc::new(settings), http, engine.clone());
     let mut out = String::new();
+    match authority {
+        Some(Ok(a)) => engine.register(a.trusted_issuer()),
+        Some(Err(e)) => {
+            let _ = writeln!(out, "note: the bridge's own keys could not be read: {e:#}");
+        }
+        None => {}
+    }
     // A successful discovery registers the provider with the engine, like the server does.
     if let Err(e) = provider.discover().await {
         let _ = writeln!(

@@ -46,6 +46,19 @@ impl From<crate::session::typed::SessionError> for AppError {
     }
 }
 
+/// A request without one usable bearer token: missing is "unauthenticated", two headers a
+/// bad request, anything else an invalid token.
+impl From<crate::trust::bearer::BearerError> for AppError {
+    fn from(e: crate::trust::bearer::BearerError) -> Self {
+        use crate::trust::bearer::BearerError::*;
+        match e {
+            Missing => Self::Unauthenticated(e.to_string()),
+            Repeated => Self::BadRequest(e.to_string()),
+            Malformed => Self::InvalidToken(e.to_string()),
+        }
+    }
+}
+
 /// Quotes a value for an RFC 6750 auth-param: no quotes, backslashes or control characters.
 fn auth_param(value: &str) -> String {
     value

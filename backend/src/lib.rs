@@ -5,6 +5,7 @@
 //! `README.md` for the whole picture; each folder's `mod.rs` says what lives there.
 
 pub mod auth;
+pub mod authority;
 pub mod cli;
 pub mod clock;
 pub mod demo_api;

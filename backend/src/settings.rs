@@ -13,6 +13,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use crate::authority::{
+    crypto::SigningAlg,
+    profile::{AuthoritySettings, TokenProfile, TokenProfileSettings},
+};
 pub use crate::trust::{
     issuer::{IssuerSettings, IssuerSpec, PROVIDER_ISSUER, Policy, RoutePolicy},
     mapping::ClaimMapping,
@@ -74,6 +78,12 @@ pub struct Settings {
     /// Sign-in with a JWT a gateway in front of the bridge puts on the request.
     #[serde(default)]
     pub gateway: Option<GatewaySettings>,
+    /// The bridge as a token issuer: its signing keys, service users, `/oauth/token`.
+    #[serde(default)]
+    pub authority: Option<AuthoritySettings>,
+    /// Tokens the bridge mints for one API (privacyIDEA...). Needs `[authority]`.
+    #[serde(default)]
+    pub token_profiles: Vec<TokenProfileSettings>,
 }
 
 /// `[gateway]`: a proxy or gateway in front has authenticated the user and puts a JWT on the
@@ -177,6 +187,10 @@ pub struct SessionSettings {
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
     pub idle_timeout_secs: i64,
+    /// The token `/auth/session` hands the SPA: absent, the provider's (or gateway's) access
+    /// token; the name of a `[[token_profiles]]` entry, a token the bridge mints from it.
+    #[serde(default)]
+    pub token_profile: Option<String>,
 }
 
 /// The engine that keeps sessions (and, later, the session index and other shared state).
@@ -195,6 +209,8 @@ pub struct Config {
     pub settings: Settings,
     /// The `[[issuers]]` entries, compiled (keys read, algorithms parsed, patterns built).
     pub issuers: Vec<IssuerSpec>,
+    /// The `[[token_profiles]]`, checked.
+    pub profiles: Vec<TokenProfile>,
 }
 
 impl fmt::Debug for Config {
@@ -235,11 +251,14 @@ impl Default for Settings {
                 store: StoreKind::Sqlite,
                 sqlite_path: PathBuf::from("login-bridge.sqlite"),
                 idle_timeout_secs: 8 * 3600,
+                token_profile: None,
             },
             claims: ClaimMapping::default(),
             issuers: Vec::new(),
             route_policies: Vec::new(),
             gateway: None,
+            authority: None,
+            token_profiles: Vec::new(),
         }
     }
 }
@@ -311,14 +330,71 @@ impl Settings {
                 }
             }
         }
+        let profiles = self.compile_profiles(&mut problems);
         if problems.is_empty() {
             Ok(Config {
                 settings: self,
                 issuers,
+                profiles,
             })
         } else {
             Err(SettingsError::Invalid(problems))
         }
+    }
+
+    /// The token profiles, and what the bridge as issuer needs.
+    fn compile_profiles(&self, problems: &mut Vec<String>) -> Vec<TokenProfile> {
+        let default_alg = match &self.authority {
+            Some(a) => SigningAlg::parse(&a.algorithm).unwrap_or_else(|| {
+                problems.push(format!(
+                    "authority.algorithm: {:?} is not one of ES256, RS256, PS256, EdDSA",
+                    a.algorithm
+                ));
+                SigningAlg::ES256
+            }),
+            None => SigningAlg::ES256,
+        };
+        if let Some(a) = &self.authority {
+            let sources = a.key_encryption_key_file.is_some() as u8
+                + a.key_encryption_key_env.is_some() as u8;
+            if sources != 1 {
+                problems.push(
+                    "authority: set exactly one of key_encryption_key_file and \
+                     key_encryption_key_env (32 random bytes, base64: `openssl rand -base64 32`)"
+                        .into(),
+                );
+            }
+            if a.service_token_lifetime_secs == 0 || a.service_token_lifetime_secs > 86_400 {
+                problems.push("authority.service_token_lifetime_secs: between 1 and 86400".into());
+            }
+        } else if !self.token_profiles.is_empty() || self.session.token_profile.is_some() {
+            problems.push(
+                "token_profiles / session.token_profile need [authority] (the bridge's signing \
+                 keys): add it with key_encryption_key_file"
+                    .into(),
+            );
+        }
+        let mut profiles = Vec::new();
+        for entry in &self.token_profiles {
+            if profiles.iter().any(|p: &TokenProfile| p.name == entry.name) {
+                problems.push(format!(
+                    "token_profiles: {:?} is configured twice",
+                    entry.name
+                ));
+            }
+            match TokenProfile::compile(entry, default_alg) {
+                Ok(p) => profiles.push(p),
+                Err(mut e) => problems.append(&mut e),
+            }
+        }
+        if let Some(name) = &self.session.token_profile
+            && !self.token_profiles.iter().any(|p| &p.name == name)
+        {
+            problems.push(format!(
+                "session.token_profile: {name:?} is not the name of a [[token_profiles]] entry"
+            ));
+        }
+        profiles
     }
 
     fn resolve_secrets(&mut self) -> Result<(), SettingsError> {

@@ -14,6 +14,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite
 
 use crate::{
     auth::{gateway::strip_untrusted_header, page_open::open_page, routes as auth_routes},
+    authority::{self, keyring::Authority},
     demo_api::{self, ApiCallLog},
     health,
     oidc::client::ProviderClient,
@@ -51,7 +52,11 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
-        let Config { settings, issuers } = config;
+        let Config {
+            settings,
+            issuers,
+            profiles,
+        } = config;
         let settings = Arc::new(settings);
         if settings.gateway.as_ref().is_some_and(|g| g.allow_any_peer) {
             tracing::warn!(
@@ -74,6 +79,17 @@ impl Application {
         let provider = Arc::new(ProviderClient::new(settings.clone(), http, trust.clone()));
         let backend = SessionBackend::open(&settings.session).await?;
         backend.spawn_cleanup();
+        let authority = match &settings.authority {
+            Some(a) => {
+                let store = backend.authority_store().await?;
+                let authority =
+                    Arc::new(Authority::open(a, &settings.origin(), profiles, store).await?);
+                trust.register(authority.trusted_issuer());
+                authority.spawn_reload(trust.clone());
+                Some(authority)
+            }
+            None => None,
+        };
         tokio::spawn(provider.clone().discover_until_ready());
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
@@ -82,6 +98,7 @@ impl Application {
             settings,
             provider,
             trust,
+            authority,
         });
         let api_calls = Arc::new(ApiCallLog::default());
         let router = match backend {
@@ -178,8 +195,12 @@ fn router<S: SessionStore + Clone>(
         .route("/readyz", get(health::readyz))
         .merge(browser)
         .with_state(state.clone())
-        .nest("/api", demo_api::router(&state, api_calls))
-        .layer(middleware::from_fn_with_state(headers, security_headers));
+        .nest("/api", demo_api::router(&state, api_calls));
+    let router = match &state.authority {
+        Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
+        None => router,
+    }
+    .layer(middleware::from_fn_with_state(headers, security_headers));
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries
     // the SPA's own Bearer tokens); without one, no request pays for the middleware.
     let router = match &settings.gateway {

@@ -11,6 +11,7 @@ use std::{ops::Deref, sync::Arc};
 use axum::extract::FromRef;
 
 use crate::{
+    authority::keyring::Authority,
     oidc::client::ProviderClient,
     session::{refresh::RefreshLock, typed::SessionIndexHandle},
     settings::Settings,
@@ -29,6 +30,8 @@ pub struct AppStateInner {
     pub sessions: SessionIndexHandle,
     pub refresh_lock: Arc<dyn RefreshLock>,
     pub spa: Arc<SpaIndex>,
+    /// The bridge as a token issuer, when `[authority]` is configured.
+    pub authority: Option<Arc<Authority>>,
 }
 
 impl AppState {
@@ -59,6 +62,12 @@ impl FromRef<AppState> for Arc<TrustEngine> {
 impl FromRef<AppState> for Arc<ProviderClient> {
     fn from_ref(state: &AppState) -> Self {
         state.provider.clone()
+    }
+}
+
+impl FromRef<AppState> for Option<Arc<Authority>> {
+    fn from_ref(state: &AppState) -> Self {
+        state.authority.clone()
     }
 }
 

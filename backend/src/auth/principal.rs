@@ -9,13 +9,16 @@ use std::sync::Arc;
 
 use axum::{
     extract::{FromRef, FromRequestParts, OriginalUri},
-    http::{header, request::Parts},
+    http::request::Parts,
 };
 
 use crate::{
     error::AppError,
     oidc::client::ProviderClient,
-    trust::{engine::Rejection, engine::TrustEngine, principal, validate::TokenError},
+    trust::{
+        bearer::bearer_token, engine::Rejection, engine::TrustEngine, principal,
+        validate::TokenError,
+    },
 };
 
 /// The authenticated caller of an API route. Shares the verified principal with the token
@@ -30,32 +33,6 @@ impl std::ops::Deref for Principal {
     }
 }
 
-/// Extracts the single bearer token of a request.
-fn bearer_token(parts: &Parts) -> Result<&str, AppError> {
-    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(AppError::Unauthenticated("missing bearer token".into()));
-    };
-    if values.next().is_some() {
-        return Err(AppError::BadRequest(
-            "more than one Authorization header".into(),
-        ));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| AppError::InvalidToken("Authorization header is not ASCII".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(AppError::InvalidToken(
-            "Authorization must be \"Bearer <token>\"".into(),
-        )),
-    }
-}
-
 impl<S> FromRequestParts<S> for Principal
 where
     S: Send + Sync,
@@ -66,7 +43,7 @@ where
 
     #[tracing::instrument(skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let token = bearer_token(parts)?;
+        let token = bearer_token(&parts.headers)?;
         let trust = Arc::<TrustEngine>::from_ref(state);
         let principal = trust
             .verify(token)

@@ -9,7 +9,10 @@ use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions_sqlx_store::SqliteStore;
 
 use super::index::{IndexError, SessionIndex, SqliteIndex};
-use crate::settings::{SessionSettings, StoreKind};
+use crate::{
+    authority::store::{AuthorityStore, AuthorityStoreError},
+    settings::{SessionSettings, StoreKind},
+};
 
 /// tower-sessions' table in the SQLite file.
 const SQLITE_SESSIONS_TABLE: &str = "tower_sessions";
@@ -29,6 +32,8 @@ pub enum StoreError {
     Migrate(#[source] sqlx::Error),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Authority(#[from] AuthorityStoreError),
 }
 
 /// The opened store of the configured engine.
@@ -36,6 +41,7 @@ pub enum SessionBackend {
     Sqlite {
         store: SqliteStore,
         index: Arc<SqliteIndex>,
+        pool: sqlx::SqlitePool,
     },
 }
 
@@ -73,8 +79,8 @@ impl SessionBackend {
         // tower-sessions' default table name, which `SQLITE_SESSIONS_TABLE` repeats.
         let store = SqliteStore::new(pool.clone());
         store.migrate().await.map_err(StoreError::Migrate)?;
-        let index = Arc::new(SqliteIndex::new(pool).await?);
-        Ok(Self::Sqlite { store, index })
+        let index = Arc::new(SqliteIndex::new(pool.clone()).await?);
+        Ok(Self::Sqlite { store, index, pool })
     }
 
     /// The session index of this engine.
@@ -84,10 +90,17 @@ impl SessionBackend {
         }
     }
 
+    /// The authority's tables (signing keys, service users, replay records) in this store.
+    pub async fn authority_store(&self) -> Result<AuthorityStore, StoreError> {
+        match self {
+            Self::Sqlite { pool, .. } => Ok(AuthorityStore::new(pool.clone()).await?),
+        }
+    }
+
     /// Deletes expired sessions, and index rows of sessions that are gone, periodically.
     pub fn spawn_cleanup(&self) {
         match self {
-            Self::Sqlite { store, index } => {
+            Self::Sqlite { store, index, .. } => {
                 let store = store.clone();
                 let index = index.clone();
                 tokio::spawn(async move {

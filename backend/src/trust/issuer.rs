@@ -264,6 +264,9 @@ impl TrustedIssuer {
 /// Name under which the login provider is registered in the trust engine (reserved).
 pub const PROVIDER_ISSUER: &str = "oidc";
 
+/// Name under which the bridge registers itself, as the issuer of the tokens it mints.
+pub const BRIDGE_ISSUER: &str = "bridge";
+
 impl IssuerSpec {
     /// Checks and compiles one `[[issuers]]` entry. Every problem names the setting.
     pub fn compile(s: &IssuerSettings) -> Result<Self, IssuerConfigError> {
@@ -272,9 +275,10 @@ impl IssuerSpec {
             name: name.clone(),
             problem: m,
         };
-        if name == PROVIDER_ISSUER {
+        if name == PROVIDER_ISSUER || name == BRIDGE_ISSUER {
             return Err(at(format!(
-                "the name {PROVIDER_ISSUER:?} is reserved for the login provider; choose another"
+                "the names {PROVIDER_ISSUER:?} (the login provider) and {BRIDGE_ISSUER:?} (the \
+                 bridge itself) are reserved; choose another"
             )));
         }
         if s.issuer.is_empty() {

@@ -7,6 +7,7 @@
 //! a user, `policy` decides who may pass, `cache` remembers verified tokens, and `engine` ties
 //! them together behind `verify` / `verify_as`.
 
+pub mod bearer;
 pub mod cache;
 pub mod engine;
 pub mod issuer;

@@ -1,0 +1,385 @@
+//! The bridge as an issuer: its signing keys, loaded from the store and kept parsed in memory,
+//! one current key per algorithm in use. Rotation with overlap: a retired key keeps being
+//! published (and accepted) until every token it signed has expired, then it is deleted.
+//!
+//! The bridge registers itself in the trust engine like any other issuer, with exactly the
+//! keys its JWKS publishes, so its `/api` accepts the tokens it mints.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use super::{
+    crypto::{CryptoError, Kek, Pkcs8, SigningAlg, SigningKey},
+    profile::{AuthoritySettings, TokenProfile},
+    store::{AuthorityStore, AuthorityStoreError, StoredKey},
+};
+use crate::{
+    clock::now,
+    trust::{
+        engine::TrustEngine,
+        issuer::{IssuerKeys, Policy, TrustedIssuer},
+        jwks::KeySet,
+        mapping::ClaimMapping,
+    },
+};
+
+pub use crate::trust::issuer::BRIDGE_ISSUER;
+
+/// Extra time a retired key stays published beyond the longest token lifetime (clock skew).
+const RETIRE_MARGIN_SECS: i64 = 60;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    #[error("authority: key-encryption key: {0}")]
+    Kek(String),
+    #[error(transparent)]
+    Store(#[from] AuthorityStoreError),
+    #[error("authority: signing key {kid}: {source}")]
+    Key {
+        kid: String,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("authority: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("authority: no current {0} signing key")]
+    NoKey(SigningAlg),
+}
+
+/// The keys in memory: the current key of each algorithm and everything published.
+pub struct KeyRing {
+    current: BTreeMap<SigningAlg, Arc<SigningKey>>,
+    published: Vec<Arc<SigningKey>>,
+    /// The JWKS document, serialized once per change.
+    jwks: Arc<str>,
+}
+
+impl KeyRing {
+    pub fn current(&self, alg: SigningAlg) -> Option<&Arc<SigningKey>> {
+        self.current.get(&alg)
+    }
+
+    pub fn published(&self) -> &[Arc<SigningKey>] {
+        &self.published
+    }
+
+    pub fn jwks_json(&self) -> Arc<str> {
+        self.jwks.clone()
+    }
+
+    fn kids(&self) -> BTreeSet<&str> {
+        self.published.iter().map(|k| k.kid.as_str()).collect()
+    }
+}
+
+/// A stored key as `keys list` shows it.
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub publish_until: Option<i64>,
+}
+
+/// The issuer half of the bridge.
+pub struct Authority {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub introspection_endpoint: String,
+    pub jwks_uri: String,
+    pub store: AuthorityStore,
+    kek: Kek,
+    ring: RwLock<Arc<KeyRing>>,
+    pub profiles: Vec<Arc<TokenProfile>>,
+    pub default_alg: SigningAlg,
+    pub service_token_lifetime: i64,
+    pub assertion_leeway: i64,
+    reload_every: Duration,
+    /// Algorithms that always have a current key.
+    needed: BTreeSet<SigningAlg>,
+    retire_after: i64,
+}
+
+/// The key-encryption key the settings name.
+pub fn load_kek(settings: &AuthoritySettings) -> Result<Kek, AuthorityError> {
+    match (
+        &settings.key_encryption_key_file,
+        &settings.key_encryption_key_env,
+    ) {
+        (Some(path), None) => Kek::from_file(path)
+            .map_err(|e| AuthorityError::Kek(format!("authority.key_encryption_key_file: {e}"))),
+        (None, Some(var)) => {
+            let text = std::env::var(var).map_err(|_| {
+                AuthorityError::Kek(format!(
+                    "environment variable {var} (authority.key_encryption_key_env) is not set"
+                ))
+            })?;
+            Kek::from_base64(&text)
+                .map_err(|e| AuthorityError::Kek(format!("environment variable {var}: {e}")))
+        }
+        _ => Err(AuthorityError::Kek(
+            "set exactly one of authority.key_encryption_key_file and \
+             authority.key_encryption_key_env"
+                .into(),
+        )),
+    }
+}
+
+impl Authority {
+    /// Opens the authority on `store`: reads and unseals its keys, creates a current key for
+    /// every algorithm in use that has none.
+    pub async fn open(
+        settings: &AuthoritySettings,
+        public_origin: &str,
+        profiles: Vec<TokenProfile>,
+        store: AuthorityStore,
+    ) -> Result<Self, AuthorityError> {
+        let kek = load_kek(settings)?;
+        let default_alg = SigningAlg::parse(&settings.algorithm).unwrap_or(SigningAlg::ES256);
+        let mut needed: BTreeSet<SigningAlg> = profiles.iter().map(|p| p.alg).collect();
+        needed.insert(default_alg);
+        let longest = profiles
+            .iter()
+            .map(|p| p.lifetime_secs)
+            .chain([settings.service_token_lifetime_secs as i64])
+            .max()
+            .unwrap_or(0);
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| public_origin.to_string());
+        let authority = Self {
+            token_endpoint: format!("{public_origin}/oauth/token"),
+            introspection_endpoint: format!("{public_origin}/oauth/introspect"),
+            jwks_uri: format!("{public_origin}/.well-known/jwks.json"),
+            issuer,
+            store,
+            kek,
+            ring: RwLock::new(Arc::new(KeyRing {
+                current: BTreeMap::new(),
+                published: Vec::new(),
+                jwks: Arc::from("{\"keys\":[]}"),
+            })),
+            profiles: profiles.into_iter().map(Arc::new).collect(),
+            default_alg,
+            service_token_lifetime: settings.service_token_lifetime_secs as i64,
+            assertion_leeway: settings.assertion_leeway_secs as i64,
+            reload_every: Duration::from_secs(settings.key_reload_secs.max(1)),
+            needed,
+            retire_after: longest + RETIRE_MARGIN_SECS,
+        };
+        authority.reload().await?;
+        let missing: Vec<SigningAlg> = authority
+            .needed
+            .iter()
+            .copied()
+            .filter(|a| authority.ring().current(*a).is_none())
+            .collect();
+        for alg in missing {
+            let key = authority.new_key(alg)?;
+            authority.store.insert_signing_key(&key).await?;
+            tracing::info!(kid = %key.kid, %alg, "created a signing key");
+        }
+        authority.reload().await?;
+        Ok(authority)
+    }
+
+    /// The keys now.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        match self.ring.read() {
+            Ok(r) => r.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The profile named `name`.
+    pub fn profile(&self, name: &str) -> Option<Arc<TokenProfile>> {
+        self.profiles.iter().find(|p| p.name == name).cloned()
+    }
+
+    fn new_key(&self, alg: SigningAlg) -> Result<StoredKey, AuthorityError> {
+        let pkcs8 = Pkcs8::generate(alg)?;
+        let key = SigningKey::from_pkcs8(alg, &pkcs8)?;
+        let sealed = self.kek.seal(&key.kid, &pkcs8.0)?;
+        Ok(StoredKey {
+            kid: key.kid,
+            alg: alg.as_str().into(),
+            sealed_private: sealed,
+            created_at: now(),
+            retired_at: None,
+            publish_until: None,
+        })
+    }
+
+    /// Re-reads the keys from the store: deletes spent retired keys, unseals new ones, and
+    /// when the published set changed, rebuilds the JWKS. Returns whether it changed.
+    pub async fn reload(&self) -> Result<bool, AuthorityError> {
+        let now = now();
+        let deleted = self.store.delete_spent_keys(now).await?;
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                "retired signing keys past their last token deleted"
+            );
+        }
+        let stored = self.store.signing_keys().await?;
+        let old = self.ring();
+        let stored_kids: BTreeSet<&str> = stored.iter().map(|k| k.kid.as_str()).collect();
+        let currents: BTreeSet<&str> = stored
+            .iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid.as_str())
+            .collect();
+        let old_currents: BTreeSet<&str> = old.current.values().map(|k| k.kid.as_str()).collect();
+        if stored_kids == old.kids() && currents == old_currents && !old.published.is_empty() {
+            return Ok(false);
+        }
+        let mut current = BTreeMap::new();
+        let mut published = Vec::with_capacity(stored.len());
+        for row in &stored {
+            let Some(alg) = SigningAlg::parse(&row.alg) else {
+                tracing::warn!(kid = %row.kid, alg = %row.alg, "stored signing key of unknown algorithm ignored");
+                continue;
+            };
+            let key = match old.published.iter().find(|k| k.kid == row.kid) {
+                Some(k) => k.clone(),
+                None => Arc::new(self.unseal(row, alg)?),
+            };
+            if row.retired_at.is_none() {
+                // Oldest first: a later current key of the same algorithm wins.
+                current.insert(alg, key.clone());
+            }
+            published.push(key);
+        }
+        let jwks = json!({"keys": published.iter().map(|k| k.jwk.clone()).collect::<Vec<Value>>()});
+        let ring = KeyRing {
+            current,
+            published,
+            jwks: Arc::from(jwks.to_string()),
+        };
+        *match self.ring.write() {
+            Ok(r) => r,
+            Err(p) => p.into_inner(),
+        } = Arc::new(ring);
+        Ok(true)
+    }
+
+    fn unseal(&self, row: &StoredKey, alg: SigningAlg) -> Result<SigningKey, AuthorityError> {
+        let fail = |source| AuthorityError::Key {
+            kid: row.kid.clone(),
+            source,
+        };
+        let plain = self.kek.open(&row.kid, &row.sealed_private).map_err(fail)?;
+        let key = SigningKey::from_pkcs8(alg, &Pkcs8(plain)).map_err(fail)?;
+        if key.kid != row.kid {
+            return Err(fail(CryptoError::BadKey(alg)));
+        }
+        Ok(key)
+    }
+
+    /// A new current key for each algorithm in use (or only `only`); the previous ones stay
+    /// published until their last token has expired. Returns the new kids.
+    pub async fn rotate(&self, only: Option<SigningAlg>) -> Result<Vec<String>, AuthorityError> {
+        let algs: Vec<SigningAlg> = match only {
+            Some(a) => vec![a],
+            None => {
+                let mut all = self.needed.clone();
+                all.extend(self.ring().current.keys().copied());
+                all.into_iter().collect()
+            }
+        };
+        let mut kids = Vec::new();
+        for alg in algs {
+            let key = self.new_key(alg)?;
+            let now = now();
+            self.store
+                .rotate(&key, now, now + self.retire_after)
+                .await?;
+            kids.push(key.kid);
+        }
+        self.reload().await?;
+        Ok(kids)
+    }
+
+    /// Every stored key, for `keys list`.
+    pub async fn key_infos(&self) -> Result<Vec<KeyInfo>, AuthorityError> {
+        Ok(self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .map(|k| KeyInfo {
+                kid: k.kid,
+                alg: k.alg,
+                created_at: k.created_at,
+                retired_at: k.retired_at,
+                publish_until: k.publish_until,
+            })
+            .collect())
+    }
+
+    /// The bridge as a trusted issuer with exactly its published keys. Its tokens are checked
+    /// like any issuer's; the audience is not (each profile names its own, or none).
+    pub fn trusted_issuer(&self) -> TrustedIssuer {
+        let ring = self.ring();
+        let keys = KeySet::from_json(ring.jwks.as_bytes()).unwrap_or_default();
+        TrustedIssuer {
+            name: BRIDGE_ISSUER.into(),
+            issuer: self.issuer.clone(),
+            audiences: Vec::new(),
+            algorithms: SigningAlg::ALL.iter().map(|a| a.jwt()).collect(),
+            keys: IssuerKeys::Static(keys),
+            leeway_secs: 30,
+            required_claims: Vec::new(),
+            typ: None,
+            claims: ClaimMapping {
+                roles: "roles".into(),
+                token_name: "client_id".into(),
+                ..ClaimMapping::default()
+            },
+            policy: Policy::default(),
+            username_regex: None,
+            jwks_refresh: self.reload_every,
+            jwks_refetch_cooldown: self.reload_every,
+        }
+    }
+
+    /// Re-reads the keys on schedule, and keeps the trust engine's view of the bridge in step.
+    pub fn spawn_reload(self: &Arc<Self>, trust: Arc<TrustEngine>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(me.reload_every);
+            loop {
+                every.tick().await;
+                match me.reload().await {
+                    Ok(true) => {
+                        trust.register(me.trusted_issuer());
+                        tracing::info!(
+                            keys = me.ring().published.len(),
+                            "signing keys changed; JWKS updated"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "signing-key reload failed; keeping the keys in memory")
+                    }
+                }
+                if let Err(e) = me.store.purge_used(now()).await {
+                    tracing::warn!(error = %e, "purging expired replay records failed");
+                }
+            }
+        });
+    }
+}
+
+/// Writes a new key-encryption key to `path` (mode 0600), for the demo and first setups.
+pub fn write_new_kek(path: &Path) -> Result<(), String> {
+    let text = Kek::generate_base64().map_err(|e| e.to_string())?;
+    super::keyfile::write_private(path, format!("{text}\n").as_bytes())
+}

@@ -1,0 +1,17 @@
+//! The bridge as a token issuer: signing keys generated on first start and kept sealed in the
+//! store (`crypto`, `store`, `keyring`), rotation with overlap, the JWKS and discovery document
+//! (`well_known`), token profiles shaping tokens for one API such as privacyIDEA (`profile`,
+//! `mint`), service users signing RFC 7523 assertions (`service_users`, `keyfile`,
+//! `token_endpoint`), and RFC 7662 introspection (`introspect`).
+
+pub mod crypto;
+pub mod introspect;
+pub mod keyfile;
+pub mod keyring;
+pub mod mint;
+pub mod profile;
+pub mod routes;
+pub mod service_users;
+pub mod store;
+pub mod token_endpoint;
+pub mod well_known;

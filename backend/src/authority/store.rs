@@ -1,0 +1,360 @@
+//! What the authority keeps in the bridge's store: its signing keys (private halves sealed
+//! under the key-encryption key), service users with their public keys, and the `jti`s of
+//! assertions already used. Tables live in the same SQLite file as the sessions.
+
+use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+
+#[derive(Debug, thiserror::Error)]
+#[error("authority store: {0}")]
+pub struct AuthorityStoreError(#[from] sqlx::Error);
+
+type Result<T> = std::result::Result<T, AuthorityStoreError>;
+
+/// A signing key as stored.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    /// `nonce || AES-256-GCM(pkcs8) || tag`, bound to `kid`.
+    pub sealed_private: Vec<u8>,
+    pub created_at: i64,
+    /// When it stopped signing (a rotation); `None` while it is current.
+    pub retired_at: Option<i64>,
+    /// A retired key is published until every token it signed has expired.
+    pub publish_until: Option<i64>,
+}
+
+/// A service user: a non-interactive caller that signs assertions with its own key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceUser {
+    pub id: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    /// Bridge permissions (`introspect`).
+    pub permissions: Vec<String>,
+    pub disabled: bool,
+    /// The user stops working after this moment, if set.
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl ServiceUser {
+    pub fn active(&self, now: i64) -> bool {
+        !self.disabled && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// A public key of a service user (the private half lives only in the user's key file).
+#[derive(Clone, Debug)]
+pub struct ServiceKey {
+    pub key_id: String,
+    pub user_id: String,
+    pub alg: String,
+    pub public_pem: String,
+    pub created_at: i64,
+}
+
+/// The authority's tables in the embedded SQLite store.
+#[derive(Clone)]
+pub struct AuthorityStore {
+    pool: SqlitePool,
+}
+
+fn list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn text(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+impl AuthorityStore {
+    /// Creates the tables when missing.
+    pub async fn new(pool: SqlitePool) -> Result<Self> {
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS signing_keys (
+                kid TEXT PRIMARY KEY,
+                alg TEXT NOT NULL,
+                sealed_private BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                retired_at INTEGER,
+                publish_until INTEGER
+            )",
+            "CREATE TABLE IF NOT EXISTS service_users (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                roles TEXT NOT NULL,
+                groups_ TEXT NOT NULL,
+                permissions TEXT NOT NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                expires_at INTEGER,
+                created_at INTEGER NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS service_user_keys (
+                key_id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES service_users(id),
+                alg TEXT NOT NULL,
+                public_pem TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            )",
+            "CREATE TABLE IF NOT EXISTS used_assertions (
+                issuer TEXT NOT NULL,
+                jti TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,
+                PRIMARY KEY (issuer, jti)
+            ) WITHOUT ROWID",
+            "CREATE INDEX IF NOT EXISTS used_assertions_expiry ON used_assertions (expires_at)",
+        ] {
+            sqlx::query(ddl).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    // ---- signing keys ----
+
+    fn key_row(row: &SqliteRow) -> StoredKey {
+        StoredKey {
+            kid: row.get("kid"),
+            alg: row.get("alg"),
+            sealed_private: row.get("sealed_private"),
+            created_at: row.get("created_at"),
+            retired_at: row.get("retired_at"),
+            publish_until: row.get("publish_until"),
+        }
+    }
+
+    /// Every stored signing key, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::key_row).collect())
+    }
+
+    pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.sealed_private)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .bind(key.publish_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces the current key of `alg` by `new` in one transaction: the old one is retired
+    /// and stays published until `publish_until`.
+    pub async fn rotate(&self, new: &StoredKey, now: i64, publish_until: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?, publish_until = ?
+             WHERE alg = ? AND retired_at IS NULL",
+        )
+        .bind(now)
+        .bind(publish_until)
+        .bind(&new.alg)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
+             VALUES (?, ?, ?, ?, NULL, NULL)",
+        )
+        .bind(&new.kid)
+        .bind(&new.alg)
+        .bind(&new.sealed_private)
+        .bind(new.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(retired)
+    }
+
+    /// Deletes retired keys whose last token has expired (private half included).
+    pub async fn delete_spent_keys(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until <= ?",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    // ---- service users ----
+
+    fn user_row(row: &SqliteRow) -> ServiceUser {
+        ServiceUser {
+            id: row.get("id"),
+            name: row.get("name"),
+            roles: list(row.get("roles")),
+            groups: list(row.get("groups_")),
+            permissions: list(row.get("permissions")),
+            disabled: row.get::<i64, _>("disabled") != 0,
+            expires_at: row.get("expires_at"),
+            created_at: row.get("created_at"),
+        }
+    }
+
+    pub async fn create_service_user(&self, user: &ServiceUser, key: &ServiceKey) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO service_users (id, name, roles, groups_, permissions, disabled, expires_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.name)
+        .bind(text(&user.roles))
+        .bind(text(&user.groups))
+        .bind(text(&user.permissions))
+        .bind(user.disabled as i64)
+        .bind(user.expires_at)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?;
+        Self::insert_key(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_key(tx: &mut sqlx::SqliteConnection, key: &ServiceKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO service_user_keys (key_id, user_id, alg, public_pem, created_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.user_id)
+        .bind(&key.alg)
+        .bind(&key.public_pem)
+        .bind(key.created_at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn add_service_key(&self, key: &ServiceKey) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::insert_key(&mut conn, key).await
+    }
+
+    /// Removes a key of `user_id`; false when it has no such key.
+    pub async fn remove_service_key(&self, user_id: &str, key_id: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM service_user_keys WHERE user_id = ? AND key_id = ?")
+                .bind(user_id)
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    /// The user with this id, or this name.
+    pub async fn service_user(&self, id_or_name: &str) -> Result<Option<ServiceUser>> {
+        let row = sqlx::query("SELECT * FROM service_users WHERE id = ? OR name = ?")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::user_row))
+    }
+
+    pub async fn service_users(&self) -> Result<Vec<ServiceUser>> {
+        let rows = sqlx::query("SELECT * FROM service_users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(Self::user_row).collect())
+    }
+
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE service_users SET disabled = ? WHERE id = ?")
+                .bind(disabled as i64)
+                .bind(user_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    pub async fn service_keys(&self, user_id: &str) -> Result<Vec<ServiceKey>> {
+        let rows = sqlx::query(
+            "SELECT * FROM service_user_keys WHERE user_id = ? ORDER BY created_at, key_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(Self::service_key_row).collect())
+    }
+
+    fn service_key_row(row: &SqliteRow) -> ServiceKey {
+        ServiceKey {
+            key_id: row.get("key_id"),
+            user_id: row.get("user_id"),
+            alg: row.get("alg"),
+            public_pem: row.get("public_pem"),
+            created_at: row.get("created_at"),
+        }
+    }
+
+    /// The key `key_id` together with its user, in one read (the token endpoint's lookup).
+    pub async fn key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
+        let row = sqlx::query(
+            "SELECT k.key_id, k.user_id, k.alg, k.public_pem, k.created_at AS key_created_at,
+                    u.id, u.name, u.roles, u.groups_, u.permissions, u.disabled, u.expires_at,
+                    u.created_at
+             FROM service_user_keys k JOIN service_users u ON u.id = k.user_id
+             WHERE k.key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| {
+            let key = ServiceKey {
+                key_id: row.get("key_id"),
+                user_id: row.get("user_id"),
+                alg: row.get("alg"),
+                public_pem: row.get("public_pem"),
+                created_at: row.get("key_created_at"),
+            };
+            (key, Self::user_row(&row))
+        }))
+    }
+
+    // ---- replay records ----
+
+    /// Records that `issuer` used `jti` (valid until `expires_at`). False when it was already
+    /// recorded: a replay.
+    pub async fn first_use(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "INSERT INTO used_assertions (issuer, jti, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Forgets replay records whose assertion has expired (it could not be used again anyway).
+    pub async fn purge_used(&self, now: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
