@@ -29,9 +29,9 @@ use crate::{
 pub struct Cli {
     /// TOML configuration file; `BRIDGE_*` environment variables override it.
     #[arg(long, short, global = true)]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Option<Command>,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -177,8 +177,18 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Keys { command } => report(keys(settings, command).await),
-        Command::ServiceUser { command } => report(service_user(settings, command).await),
+        command @ (Command::Keys { .. } | Command::ServiceUser { .. }) => {
+            match admin(settings, command).await {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("login-bridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => match serve(settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -189,13 +199,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn report(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("login-bridge: {e:#}");
-            ExitCode::FAILURE
-        }
+/// Runs a `keys` or `service-user` command and returns what it prints.
+pub async fn admin(config: Config, command: Command) -> anyhow::Result<String> {
+    match command {
+        Command::Keys { command } => keys(config, command).await,
+        Command::ServiceUser { command } => service_user(config, command).await,
+        _ => anyhow::bail!("not an administration command"),
     }
 }
 
@@ -231,11 +240,12 @@ fn date_text(at: i64) -> String {
         .unwrap_or_else(|| at.to_string())
 }
 
-async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<String> {
     let authority = open_authority(config).await?;
+    let mut out = String::new();
     match command {
         KeysCommand::List => {
-            println!("{:<45} {:<6} {:<26} state", "kid", "alg", "created");
+            let _ = writeln!(out, "{:<45} {:<6} {:<26} state", "kid", "alg", "created");
             let now = crate::clock::now();
             for k in authority.key_infos().await? {
                 let state = match (k.retired_at, k.publish_until) {
@@ -245,7 +255,8 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                     }
                     (Some(_), _) => "retired".to_string(),
                 };
-                println!(
+                let _ = writeln!(
+                    out,
                     "{:<45} {:<6} {:<26} {state}",
                     k.kid,
                     k.alg,
@@ -256,7 +267,7 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate { alg } => {
             let only = alg.as_deref().map(parse_alg).transpose()?;
             for kid in authority.rotate(only).await? {
-                println!("new current key {kid}");
+                let _ = writeln!(out, "new current key {kid}");
             }
             eprintln!(
                 "the previous keys stay published until every token they signed has expired; \
@@ -273,17 +284,17 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
                 anyhow::bail!("no current {alg} key");
             };
             if pem {
-                print!("{}", key.public_pem());
+                out.push_str(&key.public_pem());
             } else {
-                println!("{}", ring.jwks_json());
+                let _ = writeln!(out, "{}", ring.jwks_json());
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn write_key_file(file: &KeyFile, out: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
-    let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
+fn write_key_file(file: &KeyFile, to: Option<PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let path = to.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
     let text = serde_json::to_string_pretty(file)?;
     write_private(&path, text.as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
     Ok(path)
@@ -297,8 +308,9 @@ fn parse_expiry(text: &str) -> anyhow::Result<i64> {
     Ok(date.with_hms(23, 59, 59)?.assume_utc().unix_timestamp())
 }
 
-async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Result<()> {
+async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Result<String> {
     let authority = open_authority(config).await?;
+    let mut out = String::new();
     let store = &authority.store;
     match command {
         ServiceUserCommand::Create {
@@ -308,7 +320,7 @@ async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Re
             groups,
             permissions,
             alg,
-            out,
+            out: to,
         } => {
             let new = NewServiceUser {
                 name: name.clone(),
@@ -319,14 +331,15 @@ async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Re
                 alg: parse_alg(&alg)?,
             };
             // The key file's place is checked first: nothing is created if it cannot be written.
-            let path = out.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
+            let path = to.unwrap_or_else(|| PathBuf::from(format!("{name}.json")));
             if path.exists() {
                 anyhow::bail!("{} already exists; not overwriting it", path.display());
             }
             let (user, file) = service_users::create(store, new).await?;
             let path = write_key_file(&file, Some(path), &name)?;
-            println!("created service user {} ({})", user.name, user.id);
-            println!(
+            let _ = writeln!(out, "created service user {} ({})", user.name, user.id);
+            let _ = writeln!(
+                out,
                 "key {} written to {} (mode 0600); the bridge keeps only the public key",
                 file.key_id,
                 path.display()
@@ -341,12 +354,14 @@ async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Re
                 } else {
                     "active".into()
                 };
-                println!(
+                let _ = writeln!(
+                    out,
                     "{} ({}) {state} roles={:?} groups={:?} permissions={:?}",
                     user.name, user.id, user.roles, user.groups, user.permissions
                 );
                 for k in keys {
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "  key {} {} created {}",
                         k.key_id,
                         k.alg,
@@ -355,14 +370,15 @@ async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Re
                 }
             }
         }
-        ServiceUserCommand::AddKey { user, alg, out } => {
+        ServiceUserCommand::AddKey { user, alg, out: to } => {
             let file = service_users::add_key(store, &user, parse_alg(&alg)?).await?;
             let path = write_key_file(
                 &file,
-                out,
+                to,
                 &format!("{user}-{}", &file.key_id[..8.min(file.key_id.len())]),
             )?;
-            println!(
+            let _ = writeln!(
+                out,
                 "key {} written to {} (mode 0600)",
                 file.key_id,
                 path.display()
@@ -370,18 +386,18 @@ async fn service_user(config: Config, command: ServiceUserCommand) -> anyhow::Re
         }
         ServiceUserCommand::RemoveKey { user, key_id } => {
             service_users::remove_key(store, &user, &key_id).await?;
-            println!("key {key_id} removed");
+            let _ = writeln!(out, "key {key_id} removed");
         }
         ServiceUserCommand::Disable { user } => {
             let u = service_users::set_disabled(store, &user, true).await?;
-            println!("service user {} ({}) disabled", u.name, u.id);
+            let _ = writeln!(out, "service user {} ({}) disabled", u.name, u.id);
         }
         ServiceUserCommand::Enable { user } => {
             let u = service_users::set_disabled(store, &user, false).await?;
-            println!("service user {} ({}) enabled", u.name, u.id);
+            let _ = writeln!(out, "service user {} ({}) enabled", u.name, u.id);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn toml_like(settings: &Settings) -> Result<String, serde_json::Error> {

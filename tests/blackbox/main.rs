@@ -3,6 +3,7 @@
 //! Chromium driven through ChromeDriver.
 
 mod api_and_session;
+mod authority;
 mod browser;
 mod code_flow;
 mod gateway;

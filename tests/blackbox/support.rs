@@ -3,6 +3,7 @@
 //! walks the real login form.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+use clap::Parser;
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
@@ -124,6 +125,13 @@ pub struct AppOptions {
     pub public_url: Option<String>,
     /// `[gateway]`, as JSON.
     pub gateway: Option<Value>,
+    /// `[authority]`, as JSON; a key-encryption key file is made in the test's directory
+    /// unless it names one.
+    pub authority: Option<Value>,
+    /// `[[token_profiles]]`, as JSON.
+    pub token_profiles: Vec<Value>,
+    /// `session.token_profile`.
+    pub token_profile: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -137,6 +145,9 @@ impl Default for AppOptions {
             route_policies: Vec::new(),
             public_url: None,
             gateway: None,
+            authority: None,
+            token_profiles: Vec::new(),
+            token_profile: None,
         }
     }
 }
@@ -161,6 +172,24 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Runs `login-bridge <args>` (a `keys` or `service-user` command) on this bridge's
+    /// configuration and store, as an operator would beside the running server.
+    pub async fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
+        let cli = login_bridge::cli::Cli::try_parse_from(
+            std::iter::once("login-bridge").chain(args.iter().copied()),
+        )?;
+        let command = cli.command.ok_or_else(|| anyhow::anyhow!("no command"))?;
+        login_bridge::cli::admin(self.settings.clone().compile()?, command).await
+    }
+
+    /// The bridge's authority (panics when `[authority]` is not configured).
+    pub fn authority(&self) -> Arc<login_bridge::authority::keyring::Authority> {
+        self.state
+            .authority
+            .clone()
+            .expect("no [authority] configured")
+    }
+
     /// Stops accepting connections (the provider keeps running).
     pub fn stop(&self) {
         self.server.abort();
@@ -204,6 +233,25 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .gateway
         .as_ref()
         .map(|v| serde_json::from_value(v.clone()).unwrap());
+    if let Some(authority) = &opts.authority {
+        let mut authority = authority.clone();
+        if authority.get("key_encryption_key_file").is_none()
+            && authority.get("key_encryption_key_env").is_none()
+        {
+            let kek = dir.join("kek");
+            if !kek.exists() {
+                login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
+            }
+            authority["key_encryption_key_file"] = Value::String(kek.display().to_string());
+        }
+        s.authority = Some(serde_json::from_value(authority).unwrap());
+    }
+    s.token_profiles = opts
+        .token_profiles
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    s.session.token_profile = opts.token_profile.clone();
     s.validate().unwrap();
     s
 }

@@ -188,6 +188,7 @@ pub async fn sign_in_from_gateway(
         },
         principal: (*principal).clone(),
         signed_in_at,
+        minted: None,
     };
     let keys = [IndexKey::sub(user.principal.user.id.clone())];
     match current {

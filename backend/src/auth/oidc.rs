@@ -378,6 +378,7 @@ pub async fn session_user_from_tokens(
         },
         principal,
         signed_in_at: previous.map(|p| p.signed_in_at).unwrap_or_else(now),
+        minted: None,
     };
     Ok((user, sid))
 }

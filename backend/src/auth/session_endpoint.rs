@@ -11,9 +11,14 @@ use shared::{error::ApiError, session::SessionInfo};
 
 use super::{csrf::require_same_origin, oidc};
 use crate::{
+    authority::mint::Minted,
     clock::now,
     error::{AppError, AppResult},
-    session::{refresh::RefreshFailure, typed::TypedSession, user::SignIn},
+    session::{
+        refresh::RefreshFailure,
+        typed::TypedSession,
+        user::{SessionUser, SignIn},
+    },
     state::AppState,
 };
 
@@ -29,6 +34,36 @@ fn unauthenticated(silent_sso_tried: bool) -> Response {
         Json(body),
     )
         .into_response()
+}
+
+/// Under `session.token_profile`, the token the bridge mints for the SPA: the session's last
+/// one while it has more than a third of its life left, else a new one (kept in the session,
+/// so every tab and every reload gets the same token and the bridge signs once per period).
+async fn profile_token(
+    state: &AppState,
+    session: &TypedSession,
+    user: &mut SessionUser,
+) -> AppResult<Option<Minted>> {
+    let (Some(name), Some(authority)) = (&state.settings.session.token_profile, &state.authority)
+    else {
+        return Ok(None);
+    };
+    let profile = authority
+        .profile(name)
+        .ok_or_else(|| AppError::internal(format!("token profile {name} is not loaded")))?;
+    if let Some(minted) = &user.minted
+        && minted.profile == *name
+        && minted.fresh(profile.lifetime_secs, now())
+    {
+        return Ok(Some(minted.clone()));
+    }
+    let minted = authority
+        .mint_profile(&profile, &user.principal.user)
+        .map_err(AppError::internal)?;
+    tracing::info!(user = %user.principal.user.id, profile = %name, "minted a token for the SPA");
+    user.minted = Some(minted.clone());
+    session.update_user(user.clone()).await?;
+    Ok(Some(minted))
 }
 
 #[tracing::instrument(skip_all)]
@@ -81,9 +116,15 @@ pub async fn session_info(
             }
         }
     }
-    let (auth_token, expires_at) = user.auth_token();
+    let (auth_token, expires_at) = match profile_token(&state, &session, &mut user).await? {
+        Some(minted) => (minted.token, minted.expires_at),
+        None => {
+            let (token, expires_at) = user.auth_token();
+            (token.to_string(), expires_at)
+        }
+    };
     let info = SessionInfo {
-        auth_token: auth_token.to_string(),
+        auth_token,
         expires_at,
         user: user.principal.user,
     };

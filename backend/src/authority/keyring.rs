@@ -31,9 +31,6 @@ use crate::{
 
 pub use crate::trust::issuer::BRIDGE_ISSUER;
 
-/// Extra time a retired key stays published beyond the longest token lifetime (clock skew).
-const RETIRE_MARGIN_SECS: i64 = 60;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
     #[error("authority: key-encryption key: {0}")]
@@ -99,7 +96,8 @@ pub struct Authority {
     pub profiles: Vec<Arc<TokenProfile>>,
     pub default_alg: SigningAlg,
     pub service_token_lifetime: i64,
-    pub assertion_leeway: i64,
+    /// Clock skew allowed on assertions and on the bridge's own tokens.
+    pub leeway: i64,
     reload_every: Duration,
     /// Algorithms that always have a current key.
     needed: BTreeSet<SigningAlg>,
@@ -169,10 +167,10 @@ impl Authority {
             profiles: profiles.into_iter().map(Arc::new).collect(),
             default_alg,
             service_token_lifetime: settings.service_token_lifetime_secs as i64,
-            assertion_leeway: settings.assertion_leeway_secs as i64,
+            leeway: settings.leeway_secs as i64,
             reload_every: Duration::from_secs(settings.key_reload_secs.max(1)),
             needed,
-            retire_after: longest + RETIRE_MARGIN_SECS,
+            retire_after: longest + settings.leeway_secs as i64,
         };
         authority.reload().await?;
         let missing: Vec<SigningAlg> = authority
@@ -335,7 +333,7 @@ impl Authority {
             audiences: Vec::new(),
             algorithms: SigningAlg::ALL.iter().map(|a| a.jwt()).collect(),
             keys: IssuerKeys::Static(keys),
-            leeway_secs: 30,
+            leeway_secs: self.leeway as u64,
             required_claims: Vec::new(),
             typ: None,
             claims: ClaimMapping {

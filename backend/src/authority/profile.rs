@@ -39,9 +39,11 @@ pub struct AuthoritySettings {
     /// with a shared store, other replicas' keys).
     #[serde(default = "default_reload")]
     pub key_reload_secs: u64,
-    /// Clock skew allowed on service users' assertions (`nbf`, `iat` in the future, `exp`).
+    /// Clock skew allowed: on service users' assertions (`nbf`, `iat` in the future, `exp`)
+    /// and on the bridge's own tokens at its API. A retired key stays published this much
+    /// longer than the last token it signed.
     #[serde(default = "default_leeway")]
-    pub assertion_leeway_secs: u64,
+    pub leeway_secs: u64,
 }
 
 fn default_algorithm() -> String {

@@ -207,7 +207,7 @@ async fn check_assertion(
     let (Some(exp), Some(iat)) = (int("exp"), int("iat")) else {
         return refuse("exp and iat are required");
     };
-    let leeway = authority.assertion_leeway;
+    let leeway = authority.leeway;
     if exp - now > MAX_ASSERTION_AGE_SECS {
         return refuse("exp is more than an hour ahead");
     }
@@ -257,7 +257,7 @@ fn verify_signature(
         return refuse("stored public key unusable");
     };
     let mut validation = Validation::new(alg.jwt());
-    validation.leeway = authority.assertion_leeway as u64;
+    validation.leeway = authority.leeway as u64;
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     validation.set_issuer(&[&user.id]);

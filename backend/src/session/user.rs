@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::trust::principal::Principal;
+use crate::{authority::mint::Minted, trust::principal::Principal};
 
 /// A signed-in browser: the principal every feature reads, and how they got in.
 #[derive(Clone, Serialize, Deserialize)]
@@ -10,6 +10,9 @@ pub struct SessionUser {
     pub principal: Principal,
     pub sign_in: SignIn,
     pub signed_in_at: i64,
+    /// The token last minted for the SPA under `session.token_profile`, reused while fresh.
+    #[serde(default)]
+    pub minted: Option<Minted>,
 }
 
 /// How the user got in; each way in keeps what it needs to keep the session alive.
