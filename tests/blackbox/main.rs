@@ -6,6 +6,7 @@ mod api_and_session;
 mod browser;
 mod code_flow;
 mod gateway;
+mod privacyidea;
 mod support;
 mod test_gateway;
 mod trust;
