@@ -7,13 +7,16 @@ cd "$(dirname "$0")/.."
 
 TRUNK_VERSION=0.21.14
 WASM_BINDGEN_VERSION=0.2.130
+PRIVACYIDEA_VERSION=3.14
 log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
-# Debian packages: Chromium + ChromeDriver for the browser tests, wrk for the benchmark.
+# Debian packages: Chromium + ChromeDriver for the browser tests, wrk for the benchmark,
+# python3-venv for privacyIDEA's venv (Debian ships venv's ensurepip separately).
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -40,5 +43,13 @@ if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
 fi
 if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   log "npm ci (tests/idp: oidc-provider)"; (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# PyPI: privacyIDEA, the real server that judges the JWTs the bridge mints (black-box tests); its
+# PyJWT and cryptography also serve the tests as an independent JWT client.
+PI_VENV=tools/privacyidea-venv
+if ! "$PI_VENV/bin/python" -c "import sys, privacyidea, importlib.metadata as m; sys.exit(m.version('privacyidea') != '$PRIVACYIDEA_VERSION')" 2>/dev/null; then
+  log "pip install privacyidea==$PRIVACYIDEA_VERSION into $PI_VENV (about a minute)"
+  python3 -m venv "$PI_VENV"
+  "$PI_VENV/bin/pip" install --quiet --disable-pip-version-check "privacyidea==$PRIVACYIDEA_VERSION"
 fi
 log "done"

@@ -3,6 +3,8 @@
 //! walks the real login form.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod privacyidea;
+
 use clap::Parser;
 use std::{
     path::{Path, PathBuf},

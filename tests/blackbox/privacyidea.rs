@@ -1,0 +1,140 @@
+//! The privacyIDEA harness against the real server: tokens signed here with the fixture keys are
+//! judged by privacyIDEA 3.14 exactly as a JWT the bridge mints will be, so these tests pin down
+//! the behaviour the bridge's privacyIDEA profile must produce (raw token in `PI-Authorization`,
+//! no `aud`, `role`/`realm`/`resolver` equal to the trusted entry's).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jsonwebtoken::Algorithm;
+use reqwest::{Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::support::{
+    fixture, now,
+    privacyidea::{PrivacyIdea, REALM, RESOLVER, TrustedJwt},
+    sign_with,
+};
+
+fn public_key(name: &str) -> String {
+    std::fs::read_to_string(fixture(&format!("{name}.pub.pem"))).unwrap()
+}
+
+fn user_claims(username: &str) -> Value {
+    json!({
+        "username": username, "role": "user", "realm": REALM, "resolver": RESOLVER,
+        "iat": now(), "exp": now() + 300,
+    })
+}
+
+fn admin_claims(username: &str) -> Value {
+    json!({
+        "username": username, "role": "admin", "realm": "", "resolver": "",
+        "iat": now(), "exp": now() + 300,
+    })
+}
+
+/// privacyIDEA's answer: its HTTP status and its JSON body (`result.status`, `result.value`...).
+async fn judged(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    (status, body)
+}
+
+#[tokio::test]
+async fn privacyidea_accepts_a_trusted_user_jwt_only_verbatim_and_without_aud() {
+    // Arrange
+    let pi = PrivacyIdea::start(&[TrustedJwt::users(&public_key("issuer-ec"), "ES256")]).await;
+    let token = sign_with("issuer-ec", Algorithm::ES256, None, &user_claims("alice"));
+
+    // Act + Assert: raw in PI-Authorization, the user lists (and may enroll) its own tokens.
+    let (status, body) = judged(pi.get("token/", &token).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["status"], true, "{body}");
+    assert_eq!(body["result"]["value"]["count"], 0, "{body}");
+
+    let (status, body) = judged(
+        pi.post_form("token/init", &token, &[("type", "hotp"), ("genkey", "1")])
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let serial = body["detail"]["serial"].as_str().unwrap().to_owned();
+    let (_, body) = judged(pi.get("token/", &token).await).await;
+    assert_eq!(body["result"]["value"]["tokens"][0]["serial"], serial);
+    assert_eq!(body["result"]["value"]["tokens"][0]["username"], "alice");
+
+    // The plain Authorization header is read too, but verbatim: a scheme makes it no JWT.
+    let raw = pi
+        .request(Method::GET, "token/")
+        .header(header::AUTHORIZATION, &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    let (status, body) = judged(
+        pi.request(Method::GET, "token/")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["result"]["status"], false, "{body}");
+
+    // Any audience makes PyJWT refuse the token (privacyIDEA names none to expect).
+    let mut with_aud = user_claims("alice");
+    with_aud["aud"] = json!("privacyidea");
+    let token_with_aud = sign_with("issuer-ec", Algorithm::ES256, None, &with_aud);
+    let (status, body) = judged(pi.get("token/", &token_with_aud).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["result"]["status"], false, "{body}");
+
+    // A key privacyIDEA does not trust, and an expired token, are refused as well.
+    let untrusted = sign_with(
+        "issuer-rsa-a",
+        Algorithm::RS256,
+        None,
+        &user_claims("alice"),
+    );
+    assert_eq!(
+        pi.get("token/", &untrusted).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut expired = user_claims("alice");
+    expired["exp"] = json!(now() - 60);
+    let expired = sign_with("issuer-ec", Algorithm::ES256, None, &expired);
+    assert_eq!(
+        pi.get("token/", &expired).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn an_admin_jwt_reaches_admin_endpoints_and_a_user_jwt_does_not() {
+    // Arrange: admins sign with RS256, users with ES256.
+    let pi = PrivacyIdea::start(&[
+        TrustedJwt::admins(&public_key("issuer-rsa-a"), "RS256"),
+        TrustedJwt::users(&public_key("issuer-ec"), "ES256"),
+    ])
+    .await;
+    // The admin need not exist in privacyIDEA.
+    let admin = sign_with("issuer-rsa-a", Algorithm::RS256, None, &admin_claims("ops"));
+    let user = sign_with("issuer-ec", Algorithm::ES256, None, &user_claims("bob"));
+
+    // Act
+    let (admin_status, admin_body) = judged(pi.get("realm/", &admin).await).await;
+    let (user_status, user_body) = judged(pi.get("realm/", &user).await).await;
+
+    // Assert
+    assert_eq!(admin_status, StatusCode::OK, "{admin_body}");
+    assert_eq!(admin_body["result"]["status"], true, "{admin_body}");
+    assert_eq!(
+        admin_body["result"]["value"][REALM]["default"], true,
+        "{admin_body}"
+    );
+    assert_eq!(user_status, StatusCode::UNAUTHORIZED, "{user_body}");
+    assert_eq!(user_body["result"]["status"], false, "{user_body}");
+
+    // The user token is fine where users belong.
+    assert_eq!(pi.get("token/", &user).await.status(), StatusCode::OK);
+}
