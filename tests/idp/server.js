@@ -113,7 +113,7 @@ const USERS = [
       name: 'Alice Liddell',
       email: 'alice@example.org',
       email_verified: true,
-      groups: ['admins', 'users'],
+      groups: ['admins', 'users', 'pi-admins'],
       realm_access: { roles: ['admin', 'user'] },
     },
   },

@@ -232,7 +232,7 @@ test('login form, code flow with PKCE, refresh, silent auth, logout', async () =
   assert.equal(at.payload.preferred_username, 'alice');
   assert.equal(at.payload.name, 'Alice Liddell');
   assert.equal(at.payload.email, 'alice@example.org');
-  assert.deepEqual(at.payload.groups, ['admins', 'users']);
+  assert.deepEqual(at.payload.groups, ['admins', 'users', 'pi-admins']);
   assert.deepEqual(at.payload.realm_access, { roles: ['admin', 'user'] });
 
   const idt = verifyJwt(tok.body.id_token);
@@ -241,7 +241,7 @@ test('login form, code flow with PKCE, refresh, silent auth, logout', async () =
   assert.equal(idt.payload.sub, ALICE_SUB);
   assert.equal(idt.payload.preferred_username, 'alice');
   assert.equal(idt.payload.email_verified, true);
-  assert.deepEqual(idt.payload.groups, ['admins', 'users']);
+  assert.deepEqual(idt.payload.groups, ['admins', 'users', 'pi-admins']);
   assert.deepEqual(idt.payload.realm_access, { roles: ['admin', 'user'] });
 
   // userinfo accepts the JWT access token, like Keycloak
