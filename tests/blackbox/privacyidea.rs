@@ -138,3 +138,74 @@ async fn an_admin_jwt_reaches_admin_endpoints_and_a_user_jwt_does_not() {
     // The user token is fine where users belong.
     assert_eq!(pi.get("token/", &user).await.status(), StatusCode::OK);
 }
+
+/// The documented `privacyidea` profile (`config/privacyidea.toml`), as the tests' options.
+fn documented_profile() -> (Vec<Value>, Option<String>) {
+    let text = std::fs::read_to_string(crate::support::repo_root().join("config/privacyidea.toml"))
+        .unwrap();
+    let doc: Value = serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();
+    let profiles = doc["token_profiles"].as_array().unwrap().clone();
+    let chosen = doc["session"]["token_profile"].as_str().map(str::to_owned);
+    (profiles, chosen)
+}
+
+/// Acceptance: the real privacyIDEA is the judge of the bridge's `privacyidea` profile. The
+/// token the SPA gets from `/auth/session` works there (an admin-group member reaches an admin
+/// endpoint, a plain user does not), and the provider's raw access token is refused.
+#[tokio::test]
+async fn privacyidea_accepts_the_token_the_spa_gets_and_refuses_the_providers() {
+    use crate::support::{AppOptions, browser, spawn_app_with};
+    let (token_profiles, token_profile) = documented_profile();
+    let app = spawn_app_with(AppOptions {
+        authority: Some(json!({})),
+        token_profiles,
+        token_profile,
+        ..AppOptions::default()
+    })
+    .await;
+    // PI_TRUSTED_JWT from `login-bridge keys export --pem`, as the README tells operators.
+    let pem = app.admin(&["keys", "export", "--pem"]).await.unwrap();
+    let pi = PrivacyIdea::start(&[
+        TrustedJwt::users(&pem, "ES256"),
+        TrustedJwt::admins(&pem, "ES256"),
+    ])
+    .await;
+    let token_of = |user: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let client = browser();
+            app.sign_in(&client, user, password).await;
+            app.session_info(&client).await.auth_token
+        }
+    };
+    let bob = token_of("bob", "builder").await;
+    let alice = token_of("alice", "wonderland").await;
+
+    // bob, a plain user: his own tokens, yes; the realm list (admin only), no.
+    let (status, body) = judged(pi.get("/token/", &bob).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["status"], true);
+    let (status, _) = judged(pi.get("/realm/", &bob).await).await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "a plain user's token must not reach /realm/"
+    );
+
+    // alice is in pi-admins: an admin token, which reaches /realm/.
+    let (status, body) = judged(pi.get("/realm/", &alice).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["result"]["value"].get(REALM).is_some(), "{body}");
+
+    // The provider's own access token (what the SPA got before the profile) is refused.
+    let plain = spawn_app_with(AppOptions::default()).await;
+    let client = browser();
+    plain.sign_in(&client, "alice", "wonderland").await;
+    let provider_token = plain.session_info(&client).await.auth_token;
+    assert_eq!(
+        jsonwebtoken::decode_header(&provider_token).unwrap().alg,
+        Algorithm::RS256
+    );
+    let (status, _) = judged(pi.get("/token/", &provider_token).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
