@@ -11,6 +11,9 @@ scripts/install-deps.sh
 scripts/build-ui.sh
 cargo build -p login-bridge
 mkdir -p .demo
+# The key-encryption key sealing the bridge's private signing keys in the store (demo only:
+# in production keep it apart from the database, e.g. a mounted secret).
+[ -f .demo/kek ] || (umask 077 && head -c 32 /dev/urandom | base64 > .demo/kek)
 
 node tests/idp/server.js --port 9090 \
   --redirect-uri http://localhost:8080/auth/callback \

@@ -99,3 +99,96 @@ fn a_bad_trusted_issuer_is_refused_at_startup_with_its_name() {
     assert!(err.contains("issuers[gw]"), "{err}");
     assert!(err.contains("never used as an HMAC secret"), "{err}");
 }
+
+#[test]
+fn a_token_profile_with_an_unknown_placeholder_is_refused_at_startup() {
+    let config = format!(
+        "{BASE}\n[session]\ntoken_profile = \"pi\"\n[authority]\nkey_encryption_key_file = \"/nonexistent\"\n\
+         [[token_profiles]]\nname = \"pi\"\n[token_profiles.claims]\nusername = \"{{login}}\"\niss = \"me\"\n"
+    );
+    let out = run(&config, &[("BRIDGE_OIDC__CLIENT_SECRET", "s")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("token_profiles[pi]"), "{err}");
+    assert!(err.contains("unknown placeholder {login}"), "{err}");
+    assert!(err.contains("\"iss\" is set by the bridge"), "{err}");
+}
+
+#[test]
+fn service_users_need_the_authority_and_say_how_to_add_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_login-bridge"))
+        .args(["service-user", "list", "--config"])
+        .arg(&path)
+        .env_clear()
+        .env("BRIDGE_OIDC__CLIENT_SECRET", "s")
+        .env("BRIDGE_SESSION__SQLITE_PATH", dir.path().join("s.sqlite"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("add [authority]"), "{err}");
+}
+
+#[test]
+fn the_cli_creates_a_service_user_with_a_private_key_file_and_never_overwrites_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = dir.path().join("kek");
+    std::fs::write(&kek, "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\n").unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let key_file = dir.path().join("job.json");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_login-bridge"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .env_clear()
+            .env("BRIDGE_OIDC__CLIENT_SECRET", "s")
+            .env("BRIDGE_SESSION__SQLITE_PATH", dir.path().join("s.sqlite"))
+            .env("BRIDGE_AUTHORITY__KEY_ENCRYPTION_KEY_FILE", &kek)
+            .output()
+            .unwrap()
+    };
+    let key = key_file.to_str().unwrap();
+    let out = cli(&[
+        "service-user",
+        "create",
+        "job",
+        "--role",
+        "deploy",
+        "--out",
+        key,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+    assert_eq!(file["type"], "serviceaccount");
+    assert!(
+        file["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("PRIVATE KEY"),
+        "the key goes to the file only"
+    );
+    // A second create with the same file name changes nothing.
+    let out = cli(&["service-user", "create", "job2", "--out", key]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let listed = String::from_utf8_lossy(&cli(&["service-user", "list"]).stdout).to_string();
+    assert!(listed.contains("job ("), "{listed}");
+    assert!(!listed.contains("job2"), "{listed}");
+    // keys export prints the public key only.
+    let pem = String::from_utf8_lossy(&cli(&["keys", "export", "--pem"]).stdout).to_string();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+}
