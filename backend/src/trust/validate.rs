@@ -554,6 +554,20 @@ mod tests {
     }
 
     #[test]
+    fn an_issuer_that_checks_no_audience_needs_none_but_refuses_a_malformed_one() {
+        let none: Vec<String> = Vec::new();
+        let c = claims(json!({"iss": ISS, "exp": NOW + 60}));
+        assert!(check_claims(c, None, &access(&none), NOW).is_ok());
+        let c = claims(json!({"iss": ISS, "aud": "anything", "exp": NOW + 60}));
+        assert!(check_claims(c, None, &access(&none), NOW).is_ok());
+        let c = claims(json!({"iss": ISS, "aud": 7, "exp": NOW + 60}));
+        assert_eq!(
+            check_claims(c, None, &access(&none), NOW).err(),
+            Some(TokenError::InvalidClaim("aud"))
+        );
+    }
+
+    #[test]
     fn an_id_token_is_not_accepted_as_an_access_token() {
         let aud = api();
         let c = claims(json!({"iss": ISS, "aud": "my-api", "exp": NOW + 60, "typ": "ID"}));
