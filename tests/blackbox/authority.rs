@@ -621,3 +621,24 @@ async fn the_spa_gets_the_profile_token_and_the_bridges_api_accepts_it() {
         assert_eq!(me.json::<Value>().await.unwrap()["user"]["username"], user);
     }
 }
+
+#[tokio::test]
+async fn token_verify_explains_the_bridges_own_tokens() {
+    let app = spawn_app_with(authority_options()).await;
+    let job = create_service_user(&app, "job", &["--role", "deployer"]).await;
+    let token = token_for(&app, &job).await;
+    let (report, accepted) =
+        login_bridge::cli::verify_token(app.settings.clone().compile().unwrap(), &token)
+            .await
+            .unwrap();
+    assert!(accepted, "{report}");
+    assert!(
+        report.contains(&format!("issuer: {}", app.authority().issuer)),
+        "{report}"
+    );
+    assert!(report.contains("username: job"), "{report}");
+    assert!(
+        !report.contains(&token),
+        "the report never prints the token"
+    );
+}
