@@ -633,7 +633,7 @@ async fn token_verify_explains_the_bridges_own_tokens() {
             .unwrap();
     assert!(accepted, "{report}");
     assert!(
-        report.contains(&format!("issuer: {}", app.authority().issuer)),
+        report.contains(&format!("issuer: bridge ({}", app.authority().issuer)),
         "{report}"
     );
     assert!(report.contains("username: job"), "{report}");
