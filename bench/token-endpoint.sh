@@ -9,7 +9,7 @@
 # Every request carries a fresh assertion (own jti: both sides refuse replays): they are signed
 # beforehand by bench/make-assertions.mjs and handed out once each by bench/token-bodies.lua.
 # A 2 s warm-up per target measures the rate that sizes the main run's supply (rate x duration
-# x 2: the threads do not share a supply). Prints tokens/s, p99, the non-2xx count (must be 0) and the ratio bridge/oidc-provider
+# x 3: the threads do not share a supply, node warms up). Prints tokens/s, p99, the non-2xx count (must be 0) and the ratio bridge/oidc-provider
 # per algorithm (targets: ES256 >= 5000 tokens/s and >= 3x oidc-provider).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +84,7 @@ measure() {
   rate=$(awk '/^Bodies-used/ {print $2}' "$work/warm.out")
   # An exhausted warm-up only says the rate is above its supply.
   grep -q EXHAUSTED "$work/warm.out" && rate=$((rate * 2))
-  need=$(( rate * 2 * DURATION / WARMUP_SECS + 2000 ))
+  need=$(( rate * 3 * DURATION / WARMUP_SECS + 5000 ))
   make_bodies "$alg" "$target" "$need" "$work/main.txt"
   wrk_bodies "$work/main.txt" "$DURATION" "$url" "$out"
   if grep -q EXHAUSTED "$out"; then echo "bench: $target $alg ran out of assertions ($need)" >&2; cat "$out" >&2; exit 1; fi
@@ -130,8 +130,9 @@ sign_in() {
 # the profile's token.
 server_ms() {
   local out
-  out=$(curl -s -b "$1" -H 'x-login-bridge: 1' -o "$work/session.json" \
-    -w '%{http_code} %{time_pretransfer} %{time_starttransfer}' "$bridge_url/auth/session")
+  out=$(curl -s -b "$1" --resolve "localhost:$bridge_port:127.0.0.1" -H 'x-login-bridge: 1' \
+    -o "$work/session.json" -w '%{http_code} %{time_pretransfer} %{time_starttransfer}' \
+    "http://localhost:$bridge_port/auth/session")
   python3 - "$out" "$work/session.json" <<'PY'
 import json, sys
 code, pre, first = sys.argv[1].split()
