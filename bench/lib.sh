@@ -10,7 +10,7 @@ trap bench_cleanup EXIT
 # Starts the demo provider and the bridge (release build, sessions in $work); extra arguments
 # go to the bridge, and $BENCH_WRAPPER (e.g. valgrind) runs in front of it (not BRIDGE_*: the
 # bridge reads every BRIDGE_ variable as a setting and refuses unknown ones). Sets $bridge_port,
-# $issuer, $idp and $bridge, and returns once the bridge is ready.
+# $issuer, $idp, $bridge and $bridge_env (the BRIDGE_* settings), and returns once the bridge is ready.
 start_provider_and_bridge() {
   [ -d tests/idp/node_modules/oidc-provider ] || scripts/install-deps.sh
   cargo build --release -q -p login-bridge
@@ -20,12 +20,12 @@ start_provider_and_bridge() {
   idp=$!
   for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
   issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")
+  bridge_env=(BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port"
+    BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge
+    BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api
+    BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn)
   # shellcheck disable=SC2086 # the wrapper is a command line
-  BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port" \
-  BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge \
-  BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api \
-  BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn \
-    ${BENCH_WRAPPER:-} target/release/login-bridge "$@" 2>/dev/null &
+  env "${bridge_env[@]}" ${BENCH_WRAPPER:-} target/release/login-bridge "$@" 2>/dev/null &
   bridge=$!
   # Up to two minutes: under valgrind start-up and discovery are slow.
   for _ in $(seq 1200); do
@@ -33,6 +33,10 @@ start_provider_and_bridge() {
   done
   echo "bench: the bridge did not become ready" >&2; return 1
 }
+
+# Runs the bridge's command line with the settings of the server start_provider_and_bridge
+# started ($bridge_env; pass its --config too), e.g. `bridge_cli service-user create ...`.
+bridge_cli() { env "${bridge_env[@]}" target/release/login-bridge "$@"; }
 
 # An RS256 access token for alice, signed with the demo provider's key, valid for an hour.
 provider_token() {

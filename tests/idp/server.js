@@ -7,7 +7,9 @@
 //   LISTENING http://127.0.0.1:PORT        (that URL is the issuer)
 // Everything else goes to stderr. See README.md in this folder.
 
-import { createHash, createPrivateKey, createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import {
+  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, verify as cryptoVerify,
+} from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, resolve } from 'node:path';
@@ -33,6 +35,9 @@ const USAGE = `usage: node server.js [options]
   --audience AUD                   aud of JWT access tokens (default login-bridge-api)
   --access-token-ttl SECONDS       access token lifetime (default 300)
   --signing-key PATH               PKCS#8 RSA private key PEM (default ../fixtures/idp-signing-key.pem)
+  --bench-client-jwks FILE         also register client bench-client (client_credentials with
+                                   private_key_jwt, public keys from this JWKS file), for
+                                   bench/token-endpoint.sh; its access tokens are ES256 JWTs
   --exit-on-stdin-close            exit when stdin reaches EOF
   --help                           show this text`;
 
@@ -48,6 +53,7 @@ function parseArgs(argv) {
     accessTokenTtl: 300,
     signingKey: resolve(HERE, '../fixtures/idp-signing-key.pem'),
     exitOnStdinClose: false,
+    benchClientJwks: undefined,
   };
   const valued = {
     '--host': (v) => { opts.host = v; },
@@ -59,6 +65,7 @@ function parseArgs(argv) {
     '--audience': (v) => { opts.audience = v; },
     '--access-token-ttl': (v) => { opts.accessTokenTtl = intArg('--access-token-ttl', v, 1, 86400 * 365); },
     '--signing-key': (v) => { opts.signingKey = resolve(v); },
+    '--bench-client-jwks': (v) => { opts.benchClientJwks = resolve(v); },
   };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
@@ -161,6 +168,35 @@ function loadSigningJwk(path) {
 }
 
 const { jwk: signingJwk, publicKey } = loadSigningJwk(opts.signingKey);
+
+// ---------------------------------------------------------------- bench client (optional)
+
+// bench/token-endpoint.sh compares the bridge's jwt-bearer grant with the closest grant
+// oidc-provider has: client_credentials, the client authenticated by a signed assertion
+// (private_key_jwt). Its access tokens are ES256 JWTs, like the bridge's, so both sides mint
+// the same kind of token; the ES256 key exists only in this mode.
+const BENCH_CLIENT = 'bench-client';
+let benchClient;
+let benchSigningJwk;
+if (opts.benchClientJwks) {
+  let jwks;
+  try {
+    jwks = JSON.parse(readFileSync(opts.benchClientJwks, 'utf8'));
+  } catch (err) {
+    die(`cannot read --bench-client-jwks ${opts.benchClientJwks}: ${err.message}`);
+  }
+  benchClient = {
+    client_id: BENCH_CLIENT,
+    client_name: BENCH_CLIENT,
+    token_endpoint_auth_method: 'private_key_jwt',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    jwks,
+  };
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' });
+  benchSigningJwk = { ...ec, kid: 'bench-es256', alg: 'ES256', use: 'sig' };
+}
 
 // ---------------------------------------------------------------- storage
 
@@ -335,8 +371,8 @@ const provider = new Provider(ISSUER, {
     // client_secret_post is accepted too: oidc-provider treats basic/post as interchangeable
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
-  }],
-  jwks: { keys: [signingJwk] },
+  }, ...(benchClient ? [benchClient] : [])],
+  jwks: { keys: [signingJwk, ...(benchSigningJwk ? [benchSigningJwk] : [])] },
   cookies: {
     keys: COOKIE_KEYS,
     // plain http on 127.0.0.1: no Secure flag is possible, and SameSite=None without Secure is
@@ -354,7 +390,7 @@ const provider = new Provider(ISSUER, {
   conformIdTokenClaims: false,
   responseTypes: ['code'],
   pkce: { methods: ['S256'], required: () => true },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', ...(benchClient ? ['private_key_jwt'] : [])],
   clientBasedCORS: () => false,
   findAccount: async (ctx, sub) => {
     const user = USERS_BY_SUB.get(sub);
@@ -396,6 +432,7 @@ const provider = new Provider(ISSUER, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },
+    clientCredentials: { enabled: Boolean(benchClient) },
     revocation: { enabled: true },
     introspection: { enabled: true, allowedPolicy: async () => true },
     userinfo: { enabled: true },
@@ -406,14 +443,14 @@ const provider = new Provider(ISSUER, {
         return RESOURCE;
       },
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (ctx, indicator) => {
+      getResourceServerInfo: async (ctx, indicator, client) => {
         if (indicator !== RESOURCE) throw new errors.InvalidTarget();
         return {
           audience: opts.audience,
           scope: RESOURCE_SCOPE,
           accessTokenFormat: 'jwt',
           accessTokenTTL: opts.accessTokenTtl,
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg: client?.clientId === BENCH_CLIENT ? 'ES256' : 'RS256' } },
         };
       },
     },
@@ -438,6 +475,7 @@ ${Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: <span id="
   },
   ttl: {
     AccessToken: opts.accessTokenTtl,
+    ClientCredentials: opts.accessTokenTtl,
     AuthorizationCode: 60,
     IdToken: opts.accessTokenTtl,
     RefreshToken: 1800,
