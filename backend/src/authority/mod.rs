@@ -2,7 +2,7 @@
 //! store (`crypto`, `store`, `keyring`), rotation with overlap, the JWKS and discovery document
 //! (`well_known`), token profiles shaping tokens for one API such as privacyIDEA (`profile`,
 //! `mint`), service users signing RFC 7523 assertions (`service_users`, `keyfile`,
-//! `token_endpoint`), and RFC 7662 introspection (`introspect`).
+//! `token_endpoint`, with replay records in `replay`), and RFC 7662 introspection (`introspect`).
 
 pub mod crypto;
 pub mod introspect;
@@ -10,6 +10,7 @@ pub mod keyfile;
 pub mod keyring;
 pub mod mint;
 pub mod profile;
+pub mod replay;
 pub mod routes;
 pub mod service_users;
 pub mod store;

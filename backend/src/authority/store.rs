@@ -4,9 +4,23 @@
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
+use super::replay::{ReplayError, ReplayLog};
+
 #[derive(Debug, thiserror::Error)]
 #[error("authority store: {0}")]
-pub struct AuthorityStoreError(#[from] sqlx::Error);
+pub struct AuthorityStoreError(String);
+
+impl From<sqlx::Error> for AuthorityStoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<ReplayError> for AuthorityStoreError {
+    fn from(e: ReplayError) -> Self {
+        Self(e.to_string())
+    }
+}
 
 type Result<T> = std::result::Result<T, AuthorityStoreError>;
 
@@ -58,7 +72,11 @@ pub struct ServiceKey {
 /// The authority's tables in the embedded SQLite store.
 #[derive(Clone)]
 pub struct AuthorityStore {
+    /// The store's one writer.
     pool: SqlitePool,
+    /// Read-only connections to the same database, for the hot lookups.
+    readers: SqlitePool,
+    replays: ReplayLog,
 }
 
 fn list(text: &str) -> Vec<String> {
@@ -71,7 +89,7 @@ fn text(list: &[String]) -> String {
 
 impl AuthorityStore {
     /// Creates the tables when missing.
-    pub async fn new(pool: SqlitePool) -> Result<Self> {
+    pub async fn new(pool: SqlitePool, readers: SqlitePool) -> Result<Self> {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS signing_keys (
                 kid TEXT PRIMARY KEY,
@@ -108,7 +126,11 @@ impl AuthorityStore {
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            replays: ReplayLog::start(pool.clone()),
+            pool,
+            readers,
+        })
     }
 
     // ---- signing keys ----
@@ -261,7 +283,7 @@ impl AuthorityStore {
         let row = sqlx::query("SELECT * FROM service_users WHERE id = ? OR name = ?")
             .bind(id_or_name)
             .bind(id_or_name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await?;
         Ok(row.as_ref().map(Self::user_row))
     }
@@ -315,7 +337,7 @@ impl AuthorityStore {
              WHERE k.key_id = ?",
         )
         .bind(key_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(|row| {
             let key = ServiceKey {
@@ -334,17 +356,7 @@ impl AuthorityStore {
     /// Records that `issuer` used `jti` (valid until `expires_at`). False when it was already
     /// recorded: a replay.
     pub async fn first_use(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "INSERT INTO used_assertions (issuer, jti, expires_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(issuer)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        Ok(self.replays.first_use(issuer, jti, expires_at).await?)
     }
 
     /// Forgets replay records whose assertion has expired (it could not be used again anyway).

@@ -16,6 +16,8 @@ use crate::{
 
 /// tower-sessions' table in the SQLite file.
 const SQLITE_SESSIONS_TABLE: &str = "tower_sessions";
+/// Read-only connections beside the single writer.
+const READERS: u32 = 4;
 /// How often expired sessions (and their index rows) are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 
@@ -42,6 +44,7 @@ pub enum SessionBackend {
         store: SqliteStore,
         index: Arc<SqliteIndex>,
         pool: sqlx::SqlitePool,
+        readers: sqlx::SqlitePool,
     },
 }
 
@@ -80,7 +83,29 @@ impl SessionBackend {
         let store = SqliteStore::new(pool.clone());
         store.migrate().await.map_err(StoreError::Migrate)?;
         let index = Arc::new(SqliteIndex::new(pool.clone()).await?);
-        Ok(Self::Sqlite { store, index, pool })
+        // Readers beside the one writer: WAL lets them run while it writes, and they see every
+        // committed write. Hot lookups (the token endpoint's key and user) go here, so they
+        // neither queue behind writes nor make writes queue behind them.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .busy_timeout(Duration::from_secs(5)),
+            )
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self::Sqlite {
+            store,
+            index,
+            pool,
+            readers,
+        })
     }
 
     /// The session index of this engine.
@@ -93,7 +118,9 @@ impl SessionBackend {
     /// The authority's tables (signing keys, service users, replay records) in this store.
     pub async fn authority_store(&self) -> Result<AuthorityStore, StoreError> {
         match self {
-            Self::Sqlite { pool, .. } => Ok(AuthorityStore::new(pool.clone()).await?),
+            Self::Sqlite { pool, readers, .. } => {
+                Ok(AuthorityStore::new(pool.clone(), readers.clone()).await?)
+            }
         }
     }
 
