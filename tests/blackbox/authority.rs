@@ -208,6 +208,12 @@ async fn every_refused_assertion_answers_the_same_invalid_grant() {
     app.admin(&["service-user", "disable", "svc-gone"])
         .await
         .unwrap();
+    // A removed key stops working at once, even right after a use (lookups may be cached).
+    let removed = create_service_user(&app, "svc-removed", &[]).await;
+    token_for(&app, &removed).await;
+    app.admin(&["service-user", "remove-key", "svc-removed", &removed.key_id])
+        .await
+        .unwrap();
     let issuer = app.authority().issuer.clone();
     let now = now();
     let with = |patch: Value| {
@@ -303,6 +309,16 @@ async fn every_refused_assertion_answers_the_same_invalid_grant() {
             ),
         ),
         ("replayed jti", replayed),
+        (
+            "a removed key",
+            sign_assertion(
+                &removed,
+                Algorithm::ES256,
+                Some(&removed.key_id),
+                &json!({"iss": removed.user_id, "sub": removed.user_id, "aud": issuer,
+                        "iat": now, "exp": now + 300, "jti": "j-removed"}),
+            ),
+        ),
         ("garbage", "not.a.jwt".into()),
     ];
     for (why, assertion) in cases {

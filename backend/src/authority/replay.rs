@@ -1,7 +1,10 @@
 //! Replay records of service users' assertions, written with group commit.
 //!
 //! Every accepted assertion records its `(issuer, jti)` in the store before a token is issued;
-//! a `jti` already there is a replay. The store has one writer, so under load these inserts
+//! a `jti` already there is a replay. The same statement checks, at that moment, that the
+//! signing key still belongs to the issuer and the issuer is enabled and not expired: the
+//! authoritative check, so `service-user disable` and `remove-key` (run by another process)
+//! take effect on the very next assertion even though lookups before it may be cached. The store has one writer, so under load these inserts
 //! queue. Instead of one statement (and one hand-off to SQLite's worker thread) per request,
 //! one task takes every record waiting at that moment and inserts them in one statement
 //! (`INSERT … ON CONFLICT DO NOTHING RETURNING`): the rows returned are the first uses.
@@ -20,8 +23,10 @@ const QUEUE: usize = 4096;
 
 struct Record {
     issuer: String,
+    key_id: String,
     jti: String,
     expires_at: i64,
+    now: i64,
     first: oneshot::Sender<Result<bool, String>>,
 }
 
@@ -43,20 +48,25 @@ impl ReplayLog {
         Self { tx }
     }
 
-    /// Records that `issuer` used `jti` (valid until `expires_at`); false when it was already
-    /// recorded: a replay.
+    /// Records that `issuer` used `jti` (valid until `expires_at`) with its key `key_id`;
+    /// false when it was already recorded (a replay), or when at `now` the key is no longer the
+    /// issuer's or the issuer is disabled or expired.
     pub async fn first_use(
         &self,
         issuer: &str,
+        key_id: &str,
         jti: &str,
         expires_at: i64,
+        now: i64,
     ) -> Result<bool, ReplayError> {
         let (first, answer) = oneshot::channel();
         self.tx
             .send(Record {
                 issuer: issuer.into(),
+                key_id: key_id.into(),
                 jti: jti.into(),
                 expires_at,
+                now,
                 first,
             })
             .await
@@ -88,14 +98,32 @@ async fn insert(
     pool: &SqlitePool,
     batch: &[Record],
 ) -> Result<HashMap<(String, String), u32>, sqlx::Error> {
-    let mut sql = String::from("INSERT INTO used_assertions (issuer, jti, expires_at) VALUES ");
+    let mut sql = String::from(
+        "INSERT INTO used_assertions (issuer, jti, expires_at) \
+         SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
+    );
     for i in 0..batch.len() {
-        sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?)"
+        });
     }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING issuer, jti");
+    sql.push_str(
+        ") AS v \
+         JOIN service_user_keys k ON k.key_id = v.column4 AND k.user_id = v.column1 \
+         JOIN service_users u ON u.id = k.user_id \
+         WHERE u.disabled = 0 AND (u.expires_at IS NULL OR u.expires_at > v.column5) \
+         ON CONFLICT DO NOTHING RETURNING issuer, jti",
+    );
     let mut query = sqlx::query(&sql);
     for r in batch {
-        query = query.bind(&r.issuer).bind(&r.jti).bind(r.expires_at);
+        query = query
+            .bind(&r.issuer)
+            .bind(&r.jti)
+            .bind(r.expires_at)
+            .bind(&r.key_id)
+            .bind(r.now);
     }
     let mut inserted = HashMap::new();
     for row in query.fetch_all(pool).await? {
@@ -136,13 +164,19 @@ mod tests {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };
-        let made = sqlx::query(
+        for sql in [
             "CREATE TABLE used_assertions (issuer TEXT NOT NULL, jti TEXT NOT NULL,
              expires_at INTEGER NOT NULL, PRIMARY KEY (issuer, jti))",
-        )
-        .execute(&pool)
-        .await;
-        assert!(made.is_ok());
+            "CREATE TABLE service_users (id TEXT PRIMARY KEY, disabled INTEGER, expires_at INTEGER)",
+            "CREATE TABLE service_user_keys (key_id TEXT PRIMARY KEY, user_id TEXT)",
+            "INSERT INTO service_users VALUES ('svc-1', 0, NULL), ('svc-2', 0, NULL), \
+             ('svc-off', 1, NULL), ('svc-old', 0, 100)",
+            "INSERT INTO service_user_keys VALUES ('k1', 'svc-1'), ('k2', 'svc-2'), \
+             ('k-off', 'svc-off'), ('k-old', 'svc-old')",
+        ] {
+            let done = sqlx::query(sql).execute(&pool).await;
+            assert!(done.is_ok(), "{done:?}");
+        }
         (ReplayLog::start(pool.clone()), pool)
     }
 
@@ -153,10 +187,8 @@ mod tests {
             let log = log.clone();
             // Ten distinct jtis, each used twenty times at once.
             async move {
-                (
-                    i % 10,
-                    log.first_use("svc-1", &format!("j{}", i % 10), 9).await,
-                )
+                let jti = format!("j{}", i % 10);
+                (i % 10, log.first_use("svc-1", "k1", &jti, 9, 50).await)
             }
         });
         let results = futures::future::join_all(uses).await;
@@ -170,7 +202,34 @@ mod tests {
         }
         assert_eq!(firsts, [1; 10]);
         // The same jti of another user is not a replay; a later use of a recorded one is.
-        assert!(matches!(log.first_use("svc-2", "j0", 9).await, Ok(true)));
-        assert!(matches!(log.first_use("svc-1", "j0", 9).await, Ok(false)));
+        assert!(matches!(
+            log.first_use("svc-2", "k2", "j0", 9, 50).await,
+            Ok(true)
+        ));
+        assert!(matches!(
+            log.first_use("svc-1", "k1", "j0", 9, 50).await,
+            Ok(false)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_or_expired_user_or_a_key_of_another_user_records_nothing() {
+        let (log, pool) = log().await;
+        for (issuer, key) in [
+            ("svc-off", "k-off"),
+            ("svc-old", "k-old"),
+            ("svc-1", "k2"),
+            ("svc-1", "gone"),
+        ] {
+            assert!(matches!(
+                log.first_use(issuer, key, "j", 9, 500).await,
+                Ok(false)
+            ));
+        }
+        let rows = sqlx::query("SELECT COUNT(*) FROM used_assertions")
+            .fetch_one(&pool)
+            .await
+            .map(|r| r.get::<i64, _>(0));
+        assert_eq!(rows.ok(), Some(0));
     }
 }

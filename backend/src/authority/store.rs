@@ -2,6 +2,11 @@
 //! under the key-encryption key), service users with their public keys, and the `jti`s of
 //! assertions already used. Tables live in the same SQLite file as the sessions.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
 use super::replay::{ReplayError, ReplayLog};
@@ -77,7 +82,13 @@ pub struct AuthorityStore {
     /// Read-only connections to the same database, for the hot lookups.
     readers: SqlitePool,
     replays: ReplayLog,
+    /// `key_with_user` answers by key id. Keys and users never change but for `disabled` and
+    /// removal, which the replay record's insert checks itself; so these may be stale.
+    assertion_keys: Arc<RwLock<HashMap<String, (ServiceKey, ServiceUser)>>>,
 }
+
+/// Entries of the assertion-key cache at most (it is emptied when full).
+const ASSERTION_KEYS: usize = 10_000;
 
 fn list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -130,6 +141,7 @@ impl AuthorityStore {
             replays: ReplayLog::start(pool.clone()),
             pool,
             readers,
+            assertion_keys: Arc::default(),
         })
     }
 
@@ -327,8 +339,32 @@ impl AuthorityStore {
         }
     }
 
-    /// The key `key_id` together with its user, in one read (the token endpoint's lookup).
+    /// The key `key_id` together with its user (the token endpoint's lookup), remembered once
+    /// read. The user's `disabled` and `expires_at` may be stale here: [`Self::first_use`] is
+    /// the authoritative check.
     pub async fn key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
+        let cached = match self.assertion_keys.read() {
+            Ok(map) => map.get(key_id).cloned(),
+            Err(p) => p.into_inner().get(key_id).cloned(),
+        };
+        if let Some(found) = cached {
+            return Ok(Some(found));
+        }
+        let found = self.read_key_with_user(key_id).await?;
+        if let Some(found) = &found {
+            let mut map = match self.assertion_keys.write() {
+                Ok(map) => map,
+                Err(p) => p.into_inner(),
+            };
+            if map.len() >= ASSERTION_KEYS {
+                map.clear();
+            }
+            map.insert(key_id.to_string(), found.clone());
+        }
+        Ok(found)
+    }
+
+    async fn read_key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
         let row = sqlx::query(
             "SELECT k.key_id, k.user_id, k.alg, k.public_pem, k.created_at AS key_created_at,
                     u.id, u.name, u.roles, u.groups_, u.permissions, u.disabled, u.expires_at,
@@ -353,10 +389,21 @@ impl AuthorityStore {
 
     // ---- replay records ----
 
-    /// Records that `issuer` used `jti` (valid until `expires_at`). False when it was already
-    /// recorded: a replay.
-    pub async fn first_use(&self, issuer: &str, jti: &str, expires_at: i64) -> Result<bool> {
-        Ok(self.replays.first_use(issuer, jti, expires_at).await?)
+    /// Records that `issuer` used `jti` (valid until `expires_at`) signed with `key_id`. False
+    /// when it was already recorded (a replay), or when at `now` the key is not the issuer's
+    /// or the issuer is disabled or expired (see [`super::replay`]).
+    pub async fn first_use(
+        &self,
+        issuer: &str,
+        key_id: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .replays
+            .first_use(issuer, key_id, jti, expires_at, now)
+            .await?)
     }
 
     /// Forgets replay records whose assertion has expired (it could not be used again anyway).

@@ -224,16 +224,15 @@ async fn check_assertion(
     else {
         return refuse("jti is required (1-256 characters)");
     };
-    if !user.active(now) {
-        return refuse("the service user is disabled or expired");
-    }
+    // Recorded only if the key is still the user's and the user still enabled: checked in
+    // the same statement, so a `service-user disable` elsewhere counts from the next assertion.
     let first = authority
         .store
-        .first_use(&user.id, jti, exp + leeway)
+        .first_use(&user.id, &key.key_id, jti, exp + leeway, now)
         .await
         .map_err(|e| Refused::Store(e.to_string()))?;
     if !first {
-        return refuse("jti replayed");
+        return refuse("jti replayed, or the user is disabled or expired, or the key was removed");
     }
     Ok((user, claims))
 }
