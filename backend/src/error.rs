@@ -28,6 +28,12 @@ pub enum AppError {
     /// The identity provider cannot be used right now (discovery pending, provider down).
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
+    /// An API behind the bridge cannot be reached (502). The reason is logged, never sent.
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    /// An API behind the bridge did not answer in time (504). Logged, never sent.
+    #[error("upstream timeout: {0}")]
+    UpstreamTimeout(String),
     /// Anything else. The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -103,6 +109,25 @@ impl IntoResponse for AppError {
                     ApiError::new(
                         "temporarily_unavailable",
                         "the identity provider cannot be reached right now; try again shortly",
+                    ),
+                    None,
+                )
+            }
+            AppError::UpstreamUnavailable(reason) => {
+                tracing::warn!(%reason, "upstream unavailable");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    ApiError::new("bad_gateway", "the API behind the bridge cannot be reached"),
+                    None,
+                )
+            }
+            AppError::UpstreamTimeout(reason) => {
+                tracing::warn!(%reason, "upstream timeout");
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ApiError::new(
+                        "gateway_timeout",
+                        "the API behind the bridge did not answer in time",
                     ),
                     None,
                 )

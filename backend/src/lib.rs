@@ -18,4 +18,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod trust;
+pub mod upstream;
 pub mod web;

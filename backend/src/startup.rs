@@ -22,7 +22,9 @@ use crate::{
     settings::Config,
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
+    upstream::{self, proxy::Upstream},
     web::{
+        cors,
         headers::{SecurityHeaders, security_headers},
         spa::SpaIndex,
     },
@@ -101,8 +103,27 @@ impl Application {
             authority,
         });
         let api_calls = Arc::new(ApiCallLog::default());
+        let upstreams = state
+            .settings
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u, state.authority.as_ref()).map(Arc::new))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Pooled connections to the APIs behind the bridge; redirects go back to the caller.
+        let upstream_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the upstream HTTP client")?;
         let router = match backend {
-            SessionBackend::Sqlite { store, .. } => router(state.clone(), store, api_calls.clone()),
+            SessionBackend::Sqlite { store, .. } => router(
+                state.clone(),
+                store,
+                api_calls.clone(),
+                upstreams,
+                upstream_http,
+            ),
         };
         Ok(Self {
             port,
@@ -163,6 +184,8 @@ fn router<S: SessionStore + Clone>(
     state: AppState,
     store: S,
     api_calls: Arc<ApiCallLog>,
+    upstreams: Vec<Arc<Upstream>>,
+    upstream_http: reqwest::Client,
 ) -> Router {
     let settings = &state.settings;
     let cookie_name = if settings.is_https() {
@@ -200,7 +223,21 @@ fn router<S: SessionStore + Clone>(
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,
     }
-    .layer(middleware::from_fn_with_state(headers, security_headers));
+    .layer(middleware::from_fn_with_state(headers, security_headers))
+    .layer(RequestBodyLimitLayer::new(64 * 1024));
+    // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
+    let router = if upstreams.is_empty() {
+        router
+    } else {
+        let proto = settings.public_url.scheme().to_string();
+        router.merge(upstream::routes::router(
+            &upstreams,
+            &state.trust,
+            &state.provider,
+            &upstream_http,
+            &proto,
+        ))
+    };
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries
     // the SPA's own Bearer tokens); without one, no request pays for the middleware.
     let router = match &settings.gateway {
@@ -209,5 +246,8 @@ fn router<S: SessionStore + Clone>(
         ),
         _ => router,
     };
-    router.layer(RequestBodyLimitLayer::new(64 * 1024))
+    match cors::layer(&settings.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

@@ -3,5 +3,6 @@
 //! carries. Whether a page open first goes through a silent sign-in is decided in
 //! `crate::auth::page_open`, which then serves the page from here.
 
+pub mod cors;
 pub mod headers;
 pub mod spa;

@@ -1,0 +1,208 @@
+//! The proxy handler: authenticate and authorize like `/api`, then stream the call to the
+//! upstream and its answer back. A call that fails authentication never reaches the upstream.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::{FromRef, Request, State},
+    http::{HeaderName, header},
+    response::{IntoResponse, Response},
+};
+use url::Url;
+
+use super::{
+    headers::{Forwarding, outgoing, returned},
+    outgoing_token::OutgoingToken,
+};
+use crate::{
+    auth::{gateway::peer_of, principal::Principal},
+    authority::keyring::Authority,
+    error::AppError,
+    oidc::client::ProviderClient,
+    settings::UpstreamSettings,
+    trust::{bearer::bearer_token, engine::TrustEngine},
+};
+
+/// One configured upstream, ready to serve.
+pub struct Upstream {
+    pub name: String,
+    pub prefix: String,
+    /// The upstream's base URL without a trailing slash.
+    base: String,
+    strip_prefix: bool,
+    token: OutgoingToken,
+    claim_headers: Vec<(HeaderName, String)>,
+    strip: Vec<HeaderName>,
+    timeout: Duration,
+    pub max_body_bytes: usize,
+    pub ui: Option<String>,
+}
+
+impl Upstream {
+    pub fn new(s: &UpstreamSettings, authority: Option<&Arc<Authority>>) -> anyhow::Result<Self> {
+        let header = |h: &String| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes());
+        Ok(Self {
+            name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
+            prefix: s.prefix.clone(),
+            base: s.url.as_str().trim_end_matches('/').to_string(),
+            strip_prefix: s.strip_prefix,
+            token: OutgoingToken::new(s, authority)?,
+            claim_headers: s
+                .forward_claims
+                .iter()
+                .map(|(h, path)| Ok((header(h)?, path.clone())))
+                .collect::<Result<_, axum::http::header::InvalidHeaderName>>()?,
+            strip: s
+                .strip_headers
+                .iter()
+                .map(header)
+                .collect::<Result<_, _>>()?,
+            timeout: Duration::from_secs(s.timeout_secs),
+            max_body_bytes: s.max_body_bytes,
+            ui: s.ui.clone(),
+        })
+    }
+
+    /// The upstream URL for a request path under the prefix, or `None` for a path that tries
+    /// to leave it (dot segments, empty segments, encoded slashes or dots, backslashes).
+    fn target(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let rest = path.strip_prefix(&self.prefix)?;
+        let lower = rest.to_ascii_lowercase();
+        let escapes = rest.split('/').any(|seg| seg == "." || seg == "..")
+            || rest.starts_with('/')
+            || rest.contains("//")
+            || rest.contains('\\')
+            || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
+        if escapes {
+            return None;
+        }
+        let path = if self.strip_prefix {
+            format!("/{rest}")
+        } else {
+            path.to_string()
+        };
+        let mut url = format!("{}{path}", self.base);
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(q);
+        }
+        Url::parse(&url).ok().map(String::from)
+    }
+}
+
+/// What the proxy handler needs; the `Principal` extractor reads the trust engine and the
+/// provider client from it.
+#[derive(Clone, FromRef)]
+pub struct UpstreamState {
+    pub upstream: Arc<Upstream>,
+    pub trust: Arc<TrustEngine>,
+    pub provider: Arc<ProviderClient>,
+    pub http: reqwest::Client,
+    /// `http` or `https`: how browsers reach the bridge.
+    pub proto: Arc<str>,
+}
+
+#[tracing::instrument(skip_all, fields(upstream = %state.upstream.name))]
+pub async fn proxy(
+    State(state): State<UpstreamState>,
+    caller: Principal,
+    request: Request,
+) -> Result<Response, AppError> {
+    let upstream = &state.upstream;
+    let (parts, body) = request.into_parts();
+    let target = upstream
+        .target(parts.uri.path(), parts.uri.query())
+        .ok_or_else(|| AppError::BadRequest("the path may not leave the API's prefix".into()))?;
+    let incoming = bearer_token(&parts.headers)?;
+    let token = upstream
+        .token
+        .header_for(incoming, &caller)
+        .map_err(AppError::internal)?;
+    let headers = outgoing(
+        &parts.headers,
+        &upstream.strip,
+        &upstream.claim_headers,
+        &caller.claims,
+        token,
+        &Forwarding {
+            peer: peer_of(&parts.extensions),
+            proto: &state.proto,
+            host: parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok()),
+        },
+    );
+    let call = state
+        .http
+        .request(parts.method.clone(), target)
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    // The timeout covers the wait for the answer's headers; the body then streams as long as
+    // it takes (a large download is not cut off).
+    let answer = match tokio::time::timeout(upstream.timeout, call.send()).await {
+        Err(_) => {
+            return Err(AppError::UpstreamTimeout(format!(
+                "{} did not answer within {:?}",
+                upstream.name, upstream.timeout
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(AppError::UpstreamUnavailable(format!(
+                "{}: {e}",
+                upstream.name
+            )));
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let status = answer.status();
+    let headers = returned(answer.headers().clone());
+    let mut response = Body::from_stream(answer.bytes_stream()).into_response();
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(strip: bool) -> Upstream {
+        let s: UpstreamSettings = match serde_json::from_value(serde_json::json!({
+            "prefix": "/pi/", "url": "http://api.internal:5000/base/", "strip_prefix": strip,
+        })) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        match Upstream::new(&s, None) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn paths_map_under_the_base_and_cannot_leave_the_prefix() {
+        let u = upstream(true);
+        assert_eq!(
+            u.target("/pi/token/", Some("a=1")).as_deref(),
+            Some("http://api.internal:5000/base/token/?a=1")
+        );
+        assert_eq!(
+            upstream(false).target("/pi/token/", None).as_deref(),
+            Some("http://api.internal:5000/base/pi/token/")
+        );
+        for bad in [
+            "/pi/../admin",
+            "/pi/a/../../x",
+            "/pi/./x",
+            "/pi//x",
+            "/pi/%2e%2e/x",
+            "/pi/a%2Fb",
+            "/pi/a\\b",
+            "/other/x",
+        ] {
+            assert_eq!(u.target(bad, None), None, "{bad}");
+        }
+    }
+}
