@@ -11,3 +11,4 @@ mod privacyidea;
 mod support;
 mod test_gateway;
 mod trust;
+mod upstream;

@@ -134,6 +134,10 @@ pub struct AppOptions {
     pub token_profiles: Vec<Value>,
     /// `session.token_profile`.
     pub token_profile: Option<String>,
+    /// `[[upstreams]]`, as JSON.
+    pub upstreams: Vec<Value>,
+    /// `[cors]`, as JSON.
+    pub cors: Option<Value>,
 }
 
 impl Default for AppOptions {
@@ -150,6 +154,8 @@ impl Default for AppOptions {
             authority: None,
             token_profiles: Vec::new(),
             token_profile: None,
+            upstreams: Vec::new(),
+            cors: None,
         }
     }
 }
@@ -254,6 +260,14 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .map(|v| serde_json::from_value(v.clone()).unwrap())
         .collect();
     s.session.token_profile = opts.token_profile.clone();
+    s.upstreams = opts
+        .upstreams
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap())
+        .collect();
+    if let Some(cors) = &opts.cors {
+        s.cors = serde_json::from_value(cors.clone()).unwrap();
+    }
     s.validate().unwrap();
     s
 }

@@ -1,0 +1,364 @@
+//! APIs behind the bridge (`[[upstreams]]`): a test upstream records every request it gets, so
+//! the tests see exactly what leaves the bridge: the configured token and headers only, and
+//! nothing at all for a call the bridge refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::HeaderMap,
+    routing::any,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// What the test upstream saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    headers: HeaderMap,
+}
+
+/// A small API that records every request; `/slow` answers after 3 s.
+struct TestUpstream {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TestUpstream {
+    async fn start() -> TestUpstream {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let app = Router::new()
+            .fallback(any(
+                |State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request| async move {
+                    let path = request.uri().to_string();
+                    seen.lock().unwrap().push(Seen {
+                        path: path.clone(),
+                        headers: request.headers().clone(),
+                    });
+                    if path.starts_with("/slow") {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    Json(json!({"path": path, "method": request.method().as_str()}))
+                },
+            ))
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        TestUpstream {
+            url: format!("http://{addr}"),
+            seen,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn last(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request reached the upstream")
+    }
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> Vec<&'a str> {
+    seen.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+/// A signed-in browser (cookie jar holding the bridge session) and its `auth_token`.
+async fn signed_in(app: &TestApp, user: &str, password: &str) -> (reqwest::Client, String) {
+    let client = browser();
+    app.sign_in(&client, user, password).await;
+    let token = app.session_info(&client).await.auth_token;
+    (client, token)
+}
+
+#[tokio::test]
+async fn the_upstream_gets_the_configured_token_and_claims_and_nothing_of_the_caller_s() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        authority: Some(json!({})),
+        token_profiles: vec![json!({
+            "name": "pi", "header": "authorization", "scheme": "",
+            "claims": {"username": "{username}", "role": "user"},
+        })],
+        upstreams: vec![
+            json!({"name": "fwd", "prefix": "/fwd/", "url": up.url,
+                   "forward_claims": {"X-Auth-User": "preferred_username", "X-Auth-Groups": "groups"},
+                   "strip_headers": ["X-Internal"]}),
+            json!({"name": "pi", "prefix": "/pi/", "url": format!("{}/base/", up.url),
+                   "token": "profile:pi", "ui": "privacyidea"}),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (client, token) = signed_in(&app, "alice", "wonderland").await;
+
+    // The browser's client carries the bridge's session cookie; add what an attacker would.
+    let r = client
+        .get(format!("{}/fwd/items/7?q=1", app.address))
+        .bearer_auth(&token)
+        .header("X-Auth-User", "mallory")
+        .header("X-Internal", "secret")
+        .header("Connection", "x-hop")
+        .header("X-Hop", "1")
+        .header("X-Forwarded-For", "6.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["path"], "/items/7?q=1");
+    let seen = up.last();
+    assert_eq!(
+        header(&seen, "authorization"),
+        vec![format!("Bearer {token}")]
+    );
+    assert!(
+        header(&seen, "cookie")
+            .iter()
+            .all(|c| !c.contains("lb_session")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        header(&seen, "x-auth-user"),
+        vec!["alice"],
+        "never the forged copy"
+    );
+    assert_eq!(
+        header(&seen, "x-auth-groups"),
+        vec!["admins,users,pi-admins"]
+    );
+    assert!(header(&seen, "x-internal").is_empty());
+    assert!(
+        header(&seen, "x-hop").is_empty(),
+        "a hop-by-hop header named by Connection"
+    );
+    assert_eq!(header(&seen, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(header(&seen, "x-forwarded-proto"), vec!["http"]);
+
+    // A profile upstream gets a token minted for it, bare, in the configured header; the
+    // same minted token on the next call (kept until a third of its life is left).
+    let r = client
+        .post(format!("{}/pi/token/init", app.address))
+        .bearer_auth(&token)
+        .form(&[("type", "hotp")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = up.last();
+    assert_eq!(seen.path, "/base/token/init");
+    let minted = header(&seen, "authorization")[0].to_string();
+    assert_ne!(minted, token);
+    assert!(!minted.starts_with("Bearer"));
+    let claims = app
+        .api_get("/api/me", Some(&minted))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(claims["user"]["username"], "alice");
+    assert_eq!(claims["issuer"], app.authority().issuer.as_str());
+    client
+        .get(format!("{}/pi/token/", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&up.last(), "authorization")[0], minted);
+
+    // The SPA learns which pages the upstreams offer.
+    let listed: Value = reqwest::get(format!("{}/auth/upstreams", app.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        json!({"upstreams": [{"name": "pi", "prefix": "/pi/", "ui": "privacyidea"}]})
+    );
+}
+
+#[tokio::test]
+async fn refused_calls_never_reach_the_upstream() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        route_policies: vec![json!({"prefix": "/up/admin/", "any_role": ["superuser"]})],
+        ..AppOptions::default()
+    })
+    .await;
+    let (client, token) = signed_in(&app, "alice", "wonderland").await;
+    let claims = |patch: Value| {
+        let mut c = json!({"iss": app.idp.issuer, "sub": ALICE_SUB, "aud": AUDIENCE,
+                           "iat": now(), "exp": now() + 300, "preferred_username": "alice"});
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let mut forged = token.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let cases = [
+        ("missing", None, "/up/x", StatusCode::UNAUTHORIZED),
+        ("forged", Some(forged), "/up/x", StatusCode::UNAUTHORIZED),
+        (
+            "expired",
+            Some(sign_as_idp(&claims(json!({"exp": now() - 120})))),
+            "/up/x",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong audience",
+            Some(sign_as_idp(&claims(json!({"aud": "another-api"})))),
+            "/up/x",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "policy-refused",
+            Some(token.clone()),
+            "/up/admin/x",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "escaping the prefix",
+            Some(token.clone()),
+            "/up/a%2f%2e%2e%2fb",
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (why, bearer, path, status) in cases {
+        // The session cookie rides along (the browser's client): it must not count.
+        let mut req = client.get(format!("{}{path}", app.address));
+        if let Some(t) = &bearer {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{why}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{why}: JSON error, got {body}");
+    }
+    assert_eq!(up.count(), 0, "no refused call reached the upstream");
+    // And a good one does.
+    let r = client
+        .get(format!("{}/up/x", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502_and_a_slow_one_504_saying_nothing_internal() {
+    let up = TestUpstream::start().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![
+            json!({"prefix": "/down/", "url": closed}),
+            json!({"prefix": "/slow/", "url": up.url, "strip_prefix": false, "timeout_secs": 1}),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    for (path, status, code) in [
+        ("/down/x", StatusCode::BAD_GATEWAY, "bad_gateway"),
+        ("/slow/x", StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
+    ] {
+        let started = std::time::Instant::now();
+        let r = app.api_get(path, Some(&token)).await;
+        assert_eq!(r.status(), status, "{path}");
+        let text = r.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"], code);
+        for internal in ["127.0.0.1", "error sending", "timed out", "connect"] {
+            assert!(!text.contains(internal), "{path}: {text}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path}: the timeout applies"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_allowed_origin() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        cors: Some(json!({"allowed_origins": ["https://ui.example.org"]})),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/up/x", app.address))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let r = preflight("https://ui.example.org").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ui.example.org"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    assert_eq!(up.count(), 0, "the bridge answers the preflight itself");
+    let r = http
+        .post(format!("{}/up/x", app.address))
+        .header("Origin", "https://ui.example.org")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ui.example.org"
+    );
+    // Any other origin: no CORS headers at all.
+    let r = preflight("https://evil.example.org").await.unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let r = http
+        .get(format!("{}/up/x", app.address))
+        .header("Origin", "https://evil.example.org")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
