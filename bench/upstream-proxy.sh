@@ -47,13 +47,23 @@ strip_prefix = true
 EOF
 start_provider_and_bridge --config "$work/bridge.toml"
 token=$(provider_token)
-# The same claims signed by another RSA key with the provider's kid: only the signature is wrong.
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/wrong.pem" 2>/dev/null
-wrong_token=$(ISSUER="$issuer" KEY="$work/wrong.pem" node -e '
+# resign TOKEN KEY [CLAIMS_JSON]: TOKEN's header and claims (CLAIMS_JSON merged in) signed by KEY.
+resign() {
+  KEY=$2 MERGE=${3:-'{}'} node -e '
 const c = require("crypto"), fs = require("fs");
 const [h, p] = process.argv[1].split(".");
+const claims = {...JSON.parse(Buffer.from(p, "base64url")), ...JSON.parse(process.env.MERGE)};
+const input = h + "." + Buffer.from(JSON.stringify(claims)).toString("base64url");
 const key = c.createPrivateKey(fs.readFileSync(process.env.KEY));
-console.log(h + "." + p + "." + c.sign("sha256", Buffer.from(h + "." + p), key).toString("base64url"));' "$token")
+console.log(input + "." + c.sign("sha256", Buffer.from(input), key).toString("base64url"));' "$1"
+}
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/wrong.pem" 2>/dev/null
+provider_key=tests/fixtures/idp-signing-key.pem
+wrong_key_token=$(resign "$token" "$work/wrong.pem")   # the provider's kid, another key
+now=$(date +%s)
+expired_token=$(resign "$token" "$provider_key" "{\"iat\": $((now - 7200)), \"exp\": $((now - 3600))}")
+wrong_iss_token=$(resign "$token" "$provider_key" '{"iss": "http://127.0.0.1:1/elsewhere"}')
+wrong_aud_token=$(resign "$token" "$provider_key" '{"aud": "another-api"}')
 
 # Apache's module takes a JWKS URI over https only: it gets the provider's public key as a
 # self-signed certificate under the provider's kid instead (the key of $issuer/jwks).
@@ -140,16 +150,21 @@ check() { # label, expected status, curl args...
 }
 check "direct" 200 "$direct_url"
 check "apache, valid token" 200 -H "Authorization: Bearer $token" "$apache_url"
-check "apache, no token" 401 "$apache_url"
-check "apache, token signed by another key" 401 -H "Authorization: Bearer $wrong_token" "$apache_url"
+refusals() { # name, url: no token, forged signature, expired, wrong issuer, wrong audience
+  check "$1, no token" 401 "$2"
+  check "$1, token signed by another key" 401 -H "Authorization: Bearer $wrong_key_token" "$2"
+  check "$1, expired token" 401 -H "Authorization: Bearer $expired_token" "$2"
+  check "$1, token from another issuer" "$3" -H "Authorization: Bearer $wrong_iss_token" "$2"
+  check "$1, token for another audience" "$3" -H "Authorization: Bearer $wrong_aud_token" "$2"
+}
+refusals apache "$apache_url" 401
 have_bridge=1
 probe=$(code -H "Authorization: Bearer $token" "$bridge_url")
 if [ "$probe" = 404 ]; then
   echo "bridge upstream proxy not available"; have_bridge=0
 else
   check "bridge, valid token" 200 -H "Authorization: Bearer $token" "$bridge_url"
-  check "bridge, no token" 401 "$bridge_url"
-  check "bridge, token signed by another key" 401 -H "Authorization: Bearer $wrong_token" "$bridge_url"
+  refusals bridge "$bridge_url" 401
 fi
 
 # run KEY LABEL URL [wrk args]: measures, prints a line, stores rps and p99 (ms).
