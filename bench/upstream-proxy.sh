@@ -12,12 +12,18 @@
 #   bench/upstream-proxy.sh [duration_secs=10] [connections=16] [threads=2]
 #
 # Prints requests/s, p50 and p99 of each, the ratio bridge/apache (target >= 1.5) and the p99
-# the bridge adds over direct (target <= 1 ms). Apache: 2 processes x 16 threads (mpm_event),
-# keep-alive on, no access log; APACHE_SERVERS / APACHE_THREADS override.
+# the bridge adds over direct (target <= 1 ms). Apache: mpm_event, 2 processes x 16 threads
+# (more when connections > 32: 2x8 and 1x16 at 16 connections had wrk read errors, 2x32 was no
+# faster than 2x16), all started up front, keep-alive on, no access log; APACHE_SERVERS and
+# APACHE_THREADS override. Apache's OAuth JWKS URI must be https, so it gets the provider's key
+# as a certificate (OIDCOAuthVerifyCertFiles) under the kid the provider's /jwks publishes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"; CONNECTIONS="${2:-16}"; THREADS="${3:-2}"
-APACHE_SERVERS="${APACHE_SERVERS:-2}"; APACHE_THREADS="${APACHE_THREADS:-16}"
+# A thread per wrk connection at least: with fewer, mpm_event closes kept-alive connections
+# under load and wrk counts read errors.
+APACHE_SERVERS="${APACHE_SERVERS:-2}"
+APACHE_THREADS="${APACHE_THREADS:-$(( CONNECTIONS > 32 ? (CONNECTIONS + APACHE_SERVERS - 1) / APACHE_SERVERS : 16 ))}"
 command -v wrk >/dev/null || scripts/install-deps.sh
 if ! command -v apache2 >/dev/null || [ ! -e /usr/lib/apache2/modules/mod_auth_openidc.so ]; then
   sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
@@ -184,7 +190,7 @@ run() {
 # ms 1.23ms|456.00us|1.01s → milliseconds
 ms() { python3 -c "import re, sys; v, u = re.fullmatch(r'([\d.]+)(us|ms|s)', sys.argv[1]).groups(); print(float(v) * {'us': 1e-3, 'ms': 1, 's': 1e3}[u])" "$1"; }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency on $(nproc) cores; upstream: node $(node -v) http"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency on $(nproc) cores (load average $(cut -d' ' -f1-3 /proc/loadavg)); upstream: node $(node -v) http"
 echo "apache: $(apache2 -v | sed -n 's/^Server version: //p'), mod_auth_openidc $(dpkg-query -W -f '${Version}' libapache2-mod-auth-openidc), mpm_event ${APACHE_SERVERS}x${APACHE_THREADS} threads"
 auth=(-H "Authorization: Bearer $token")
 run direct "GET upstream directly" "$direct_url" "${auth[@]}"
