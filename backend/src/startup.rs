@@ -107,7 +107,10 @@ impl Application {
             .settings
             .upstreams
             .iter()
-            .map(|u| Upstream::new(u, state.authority.as_ref()).map(Arc::new))
+            .map(|u| {
+                Upstream::new(u, state.authority.as_ref(), state.settings.gateway.as_ref())
+                    .map(Arc::new)
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Pooled connections to the APIs behind the bridge; redirects go back to the caller.
         let upstream_http = reqwest::Client::builder()
@@ -236,6 +239,7 @@ fn router<S: SessionStore + Clone>(
             &state.provider,
             &upstream_http,
             &proto,
+            settings.gateway.clone().map(Arc::new),
         ))
     };
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries

@@ -209,3 +209,97 @@ async fn privacyidea_accepts_the_token_the_spa_gets_and_refuses_the_providers() 
     let (status, _) = judged(pi.get("/token/", &provider_token).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// privacyIDEA behind the bridge: the SPA's own token (the provider's access token) goes to
+/// `/pi/…`, and privacyIDEA gets a `privacyidea` profile token minted for it, bare in
+/// `Authorization`. Real reads and writes, checked at privacyIDEA directly.
+#[tokio::test]
+async fn privacyidea_behind_the_bridge_answers_the_spa_s_calls_with_a_minted_token() {
+    use crate::support::{AppOptions, browser, spawn_app_with};
+    let (token_profiles, _) = documented_profile();
+    let pi_placeholder = format!("http://127.0.0.1:{}", crate::support::free_port());
+    // The bridge's key must be in PI_TRUSTED_JWT before privacyIDEA starts, and the upstream
+    // URL is only known after: start the bridge on a key-encryption key and store that stay,
+    // read its key, start privacyIDEA, then start the bridge that proxies to it.
+    let first = spawn_app_with(AppOptions {
+        authority: Some(json!({})),
+        token_profiles: token_profiles.clone(),
+        upstreams: vec![
+            json!({"name": "privacyidea", "prefix": "/pi/", "url": pi_placeholder,
+                               "token": "profile:privacyidea", "ui": "privacyidea"}),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let pem = first.admin(&["keys", "export", "--pem"]).await.unwrap();
+    let pi = PrivacyIdea::start(&[
+        TrustedJwt::users(&pem, "ES256"),
+        TrustedJwt::admins(&pem, "ES256"),
+        TrustedJwt::users(&public_key("issuer-ec"), "ES256"),
+    ])
+    .await;
+    let kek = first.dir.path().join("kek");
+    let app = spawn_app_with(AppOptions {
+        authority: Some(json!({"key_encryption_key_file": kek})),
+        sqlite_path: Some(first.settings.session.sqlite_path.clone()),
+        token_profiles,
+        upstreams: vec![
+            json!({"name": "privacyidea", "prefix": "/pi/", "url": pi.url.as_str(),
+                               "token": "profile:privacyidea", "ui": "privacyidea"}),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "bob", "builder").await;
+    let spa_token = app.session_info(&client).await.auth_token;
+    assert_eq!(
+        jsonwebtoken::decode_header(&spa_token).unwrap().alg,
+        Algorithm::RS256,
+        "the SPA holds the provider's token"
+    );
+    let call = |method: Method, path: &str| {
+        client
+            .request(method, format!("{}/pi{path}", app.address))
+            .bearer_auth(&spa_token)
+    };
+    let (status, body) = judged(call(Method::GET, "/token/").send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["value"]["count"], 0);
+    let (status, body) = judged(
+        call(Method::POST, "/token/init")
+            .form(&[("type", "hotp"), ("genkey", "1")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let serial = body["detail"]["serial"].as_str().unwrap().to_string();
+    // Checked at privacyIDEA itself, with a token of the test's own for bob.
+    let own = sign_with(
+        "issuer-ec",
+        Algorithm::ES256,
+        None,
+        &json!({"username": "bob", "role": "user", "realm": REALM, "resolver": RESOLVER,
+                "iat": now(), "exp": now() + 300}),
+    );
+    let (status, body) = judged(pi.get("/token/", &own).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let serials: Vec<&str> = body["result"]["value"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(serials, vec![serial.as_str()]);
+    // The caller's own header never reaches privacyIDEA as such: a Bearer header would be
+    // refused there (401), and a bad token never leaves the bridge.
+    let r = client
+        .get(format!("{}/pi/token/", app.address))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}

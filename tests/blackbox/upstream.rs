@@ -362,3 +362,57 @@ async fn cors_answers_only_the_allowed_origin() {
         .unwrap();
     assert!(!r.headers().contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn a_trusted_gateway_s_jwt_header_authenticates_proxied_calls_and_stays_behind() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        issuers: vec![json!({"name": "gateway", "issuer": "https://gateway.test",
+                             "audiences": [AUDIENCE], "algorithms": ["RS256"],
+                             "jwks_file": fixture("issuer-rsa-a.jwks.json")})],
+        gateway: Some(json!({"issuers": ["gateway"], "header": "x-custom-tkn",
+                             "trusted_proxies": ["127.0.0.2/32"]})),
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url,
+                               "forward_claims": {"X-Auth-User": "preferred_username"}})],
+        ..AppOptions::default()
+    })
+    .await;
+    let jwt = sign_with(
+        "issuer-rsa-a",
+        jsonwebtoken::Algorithm::RS256,
+        None,
+        &json!({"iss": "https://gateway.test", "sub": "sub-carol", "aud": AUDIENCE,
+                "iat": now(), "exp": now() + 300, "preferred_username": "carol"}),
+    );
+    let from = |peer: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(IpAddr::V4(Ipv4Addr::from(peer)))
+            .build()
+            .unwrap()
+    };
+    // From the gateway's address: authenticated, forwarded, the gateway header not passed on.
+    let r = from([127, 0, 0, 2])
+        .get(format!("{}/up/x", app.address))
+        .header("x-custom-tkn", &jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = up.last();
+    assert_eq!(header(&seen, "x-auth-user"), vec!["carol"]);
+    assert_eq!(
+        header(&seen, "authorization"),
+        vec![format!("Bearer {jwt}")]
+    );
+    assert!(header(&seen, "x-custom-tkn").is_empty());
+    // From anyone else the header is nothing: 401, and the upstream sees no request.
+    let r = from([127, 0, 0, 1])
+        .get(format!("{}/up/x", app.address))
+        .header("x-custom-tkn", &jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), 1);
+}

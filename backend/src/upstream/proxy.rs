@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{FromRef, Request, State},
-    http::{HeaderName, header},
+    extract::{FromRef, FromRequestParts, Request, State},
+    http::{HeaderName, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use url::Url;
@@ -20,8 +20,11 @@ use crate::{
     authority::keyring::Authority,
     error::AppError,
     oidc::client::ProviderClient,
-    settings::UpstreamSettings,
-    trust::{bearer::bearer_token, engine::TrustEngine},
+    settings::{GatewaySettings, UpstreamSettings},
+    trust::{
+        bearer::bearer_token,
+        engine::{Rejection, TrustEngine},
+    },
 };
 
 /// One configured upstream, ready to serve.
@@ -40,7 +43,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(s: &UpstreamSettings, authority: Option<&Arc<Authority>>) -> anyhow::Result<Self> {
+    /// `gateway` is the bridge's `[gateway]`: its custom header (if any) never goes upstream.
+    pub fn new(
+        s: &UpstreamSettings,
+        authority: Option<&Arc<Authority>>,
+        gateway: Option<&GatewaySettings>,
+    ) -> anyhow::Result<Self> {
         let header = |h: &String| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes());
         Ok(Self {
             name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
@@ -56,6 +64,11 @@ impl Upstream {
             strip: s
                 .strip_headers
                 .iter()
+                .chain(
+                    gateway
+                        .filter(|g| !g.uses_authorization())
+                        .map(|g| &g.header),
+                )
                 .map(header)
                 .collect::<Result<_, _>>()?,
             timeout: Duration::from_secs(s.timeout_secs),
@@ -101,23 +114,69 @@ pub struct UpstreamState {
     pub http: reqwest::Client,
     /// `http` or `https`: how browsers reach the bridge.
     pub proto: Arc<str>,
+    /// A gateway in front may authenticate proxied calls with its JWT header.
+    pub gateway: Option<Arc<GatewaySettings>>,
+}
+
+/// The caller and the token it presented: a Bearer token, as on `/api`, or else the JWT a
+/// trusted gateway put in its custom header. Never the session cookie.
+async fn authenticate(
+    state: &UpstreamState,
+    parts: &mut Parts,
+) -> Result<(Principal, String), AppError> {
+    let missing = match Principal::from_request_parts(parts, state).await {
+        Ok(caller) => {
+            let token = bearer_token(&parts.headers)?.to_string();
+            return Ok((caller, token));
+        }
+        Err(AppError::Unauthenticated(reason)) => AppError::Unauthenticated(reason),
+        Err(e) => return Err(e),
+    };
+    let Some(gateway) = state.gateway.as_ref().filter(|g| !g.uses_authorization()) else {
+        return Err(missing);
+    };
+    // The header only counts from a trusted peer (the strip middleware also removed it).
+    let trusted = peer_of(&parts.extensions).is_some_and(|peer| gateway.trusts(peer));
+    let Some(token) = parts
+        .headers
+        .get(gateway.header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| trusted && !t.is_empty())
+        .map(str::to_owned)
+    else {
+        return Err(missing);
+    };
+    let names: Vec<&str> = gateway.issuers.iter().map(String::as_str).collect();
+    let principal = state
+        .trust
+        .verify_as_one_of(&token, &names)
+        .await
+        .map_err(|r| match r {
+            Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
+            Rejection::Policy(reason) => AppError::Forbidden(reason),
+        })?;
+    state
+        .trust
+        .authorize(&principal, parts.uri.path())
+        .map_err(AppError::Forbidden)?;
+    Ok((Principal(principal), token))
 }
 
 #[tracing::instrument(skip_all, fields(upstream = %state.upstream.name))]
 pub async fn proxy(
     State(state): State<UpstreamState>,
-    caller: Principal,
     request: Request,
 ) -> Result<Response, AppError> {
-    let upstream = &state.upstream;
-    let (parts, body) = request.into_parts();
+    let upstream = state.upstream.clone();
+    let (mut parts, body) = request.into_parts();
+    let (caller, incoming) = authenticate(&state, &mut parts).await?;
     let target = upstream
         .target(parts.uri.path(), parts.uri.query())
         .ok_or_else(|| AppError::BadRequest("the path may not leave the API's prefix".into()))?;
-    let incoming = bearer_token(&parts.headers)?;
     let token = upstream
         .token
-        .header_for(incoming, &caller)
+        .header_for(&incoming, &caller)
         .map_err(AppError::internal)?;
     let headers = outgoing(
         &parts.headers,
@@ -175,7 +234,7 @@ mod tests {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         };
-        match Upstream::new(&s, None) {
+        match Upstream::new(&s, None, None) {
             Ok(u) => u,
             Err(e) => panic!("{e}"),
         }

@@ -11,7 +11,7 @@ use serde_json::json;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::proxy::{Upstream, UpstreamState, proxy};
-use crate::{oidc::client::ProviderClient, trust::engine::TrustEngine};
+use crate::{oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine};
 
 pub fn router(
     upstreams: &[Arc<Upstream>],
@@ -19,6 +19,7 @@ pub fn router(
     provider: &Arc<ProviderClient>,
     http: &reqwest::Client,
     proto: &str,
+    gateway: Option<Arc<GatewaySettings>>,
 ) -> Router {
     let listed: Vec<serde_json::Value> = upstreams
         .iter()
@@ -43,6 +44,7 @@ pub fn router(
             provider: provider.clone(),
             http: http.clone(),
             proto: proto.clone(),
+            gateway: gateway.clone(),
         };
         let one = Router::new()
             .route(&upstream.prefix, any(proxy))
