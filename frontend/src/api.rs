@@ -4,6 +4,8 @@
 //!
 //! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
 //!   body) with `Authorization: Bearer <token>`;
+//! - [`upstream_prefix`] asks the bridge (`GET /auth/upstreams`, public) where it proxies an
+//!   API that one of the SPA's pages works with;
 //! - [`fetch_session`] and [`logout`] talk to the bridge's token-mediating endpoints with the
 //!   CSRF header and the same-origin session cookie instead.
 //!
@@ -19,10 +21,11 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Headers, RequestCredentials, RequestInit, Response};
 
-use crate::json::{self, Decode};
+use crate::json::{self, Decode, Json};
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";
+const UPSTREAMS_PATH: &str = "/auth/upstreams";
 
 /// Why a call to the bridge did not produce the expected value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +179,29 @@ pub async fn fetch_session() -> Result<SessionInfo, Error> {
     decode(&with_session_cookie(Method::Get, SESSION_PATH).await?)
 }
 
+/// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
+/// `privacyidea`), as `GET /auth/upstreams` announces it; `None` when there is none or the
+/// bridge could not say.
+pub async fn upstream_prefix(ui: &str) -> Option<String> {
+    let text = Api::default()
+        .send_json(Method::Get, UPSTREAMS_PATH, None)
+        .await
+        .ok()?;
+    prefix_for_ui(&Json::parse(&text).ok()?, ui)
+}
+
+/// In an answer of `/auth/upstreams` (`{"upstreams": [{"name", "prefix", "ui"}]}`), the prefix
+/// of the first entry for `ui`.
+pub fn prefix_for_ui(answer: &Json, ui: &str) -> Option<String> {
+    match answer.get("upstreams") {
+        Json::Array(entries) => entries
+            .iter()
+            .find(|entry| matches!(entry.get("ui"), Json::String(name) if name == ui))
+            .and_then(|entry| entry.opt_string("prefix").ok().flatten()),
+        _ => None,
+    }
+}
+
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
     decode(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
@@ -245,4 +271,35 @@ pub fn decode<T: Decode>(text: &str) -> Result<T, Error> {
 /// Encodes a request body as JSON.
 pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
     json::to_json(body).map_err(|err| Error::Transport(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(prefix: &str, ui: Option<&str>) -> Json {
+        let mut members = vec![("prefix".to_owned(), Json::String(prefix.to_owned()))];
+        if let Some(ui) = ui {
+            members.push(("ui".to_owned(), Json::String(ui.to_owned())));
+        }
+        Json::Object(members)
+    }
+
+    #[test]
+    fn the_prefix_of_the_entry_for_the_page_is_found() {
+        let answer = Json::Object(vec![(
+            "upstreams".to_owned(),
+            Json::Array(vec![
+                entry("/other/", None),
+                entry("/x/", Some("other")),
+                entry("/pi/", Some("privacyidea")),
+            ]),
+        )]);
+        assert_eq!(
+            prefix_for_ui(&answer, "privacyidea").as_deref(),
+            Some("/pi/")
+        );
+        assert_eq!(prefix_for_ui(&answer, "nothing"), None);
+        assert_eq!(prefix_for_ui(&Json::Null, "privacyidea"), None);
+    }
 }

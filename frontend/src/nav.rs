@@ -14,10 +14,13 @@ pub enum Page {
     Home,
     Login,
     ApiDemo,
+    /// The signed-in user's privacyIDEA tokens; linked only when the bridge announces a
+    /// privacyIDEA upstream (`GET /auth/upstreams`).
+    PrivacyIdea,
 }
 
 impl Page {
-    const ALL: [Self; 3] = [Self::Home, Self::Login, Self::ApiDemo];
+    const ALL: [Self; 4] = [Self::Home, Self::Login, Self::ApiDemo, Self::PrivacyIdea];
 
     /// The page shown at `path` (a trailing slash is ignored), `None` for any other path.
     pub fn from_path(path: &str) -> Option<Self> {
@@ -34,6 +37,7 @@ impl Page {
             Self::Home => "/",
             Self::Login => "/login",
             Self::ApiDemo => "/api-demo",
+            Self::PrivacyIdea => "/privacyidea",
         }
     }
 }

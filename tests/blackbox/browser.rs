@@ -13,7 +13,14 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::{support::*, test_gateway::*};
+use crate::{
+    privacyidea::documented_profile,
+    support::{
+        privacyidea::{PrivacyIdea, TrustedJwt},
+        *,
+    },
+    test_gateway::*,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -597,5 +604,135 @@ async fn behind_a_gateway_an_expired_jwt_lands_on_the_login_page_which_says_so_a
         .await;
     assert_eq!(browser.token_from_session_endpoint().await, fresh);
     assert_eq!(app.idp.stat("login_forms_shown").await, 0);
+    browser.close().await;
+}
+
+/// privacyIDEA's tokens of `user` (`GET token/?user=`), asked with `raw_token` (an admin's).
+async fn privacyidea_tokens(
+    pi: &PrivacyIdea,
+    raw_token: &str,
+    user: &str,
+) -> Vec<serde_json::Value> {
+    let response = pi.get(&format!("token/?user={user}"), raw_token).await;
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["result"]["status"], true, "{body}");
+    body["result"]["value"]["tokens"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Acceptance 1 of issue 10: privacyIDEA end to end in the browser. The bridge proxies a real
+/// privacyIDEA at `/pi/` with its `privacyidea` profile token; with alice's provider session
+/// active, a deep link to the SPA's privacyIDEA page signs in silently (no form), lists her
+/// tokens and enrolls a new HOTP token, which privacyIDEA's own API then shows.
+#[tokio::test]
+async fn with_an_active_sso_session_the_privacyidea_page_lists_and_enrolls_tokens_without_any_form()
+{
+    // privacyIDEA must trust the bridge's key before the bridge can name privacyIDEA's address:
+    // a first bridge makes the key in a store that the real one then opens.
+    let (token_profiles, token_profile) = documented_profile();
+    let store = tempfile::tempdir().unwrap();
+    let kek = store.path().join("kek");
+    login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
+    let options = |upstreams: Vec<serde_json::Value>| AppOptions {
+        authority: Some(json!({"key_encryption_key_file": kek})),
+        sqlite_path: Some(store.path().join("sessions.sqlite")),
+        token_profiles: token_profiles.clone(),
+        token_profile: token_profile.clone(),
+        upstreams,
+        ..AppOptions::default()
+    };
+    let keymaker = spawn_app_with(options(Vec::new())).await;
+    let pem = keymaker.admin(&["keys", "export", "--pem"]).await.unwrap();
+    keymaker.stop();
+    let pi = PrivacyIdea::start(&[
+        TrustedJwt::users(&pem, "ES256"),
+        TrustedJwt::admins(&pem, "ES256"),
+    ])
+    .await;
+    let app = spawn_app_with(options(vec![json!({
+        "name": "privacyidea", "prefix": "/pi/", "url": pi.url.as_str(),
+        "token": "profile:privacyidea", "header": "authorization", "scheme": "",
+        "ui": "privacyidea",
+    })]))
+    .await;
+
+    // Seed one token for alice through privacyIDEA's API, with a token it trusts: the one the
+    // bridge hands alice (she is in pi-admins, so it is an admin token).
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let admin = app.session_info(&client).await.auth_token;
+    let seeded: serde_json::Value = pi
+        .post_form(
+            "token/init",
+            &admin,
+            &[
+                ("type", "hotp"),
+                ("genkey", "1"),
+                ("user", "alice"),
+                ("description", "seeded"),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seeded = seeded["detail"]["serial"].as_str().unwrap().to_owned();
+    assert_eq!(privacyidea_tokens(&pi, &admin, "alice").await.len(), 1);
+
+    // alice signs in once in the browser (the provider's form), then the bridge forgets her.
+    let browser = Browser::start().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    let forms_before = app.idp.stat("login_forms_shown").await;
+    let silent_before = app.idp.stat("silent_authorization_requests").await;
+    browser.client.delete_all_cookies().await.unwrap();
+
+    // Act 1: the deep link.
+    browser.goto(&format!("{}/privacyidea", app.address)).await;
+
+    // The page lists alice's token, read from privacyIDEA through the bridge; no form shown.
+    browser.wait_for_text("#pi-tokens", &seeded).await;
+    browser.wait_for("nav a[href='/privacyidea']").await;
+    assert_eq!(browser.url().await.path(), "/privacyidea", "deep link kept");
+    assert_eq!(
+        app.idp.stat("login_forms_shown").await,
+        forms_before,
+        "no login form"
+    );
+    assert_eq!(
+        app.idp.stat("silent_authorization_requests").await,
+        silent_before + 1
+    );
+
+    // Act 2: enroll.
+    browser.click("#pi-enroll").await;
+
+    // privacyIDEA itself now holds a second HOTP token for alice, the one the page names.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let new = loop {
+        let tokens = privacyidea_tokens(&pi, &admin, "alice").await;
+        if let Some(new) = tokens.iter().find(|t| t["serial"] != seeded.as_str()) {
+            assert_eq!(tokens.len(), 2, "{tokens:?}");
+            break new.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new token: {tokens:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(new["tokentype"], "hotp", "{new}");
+    assert_eq!(new["username"], "alice", "{new}");
+    let serial = new["serial"].as_str().unwrap();
+    browser.wait_for_text("#pi-enrolled", serial).await;
+    browser.wait_for_text("#pi-tokens", serial).await;
+    assert_eq!(
+        app.idp.stat("login_forms_shown").await,
+        forms_before,
+        "still no form"
+    );
+    assert_eq!(browser.url().await.path(), "/privacyidea");
     browser.close().await;
 }

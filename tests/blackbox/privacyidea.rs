@@ -140,7 +140,7 @@ async fn an_admin_jwt_reaches_admin_endpoints_and_a_user_jwt_does_not() {
 }
 
 /// The documented `privacyidea` profile (`config/privacyidea.toml`), as the tests' options.
-fn documented_profile() -> (Vec<Value>, Option<String>) {
+pub(crate) fn documented_profile() -> (Vec<Value>, Option<String>) {
     let text = std::fs::read_to_string(crate::support::repo_root().join("config/privacyidea.toml"))
         .unwrap();
     let doc: Value = serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();

@@ -9,3 +9,4 @@ pub mod api_demo;
 pub mod home;
 pub mod login;
 pub mod not_found;
+pub mod privacyidea;
