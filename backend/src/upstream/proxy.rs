@@ -31,8 +31,8 @@ use crate::{
 pub struct Upstream {
     pub name: String,
     pub prefix: String,
-    /// The upstream's base URL without a trailing slash.
-    base: String,
+    /// The upstream's base URL, parsed once.
+    base: Url,
     strip_prefix: bool,
     token: OutgoingToken,
     claim_headers: Vec<(HeaderName, String)>,
@@ -53,7 +53,7 @@ impl Upstream {
         Ok(Self {
             name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
             prefix: s.prefix.clone(),
-            base: s.url.as_str().trim_end_matches('/').to_string(),
+            base: s.url.clone(),
             strip_prefix: s.strip_prefix,
             token: OutgoingToken::new(s, authority)?,
             claim_headers: s
@@ -79,7 +79,7 @@ impl Upstream {
 
     /// The upstream URL for a request path under the prefix, or `None` for a path that tries
     /// to leave it (dot segments, empty segments, encoded slashes or dots, backslashes).
-    fn target(&self, path: &str, query: Option<&str>) -> Option<String> {
+    fn target(&self, path: &str, query: Option<&str>) -> Option<Url> {
         let rest = path.strip_prefix(&self.prefix)?;
         let lower = rest.to_ascii_lowercase();
         let escapes = rest.split('/').any(|seg| seg == "." || seg == "..")
@@ -91,16 +91,15 @@ impl Upstream {
             return None;
         }
         let path = if self.strip_prefix {
-            format!("/{rest}")
+            format!("{}/{rest}", self.base.path().trim_end_matches('/'))
         } else {
-            path.to_string()
+            format!("{}{path}", self.base.path().trim_end_matches('/'))
         };
-        let mut url = format!("{}{path}", self.base);
-        if let Some(q) = query {
-            url.push('?');
-            url.push_str(q);
-        }
-        Url::parse(&url).ok().map(String::from)
+        // The base was parsed at startup: setting path and query costs no full URL parse.
+        let mut url = self.base.clone();
+        url.set_path(&path);
+        url.set_query(query);
+        Some(url)
     }
 }
 
@@ -244,11 +243,16 @@ mod tests {
     fn paths_map_under_the_base_and_cannot_leave_the_prefix() {
         let u = upstream(true);
         assert_eq!(
-            u.target("/pi/token/", Some("a=1")).as_deref(),
+            u.target("/pi/token/", Some("a=1"))
+                .map(String::from)
+                .as_deref(),
             Some("http://api.internal:5000/base/token/?a=1")
         );
         assert_eq!(
-            upstream(false).target("/pi/token/", None).as_deref(),
+            upstream(false)
+                .target("/pi/token/", None)
+                .map(String::from)
+                .as_deref(),
             Some("http://api.internal:5000/base/pi/token/")
         );
         for bad in [
