@@ -75,16 +75,16 @@ pub struct Forwarding<'a> {
     pub host: Option<&'a str>,
 }
 
-/// The request headers for the upstream, from the caller's.
+/// The request headers for the upstream, made from the caller's (taken, not copied).
 pub fn outgoing(
-    incoming: &HeaderMap,
+    incoming: HeaderMap,
     strip: &[HeaderName],
     claim_headers: &[(HeaderName, String)],
     claims: &Map<String, Value>,
     token: Option<(&HeaderName, HeaderValue)>,
     forwarding: &Forwarding<'_>,
 ) -> HeaderMap {
-    let mut out = incoming.clone();
+    let mut out = incoming;
     drop_hop_by_hop(&mut out);
     without_session_cookie(&mut out);
     for name in [
@@ -186,7 +186,7 @@ mod tests {
         let claims = claims.as_object().cloned().unwrap_or_default();
         let token_header = HeaderName::from_static("authorization");
         let out = outgoing(
-            &incoming,
+            incoming,
             &[HeaderName::from_static("x-internal")],
             &[
                 (

@@ -177,20 +177,23 @@ pub async fn proxy(
         .token
         .header_for(&incoming, &caller)
         .map_err(AppError::internal)?;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let forwarding = Forwarding {
+        peer: peer_of(&parts.extensions),
+        proto: &state.proto,
+        host: host.as_deref(),
+    };
     let headers = outgoing(
-        &parts.headers,
+        std::mem::take(&mut parts.headers),
         &upstream.strip,
         &upstream.claim_headers,
         &caller.claims,
         token,
-        &Forwarding {
-            peer: peer_of(&parts.extensions),
-            proto: &state.proto,
-            host: parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok()),
-        },
+        &forwarding,
     );
     let call = state
         .http
