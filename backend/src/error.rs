@@ -31,6 +31,9 @@ pub enum AppError {
     /// An API behind the bridge cannot be reached (502). The reason is logged, never sent.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// An API behind the bridge refused the token the bridge sent it (502). Logged, never sent.
+    #[error("upstream refused the bridge's token: {0}")]
+    UpstreamRefused(String),
     /// An API behind the bridge did not answer in time (504). Logged, never sent.
     #[error("upstream timeout: {0}")]
     UpstreamTimeout(String),
@@ -118,6 +121,17 @@ impl IntoResponse for AppError {
                 (
                     StatusCode::BAD_GATEWAY,
                     ApiError::new("bad_gateway", "the API behind the bridge cannot be reached"),
+                    None,
+                )
+            }
+            AppError::UpstreamRefused(reason) => {
+                tracing::warn!(%reason, "upstream refused the bridge's token; check its trust configuration");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    ApiError::new(
+                        "bad_gateway",
+                        "the API behind the bridge refused the bridge's credentials",
+                    ),
                     None,
                 )
             }

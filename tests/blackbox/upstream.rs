@@ -47,7 +47,15 @@ impl TestUpstream {
                     if path.starts_with("/slow") {
                         tokio::time::sleep(Duration::from_secs(3)).await;
                     }
-                    Json(json!({"path": path, "method": request.method().as_str()}))
+                    let status = if path.contains("/deny") {
+                        axum::http::StatusCode::UNAUTHORIZED
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    (
+                        status,
+                        Json(json!({"path": path, "method": request.method().as_str()})),
+                    )
                 },
             ))
             .with_state(seen.clone());
@@ -415,4 +423,28 @@ async fn a_trusted_gateway_s_jwt_header_authenticates_proxied_calls_and_stays_be
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_the_bridge_s_own_token_is_502_but_the_caller_s_token_401() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        authority: Some(json!({})),
+        token_profiles: vec![json!({"name": "p", "claims": {"username": "{username}"}})],
+        upstreams: vec![
+            json!({"prefix": "/minted/", "url": up.url, "token": "profile:p"}),
+            json!({"prefix": "/fwd/", "url": up.url}),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    // The upstream refused a token the bridge made: the caller can do nothing about it.
+    let r = app.api_get("/minted/deny", Some(&token)).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad_gateway");
+    // It refused the caller's own token: the caller hears it (and may refresh).
+    let r = app.api_get("/fwd/deny", Some(&token)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(up.count(), 2);
 }

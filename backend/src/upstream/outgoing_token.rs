@@ -90,6 +90,12 @@ impl OutgoingToken {
         })
     }
 
+    /// Whether the upstream gets the caller's own token. Only then can the caller do anything
+    /// about the upstream refusing it (refresh and retry).
+    pub fn forwards_the_callers(&self) -> bool {
+        matches!(self.mode, Mode::Forward)
+    }
+
     /// The header to send for a caller who presented `incoming`, proving `principal`.
     pub fn header_for(
         &self,

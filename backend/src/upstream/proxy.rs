@@ -218,6 +218,15 @@ pub async fn proxy(
         Ok(Ok(answer)) => answer,
     };
     let status = answer.status();
+    // The bridge vouched for the caller and the upstream refused what the bridge sent in its
+    // place (a minted token, or none): a fault between bridge and API, not the caller's. A 401
+    // passed on would make the SPA refresh and sign the user out for nothing.
+    if status == reqwest::StatusCode::UNAUTHORIZED && !upstream.token.forwards_the_callers() {
+        return Err(AppError::UpstreamRefused(format!(
+            "{} answered 401 to the bridge's token",
+            upstream.name
+        )));
+    }
     let headers = returned(answer.headers().clone());
     let mut response = Body::from_stream(answer.bytes_stream()).into_response();
     *response.status_mut() = status;
