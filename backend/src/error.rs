@@ -28,6 +28,9 @@ pub enum AppError {
     /// The identity provider cannot be used right now (discovery pending, provider down).
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
+    /// The session store cannot be used right now (503). The reason is logged, never sent.
+    #[error("session store unavailable: {0}")]
+    StoreUnavailable(String),
     /// An API behind the bridge cannot be reached (502). The reason is logged, never sent.
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
@@ -48,10 +51,11 @@ impl AppError {
     }
 }
 
-/// A session store failure is the bridge's problem, not the client's: a 500 saying nothing.
+/// A session store failure is the bridge's problem, not the client's: a 503 saying nothing
+/// of the cause (an unreachable store comes back; the client may try again).
 impl From<crate::session::typed::SessionError> for AppError {
     fn from(e: crate::session::typed::SessionError) -> Self {
-        Self::internal(e)
+        Self::StoreUnavailable(e.to_string())
     }
 }
 
@@ -112,6 +116,17 @@ impl IntoResponse for AppError {
                     ApiError::new(
                         "temporarily_unavailable",
                         "the identity provider cannot be reached right now; try again shortly",
+                    ),
+                    None,
+                )
+            }
+            AppError::StoreUnavailable(reason) => {
+                tracing::error!(%reason, "session store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ApiError::new(
+                        "temporarily_unavailable",
+                        "sessions cannot be used right now; try again shortly",
                     ),
                     None,
                 )

@@ -263,15 +263,28 @@ pub struct SessionSettings {
     /// token; the name of a `[[token_profiles]]` entry, a token the bridge mints from it.
     #[serde(default)]
     pub token_profile: Option<String>,
+    /// The shared store's address for `redis` (`redis://[:password@]host:6379/0`, `rediss://`
+    /// for TLS) and `postgres` (`postgres://user:password@host/db`). It may hold a password:
+    /// prefer `BRIDGE_SESSION__URL` or `url_file`.
+    #[serde(default)]
+    pub url: Secret,
+    /// A file holding `url` (a mounted secret).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
 }
 
-/// The engine that keeps sessions (and, later, the session index and other shared state).
+/// The engine that keeps sessions, the session index, the authority's keys and service users,
+/// replay records and refresh coordination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// One SQLite file (`session.sqlite_path`): the embedded default for a single bridge.
     #[default]
     Sqlite,
+    /// Redis or Valkey at `session.url`, shared by every replica.
+    Redis,
+    /// PostgreSQL at `session.url`, shared by every replica.
+    Postgres,
 }
 
 /// The configuration after every check, with the trusted issuers compiled: what the server
@@ -324,6 +337,8 @@ impl Default for Settings {
                 sqlite_path: PathBuf::from("login-bridge.sqlite"),
                 idle_timeout_secs: 8 * 3600,
                 token_profile: None,
+                url: Secret::default(),
+                url_file: None,
             },
             claims: ClaimMapping::default(),
             issuers: Vec::new(),
@@ -561,6 +576,15 @@ impl Settings {
             })?;
             self.oidc.client_secret = Secret::new(value.trim_end());
         }
+        if let Some(path) = &self.session.url_file {
+            let value = std::fs::read_to_string(path).map_err(|e| {
+                SettingsError::Invalid(vec![format!(
+                    "session.url_file: cannot read {}: {e}",
+                    path.display()
+                )])
+            })?;
+            self.session.url = Secret::new(value.trim());
+        }
         Ok(())
     }
 
@@ -622,6 +646,23 @@ impl Settings {
         }
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
+        }
+        let url = self.session.url.expose();
+        let (store, schemes): (&str, &[&str]) = match self.session.store {
+            StoreKind::Sqlite => ("sqlite", &[]),
+            StoreKind::Redis => ("redis", &["redis", "rediss"]),
+            StoreKind::Postgres => ("postgres", &["postgres", "postgresql"]),
+        };
+        if !schemes.is_empty() {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !scheme.is_some_and(|s| schemes.contains(&s)) {
+                // The URL may hold a password: name only what is expected, never echo it.
+                problems.push(format!(
+                    "session.url: session.store = \"{store}\" needs a {}:// URL \
+                     (BRIDGE_SESSION__URL or session.url_file)",
+                    schemes[0]
+                ));
+            }
         }
         if let Some(gateway) = &self.gateway {
             if gateway.issuers.is_empty() {
@@ -741,6 +782,31 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_store_needs_its_url_and_the_url_is_never_echoed() {
+        let mut s = valid();
+        s.session.store = StoreKind::Redis;
+        let problems = s.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("session.url") && p.contains("redis://")),
+            "{problems:?}"
+        );
+        s.session.url = Secret::new("postgres://bridge:hunter2@db/bridge");
+        let problems = s.problems().join("\n");
+        assert!(problems.contains("session.url"), "{problems}");
+        assert!(
+            !problems.contains("hunter2"),
+            "the password leaked: {problems}"
+        );
+        s.session.url = Secret::new("redis://:hunter2@127.0.0.1:6379/0");
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.store = StoreKind::Postgres;
+        s.session.url = Secret::new("postgres://bridge@127.0.0.1/bridge");
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+    }
+
+    #[test]
     fn the_session_store_is_chosen_in_settings_and_an_unknown_one_is_refused() {
         let parse = |toml: &str| {
             Figment::from(Serialized::defaults(Settings::default()))
@@ -754,6 +820,13 @@ mod tests {
         assert_eq!(
             chosen.map(|s| s.session.store).ok(),
             Some(StoreKind::Sqlite)
+        );
+        let redis = parse("[session]\nstore = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n");
+        assert_eq!(redis.map(|s| s.session.store).ok(), Some(StoreKind::Redis));
+        let postgres = parse("[session]\nstore = \"postgres\"\n");
+        assert_eq!(
+            postgres.map(|s| s.session.store).ok(),
+            Some(StoreKind::Postgres)
         );
         let unknown = parse(
             "[session]\nstore = \"memcached\"\nsqlite_path = \"x.sqlite\"\nidle_timeout_secs = 60\n",

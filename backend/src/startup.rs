@@ -18,7 +18,7 @@ use crate::{
     demo_api::{self, ApiCallLog},
     health,
     oidc::client::ProviderClient,
-    session::{refresh::InProcessRefreshLock, store::SessionBackend, typed::SessionIndexHandle},
+    session::{store::SessionBackend, typed::SessionIndexHandle},
     settings::Config,
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
@@ -96,7 +96,8 @@ impl Application {
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
             sessions: SessionIndexHandle(backend.index()),
-            refresh_lock: Arc::new(InProcessRefreshLock::default()),
+            refresh_lock: backend.refresh_lock(),
+            store: backend.probe(),
             settings,
             provider,
             trust,
@@ -119,14 +120,17 @@ impl Application {
             .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the upstream HTTP client")?;
+        let (state2, calls) = (state.clone(), api_calls.clone());
         let router = match backend {
-            SessionBackend::Sqlite { store, .. } => router(
-                state.clone(),
-                store,
-                api_calls.clone(),
-                upstreams,
-                upstream_http,
-            ),
+            SessionBackend::Sqlite { store, .. } => {
+                router(state2, store, calls, upstreams, upstream_http)
+            }
+            SessionBackend::Redis { store, .. } => {
+                router(state2, store, calls, upstreams, upstream_http)
+            }
+            SessionBackend::Postgres { store, .. } => {
+                router(state2, store, calls, upstreams, upstream_http)
+            }
         };
         Ok(Self {
             port,

@@ -13,7 +13,7 @@ use axum::extract::FromRef;
 use crate::{
     authority::keyring::Authority,
     oidc::client::ProviderClient,
-    session::{refresh::RefreshLock, typed::SessionIndexHandle},
+    session::{refresh::RefreshLock, store::StoreProbe, typed::SessionIndexHandle},
     settings::Settings,
     trust::engine::TrustEngine,
     web::spa::SpaIndex,
@@ -29,6 +29,8 @@ pub struct AppStateInner {
     pub provider: Arc<ProviderClient>,
     pub sessions: SessionIndexHandle,
     pub refresh_lock: Arc<dyn RefreshLock>,
+    /// Whether the session store answers (readiness).
+    pub store: StoreProbe,
     pub spa: Arc<SpaIndex>,
     /// The bridge as a token issuer, when `[authority]` is configured.
     pub authority: Option<Arc<Authority>>,
@@ -68,6 +70,12 @@ impl FromRef<AppState> for Arc<ProviderClient> {
 impl FromRef<AppState> for Option<Arc<Authority>> {
     fn from_ref(state: &AppState) -> Self {
         state.authority.clone()
+    }
+}
+
+impl FromRef<AppState> for StoreProbe {
+    fn from_ref(state: &AppState) -> Self {
+        state.store.clone()
     }
 }
 

@@ -67,12 +67,28 @@ pub struct LoginQuery {
     prompt: Option<String>,
 }
 
-/// `GET /auth/login`: starts the code flow. `prompt=none` asks for a silent sign-in.
+/// `GET /auth/login`: starts the code flow. `prompt=none` asks for a silent sign-in. The
+/// browser is navigating: when the store or the provider cannot be used, it gets a readable
+/// page, not JSON.
 pub async fn login(
     State(state): State<AppState>,
     session: TypedSession,
     Query(q): Query<LoginQuery>,
-) -> AppResult<Response> {
+) -> Response {
+    match start(state, session, q).await {
+        Ok(response) => response,
+        Err(e @ (AppError::StoreUnavailable(_) | AppError::Unavailable(_))) => {
+            tracing::warn!(error = %e, "sign-in cannot start");
+            failure_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Signing in is not possible right now. Please try again in a moment.",
+            )
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn start(state: AppState, session: TypedSession, q: LoginQuery) -> AppResult<Response> {
     let target = return_to::validate(q.return_to.as_deref().unwrap_or("/"))
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let silent = match q.prompt.as_deref() {

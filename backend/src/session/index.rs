@@ -30,9 +30,24 @@ impl IndexKey {
     }
 }
 
+impl IndexKey {
+    /// `sid` or `sub`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("session index: {0}")]
-pub struct IndexError(#[from] sqlx::Error);
+pub enum IndexError {
+    #[error("session index: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("session index: {0}")]
+    Engine(String),
+}
 
 /// The index, one implementation per store engine.
 pub trait SessionIndex: Send + Sync {

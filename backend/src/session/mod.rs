@@ -8,6 +8,8 @@
 //! `refresh` keeps the provider refresh of one session single-flight behind a small trait.
 
 pub mod index;
+pub mod postgres;
+pub mod redis;
 pub mod refresh;
 pub mod store;
 pub mod typed;

@@ -1,14 +1,21 @@
 //! The session store, chosen in settings (`session.store`), behind one seam: the router is
 //! generic over tower-sessions' `SessionStore`, and the rest of the bridge sees only the
-//! [`SessionIndex`] trait. Adding an engine means one more [`SessionBackend`] variant.
+//! [`SessionIndex`] and [`RefreshLock`] traits. Adding an engine means one more
+//! [`SessionBackend`] variant and one file beside this one (`redis`, `postgres`).
 
 use std::{sync::Arc, time::Duration};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tower_sessions::session_store::ExpiredDeletion;
-use tower_sessions_sqlx_store::SqliteStore;
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
-use super::index::{IndexError, SessionIndex, SqliteIndex};
+use super::{
+    index::{IndexError, SessionIndex, SqliteIndex},
+    postgres::{self, PgIndex, PgRefreshCoordinator, PostgresError},
+    redis::{self, RedisError, RedisIndex, RedisRefreshCoordinator},
+    refresh::{InProcessRefreshLock, RefreshLock, ReplicatedRefreshLock},
+};
 use crate::{
     authority::store::{AuthorityStore, AuthorityStoreError},
     settings::{SessionSettings, StoreKind},
@@ -33,6 +40,17 @@ pub enum StoreError {
     #[error("cannot create the session table: {0}")]
     Migrate(#[source] sqlx::Error),
     #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error("cannot create the session table in PostgreSQL: {0}")]
+    PostgresSessions(#[source] sqlx::Error),
+    #[error(
+        "[authority] keeps its keys and service users in the SQLite or PostgreSQL store; \
+         session.store = \"redis\" cannot hold them yet"
+    )]
+    AuthorityUnsupported,
+    #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
     Authority(#[from] AuthorityStoreError),
@@ -46,6 +64,51 @@ pub enum SessionBackend {
         pool: sqlx::SqlitePool,
         readers: sqlx::SqlitePool,
     },
+    Redis {
+        store: RedisStore<fred::clients::Pool>,
+        index: Arc<RedisIndex>,
+        pool: fred::clients::Pool,
+    },
+    Postgres {
+        store: PostgresStore,
+        index: Arc<PgIndex>,
+        pool: sqlx::PgPool,
+    },
+}
+
+/// A cheap handle to ask whether the store answers (readiness).
+#[derive(Clone)]
+pub enum StoreProbe {
+    Sqlite(sqlx::SqlitePool),
+    Redis(fred::clients::Pool),
+    Postgres(sqlx::PgPool),
+}
+
+impl StoreProbe {
+    /// `Ok` when the store answers within a second, else why not (for `/readyz`; never holds
+    /// the store's address or credentials).
+    pub async fn check(&self) -> Result<(), String> {
+        let answered = tokio::time::timeout(Duration::from_secs(1), async {
+            match self {
+                Self::Sqlite(pool) => sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Self::Redis(pool) => redis::ping(pool).await,
+                Self::Postgres(pool) => postgres::ping(pool).await,
+            }
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "session store check failed");
+                Err("the session store does not answer".into())
+            }
+            Err(_) => Err("the session store does not answer in time".into()),
+        }
+    }
 }
 
 impl SessionBackend {
@@ -53,6 +116,50 @@ impl SessionBackend {
     pub async fn open(settings: &SessionSettings) -> Result<Self, StoreError> {
         match settings.store {
             StoreKind::Sqlite => Self::open_sqlite(settings).await,
+            StoreKind::Redis => {
+                let pool = redis::connect(settings.url.expose()).await?;
+                Ok(Self::Redis {
+                    store: RedisStore::new(pool.clone()),
+                    index: Arc::new(RedisIndex::new(pool.clone())),
+                    pool,
+                })
+            }
+            StoreKind::Postgres => {
+                let pool = postgres::connect(settings.url.expose()).await?;
+                let store = PostgresStore::new(pool.clone());
+                store
+                    .migrate()
+                    .await
+                    .map_err(StoreError::PostgresSessions)?;
+                Ok(Self::Postgres {
+                    store,
+                    index: Arc::new(PgIndex::new(pool.clone())),
+                    pool,
+                })
+            }
+        }
+    }
+
+    /// The readiness probe of this engine.
+    pub fn probe(&self) -> StoreProbe {
+        match self {
+            Self::Sqlite { pool, .. } => StoreProbe::Sqlite(pool.clone()),
+            Self::Redis { pool, .. } => StoreProbe::Redis(pool.clone()),
+            Self::Postgres { pool, .. } => StoreProbe::Postgres(pool.clone()),
+        }
+    }
+
+    /// The refresh single-flight of this engine: in-process for the embedded SQLite store
+    /// (one bridge), across replicas for the shared ones.
+    pub fn refresh_lock(&self) -> Arc<dyn RefreshLock> {
+        match self {
+            Self::Sqlite { .. } => Arc::new(InProcessRefreshLock::default()),
+            Self::Redis { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
+                RedisRefreshCoordinator::new(pool.clone()),
+            )),
+            Self::Postgres { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
+                PgRefreshCoordinator::new(pool.clone()),
+            )),
         }
     }
 
@@ -112,6 +219,8 @@ impl SessionBackend {
     pub fn index(&self) -> Arc<dyn SessionIndex> {
         match self {
             Self::Sqlite { index, .. } => index.clone(),
+            Self::Redis { index, .. } => index.clone(),
+            Self::Postgres { index, .. } => index.clone(),
         }
     }
 
@@ -121,6 +230,7 @@ impl SessionBackend {
             Self::Sqlite { pool, readers, .. } => {
                 Ok(AuthorityStore::new(pool.clone(), readers.clone()).await?)
             }
+            Self::Redis { .. } | Self::Postgres { .. } => Err(StoreError::AuthorityUnsupported),
         }
     }
 
@@ -139,6 +249,28 @@ impl SessionBackend {
                         }
                         if let Err(e) = index.purge_orphans(SQLITE_SESSIONS_TABLE).await {
                             tracing::warn!(error = %e, "session-index cleanup failed");
+                        }
+                    }
+                });
+            }
+            // Redis expires sessions itself; stale index members are dropped when read.
+            Self::Redis { .. } => {}
+            Self::Postgres { store, index, pool } => {
+                let store = store.clone();
+                let index = index.clone();
+                let outcomes = PgRefreshCoordinator::new(pool.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(CLEANUP_EVERY);
+                    loop {
+                        every.tick().await;
+                        if let Err(e) = store.delete_expired().await {
+                            tracing::warn!(error = %e, "expired-session cleanup failed");
+                        }
+                        if let Err(e) = index.purge_orphans().await {
+                            tracing::warn!(error = %e, "session-index cleanup failed");
+                        }
+                        if let Err(e) = outcomes.purge_expired().await {
+                            tracing::warn!(error = %e, "refresh-outcome cleanup failed");
                         }
                     }
                 });
