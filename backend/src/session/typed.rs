@@ -144,6 +144,9 @@ impl TypedSession {
         }
         pendings.push(pending);
         self.session.insert(PENDING_KEY, pendings).await?;
+        // Saved now, not after the response: a store that cannot take it must stop the
+        // redirect to the provider with a readable answer (a login that could never finish).
+        self.session.save().await?;
         Ok(())
     }
 

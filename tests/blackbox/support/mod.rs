@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod privacyidea;
+pub mod stores;
 
 use clap::Parser;
 use std::{
@@ -15,7 +16,7 @@ use std::{
 
 use login_bridge::{
     demo_api::ApiCallLog,
-    settings::{Secret, Settings},
+    settings::{Secret, Settings, StoreKind},
     startup::Application,
     state::AppState,
 };
@@ -138,6 +139,8 @@ pub struct AppOptions {
     pub upstreams: Vec<Value>,
     /// `[cors]`, as JSON.
     pub cors: Option<Value>,
+    /// `session.store` and `session.url` (a test's own Redis or PostgreSQL); SQLite if absent.
+    pub store: Option<(StoreKind, String)>,
 }
 
 impl Default for AppOptions {
@@ -156,6 +159,7 @@ impl Default for AppOptions {
             token_profile: None,
             upstreams: Vec::new(),
             cors: None,
+            store: None,
         }
     }
 }
@@ -268,6 +272,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
     if let Some(cors) = &opts.cors {
         s.cors = serde_json::from_value(cors.clone()).unwrap();
     }
+    if let Some((kind, url)) = &opts.store {
+        s.session.store = *kind;
+        s.session.url = Secret::new(url.clone());
+    }
     s.validate().unwrap();
     s
 }
@@ -306,6 +314,75 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         settings,
         server,
         dir,
+    }
+}
+
+/// Another replica of a running bridge: the same settings (and so the same shared store and
+/// provider) on a port of its own. Browsers reach it with the same cookies: a cookie is per
+/// host, not per port, as behind a load balancer.
+pub struct Replica {
+    pub address: String,
+    pub port: u16,
+    pub state: AppState,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    pub async fn replica(&self) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut settings = self.settings.clone();
+        settings.listen = ([127, 0, 0, 1], port).into();
+        let app = Application::build_with_listener(settings.compile().unwrap(), listener)
+            .await
+            .unwrap();
+        let state = app.state().clone();
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        tokio::time::timeout(Duration::from_secs(30), state.provider.wait_until_ready())
+            .await
+            .expect("discovery did not succeed within 30 s");
+        Replica {
+            address: format!("http://localhost:{port}"),
+            port,
+            state,
+            server,
+        }
+    }
+}
+
+impl Replica {
+    pub async fn session(&self, client: &reqwest::Client) -> reqwest::Response {
+        client
+            .get(format!("{}/auth/session", self.address))
+            .header(
+                shared::session::CSRF_HEADER,
+                shared::session::CSRF_HEADER_VALUE,
+            )
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn session_info(&self, client: &reqwest::Client) -> shared::session::SessionInfo {
+        let r = self.session(client).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    pub async fn api_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = reqwest::Client::new().get(format!("{}{}", self.address, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
     }
 }
 

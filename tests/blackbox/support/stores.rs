@@ -253,3 +253,43 @@ impl Drop for PostgresServer {
         }
     }
 }
+
+/// The shared store of a replica test: a Redis or a PostgreSQL of the test's own.
+pub enum SharedStore {
+    Redis(RedisServer),
+    Postgres(PostgresServer),
+}
+
+impl SharedStore {
+    pub async fn start(kind: login_bridge::settings::StoreKind) -> Self {
+        use login_bridge::settings::StoreKind;
+        match kind {
+            StoreKind::Redis => Self::Redis(RedisServer::start().await),
+            StoreKind::Postgres => Self::Postgres(PostgresServer::start().await),
+            StoreKind::Sqlite => panic!("SQLite is not a shared store"),
+        }
+    }
+
+    /// `AppOptions::store` for this server.
+    pub fn option(&self) -> Option<(login_bridge::settings::StoreKind, String)> {
+        use login_bridge::settings::StoreKind;
+        Some(match self {
+            Self::Redis(r) => (StoreKind::Redis, r.url()),
+            Self::Postgres(p) => (StoreKind::Postgres, p.url()),
+        })
+    }
+
+    pub async fn stop(&mut self) {
+        match self {
+            Self::Redis(r) => r.stop().await,
+            Self::Postgres(p) => p.stop().await,
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        match self {
+            Self::Redis(r) => r.restart().await,
+            Self::Postgres(p) => p.restart().await,
+        }
+    }
+}
