@@ -90,6 +90,18 @@ pub struct Settings {
     /// Cross-origin calls from SPAs served elsewhere (off by default).
     #[serde(default)]
     pub cors: CorsSettings,
+    /// Prometheus `/metrics` on a listener of its own (off by default).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: where `GET /metrics` is served. Never on the public listener: counters tell
+/// an outsider how the bridge is used, so they get an address only operators reach.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address of the metrics listener (`127.0.0.1:9464`); absent, no metrics at all.
+    pub listen: Option<SocketAddr>,
 }
 
 /// One `[[upstreams]]` entry: calls under `prefix` are authenticated like `/api`, then sent
@@ -333,6 +345,7 @@ impl Default for Settings {
             token_profiles: Vec::new(),
             upstreams: Vec::new(),
             cors: CorsSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -619,6 +632,15 @@ impl Settings {
         }
         if !self.oidc.scopes.iter().any(|s| s == "openid") {
             problems.push("oidc.scopes: must include \"openid\"".into());
+        }
+        if let Some(metrics) = self.metrics.listen
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            problems.push(
+                "metrics.listen: must differ from listen; metrics get a listener of their own"
+                    .into(),
+            );
         }
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
