@@ -49,8 +49,10 @@ impl AppError {
 }
 
 /// A session store failure is the bridge's problem, not the client's: a 500 saying nothing.
+/// Every such failure that reaches a client passes here, so it is counted here.
 impl From<crate::session::typed::SessionError> for AppError {
     fn from(e: crate::session::typed::SessionError) -> Self {
+        crate::metrics::store_error(e.source_name());
         Self::internal(e)
     }
 }
