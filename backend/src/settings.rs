@@ -93,6 +93,9 @@ pub struct Settings {
     /// Prometheus `/metrics` on a listener of its own (off by default).
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// How log lines are written.
+    #[serde(default)]
+    pub log: LogSettings,
 }
 
 /// `[metrics]`: where `GET /metrics` is served. Never on the public listener: counters tell
@@ -102,6 +105,22 @@ pub struct Settings {
 pub struct MetricsSettings {
     /// Address of the metrics listener (`127.0.0.1:9464`); absent, no metrics at all.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`: the format of log lines on stderr.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `text` for people, `json` (one object a line) for log collectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One `[[upstreams]]` entry: calls under `prefix` are authenticated like `/api`, then sent
@@ -346,6 +365,7 @@ impl Default for Settings {
             upstreams: Vec::new(),
             cors: CorsSettings::default(),
             metrics: MetricsSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }
