@@ -138,6 +138,8 @@ pub struct AppOptions {
     pub upstreams: Vec<Value>,
     /// `[cors]`, as JSON.
     pub cors: Option<Value>,
+    /// `[metrics]` with `listen` on a free loopback port.
+    pub metrics: bool,
 }
 
 impl Default for AppOptions {
@@ -156,6 +158,7 @@ impl Default for AppOptions {
             token_profile: None,
             upstreams: Vec::new(),
             cors: None,
+            metrics: false,
         }
     }
 }
@@ -169,6 +172,8 @@ pub struct TestApp {
     /// What the demo API recorded of each call (method, path, token fingerprint).
     pub api_calls: Arc<ApiCallLog>,
     pub settings: Settings,
+    /// The metrics listener's port, when `metrics` was asked for.
+    pub metrics_port: Option<u16>,
     server: JoinHandle<()>,
     pub dir: Arc<tempfile::TempDir>,
 }
@@ -268,6 +273,9 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
     if let Some(cors) = &opts.cors {
         s.cors = serde_json::from_value(cors.clone()).unwrap();
     }
+    if opts.metrics {
+        s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+    }
     s.validate().unwrap();
     s
 }
@@ -291,6 +299,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         .unwrap();
     let state = app.state().clone();
     let api_calls = app.api_calls();
+    let metrics_port = app.metrics_port();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
@@ -304,6 +313,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         state,
         api_calls,
         settings,
+        metrics_port,
         server,
         dir,
     }
