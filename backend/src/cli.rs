@@ -416,6 +416,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         issuer = %settings.oidc.issuer,
         "login-bridge listening"
     );
+    if let Some(port) = app.metrics_port() {
+        tracing::info!(port, "metrics at /metrics");
+    }
     app.run_until_stopped().await?;
     Ok(())
 }

@@ -807,6 +807,41 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_the_log_format_are_off_and_text_unless_configured() {
+        let parse = |toml: &str| {
+            Figment::from(Serialized::defaults(valid()))
+                .merge(Toml::string(toml))
+                .extract::<Settings>()
+                .map_err(|e| e.to_string())
+        };
+        let Ok(default) = parse("") else {
+            panic!("the defaults parse")
+        };
+        assert_eq!(default.metrics.listen, None);
+        assert_eq!(default.log.format, LogFormat::Text);
+        let Ok(set) = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\n")
+        else {
+            panic!("metrics and log parse")
+        };
+        assert_eq!(set.metrics.listen, Some(([127, 0, 0, 1], 9464).into()));
+        assert_eq!(set.log.format, LogFormat::Json);
+        assert!(parse("[log]\nformat = \"xml\"\n").is_err());
+    }
+
+    #[test]
+    fn metrics_may_not_share_the_public_listener() {
+        let mut s = valid();
+        s.metrics.listen = Some(s.listen);
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("metrics.listen")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn a_trusted_issuer_may_not_take_the_login_providers_name() {
         let mut s = valid();
         s.issuers = vec![IssuerSettings {
