@@ -1,6 +1,6 @@
 //! Every subcommand of the `login-bridge` binary: `serve` (the default), `check-config`,
-//! `token verify`, `keys` and `service-user`. `main.rs` only wires telemetry and hands the
-//! parsed command line here.
+//! `token verify`, `keys` and `service-user`. `main.rs` hands the parsed command line here;
+//! logging starts once the configuration (and so its log format) is loaded.
 
 use std::{fmt::Write, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -132,7 +132,7 @@ pub enum TokenCommand {
 }
 
 /// Runs the command line: loads the configuration once (every problem reported together),
-/// then the subcommand.
+/// starts logging in its `log.format`, then the subcommand.
 pub async fn run(cli: Cli) -> ExitCode {
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -141,6 +141,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // After loading: the format is a setting. Loading logs nothing; its problems go to stderr
+    // above.
+    crate::telemetry::init(settings.settings.log.format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             match toml_like(&settings.settings) {
@@ -413,6 +416,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         issuer = %settings.oidc.issuer,
         "login-bridge listening"
     );
+    if let Some(port) = app.metrics_port() {
+        tracing::info!(port, "metrics at /metrics");
+    }
     app.run_until_stopped().await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod demo_api;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod oidc;
 pub mod session;
 pub mod settings;

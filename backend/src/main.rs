@@ -1,10 +1,10 @@
-//! The `login-bridge` binary: wires telemetry and the command line; everything else lives in
-//! the library (`cli` runs the subcommands).
+//! The `login-bridge` binary: hands the command line to the library; `cli` loads the
+//! configuration, starts telemetry in its log format, and runs the subcommands.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use login_bridge::{cli, telemetry};
+use login_bridge::cli;
 
 // A request allocates many small, short-lived objects (headers, claims, JSON); mimalloc handles
 // that pattern markedly better than glibc's malloc (see bench/api-vs-healthz.sh).
@@ -13,6 +13,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
     cli::run(cli::Cli::parse()).await
 }

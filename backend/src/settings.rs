@@ -90,6 +90,37 @@ pub struct Settings {
     /// Cross-origin calls from SPAs served elsewhere (off by default).
     #[serde(default)]
     pub cors: CorsSettings,
+    /// Prometheus `/metrics` on a listener of its own (off by default).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    /// How log lines are written.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[metrics]`: where `GET /metrics` is served. Never on the public listener: counters tell
+/// an outsider how the bridge is used, so they get an address only operators reach.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Address of the metrics listener (`127.0.0.1:9464`); absent, no metrics at all.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`: the format of log lines on stderr.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `text` for people, `json` (one object a line) for log collectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One `[[upstreams]]` entry: calls under `prefix` are authenticated like `/api`, then sent
@@ -348,6 +379,8 @@ impl Default for Settings {
             token_profiles: Vec::new(),
             upstreams: Vec::new(),
             cors: CorsSettings::default(),
+            metrics: MetricsSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -644,6 +677,15 @@ impl Settings {
         if !self.oidc.scopes.iter().any(|s| s == "openid") {
             problems.push("oidc.scopes: must include \"openid\"".into());
         }
+        if let Some(metrics) = self.metrics.listen
+            && metrics.port() != 0
+            && metrics == self.listen
+        {
+            problems.push(
+                "metrics.listen: must differ from listen; metrics get a listener of their own"
+                    .into(),
+            );
+        }
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
         }
@@ -835,6 +877,41 @@ mod tests {
             panic!("an unknown store must be refused")
         };
         assert!(e.to_string().contains("sqlite"), "names the choices: {e}");
+    }
+
+    #[test]
+    fn metrics_and_the_log_format_are_off_and_text_unless_configured() {
+        let parse = |toml: &str| {
+            Figment::from(Serialized::defaults(valid()))
+                .merge(Toml::string(toml))
+                .extract::<Settings>()
+                .map_err(|e| e.to_string())
+        };
+        let Ok(default) = parse("") else {
+            panic!("the defaults parse")
+        };
+        assert_eq!(default.metrics.listen, None);
+        assert_eq!(default.log.format, LogFormat::Text);
+        let Ok(set) = parse("[metrics]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\n")
+        else {
+            panic!("metrics and log parse")
+        };
+        assert_eq!(set.metrics.listen, Some(([127, 0, 0, 1], 9464).into()));
+        assert_eq!(set.log.format, LogFormat::Json);
+        assert!(parse("[log]\nformat = \"xml\"\n").is_err());
+    }
+
+    #[test]
+    fn metrics_may_not_share_the_public_listener() {
+        let mut s = valid();
+        s.metrics.listen = Some(s.listen);
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("metrics.listen")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Building and running the server: `Application::build` binds the listener (port 0 works),
-//! exposes `port()`, and `run_until_stopped()` serves until a shutdown signal.
+//! exposes `port()`, and `run_until_stopped()` serves until a shutdown signal. With
+//! `[metrics]`, a second listener serves `/metrics` (`metrics_port()`), stopped by the same
+//! signal.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,6 +10,7 @@ use axum::{
     Router, middleware,
     routing::{any, get},
 };
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
@@ -17,6 +20,7 @@ use crate::{
     authority::{self, keyring::Authority},
     demo_api::{self, ApiCallLog},
     health,
+    metrics::{self, RequestMetrics},
     oidc::client::ProviderClient,
     session::{store::SessionBackend, typed::SessionIndexHandle},
     settings::Config,
@@ -36,6 +40,8 @@ pub struct Application {
     router: Router,
     state: AppState,
     api_calls: Arc<ApiCallLog>,
+    /// The metrics listener and its router, when `[metrics]` names an address.
+    metrics: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -54,6 +60,18 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        // Bound before anything else starts, so a taken metrics port fails the start at once.
+        let metrics_listener =
+            match config.settings.metrics.listen {
+                Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} (setting `metrics.listen`)")
+                })?),
+                None => None,
+            };
+        let metrics = match metrics_listener {
+            Some(listener) => Some((listener, metrics::router(metrics::install()?))),
+            None => None,
+        };
         let Config {
             settings,
             issuers,
@@ -132,17 +150,37 @@ impl Application {
                 router(state2, store, calls, upstreams, upstream_http)
             }
         };
+        // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
+        // `[metrics]` no request pays for it.
+        let router = if metrics.is_some() {
+            let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
+            router.layer(middleware::from_fn_with_state(
+                Arc::new(RequestMetrics::new(prefixes.collect())),
+                metrics::track_requests,
+            ))
+        } else {
+            router
+        };
         Ok(Self {
             port,
             listener,
             router,
             state,
             api_calls,
+            metrics,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the metrics listener, when `[metrics]` is configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     pub fn state(&self) -> &AppState {
@@ -154,16 +192,23 @@ impl Application {
         self.api_calls.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests.
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (on both listeners).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stop = shutdown_signal().shared();
         // The peer address decides whether a gateway header may sign users in.
-        axum::serve(
+        let public = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+        .with_graceful_shutdown(stop.clone());
+        match self.metrics {
+            Some((listener, router)) => {
+                let metrics = axum::serve(listener, router).with_graceful_shutdown(stop);
+                tokio::try_join!(public.into_future(), metrics.into_future()).map(drop)
+            }
+            None => public.await,
+        }
     }
 }
 

@@ -287,12 +287,12 @@ async fn a_bridge_restart_keeps_sessions() {
 }
 
 /// Tokens of the refresh tests live this long; the bridge refreshes in the second half.
-const SHORT_TTL: u64 = 6;
+pub(crate) const SHORT_TTL: u64 = 6;
 
 /// Waits (for the clock, not for an event: token lifetimes are in whole seconds) until the
 /// bridge considers a token expiring at `expires_at` due for refresh: 2 s before expiry, well
 /// inside the last half of its life, with a fresh token's whole first half as slack.
-async fn wait_until_refresh_is_due(expires_at: i64) {
+pub(crate) async fn wait_until_refresh_is_due(expires_at: i64) {
     let due = (expires_at - 2 - now()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(due * 1000 + 200)).await;
 }
@@ -348,18 +348,9 @@ async fn concurrent_session_calls_near_expiry_refresh_exactly_once() {
     assert_eq!(app.idp.stat("token_requests.refresh_token").await, 1);
 }
 
-#[tokio::test]
-async fn a_refused_refresh_ends_the_session_cleanly() {
-    let app = spawn_app_with(AppOptions {
-        access_token_ttl: SHORT_TTL,
-        refresh_before_expiry_secs: 60,
-        ..AppOptions::default()
-    })
-    .await;
-    let client = browser();
-    app.sign_in(&client, "alice", "wonderland").await;
-    let info = app.session_info(&client).await;
-    // End the provider session behind the bridge's back: its refresh tokens die with it.
+/// Ends the browser's session at the provider behind the bridge's back: its refresh tokens
+/// die with it.
+pub(crate) async fn end_the_provider_session(app: &TestApp, client: &reqwest::Client) {
     let url = format!("{}/session/end?client_id={}", app.idp.issuer, CLIENT_ID);
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();
     let xsrf_at = page.find("name=\"xsrf\" value=\"").unwrap() + "name=\"xsrf\" value=\"".len();
@@ -371,6 +362,20 @@ async fn a_refused_refresh_ends_the_session_cleanly() {
         .await
         .unwrap();
     assert!(r.status().is_redirection());
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session_cleanly() {
+    let app = spawn_app_with(AppOptions {
+        access_token_ttl: SHORT_TTL,
+        refresh_before_expiry_secs: 60,
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let info = app.session_info(&client).await;
+    end_the_provider_session(&app, &client).await;
     wait_until_refresh_is_due(info.expires_at).await;
 
     let r = app.session(&client).await;

@@ -7,6 +7,7 @@ mod authority;
 mod browser;
 mod code_flow;
 mod gateway;
+mod metrics;
 mod privacyidea;
 mod replicas;
 mod support;

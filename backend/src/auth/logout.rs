@@ -4,7 +4,11 @@ use axum::{Json, extract::State, http::HeaderMap};
 use shared::session::LogoutResponse;
 
 use super::csrf::require_same_origin;
-use crate::{error::AppResult, session::typed::TypedSession, state::AppState};
+use crate::{
+    error::AppResult,
+    session::typed::{EndReason, TypedSession},
+    state::AppState,
+};
 
 #[tracing::instrument(skip_all)]
 pub async fn logout(
@@ -14,7 +18,7 @@ pub async fn logout(
 ) -> AppResult<Json<LogoutResponse>> {
     require_same_origin(&headers, &state.settings.origin())?;
     let user = session.user().await?;
-    session.end().await?;
+    session.end(EndReason::Logout).await?;
     // Only a provider sign-in has a provider session to end.
     let provider_tokens = user.as_ref().and_then(|u| u.provider_tokens());
     let end_session_url = match (state.provider.ready(), provider_tokens) {

@@ -417,8 +417,24 @@ pub async fn refresh(state: &AppState, current: &SessionUser) -> RefreshOutcome 
     state.refresh_lock.run(&refresh_token, work).await
 }
 
-#[tracing::instrument(skip_all, fields(user = %current.principal.user.id))]
+/// One refresh at the provider (callers sharing it are not counted again).
 async fn do_refresh(
+    state: AppState,
+    current: SessionUser,
+    refresh_token: String,
+) -> RefreshOutcome {
+    crate::metrics::refresh_started();
+    let outcome = do_refresh_uncounted(state, current, refresh_token).await;
+    match &outcome {
+        Ok(_) => {}
+        Err(RefreshFailure::Refused(_)) => crate::metrics::refresh_failed("refused"),
+        Err(RefreshFailure::Unavailable(_)) => crate::metrics::refresh_failed("unavailable"),
+    }
+    outcome
+}
+
+#[tracing::instrument(skip_all, fields(user = %current.principal.user.id))]
+async fn do_refresh_uncounted(
     state: AppState,
     current: SessionUser,
     refresh_token: String,

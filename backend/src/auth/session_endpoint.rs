@@ -16,7 +16,7 @@ use crate::{
     error::{AppError, AppResult},
     session::{
         refresh::RefreshFailure,
-        typed::TypedSession,
+        typed::{EndReason, TypedSession},
         user::{SessionUser, SignIn},
     },
     state::AppState,
@@ -80,7 +80,7 @@ pub async fn session_info(
         && u.auth_token().1 <= now()
     {
         tracing::info!(user = %u.principal.user.id, "gateway session ended: its JWT expired");
-        session.sign_out_user().await?;
+        session.sign_out_user(EndReason::GatewayExpired).await?;
         user = None;
     }
     let Some(mut user) = user else {
@@ -105,7 +105,7 @@ pub async fn session_info(
             }
             Err(RefreshFailure::Refused(reason)) => {
                 tracing::info!(%reason, "session ended: refresh refused");
-                session.sign_out_user().await?;
+                session.sign_out_user(EndReason::RefreshRefused).await?;
                 return Ok(unauthenticated(true));
             }
             Err(RefreshFailure::Unavailable(reason)) => {

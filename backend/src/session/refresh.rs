@@ -73,7 +73,11 @@ impl RefreshLock for InProcessRefreshLock {
             Err(p) => p.into_inner(),
         };
         map.retain(|_, (started, _)| started.elapsed() < REMEMBER_FOR);
-        map.entry(key)
+        let entry = map.entry(key);
+        if matches!(entry, std::collections::hash_map::Entry::Occupied(_)) {
+            crate::metrics::refresh_coalesced();
+        }
+        entry
             .or_insert_with(|| (Instant::now(), work.shared()))
             .1
             .clone()

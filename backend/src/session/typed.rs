@@ -39,6 +39,40 @@ pub enum SessionError {
     Index(#[from] IndexError),
 }
 
+/// Why a signed-in session ended (the label of the sessions-ended metric).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user signed out.
+    Logout,
+    /// Another identity signed in on this browser.
+    Replaced,
+    /// The provider refused the refresh.
+    RefreshRefused,
+    /// The gateway JWT the session rested on expired.
+    GatewayExpired,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Logout => "logout",
+            EndReason::Replaced => "replaced",
+            EndReason::RefreshRefused => "refresh_refused",
+            EndReason::GatewayExpired => "gateway_expired",
+        }
+    }
+}
+
+impl SessionError {
+    /// Which store failed, for the store-errors metric.
+    pub fn source_name(&self) -> &'static str {
+        match self {
+            SessionError::Store(_) => "session",
+            SessionError::Index(_) => "index",
+        }
+    }
+}
+
 /// The session index, as a sub-state handlers get through `FromRef`.
 #[derive(Clone)]
 pub struct SessionIndexHandle(pub Arc<dyn SessionIndex>);
@@ -96,6 +130,7 @@ impl TypedSession {
         {
             self.index.add(&id.to_string(), keys).await?;
         }
+        crate::metrics::session_created();
         Ok(())
     }
 
@@ -106,7 +141,7 @@ impl TypedSession {
         user: SessionUser,
         keys: &[IndexKey],
     ) -> Result<(), SessionError> {
-        self.end().await?;
+        self.end(EndReason::Replaced).await?;
         self.sign_in(user, keys).await
     }
 
@@ -117,20 +152,28 @@ impl TypedSession {
     }
 
     /// Forgets the signed-in user, keeping the rest of the session (a refused refresh).
-    pub async fn sign_out_user(&self) -> Result<(), SessionError> {
-        self.session.remove_value(USER_KEY).await?;
+    pub async fn sign_out_user(&self, reason: EndReason) -> Result<(), SessionError> {
+        let signed_in = self.session.remove_value(USER_KEY).await?.is_some();
         if let Some(id) = self.session.id() {
             self.index.remove(&id.to_string()).await?;
+        }
+        if signed_in {
+            crate::metrics::session_ended(reason.as_str());
         }
         Ok(())
     }
 
     /// Ends the whole session: data deleted, cookie removed, index rows gone.
-    pub async fn end(&self) -> Result<(), SessionError> {
+    pub async fn end(&self, reason: EndReason) -> Result<(), SessionError> {
+        // Only a session with a user counts as ended (a logout without one ends nothing).
+        let signed_in = self.session.get_value(USER_KEY).await?.is_some();
         if let Some(id) = self.session.id() {
             self.index.remove(&id.to_string()).await?;
         }
         self.session.flush().await?;
+        if signed_in {
+            crate::metrics::session_ended(reason.as_str());
+        }
         Ok(())
     }
 

@@ -157,11 +157,24 @@ impl TrustEngine {
         self.verify_restricted(token, Some(issuer_names)).await
     }
 
+    /// Every bearer-style verification passes here once, so it is counted here.
     async fn verify_restricted(
         &self,
         token: &str,
         only: Option<&[&str]>,
     ) -> Result<Arc<Principal>, Rejection> {
+        let (result, reason) = self.verify_uncounted(token, only).await;
+        crate::metrics::token_verification(result.is_ok(), reason);
+        result
+    }
+
+    /// [`Self::verify_restricted`] without the metric; also says how it ended (`cached`,
+    /// `verified`, or the rejection's reason).
+    async fn verify_uncounted(
+        &self,
+        token: &str,
+        only: Option<&[&str]>,
+    ) -> (Result<Arc<Principal>, Rejection>, &'static str) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let allowed = |name: &str| only.is_none_or(|o| o.contains(&name));
@@ -169,24 +182,38 @@ impl TrustEngine {
             self.read().get(iss).map(|i| i.key_generation())
         }) {
             return if allowed(&p.issuer_name) {
-                Ok(p)
+                (Ok(p), "cached")
             } else {
-                Err(TokenError::UntrustedIssuer.into())
+                (
+                    Err(TokenError::UntrustedIssuer.into()),
+                    TokenError::UntrustedIssuer.reason(),
+                )
             };
         }
-        let iss = peek_issuer(token)?;
-        let issuer = self
-            .issuer_for(&iss)
-            .filter(|i| allowed(&i.name))
-            .ok_or(TokenError::UntrustedIssuer)?;
+        let invalid = |e: TokenError| {
+            let reason = e.reason();
+            (Err(e.into()), reason)
+        };
+        let iss = match peek_issuer(token) {
+            Ok(iss) => iss,
+            Err(e) => return invalid(e),
+        };
+        let Some(issuer) = self.issuer_for(&iss).filter(|i| allowed(&i.name)) else {
+            return invalid(TokenError::UntrustedIssuer);
+        };
         // The generation before verification: if keys change meanwhile, the entry is void.
         let generation = issuer.key_generation();
-        let validated = check_with(&issuer, token, None).await?;
+        let validated = match check_with(&issuer, token, None).await {
+            Ok(v) => v,
+            Err(e) => return invalid(e),
+        };
         let principal = Principal::from_token(&issuer, validated, token);
-        admit(&issuer, &principal, &principal.claims).map_err(Rejection::Policy)?;
+        if let Err(why) = admit(&issuer, &principal, &principal.claims) {
+            return (Err(Rejection::Policy(why)), "policy");
+        }
         let principal = Arc::new(principal);
         self.cache.insert(key, principal.clone(), generation, now);
-        Ok(principal)
+        (Ok(principal), "verified")
     }
 
     /// Verifies an OIDC ID token of the issuer registered as `issuer_name` for this client
@@ -199,9 +226,10 @@ impl TrustEngine {
         client_id: &str,
         nonce: Option<&str>,
     ) -> Result<ValidatedToken, TokenError> {
-        let issuer = self
-            .issuer_named(issuer_name)
-            .ok_or(TokenError::UntrustedIssuer)?;
+        let Some(issuer) = self.issuer_named(issuer_name) else {
+            crate::metrics::token_verification(false, TokenError::UntrustedIssuer.reason());
+            return Err(TokenError::UntrustedIssuer);
+        };
         let expect = Expectations {
             issuer: &issuer.issuer,
             algorithms: &issuer.algorithms,
@@ -210,7 +238,12 @@ impl TrustEngine {
             required_typ: None,
             required_claims: &[],
         };
-        validate_steps_for(token, issuer.keys(), &expect, None).await
+        let result = validate_steps_for(token, issuer.keys(), &expect, None).await;
+        match &result {
+            Ok(_) => crate::metrics::token_verification(true, "verified"),
+            Err(e) => crate::metrics::token_verification(false, e.reason()),
+        }
+        result
     }
 
     /// Route policies for `path` that apply to this principal.

@@ -176,7 +176,14 @@ impl JwksCache {
         self.fetch_locked().await
     }
 
+    /// Every fetch (startup, schedule, unknown `kid`) passes here, so it is counted here.
     async fn fetch_locked(&self) -> Result<(), JwksError> {
+        let result = self.fetch_uncounted().await;
+        crate::metrics::jwks_fetch(result.is_ok());
+        result
+    }
+
+    async fn fetch_uncounted(&self) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http

@@ -96,6 +96,30 @@ pub enum TokenError {
     UntrustedIssuer,
 }
 
+impl TokenError {
+    /// A short fixed name of the reason, for the verification metric (never token material).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "too_large",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::AlgorithmNotAllowed(_) => "algorithm",
+            TokenError::ForbiddenHeader(_) => "forbidden_header",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "signature",
+            TokenError::MissingClaim(_)
+            | TokenError::InvalidClaim(_)
+            | TokenError::MissingRequiredClaim(_) => "claims",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
+            TokenError::WrongIssuer | TokenError::UntrustedIssuer => "issuer",
+            TokenError::WrongAudience => "audience",
+            TokenError::WrongAuthorizedParty => "azp",
+            TokenError::WrongType => "type",
+            TokenError::NonceMismatch => "nonce",
+        }
+    }
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -141,6 +141,8 @@ pub struct AppOptions {
     pub cors: Option<Value>,
     /// `session.store` and `session.url` (a test's own Redis or PostgreSQL); SQLite if absent.
     pub store: Option<(StoreKind, String)>,
+    /// `[metrics]` with `listen` on a free loopback port.
+    pub metrics: bool,
 }
 
 impl Default for AppOptions {
@@ -160,6 +162,7 @@ impl Default for AppOptions {
             upstreams: Vec::new(),
             cors: None,
             store: None,
+            metrics: false,
         }
     }
 }
@@ -173,6 +176,8 @@ pub struct TestApp {
     /// What the demo API recorded of each call (method, path, token fingerprint).
     pub api_calls: Arc<ApiCallLog>,
     pub settings: Settings,
+    /// The metrics listener's port, when `metrics` was asked for.
+    pub metrics_port: Option<u16>,
     server: JoinHandle<()>,
     pub dir: Arc<tempfile::TempDir>,
 }
@@ -276,6 +281,9 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         s.session.store = *kind;
         s.session.url = Secret::new(url.clone());
     }
+    if opts.metrics {
+        s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+    }
     s.validate().unwrap();
     s
 }
@@ -299,6 +307,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         .unwrap();
     let state = app.state().clone();
     let api_calls = app.api_calls();
+    let metrics_port = app.metrics_port();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
@@ -312,6 +321,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         state,
         api_calls,
         settings,
+        metrics_port,
         server,
         dir,
     }

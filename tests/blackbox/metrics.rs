@@ -1,0 +1,265 @@
+//! `/metrics`: served on its own listener only when `[metrics]` asks for it, never on the
+//! public one, and its counters move as a real sign-in, API calls, refreshes and a logout
+//! happen.
+//!
+//! The metrics recorder is one per process and every test of this binary shares it, so the
+//! tests compare a counter before and after (it must have grown), never exact values.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jsonwebtoken::Algorithm;
+use reqwest::{StatusCode, header};
+use serde_json::json;
+
+use crate::{
+    api_and_session::{SHORT_TTL, end_the_provider_session, wait_until_refresh_is_due},
+    support::*,
+};
+
+/// The metrics text of the app's metrics listener.
+async fn scrape(app: &TestApp) -> String {
+    let Some(port) = app.metrics_port else {
+        panic!("the app has no metrics listener");
+    };
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let content_type = r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    r.text().await.unwrap()
+}
+
+/// The sum of the samples of `name` whose labels include all of `labels` (0 when none).
+fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, number) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let matches = labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+            matches.then(|| number.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// Asserts that the series grew between the two scrapes.
+fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
+    let (b, a) = (value(before, name, labels), value(after, name, labels));
+    assert!(a > b, "{name}{labels:?} did not move: {b} -> {a}\n{after}");
+}
+
+fn access_claims(app: &TestApp) -> serde_json::Value {
+    json!({
+        "iss": app.idp.issuer, "sub": ALICE_SUB, "aud": AUDIENCE,
+        "iat": now(), "exp": now() + 300, "preferred_username": "alice",
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() {
+    let app = spawn_app_with(AppOptions {
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let before = scrape(&app).await;
+
+    // A sign-in, the SPA's session call, API calls with a valid and invalid tokens, a logout.
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let token = app.session_info(&client).await.auth_token;
+    assert_eq!(
+        app.api_get("/api/me", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.api_get("/api/me", Some("garbage")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut expired = access_claims(&app);
+    expired["exp"] = json!(now() - 60);
+    assert_eq!(
+        app.api_get("/api/me", Some(&sign_as_idp(&expired)))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // An unknown `kid` makes the bridge fetch the provider's key set once more.
+    let unknown_kid = sign_with(
+        "issuer-rsa-a",
+        Algorithm::RS256,
+        Some("not-a-provider-kid"),
+        &access_claims(&app),
+    );
+    assert_eq!(
+        app.api_get("/api/me", Some(&unknown_kid)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = client
+        .post(format!("{}/auth/logout", app.address))
+        .header(shared::session::CSRF_HEADER, "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.api_get("/healthz", None).await.status(), StatusCode::OK);
+
+    let after = scrape(&app).await;
+    let requests = "login_bridge_http_requests_total";
+    assert_moved(
+        &before,
+        &after,
+        requests,
+        &[("class", "auth"), ("status", "2xx")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        requests,
+        &[("class", "auth"), ("status", "3xx")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        requests,
+        &[("class", "api"), ("status", "2xx")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        requests,
+        &[("class", "api"), ("status", "4xx")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        requests,
+        &[("class", "health"), ("status", "2xx")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_http_request_duration_seconds_count",
+        &[("class", "api")],
+    );
+    let verifications = "login_bridge_token_verifications_total";
+    assert_moved(&before, &after, verifications, &[("outcome", "valid")]);
+    for reason in ["malformed", "expired", "unknown_key"] {
+        assert_moved(
+            &before,
+            &after,
+            verifications,
+            &[("outcome", "invalid"), ("reason", reason)],
+        );
+    }
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_jwks_fetches_total",
+        &[("outcome", "ok")],
+    );
+    assert_moved(&before, &after, "login_bridge_sessions_created_total", &[]);
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_sessions_ended_total",
+        &[("reason", "logout")],
+    );
+    // No label is a path, a user or a token.
+    assert!(!after.contains("/api/me"), "{after}");
+    assert!(!after.contains("alice"), "{after}");
+    assert!(!after.contains(&token), "{after}");
+
+    // The public listener does not serve them.
+    let public = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    let body = public.text().await.unwrap();
+    assert!(!body.contains("login_bridge_"), "public /metrics: {body}");
+}
+
+#[tokio::test]
+async fn without_a_metrics_section_there_is_no_metrics_listener() {
+    let app = spawn_app().await;
+
+    assert_eq!(app.settings.metrics.listen, None);
+    assert_eq!(app.metrics_port, None, "no second listener");
+    let public = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    let body = public.text().await.unwrap();
+    assert!(!body.contains("login_bridge_"), "public /metrics: {body}");
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_count_one_started_and_the_others_coalesced() {
+    let app = spawn_app_with(AppOptions {
+        access_token_ttl: SHORT_TTL,
+        refresh_before_expiry_secs: 60,
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let first = app.session_info(&client).await;
+    wait_until_refresh_is_due(first.expires_at).await;
+    let before = scrape(&app).await;
+
+    let answers = futures::future::join_all((0..10).map(|_| app.session(&client))).await;
+
+    assert!(answers.iter().all(|a| a.status() == StatusCode::OK));
+    let after = scrape(&app).await;
+    assert_moved(&before, &after, "login_bridge_refreshes_started_total", &[]);
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_refreshes_coalesced_total",
+        &[],
+    );
+}
+
+#[tokio::test]
+async fn a_refused_refresh_counts_as_failed_and_ends_the_session() {
+    let app = spawn_app_with(AppOptions {
+        access_token_ttl: SHORT_TTL,
+        refresh_before_expiry_secs: 60,
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let info = app.session_info(&client).await;
+    end_the_provider_session(&app, &client).await;
+    wait_until_refresh_is_due(info.expires_at).await;
+    let before = scrape(&app).await;
+
+    let r = app.session(&client).await;
+
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let after = scrape(&app).await;
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_refreshes_failed_total",
+        &[("reason", "refused")],
+    );
+    assert_moved(
+        &before,
+        &after,
+        "login_bridge_sessions_ended_total",
+        &[("reason", "refresh_refused")],
+    );
+}
