@@ -224,13 +224,16 @@ impl SessionBackend {
         }
     }
 
-    /// The authority's tables (signing keys, service users, replay records) in this store.
+    /// The authority's records (signing keys, service users, replay records) in this store:
+    /// with a shared engine, every replica signs with the same keys and refuses an assertion
+    /// another one accepted.
     pub async fn authority_store(&self) -> Result<AuthorityStore, StoreError> {
         match self {
             Self::Sqlite { pool, readers, .. } => {
-                Ok(AuthorityStore::new(pool.clone(), readers.clone()).await?)
+                Ok(AuthorityStore::sqlite(pool.clone(), readers.clone()).await?)
             }
-            Self::Redis { .. } | Self::Postgres { .. } => Err(StoreError::AuthorityUnsupported),
+            Self::Redis { .. } => Err(StoreError::AuthorityUnsupported),
+            Self::Postgres { pool, .. } => Ok(AuthorityStore::postgres(pool.clone())),
         }
     }
 

@@ -1,30 +1,41 @@
 //! What the authority keeps in the bridge's store: its signing keys (private halves sealed
 //! under the key-encryption key), service users with their public keys, and the `jti`s of
-//! assertions already used. Tables live in the same SQLite file as the sessions.
+//! assertions already used.
+//!
+//! They live in the same engine as the sessions (`session.store`): the embedded SQLite file
+//! (`sqlite`), or PostgreSQL shared by every replica (`postgres`), so that
+//! replicas sign with the same keys, know the same service users and refuse an assertion
+//! another replica already accepted. The engine is chosen once, when the store is opened;
+//! [`AuthorityStore`] hands each call to it and keeps the one cache that is engine-independent
+//! (the token endpoint's key lookups).
+
+mod postgres;
+mod sqlite;
 
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
 };
 
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
+use sqlx::{PgPool, SqlitePool};
 
-use super::replay::{ReplayError, ReplayLog};
+use super::replay::ReplayError;
 
+/// Why the store did not answer. Never holds the store's address or credentials.
 #[derive(Debug, thiserror::Error)]
-#[error("authority store: {0}")]
-pub struct AuthorityStoreError(String);
-
-impl From<sqlx::Error> for AuthorityStoreError {
-    fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<ReplayError> for AuthorityStoreError {
-    fn from(e: ReplayError) -> Self {
-        Self(e.to_string())
-    }
+pub enum AuthorityStoreError {
+    #[error("authority store: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("authority store: {0}")]
+    Redis(#[from] fred::error::Error),
+    #[error("authority store: {0}")]
+    Replay(#[from] ReplayError),
+    /// A write the store refused because of what it holds (a duplicate, a missing user).
+    #[error("authority store: {0}")]
+    Refused(String),
+    /// A stored record that cannot be read back (edited by hand, or by another version).
+    #[error("authority store: unreadable record {0}")]
+    Corrupt(String),
 }
 
 type Result<T> = std::result::Result<T, AuthorityStoreError>;
@@ -74,22 +85,26 @@ pub struct ServiceKey {
     pub created_at: i64,
 }
 
-/// The authority's tables in the embedded SQLite store.
+/// The engine holding the tables (or keys).
+#[derive(Clone)]
+enum Engine {
+    Sqlite(sqlite::SqliteTables),
+    Postgres(postgres::PgTables),
+}
+
+/// The authority's records in the configured store.
 #[derive(Clone)]
 pub struct AuthorityStore {
-    /// The store's one writer.
-    pool: SqlitePool,
-    /// Read-only connections to the same database, for the hot lookups.
-    readers: SqlitePool,
-    replays: ReplayLog,
+    engine: Engine,
     /// `key_with_user` answers by key id. Keys and users never change but for `disabled` and
-    /// removal, which the replay record's insert checks itself; so these may be stale.
+    /// removal, which the replay record's write checks itself; so these may be stale.
     assertion_keys: Arc<RwLock<HashMap<String, (ServiceKey, ServiceUser)>>>,
 }
 
 /// Entries of the assertion-key cache at most (it is emptied when full).
 const ASSERTION_KEYS: usize = 10_000;
 
+/// A list column (roles, groups, permissions) as stored: a JSON array of strings.
 fn list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
@@ -98,245 +113,94 @@ fn text(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-impl AuthorityStore {
-    /// Creates the tables when missing.
-    pub async fn new(pool: SqlitePool, readers: SqlitePool) -> Result<Self> {
-        for ddl in [
-            "CREATE TABLE IF NOT EXISTS signing_keys (
-                kid TEXT PRIMARY KEY,
-                alg TEXT NOT NULL,
-                sealed_private BLOB NOT NULL,
-                created_at INTEGER NOT NULL,
-                retired_at INTEGER,
-                publish_until INTEGER
-            )",
-            "CREATE TABLE IF NOT EXISTS service_users (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL UNIQUE,
-                roles TEXT NOT NULL,
-                groups_ TEXT NOT NULL,
-                permissions TEXT NOT NULL,
-                disabled INTEGER NOT NULL DEFAULT 0,
-                expires_at INTEGER,
-                created_at INTEGER NOT NULL
-            )",
-            "CREATE TABLE IF NOT EXISTS service_user_keys (
-                key_id TEXT PRIMARY KEY,
-                user_id TEXT NOT NULL REFERENCES service_users(id),
-                alg TEXT NOT NULL,
-                public_pem TEXT NOT NULL,
-                created_at INTEGER NOT NULL
-            )",
-            "CREATE TABLE IF NOT EXISTS used_assertions (
-                issuer TEXT NOT NULL,
-                jti TEXT NOT NULL,
-                expires_at INTEGER NOT NULL,
-                PRIMARY KEY (issuer, jti)
-            ) WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS used_assertions_expiry ON used_assertions (expires_at)",
-        ] {
-            sqlx::query(ddl).execute(&pool).await?;
+/// Sends the call to the engine's implementation of the same name.
+macro_rules! each_engine {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match &$self.engine {
+            Engine::Sqlite(e) => e.$method($($arg),*).await,
+            Engine::Postgres(e) => e.$method($($arg),*).await,
         }
-        Ok(Self {
-            replays: ReplayLog::start(pool.clone()),
-            pool,
-            readers,
+    };
+}
+
+impl AuthorityStore {
+    /// The tables in the embedded SQLite file (created when missing): `pool` is its one
+    /// writer, `readers` read-only connections for the hot lookups.
+    pub async fn sqlite(pool: SqlitePool, readers: SqlitePool) -> Result<Self> {
+        Ok(Self::on(Engine::Sqlite(
+            sqlite::SqliteTables::new(pool, readers).await?,
+        )))
+    }
+
+    /// The tables in PostgreSQL (created by the bridge's migrations when the pool connected).
+    pub fn postgres(pool: PgPool) -> Self {
+        Self::on(Engine::Postgres(postgres::PgTables::new(pool)))
+    }
+
+    fn on(engine: Engine) -> Self {
+        Self {
+            engine,
             assertion_keys: Arc::default(),
-        })
+        }
     }
 
     // ---- signing keys ----
 
-    fn key_row(row: &SqliteRow) -> StoredKey {
-        StoredKey {
-            kid: row.get("kid"),
-            alg: row.get("alg"),
-            sealed_private: row.get("sealed_private"),
-            created_at: row.get("created_at"),
-            retired_at: row.get("retired_at"),
-            publish_until: row.get("publish_until"),
-        }
-    }
-
-    /// Every stored signing key, oldest first.
+    /// Every stored signing key, oldest first (ties by `kid`).
     pub async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::key_row).collect())
+        each_engine!(self.signing_keys())
     }
 
     pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.sealed_private)
-        .bind(key.created_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        each_engine!(self.insert_signing_key(key))
     }
 
-    /// Replaces the current key of `alg` by `new` in one transaction: the old one is retired
-    /// and stays published until `publish_until`.
+    /// Replaces the current key of `alg` by `new` at once: the old one is retired and stays
+    /// published until `publish_until`. Returns how many keys were retired.
     pub async fn rotate(&self, new: &StoredKey, now: i64, publish_until: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let retired = sqlx::query(
-            "UPDATE signing_keys SET retired_at = ?, publish_until = ?
-             WHERE alg = ? AND retired_at IS NULL",
-        )
-        .bind(now)
-        .bind(publish_until)
-        .bind(&new.alg)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
-             VALUES (?, ?, ?, ?, NULL, NULL)",
-        )
-        .bind(&new.kid)
-        .bind(&new.alg)
-        .bind(&new.sealed_private)
-        .bind(new.created_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(retired)
+        each_engine!(self.rotate(new, now, publish_until))
     }
 
     /// Deletes retired keys whose last token has expired (private half included).
     pub async fn delete_spent_keys(&self, now: i64) -> Result<u64> {
-        Ok(sqlx::query(
-            "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until <= ?",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        each_engine!(self.delete_spent_keys(now))
     }
 
     // ---- service users ----
 
-    fn user_row(row: &SqliteRow) -> ServiceUser {
-        ServiceUser {
-            id: row.get("id"),
-            name: row.get("name"),
-            roles: list(row.get("roles")),
-            groups: list(row.get("groups_")),
-            permissions: list(row.get("permissions")),
-            disabled: row.get::<i64, _>("disabled") != 0,
-            expires_at: row.get("expires_at"),
-            created_at: row.get("created_at"),
-        }
-    }
-
+    /// Creates the user with its first key, both or neither.
     pub async fn create_service_user(&self, user: &ServiceUser, key: &ServiceKey) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO service_users (id, name, roles, groups_, permissions, disabled, expires_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&user.id)
-        .bind(&user.name)
-        .bind(text(&user.roles))
-        .bind(text(&user.groups))
-        .bind(text(&user.permissions))
-        .bind(user.disabled as i64)
-        .bind(user.expires_at)
-        .bind(user.created_at)
-        .execute(&mut *tx)
-        .await?;
-        Self::insert_key(&mut tx, key).await?;
-        tx.commit().await?;
-        Ok(())
+        each_engine!(self.create_service_user(user, key))
     }
 
-    async fn insert_key(tx: &mut sqlx::SqliteConnection, key: &ServiceKey) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO service_user_keys (key_id, user_id, alg, public_pem, created_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.user_id)
-        .bind(&key.alg)
-        .bind(&key.public_pem)
-        .bind(key.created_at)
-        .execute(tx)
-        .await?;
-        Ok(())
-    }
-
+    /// Adds a key to an existing user.
     pub async fn add_service_key(&self, key: &ServiceKey) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        Self::insert_key(&mut conn, key).await
+        each_engine!(self.add_service_key(key))
     }
 
     /// Removes a key of `user_id`; false when it has no such key.
     pub async fn remove_service_key(&self, user_id: &str, key_id: &str) -> Result<bool> {
-        Ok(
-            sqlx::query("DELETE FROM service_user_keys WHERE user_id = ? AND key_id = ?")
-                .bind(user_id)
-                .bind(key_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0,
-        )
+        each_engine!(self.remove_service_key(user_id, key_id))
     }
 
     /// The user with this id, or this name.
     pub async fn service_user(&self, id_or_name: &str) -> Result<Option<ServiceUser>> {
-        let row = sqlx::query("SELECT * FROM service_users WHERE id = ? OR name = ?")
-            .bind(id_or_name)
-            .bind(id_or_name)
-            .fetch_optional(&self.readers)
-            .await?;
-        Ok(row.as_ref().map(Self::user_row))
+        each_engine!(self.service_user(id_or_name))
     }
 
+    /// Every user, by name (byte order).
     pub async fn service_users(&self) -> Result<Vec<ServiceUser>> {
-        let rows = sqlx::query("SELECT * FROM service_users ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(Self::user_row).collect())
+        each_engine!(self.service_users())
     }
 
+    /// False when there is no such user.
     pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<bool> {
-        Ok(
-            sqlx::query("UPDATE service_users SET disabled = ? WHERE id = ?")
-                .bind(disabled as i64)
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                > 0,
-        )
+        each_engine!(self.set_disabled(user_id, disabled))
     }
 
+    /// The user's keys, oldest first (ties by key id).
     pub async fn service_keys(&self, user_id: &str) -> Result<Vec<ServiceKey>> {
-        let rows = sqlx::query(
-            "SELECT * FROM service_user_keys WHERE user_id = ? ORDER BY created_at, key_id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(Self::service_key_row).collect())
-    }
-
-    fn service_key_row(row: &SqliteRow) -> ServiceKey {
-        ServiceKey {
-            key_id: row.get("key_id"),
-            user_id: row.get("user_id"),
-            alg: row.get("alg"),
-            public_pem: row.get("public_pem"),
-            created_at: row.get("created_at"),
-        }
+        each_engine!(self.service_keys(user_id))
     }
 
     /// The key `key_id` together with its user (the token endpoint's lookup), remembered once
@@ -350,7 +214,7 @@ impl AuthorityStore {
         if let Some(found) = cached {
             return Ok(Some(found));
         }
-        let found = self.read_key_with_user(key_id).await?;
+        let found = each_engine!(self.read_key_with_user(key_id))?;
         if let Some(found) = &found {
             let mut map = match self.assertion_keys.write() {
                 Ok(map) => map,
@@ -364,34 +228,12 @@ impl AuthorityStore {
         Ok(found)
     }
 
-    async fn read_key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
-        let row = sqlx::query(
-            "SELECT k.key_id, k.user_id, k.alg, k.public_pem, k.created_at AS key_created_at,
-                    u.id, u.name, u.roles, u.groups_, u.permissions, u.disabled, u.expires_at,
-                    u.created_at
-             FROM service_user_keys k JOIN service_users u ON u.id = k.user_id
-             WHERE k.key_id = ?",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(|row| {
-            let key = ServiceKey {
-                key_id: row.get("key_id"),
-                user_id: row.get("user_id"),
-                alg: row.get("alg"),
-                public_pem: row.get("public_pem"),
-                created_at: row.get("key_created_at"),
-            };
-            (key, Self::user_row(&row))
-        }))
-    }
-
     // ---- replay records ----
 
     /// Records that `issuer` used `jti` (valid until `expires_at`) signed with `key_id`. False
     /// when it was already recorded (a replay), or when at `now` the key is not the issuer's
-    /// or the issuer is disabled or expired (see [`super::replay`]).
+    /// or the issuer is disabled or expired. Each engine checks all of this in one atomic
+    /// step (see [`super::replay`] for SQLite).
     pub async fn first_use(
         &self,
         issuer: &str,
@@ -400,20 +242,11 @@ impl AuthorityStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool> {
-        Ok(self
-            .replays
-            .first_use(issuer, key_id, jti, expires_at, now)
-            .await?)
+        each_engine!(self.first_use(issuer, key_id, jti, expires_at, now))
     }
 
     /// Forgets replay records whose assertion has expired (it could not be used again anyway).
     pub async fn purge_used(&self, now: i64) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?")
-                .bind(now)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        each_engine!(self.purge_used(now))
     }
 }
