@@ -45,11 +45,6 @@ pub enum StoreError {
     Postgres(#[from] PostgresError),
     #[error("cannot create the session table in PostgreSQL: {0}")]
     PostgresSessions(#[source] sqlx::Error),
-    #[error(
-        "[authority] keeps its keys and service users in the SQLite or PostgreSQL store; \
-         session.store = \"redis\" cannot hold them yet"
-    )]
-    AuthorityUnsupported,
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -232,7 +227,7 @@ impl SessionBackend {
             Self::Sqlite { pool, readers, .. } => {
                 Ok(AuthorityStore::sqlite(pool.clone(), readers.clone()).await?)
             }
-            Self::Redis { .. } => Err(StoreError::AuthorityUnsupported),
+            Self::Redis { pool, .. } => Ok(AuthorityStore::redis(pool.clone())),
             Self::Postgres { pool, .. } => Ok(AuthorityStore::postgres(pool.clone())),
         }
     }

@@ -3,13 +3,14 @@
 //! assertions already used.
 //!
 //! They live in the same engine as the sessions (`session.store`): the embedded SQLite file
-//! (`sqlite`), or PostgreSQL shared by every replica (`postgres`), so that
+//! (`sqlite`), or PostgreSQL or Redis shared by every replica (`postgres`, `redis`), so that
 //! replicas sign with the same keys, know the same service users and refuse an assertion
 //! another replica already accepted. The engine is chosen once, when the store is opened;
 //! [`AuthorityStore`] hands each call to it and keeps the one cache that is engine-independent
 //! (the token endpoint's key lookups).
 
 mod postgres;
+mod redis;
 mod sqlite;
 
 use std::{
@@ -90,6 +91,7 @@ pub struct ServiceKey {
 enum Engine {
     Sqlite(sqlite::SqliteTables),
     Postgres(postgres::PgTables),
+    Redis(redis::RedisKeys),
 }
 
 /// The authority's records in the configured store.
@@ -119,6 +121,7 @@ macro_rules! each_engine {
         match &$self.engine {
             Engine::Sqlite(e) => e.$method($($arg),*).await,
             Engine::Postgres(e) => e.$method($($arg),*).await,
+            Engine::Redis(e) => e.$method($($arg),*).await,
         }
     };
 }
@@ -135,6 +138,11 @@ impl AuthorityStore {
     /// The tables in PostgreSQL (created by the bridge's migrations when the pool connected).
     pub fn postgres(pool: PgPool) -> Self {
         Self::on(Engine::Postgres(postgres::PgTables::new(pool)))
+    }
+
+    /// Keys under `login-bridge:authority:` in Redis.
+    pub fn redis(pool: fred::clients::Pool) -> Self {
+        Self::on(Engine::Redis(redis::RedisKeys::new(pool)))
     }
 
     fn on(engine: Engine) -> Self {
