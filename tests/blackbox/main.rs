@@ -8,6 +8,7 @@ mod browser;
 mod code_flow;
 mod gateway;
 mod privacyidea;
+mod shared_authority;
 mod support;
 mod test_gateway;
 mod trust;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod privacyidea;
+pub mod stores;
 
 use clap::Parser;
 use std::{
@@ -15,7 +16,7 @@ use std::{
 
 use login_bridge::{
     demo_api::ApiCallLog,
-    settings::{Secret, Settings},
+    settings::{Secret, Settings, StoreKind},
     startup::Application,
     state::AppState,
 };
@@ -138,6 +139,8 @@ pub struct AppOptions {
     pub upstreams: Vec<Value>,
     /// `[cors]`, as JSON.
     pub cors: Option<Value>,
+    /// `session.store` and `session.url` (a test's own Redis or PostgreSQL); SQLite if absent.
+    pub store: Option<(StoreKind, String)>,
 }
 
 impl Default for AppOptions {
@@ -156,6 +159,7 @@ impl Default for AppOptions {
             token_profile: None,
             upstreams: Vec::new(),
             cors: None,
+            store: None,
         }
     }
 }
@@ -267,6 +271,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .collect();
     if let Some(cors) = &opts.cors {
         s.cors = serde_json::from_value(cors.clone()).unwrap();
+    }
+    if let Some((kind, url)) = &opts.store {
+        s.session.store = *kind;
+        s.session.url = Secret::new(url.clone());
     }
     s.validate().unwrap();
     s
