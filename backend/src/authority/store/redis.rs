@@ -503,3 +503,234 @@ impl RedisKeys {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scripts against a real `redis-server` of the test's own (installed by
+    //! `scripts/install-deps.sh`), on a free loopback port.
+
+    use fred::{interfaces::ClientLike, types::Builder, types::config::Config};
+
+    use super::*;
+
+    /// The server, killed when dropped, and its directory (deleted after it).
+    struct Server {
+        child: std::process::Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn redis() -> (RedisKeys, Server) {
+        let port = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(0),
+            Err(e) => panic!("{e}"),
+        };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server (scripts/install-deps.sh): {e}"));
+        let server = Server { child, _dir: dir };
+        let config = Config::from_url(&format!("redis://127.0.0.1:{port}/0"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..100 {
+            if let Ok(pool) = Builder::from_config(config.clone()).build_pool(2)
+                && pool.init().await.is_ok()
+            {
+                return (RedisKeys::new(pool), server);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn user(id: &str, name: &str, disabled: bool, expires_at: Option<i64>) -> ServiceUser {
+        ServiceUser {
+            id: id.into(),
+            name: name.into(),
+            roles: vec!["r".into()],
+            groups: Vec::new(),
+            permissions: Vec::new(),
+            disabled,
+            expires_at,
+            created_at: 1,
+        }
+    }
+
+    fn key(key_id: &str, user_id: &str, created_at: i64) -> ServiceKey {
+        ServiceKey {
+            key_id: key_id.into(),
+            user_id: user_id.into(),
+            alg: "ES256".into(),
+            public_pem: "pem".into(),
+            created_at,
+        }
+    }
+
+    /// The answer of a store call that must succeed.
+    async fn ok<T>(call: impl Future<Output = Result<T>>) -> T {
+        call.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn the_replay_script_records_only_first_uses_of_enabled_users_own_keys() {
+        let (store, _server) = redis().await;
+        for (u, k) in [
+            (user("svc-1", "one", false, None), key("k1", "svc-1", 1)),
+            (user("svc-2", "two", false, None), key("k2", "svc-2", 1)),
+            (
+                user("svc-off", "off", true, None),
+                key("k-off", "svc-off", 1),
+            ),
+            (
+                user("svc-old", "old", false, Some(100)),
+                key("k-old", "svc-old", 1),
+            ),
+        ] {
+            ok(store.create_service_user(&u, &k)).await;
+        }
+        // Twenty concurrent uses of each of ten jtis: exactly one of each is first.
+        let uses = (0..200).map(|i| {
+            let store = store.clone();
+            async move {
+                let jti = format!("j{}", i % 10);
+                (i % 10, store.first_use("svc-1", "k1", &jti, 900, 500).await)
+            }
+        });
+        let mut firsts = [0; 10];
+        for (jti, first) in futures::future::join_all(uses).await {
+            if ok(async { first }).await {
+                firsts[jti] += 1;
+            }
+        }
+        assert_eq!(firsts, [1; 10]);
+        assert!(ok(store.first_use("svc-2", "k2", "j0", 900, 500)).await);
+        // Disabled, expired, another user's key, an unknown key, an unknown user.
+        for (issuer, key_id) in [
+            ("svc-off", "k-off"),
+            ("svc-old", "k-old"),
+            ("svc-1", "k2"),
+            ("svc-1", "gone"),
+            ("svc-none", "k1"),
+        ] {
+            assert!(
+                !ok(store.first_use(issuer, key_id, "fresh", 900, 500)).await,
+                "{issuer} {key_id}"
+            );
+        }
+        // Enabled again, or the key removed: the script sees it at once.
+        assert!(ok(store.set_disabled("svc-off", false)).await);
+        assert!(ok(store.first_use("svc-off", "k-off", "j", 900, 500)).await);
+        assert!(ok(store.remove_service_key("svc-2", "k2")).await);
+        assert!(!ok(store.first_use("svc-2", "k2", "j", 900, 500)).await);
+        assert!(!ok(store.set_disabled("svc-none", true)).await);
+    }
+
+    #[tokio::test]
+    async fn listings_are_ordered_like_the_sql_engines_and_writes_are_checked() {
+        let (store, _server) = redis().await;
+        ok(store.create_service_user(&user("svc-b", "b", false, None), &key("kz", "svc-b", 5)))
+            .await;
+        ok(store.create_service_user(&user("svc-a", "a", false, None), &key("ka", "svc-a", 1)))
+            .await;
+        ok(store.add_service_key(&key("ky", "svc-b", 5))).await;
+        ok(store.add_service_key(&key("kx", "svc-b", 9))).await;
+        let names: Vec<String> = ok(store.service_users())
+            .await
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let keys: Vec<String> = ok(store.service_keys("svc-b"))
+            .await
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
+        assert_eq!(keys, ["ky", "kz", "kx"]);
+        // By id or by name; a taken name, a key of nobody, a duplicate key are refused.
+        assert_eq!(
+            ok(store.service_user("b")).await.map(|u| u.id).as_deref(),
+            Some("svc-b")
+        );
+        assert!(ok(store.service_user("svc-a")).await.is_some());
+        let taken = store
+            .create_service_user(&user("svc-c", "a", false, None), &key("kc", "svc-c", 1))
+            .await;
+        assert!(matches!(taken, Err(AuthorityStoreError::Refused(_))));
+        assert!(ok(store.service_user("svc-c")).await.is_none());
+        assert!(
+            store
+                .add_service_key(&key("kn", "svc-none", 1))
+                .await
+                .is_err()
+        );
+        assert!(store.add_service_key(&key("ka", "svc-b", 1)).await.is_err());
+        let (k, u) = ok(store.read_key_with_user("ky"))
+            .await
+            .unwrap_or_else(|| panic!());
+        assert_eq!((k.user_id.as_str(), u.name.as_str()), ("svc-b", "b"));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_retires_the_current_key_and_spent_keys_are_deleted() {
+        let (store, _server) = redis().await;
+        let stored = |kid: &str, alg: &str, created_at| StoredKey {
+            kid: kid.into(),
+            alg: alg.into(),
+            sealed_private: vec![0, 255, 7],
+            created_at,
+            retired_at: None,
+            publish_until: None,
+        };
+        ok(store.insert_signing_key(&stored("es-1", "ES256", 10))).await;
+        ok(store.insert_signing_key(&stored("rs-1", "RS256", 10))).await;
+        assert!(
+            store
+                .insert_signing_key(&stored("es-1", "ES256", 10))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            ok(store.rotate(&stored("es-2", "ES256", 20), 20, 50)).await,
+            1
+        );
+        let keys = ok(store.signing_keys()).await;
+        let view: Vec<(&str, Option<i64>, Option<i64>)> = keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.retired_at, k.publish_until))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("es-1", Some(20), Some(50)),
+                ("rs-1", None, None),
+                ("es-2", None, None)
+            ]
+        );
+        assert_eq!(keys[0].sealed_private, [0, 255, 7]);
+        assert_eq!(ok(store.delete_spent_keys(49)).await, 0);
+        assert_eq!(ok(store.delete_spent_keys(50)).await, 1);
+        let kids: Vec<String> = ok(store.signing_keys())
+            .await
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids, ["rs-1", "es-2"]);
+    }
+}
