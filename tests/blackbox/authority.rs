@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// The JSON a refused assertion gets, whatever the reason.
-fn the_invalid_grant() -> Value {
+pub(crate) fn the_invalid_grant() -> Value {
     json!({"error": "invalid_grant", "error_description": "the assertion is not valid"})
 }
 
@@ -23,13 +23,13 @@ fn authority_options() -> AppOptions {
     }
 }
 
-struct KeyFile {
-    key_id: String,
-    user_id: String,
-    pem: String,
+pub(crate) struct KeyFile {
+    pub(crate) key_id: String,
+    pub(crate) user_id: String,
+    pub(crate) pem: String,
 }
 
-fn read_key_file(path: &Path) -> KeyFile {
+pub(crate) fn read_key_file(path: &Path) -> KeyFile {
     let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(v["type"], "serviceaccount");
     KeyFile {
@@ -40,7 +40,7 @@ fn read_key_file(path: &Path) -> KeyFile {
 }
 
 /// Creates a service user through the CLI and returns its key file.
-async fn create_service_user(app: &TestApp, name: &str, extra: &[&str]) -> KeyFile {
+pub(crate) async fn create_service_user(app: &TestApp, name: &str, extra: &[&str]) -> KeyFile {
     let path = app.dir.path().join(format!("{name}.json"));
     let mut args = vec![
         "service-user",
@@ -62,7 +62,7 @@ async fn create_service_user(app: &TestApp, name: &str, extra: &[&str]) -> KeyFi
 }
 
 /// Claims of a good assertion by `key` for `app`'s bridge.
-fn good_claims(app: &TestApp, key: &KeyFile) -> Value {
+pub(crate) fn good_claims(app: &TestApp, key: &KeyFile) -> Value {
     let now = now();
     json!({
         "iss": key.user_id, "sub": key.user_id, "aud": app.authority().issuer,
@@ -70,13 +70,18 @@ fn good_claims(app: &TestApp, key: &KeyFile) -> Value {
     })
 }
 
-fn rand_suffix() -> String {
+pub(crate) fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", now(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-fn sign_assertion(key: &KeyFile, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+pub(crate) fn sign_assertion(
+    key: &KeyFile,
+    alg: Algorithm,
+    kid: Option<&str>,
+    claims: &Value,
+) -> String {
     let encoding = match alg {
         Algorithm::ES256 => EncodingKey::from_ec_pem(key.pem.as_bytes()).unwrap(),
         Algorithm::RS256 | Algorithm::PS256 => {
@@ -90,7 +95,7 @@ fn sign_assertion(key: &KeyFile, alg: Algorithm, kid: Option<&str>, claims: &Val
     jsonwebtoken::encode(&header, claims, &encoding).unwrap()
 }
 
-async fn grant(app: &TestApp, assertion: &str) -> reqwest::Response {
+pub(crate) async fn grant(app: &TestApp, assertion: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}/oauth/token", app.address))
         .form(&[
@@ -102,7 +107,7 @@ async fn grant(app: &TestApp, assertion: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn token_for(app: &TestApp, key: &KeyFile) -> String {
+pub(crate) async fn token_for(app: &TestApp, key: &KeyFile) -> String {
     let assertion = sign_assertion(
         key,
         Algorithm::ES256,
@@ -421,7 +426,7 @@ async fn introspection_needs_an_authorized_caller_and_says_nothing_about_bad_tok
     assert_eq!(info["active"], true);
 }
 
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
+pub(crate) async fn jwks_kids(app: &TestApp) -> Vec<String> {
     let r = reqwest::get(format!("{}/.well-known/jwks.json", app.address))
         .await
         .unwrap();

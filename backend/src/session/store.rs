@@ -45,11 +45,6 @@ pub enum StoreError {
     Postgres(#[from] PostgresError),
     #[error("cannot create the session table in PostgreSQL: {0}")]
     PostgresSessions(#[source] sqlx::Error),
-    #[error(
-        "[authority] keeps its keys and service users in the SQLite or PostgreSQL store; \
-         session.store = \"redis\" cannot hold them yet"
-    )]
-    AuthorityUnsupported,
     #[error(transparent)]
     Index(#[from] IndexError),
     #[error(transparent)]
@@ -224,13 +219,16 @@ impl SessionBackend {
         }
     }
 
-    /// The authority's tables (signing keys, service users, replay records) in this store.
+    /// The authority's records (signing keys, service users, replay records) in this store:
+    /// with a shared engine, every replica signs with the same keys and refuses an assertion
+    /// another one accepted.
     pub async fn authority_store(&self) -> Result<AuthorityStore, StoreError> {
         match self {
             Self::Sqlite { pool, readers, .. } => {
-                Ok(AuthorityStore::new(pool.clone(), readers.clone()).await?)
+                Ok(AuthorityStore::sqlite(pool.clone(), readers.clone()).await?)
             }
-            Self::Redis { .. } | Self::Postgres { .. } => Err(StoreError::AuthorityUnsupported),
+            Self::Redis { pool, .. } => Ok(AuthorityStore::redis(pool.clone())),
+            Self::Postgres { pool, .. } => Ok(AuthorityStore::postgres(pool.clone())),
         }
     }
 

@@ -170,7 +170,15 @@ impl PostgresServer {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-A", "trust", "-U", "bridge", "--no-sync", "--encoding", "UTF8"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "bridge",
+                "--no-sync",
+                "--encoding",
+                "UTF8",
+            ])
             .stdout(Stdio::null());
         if root {
             let (uid, gid) = postgres_ids();

@@ -1,106 +1,23 @@
-//! What the authority keeps in the bridge's store: its signing keys (private halves sealed
-//! under the key-encryption key), service users with their public keys, and the `jti`s of
-//! assertions already used. Tables live in the same SQLite file as the sessions.
-
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+//! The authority's tables in the embedded SQLite file, beside the sessions. SQLite has one
+//! writer, so replay records go through the group-commit log of [`crate::authority::replay`].
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
-use super::replay::{ReplayError, ReplayLog};
+use super::{Result, ServiceKey, ServiceUser, StoredKey, list, text};
+use crate::authority::replay::ReplayLog;
 
-#[derive(Debug, thiserror::Error)]
-#[error("authority store: {0}")]
-pub struct AuthorityStoreError(String);
-
-impl From<sqlx::Error> for AuthorityStoreError {
-    fn from(e: sqlx::Error) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<ReplayError> for AuthorityStoreError {
-    fn from(e: ReplayError) -> Self {
-        Self(e.to_string())
-    }
-}
-
-type Result<T> = std::result::Result<T, AuthorityStoreError>;
-
-/// A signing key as stored.
 #[derive(Clone)]
-pub struct StoredKey {
-    pub kid: String,
-    pub alg: String,
-    /// `nonce || AES-256-GCM(pkcs8) || tag`, bound to `kid`.
-    pub sealed_private: Vec<u8>,
-    pub created_at: i64,
-    /// When it stopped signing (a rotation); `None` while it is current.
-    pub retired_at: Option<i64>,
-    /// A retired key is published until every token it signed has expired.
-    pub publish_until: Option<i64>,
-}
-
-/// A service user: a non-interactive caller that signs assertions with its own key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceUser {
-    pub id: String,
-    pub name: String,
-    pub roles: Vec<String>,
-    pub groups: Vec<String>,
-    /// Bridge permissions (`introspect`).
-    pub permissions: Vec<String>,
-    pub disabled: bool,
-    /// The user stops working after this moment, if set.
-    pub expires_at: Option<i64>,
-    pub created_at: i64,
-}
-
-impl ServiceUser {
-    pub fn active(&self, now: i64) -> bool {
-        !self.disabled && self.expires_at.is_none_or(|e| e > now)
-    }
-}
-
-/// A public key of a service user (the private half lives only in the user's key file).
-#[derive(Clone, Debug)]
-pub struct ServiceKey {
-    pub key_id: String,
-    pub user_id: String,
-    pub alg: String,
-    pub public_pem: String,
-    pub created_at: i64,
-}
-
-/// The authority's tables in the embedded SQLite store.
-#[derive(Clone)]
-pub struct AuthorityStore {
+pub(super) struct SqliteTables {
     /// The store's one writer.
     pool: SqlitePool,
     /// Read-only connections to the same database, for the hot lookups.
     readers: SqlitePool,
     replays: ReplayLog,
-    /// `key_with_user` answers by key id. Keys and users never change but for `disabled` and
-    /// removal, which the replay record's insert checks itself; so these may be stale.
-    assertion_keys: Arc<RwLock<HashMap<String, (ServiceKey, ServiceUser)>>>,
 }
 
-/// Entries of the assertion-key cache at most (it is emptied when full).
-const ASSERTION_KEYS: usize = 10_000;
-
-fn list(text: &str) -> Vec<String> {
-    serde_json::from_str(text).unwrap_or_default()
-}
-
-fn text(list: &[String]) -> String {
-    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
-}
-
-impl AuthorityStore {
+impl SqliteTables {
     /// Creates the tables when missing.
-    pub async fn new(pool: SqlitePool, readers: SqlitePool) -> Result<Self> {
+    pub(super) async fn new(pool: SqlitePool, readers: SqlitePool) -> Result<Self> {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS signing_keys (
                 kid TEXT PRIMARY KEY,
@@ -141,7 +58,6 @@ impl AuthorityStore {
             replays: ReplayLog::start(pool.clone()),
             pool,
             readers,
-            assertion_keys: Arc::default(),
         })
     }
 
@@ -158,15 +74,14 @@ impl AuthorityStore {
         }
     }
 
-    /// Every stored signing key, oldest first.
-    pub async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+    pub(super) async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
         let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(Self::key_row).collect())
     }
 
-    pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
+    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -182,9 +97,12 @@ impl AuthorityStore {
         Ok(())
     }
 
-    /// Replaces the current key of `alg` by `new` in one transaction: the old one is retired
-    /// and stays published until `publish_until`.
-    pub async fn rotate(&self, new: &StoredKey, now: i64, publish_until: i64) -> Result<u64> {
+    pub(super) async fn rotate(
+        &self,
+        new: &StoredKey,
+        now: i64,
+        publish_until: i64,
+    ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let retired = sqlx::query(
             "UPDATE signing_keys SET retired_at = ?, publish_until = ?
@@ -210,8 +128,7 @@ impl AuthorityStore {
         Ok(retired)
     }
 
-    /// Deletes retired keys whose last token has expired (private half included).
-    pub async fn delete_spent_keys(&self, now: i64) -> Result<u64> {
+    pub(super) async fn delete_spent_keys(&self, now: i64) -> Result<u64> {
         Ok(sqlx::query(
             "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND publish_until <= ?",
         )
@@ -236,7 +153,11 @@ impl AuthorityStore {
         }
     }
 
-    pub async fn create_service_user(&self, user: &ServiceUser, key: &ServiceKey) -> Result<()> {
+    pub(super) async fn create_service_user(
+        &self,
+        user: &ServiceUser,
+        key: &ServiceKey,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO service_users (id, name, roles, groups_, permissions, disabled, expires_at, created_at)
@@ -272,13 +193,12 @@ impl AuthorityStore {
         Ok(())
     }
 
-    pub async fn add_service_key(&self, key: &ServiceKey) -> Result<()> {
+    pub(super) async fn add_service_key(&self, key: &ServiceKey) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         Self::insert_key(&mut conn, key).await
     }
 
-    /// Removes a key of `user_id`; false when it has no such key.
-    pub async fn remove_service_key(&self, user_id: &str, key_id: &str) -> Result<bool> {
+    pub(super) async fn remove_service_key(&self, user_id: &str, key_id: &str) -> Result<bool> {
         Ok(
             sqlx::query("DELETE FROM service_user_keys WHERE user_id = ? AND key_id = ?")
                 .bind(user_id)
@@ -290,8 +210,7 @@ impl AuthorityStore {
         )
     }
 
-    /// The user with this id, or this name.
-    pub async fn service_user(&self, id_or_name: &str) -> Result<Option<ServiceUser>> {
+    pub(super) async fn service_user(&self, id_or_name: &str) -> Result<Option<ServiceUser>> {
         let row = sqlx::query("SELECT * FROM service_users WHERE id = ? OR name = ?")
             .bind(id_or_name)
             .bind(id_or_name)
@@ -300,14 +219,14 @@ impl AuthorityStore {
         Ok(row.as_ref().map(Self::user_row))
     }
 
-    pub async fn service_users(&self) -> Result<Vec<ServiceUser>> {
+    pub(super) async fn service_users(&self) -> Result<Vec<ServiceUser>> {
         let rows = sqlx::query("SELECT * FROM service_users ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(Self::user_row).collect())
     }
 
-    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<bool> {
+    pub(super) async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<bool> {
         Ok(
             sqlx::query("UPDATE service_users SET disabled = ? WHERE id = ?")
                 .bind(disabled as i64)
@@ -319,7 +238,7 @@ impl AuthorityStore {
         )
     }
 
-    pub async fn service_keys(&self, user_id: &str) -> Result<Vec<ServiceKey>> {
+    pub(super) async fn service_keys(&self, user_id: &str) -> Result<Vec<ServiceKey>> {
         let rows = sqlx::query(
             "SELECT * FROM service_user_keys WHERE user_id = ? ORDER BY created_at, key_id",
         )
@@ -339,32 +258,10 @@ impl AuthorityStore {
         }
     }
 
-    /// The key `key_id` together with its user (the token endpoint's lookup), remembered once
-    /// read. The user's `disabled` and `expires_at` may be stale here: [`Self::first_use`] is
-    /// the authoritative check.
-    pub async fn key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
-        let cached = match self.assertion_keys.read() {
-            Ok(map) => map.get(key_id).cloned(),
-            Err(p) => p.into_inner().get(key_id).cloned(),
-        };
-        if let Some(found) = cached {
-            return Ok(Some(found));
-        }
-        let found = self.read_key_with_user(key_id).await?;
-        if let Some(found) = &found {
-            let mut map = match self.assertion_keys.write() {
-                Ok(map) => map,
-                Err(p) => p.into_inner(),
-            };
-            if map.len() >= ASSERTION_KEYS {
-                map.clear();
-            }
-            map.insert(key_id.to_string(), found.clone());
-        }
-        Ok(found)
-    }
-
-    async fn read_key_with_user(&self, key_id: &str) -> Result<Option<(ServiceKey, ServiceUser)>> {
+    pub(super) async fn read_key_with_user(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(ServiceKey, ServiceUser)>> {
         let row = sqlx::query(
             "SELECT k.key_id, k.user_id, k.alg, k.public_pem, k.created_at AS key_created_at,
                     u.id, u.name, u.roles, u.groups_, u.permissions, u.disabled, u.expires_at,
@@ -389,10 +286,7 @@ impl AuthorityStore {
 
     // ---- replay records ----
 
-    /// Records that `issuer` used `jti` (valid until `expires_at`) signed with `key_id`. False
-    /// when it was already recorded (a replay), or when at `now` the key is not the issuer's
-    /// or the issuer is disabled or expired (see [`super::replay`]).
-    pub async fn first_use(
+    pub(super) async fn first_use(
         &self,
         issuer: &str,
         key_id: &str,
@@ -406,8 +300,7 @@ impl AuthorityStore {
             .await?)
     }
 
-    /// Forgets replay records whose assertion has expired (it could not be used again anyway).
-    pub async fn purge_used(&self, now: i64) -> Result<u64> {
+    pub(super) async fn purge_used(&self, now: i64) -> Result<u64> {
         Ok(
             sqlx::query("DELETE FROM used_assertions WHERE expires_at < ?")
                 .bind(now)
