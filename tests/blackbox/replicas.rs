@@ -184,7 +184,11 @@ async fn wait_until_ready(address: &str) {
         }
     })
     .await;
-    assert!(ready.is_ok(), "not ready again within 30 s: {:?}", readyz(address).await);
+    assert!(
+        ready.is_ok(),
+        "not ready again within 30 s: {:?}",
+        readyz(address).await
+    );
 }
 
 async fn a_store_outage_is_survived(kind: StoreKind) {
@@ -274,4 +278,47 @@ async fn redis_sessions_outlive_a_stopped_replica_and_a_restart() {
 #[tokio::test]
 async fn postgres_sessions_outlive_a_stopped_replica_and_a_restart() {
     sessions_outlive_replicas(StoreKind::Postgres).await;
+}
+
+async fn a_provider_outage_keeps_sessions(kind: StoreKind) {
+    let store = SharedStore::start(kind).await;
+    let mut a = spawn_app_with(AppOptions {
+        store: store.option(),
+        ..AppOptions::default()
+    })
+    .await;
+    let b = a.replica().await;
+    let client = browser();
+    a.sign_in(&client, "alice", "wonderland").await;
+    let token = a.session_info(&client).await.auth_token;
+
+    a.idp.stop().await;
+
+    // Existing sessions keep working on every replica until their tokens expire.
+    assert_eq!(b.session_info(&client).await.auth_token, token);
+    assert_eq!(a.session_info(&client).await.auth_token, token);
+    assert_eq!(
+        b.api_get("/api/me", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+    // A new sign-in gets a readable page, not a redirect to a provider that does not answer.
+    let r = browser()
+        .get(format!("{}/auth/login?return_to=%2F", b.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get(reqwest::header::LOCATION).is_none());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("not possible right now"), "{page}");
+}
+
+#[tokio::test]
+async fn redis_replicas_keep_sessions_while_the_provider_is_down() {
+    a_provider_outage_keeps_sessions(StoreKind::Redis).await;
+}
+
+#[tokio::test]
+async fn postgres_replicas_keep_sessions_while_the_provider_is_down() {
+    a_provider_outage_keeps_sessions(StoreKind::Postgres).await;
 }

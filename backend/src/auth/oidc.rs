@@ -40,6 +40,9 @@ pub async fn start_login(
             state.provider.not_ready_reason()
         ))
     })?;
+    if !state.provider.reachable().await {
+        return Err(AppError::Unavailable("the provider does not answer".into()));
+    }
     let pending = PendingLogin {
         state: random_token(),
         nonce: random_token(),

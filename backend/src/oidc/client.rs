@@ -124,7 +124,14 @@ pub struct ProviderClient {
     discovered: RwLock<Option<Arc<Discovered>>>,
     last_error: RwLock<String>,
     ready_tx: tokio::sync::watch::Sender<bool>,
+    /// The last reachability probe: when, and whether the provider answered.
+    probe: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// A reachability probe is reused this long, so a burst of sign-ins costs one request.
+const PROBE_REUSE: Duration = Duration::from_secs(5);
+/// A probe that takes longer than this counts as "not reachable".
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ProviderClient {
     pub fn new(settings: Arc<Settings>, http: reqwest::Client, trust: Arc<TrustEngine>) -> Self {
@@ -135,7 +142,36 @@ impl ProviderClient {
             discovered: RwLock::new(None),
             last_error: RwLock::new("discovery has not run yet".into()),
             ready_tx: tokio::sync::watch::Sender::new(false),
+            probe: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether the provider answers now (its discovery document, within 2 s; one probe per 5 s
+    /// however many ask). A sign-in is not sent to a provider that is down: the browser would
+    /// land on a connection error at the provider's host instead of a readable page here.
+    pub async fn reachable(&self) -> bool {
+        let mut last = self.probe.lock().await;
+        if let Some((at, ok)) = *last
+            && at.elapsed() < PROBE_REUSE
+        {
+            return ok;
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.oidc.issuer.trim_end_matches('/')
+        );
+        let ok = self
+            .http
+            .get(url)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            tracing::warn!("the provider does not answer; sign-ins are refused until it does");
+        }
+        *last = Some((std::time::Instant::now(), ok));
+        ok
     }
 
     /// Resolves once discovery has succeeded.

@@ -92,6 +92,12 @@ impl TestIdp {
     }
 
     /// The provider's own counters (authorization requests, login forms shown, ...).
+    /// Stops the provider (an outage: connections refused).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+    }
+
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/test/stats", self.issuer))
             .await
