@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The metrics text of the app's metrics listener.
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let Some(port) = app.metrics_port else {
         panic!("the app has no metrics listener");
     };
@@ -33,7 +33,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The sum of the samples of `name` whose labels include all of `labels` (0 when none).
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -54,7 +54,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Asserts that the series grew between the two scrapes.
-fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
+pub(crate) fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
     let (b, a) = (value(before, name, labels), value(after, name, labels));
     assert!(a > b, "{name}{labels:?} did not move: {b} -> {a}\n{after}");
 }

@@ -195,6 +195,7 @@ async fn a_store_outage_is_survived(kind: StoreKind) {
     let mut store = SharedStore::start(kind).await;
     let app = spawn_app_with(AppOptions {
         store: store.option(),
+        metrics: true,
         ..AppOptions::default()
     })
     .await;
@@ -202,6 +203,7 @@ async fn a_store_outage_is_survived(kind: StoreKind) {
     app.sign_in(&client, "alice", "wonderland").await;
     let token = app.session_info(&client).await.auth_token;
     assert_eq!(readyz(&app.address).await.0, StatusCode::OK);
+    let before = crate::metrics::scrape(&app).await;
 
     store.stop().await;
 
@@ -231,6 +233,9 @@ async fn a_store_outage_is_survived(kind: StoreKind) {
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: shared::error::ApiError = r.json().await.unwrap();
     assert_eq!(body.error, "temporarily_unavailable");
+    // ...and the operator sees it counted.
+    let after = crate::metrics::scrape(&app).await;
+    crate::metrics::assert_moved(&before, &after, "login_bridge_store_errors_total", &[]);
 
     // The store returns: the bridge recovers without a restart.
     store.restart().await;
