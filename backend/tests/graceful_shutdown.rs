@@ -3,26 +3,12 @@
 //! connections, still delivers the held answer, and exits cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+mod common;
+
+use std::{sync::Arc, time::Duration};
 
 use axum::{Router, routing::get};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
 use tokio::sync::{Mutex, Notify};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn sigterm_finishes_the_request_in_flight_then_exits() {
@@ -48,68 +34,10 @@ async fn sigterm_finishes_the_request_in_flight_then_exits() {
         let _ = axum::serve(listener, app).await;
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://localhost:{port}"
-[oidc]
-issuer = "http://127.0.0.1:9"
-client_id = "ui"
-client_secret = "not-used-here"
-api_audience = "my-api"
-[session]
-sqlite_path = "{db}"
-[[issuers]]
-name = "gateway"
-issuer = "https://gateway.example"
-audiences = ["my-api"]
-algorithms = ["RS256"]
-public_key_file = "{key}"
-[[upstreams]]
-prefix = "/files/"
-url = "http://{upstream}"
-timeout_secs = 60
-"#,
-            db = dir.path().join("s.sqlite").display(),
-            key = fixture("issuer-rsa-a.pub.pem").display(),
-        ),
-    )
-    .unwrap();
-    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_login-bridge"))
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = bridge.id().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut bridge = common::Bridge::start(upstream, "timeout_secs = 60").await;
+    let (pid, base) = (bridge.pid(), bridge.base.clone());
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the bridge did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let pem = std::fs::read(fixture("issuer-rsa-a.pem")).unwrap();
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &json!({"iss": "https://gateway.example", "sub": "u-1", "aud": "my-api",
-                "iat": now, "exp": now + 600}),
-        &EncodingKey::from_rsa_pem(&pem).unwrap(),
-    )
-    .unwrap();
+    let token = common::gateway_token();
 
     let in_flight = tokio::spawn({
         let (http, url) = (http.clone(), format!("{base}/files/slow"));
@@ -140,7 +68,7 @@ timeout_secs = 60
     // ...while the request in flight is still waiting, and it is not dropped.
     assert!(!in_flight.is_finished());
     assert!(
-        bridge.try_wait().unwrap().is_none(),
+        bridge.process.try_wait().unwrap().is_none(),
         "exited before finishing"
     );
 
@@ -151,7 +79,7 @@ timeout_secs = 60
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(body, "finished after SIGTERM");
-    let exit = tokio::time::timeout(Duration::from_secs(10), bridge.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(10), bridge.process.wait())
         .await
         .expect("the bridge exits once the request is done")
         .unwrap();

@@ -3,21 +3,13 @@
 //! the body flows) must stay flat.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+mod common;
 
 use axum::{Router, body::Body, routing::get};
 use futures::StreamExt;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
 
 const TOTAL: usize = 50 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -27,14 +19,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
@@ -54,67 +38,10 @@ async fn a_50_mb_download_streams_through_the_bridge_with_flat_memory() {
         let _ = axum::serve(listener, app).await;
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://localhost:{port}"
-[oidc]
-issuer = "http://127.0.0.1:9"
-client_id = "ui"
-client_secret = "not-used-here"
-api_audience = "my-api"
-[session]
-sqlite_path = "{db}"
-[[issuers]]
-name = "gateway"
-issuer = "https://gateway.example"
-audiences = ["my-api"]
-algorithms = ["RS256"]
-public_key_file = "{key}"
-[[upstreams]]
-prefix = "/files/"
-url = "http://{upstream}"
-"#,
-            db = dir.path().join("s.sqlite").display(),
-            key = fixture("issuer-rsa-a.pub.pem").display(),
-        ),
-    )
-    .unwrap();
-    let mut bridge = tokio::process::Command::new(env!("CARGO_BIN_EXE_login-bridge"))
-        .arg("--config")
-        .arg(&config)
-        .env_clear()
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = bridge.id().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let mut bridge = common::Bridge::start(upstream, "").await;
+    let (pid, base) = (bridge.pid(), bridge.base.clone());
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the bridge did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let pem = std::fs::read(fixture("issuer-rsa-a.pem")).unwrap();
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &json!({"iss": "https://gateway.example", "sub": "u-1", "aud": "my-api",
-                "iat": now, "exp": now + 600}),
-        &EncodingKey::from_rsa_pem(&pem).unwrap(),
-    )
-    .unwrap();
+    let token = common::gateway_token();
 
     // Warm up (connection pools, allocator), then take the baseline.
     let warm = http
@@ -159,5 +86,5 @@ url = "http://{upstream}"
         growth_mib < 20.0,
         "the bridge buffered the body: RSS grew by {growth_mib:.1} MiB"
     );
-    bridge.kill().await.unwrap();
+    bridge.process.kill().await.unwrap();
 }
