@@ -376,30 +376,48 @@ impl TestApp {
 
 impl Replica {
     pub async fn session(&self, client: &reqwest::Client) -> reqwest::Response {
-        client
-            .get(format!("{}/auth/session", self.address))
-            .header(
-                shared::session::CSRF_HEADER,
-                shared::session::CSRF_HEADER_VALUE,
-            )
-            .send()
-            .await
-            .unwrap()
+        session_at(client, &self.address).await
     }
 
     pub async fn session_info(&self, client: &reqwest::Client) -> shared::session::SessionInfo {
-        let r = self.session(client).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
+        session_info_at(client, &self.address).await
     }
 
     pub async fn api_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = reqwest::Client::new().get(format!("{}{}", self.address, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
+        api_get_at(&self.address, path, token).await
     }
+}
+
+/// `GET /auth/session` at a bridge (or replica) with the SPA's CSRF header.
+pub async fn session_at(client: &reqwest::Client, address: &str) -> reqwest::Response {
+    client
+        .get(format!("{address}/auth/session"))
+        .header(
+            shared::session::CSRF_HEADER,
+            shared::session::CSRF_HEADER_VALUE,
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The session's token and user; the call must succeed.
+pub async fn session_info_at(
+    client: &reqwest::Client,
+    address: &str,
+) -> shared::session::SessionInfo {
+    let r = session_at(client, address).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// `GET path` at a bridge, with `token` as Bearer if given (no cookies).
+pub async fn api_get_at(address: &str, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(format!("{address}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -567,15 +585,7 @@ impl TestApp {
     }
 
     pub async fn session(&self, client: &reqwest::Client) -> reqwest::Response {
-        client
-            .get(format!("{}/auth/session", self.address))
-            .header(
-                shared::session::CSRF_HEADER,
-                shared::session::CSRF_HEADER_VALUE,
-            )
-            .send()
-            .await
-            .unwrap()
+        session_at(client, &self.address).await
     }
 
     /// The callback answer was a refusal (400) and the browser has no session.
@@ -592,17 +602,11 @@ impl TestApp {
     }
 
     pub async fn session_info(&self, client: &reqwest::Client) -> shared::session::SessionInfo {
-        let r = self.session(client).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
+        session_info_at(client, &self.address).await
     }
 
     pub async fn api_get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = reqwest::Client::new().get(format!("{}{}", self.address, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.send().await.unwrap()
+        api_get_at(&self.address, path, token).await
     }
 }
 
