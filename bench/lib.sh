@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up of the bench scripts (sourced, not run): a work directory cleaned on exit, the
 # demo provider on a free port for discovery, the release bridge in front of it, and a token
 # signed with the provider's key. Run from the checkout's root.
@@ -7,25 +8,52 @@ work=$(mktemp -d)
 bench_cleanup() { kill "${bridge:-}" "${idp:-}" 2>/dev/null || true; rm -rf "$work"; }
 trap bench_cleanup EXIT
 
-# Starts the demo provider and the bridge (release build, sessions in $work); extra arguments
-# go to the bridge, and $BENCH_WRAPPER (e.g. valgrind) runs in front of it (not BRIDGE_*: the
-# bridge reads every BRIDGE_ variable as a setting and refuses unknown ones). Sets $bridge_port,
-# $issuer, $idp, $bridge and $bridge_env (the BRIDGE_* settings), and returns once the bridge is ready.
-start_provider_and_bridge() {
+# A free TCP port on 127.0.0.1 (bound, read, released).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Sets $bridge_bin: $BENCH_BRIDGE_BIN when set (a prebuilt release binary, absolute path; nothing
+# is built), else this checkout's release build (built here). Not BRIDGE_*: the bridge reads every
+# BRIDGE_ variable as a setting and refuses unknown ones.
+build_bridge() {
+  if [ -n "${BENCH_BRIDGE_BIN:-}" ]; then
+    [ -x "$BENCH_BRIDGE_BIN" ] || { echo "bench: BENCH_BRIDGE_BIN=$BENCH_BRIDGE_BIN is not executable" >&2; return 1; }
+    bridge_bin=$BENCH_BRIDGE_BIN
+  else
+    cargo build --release -q -p login-bridge
+    bridge_bin=target/release/login-bridge
+  fi
+}
+
+# start_provider REDIRECT_URI...: the demo provider on a free port, the bridge's callback URIs
+# registered. Sets $idp (its pid) and $issuer; returns once it listens.
+start_provider() {
   [ -d tests/idp/node_modules/oidc-provider ] || scripts/install-deps.sh
-  cargo build --release -q -p login-bridge
-  bridge_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  node tests/idp/server.js --port 0 --redirect-uri "http://localhost:$bridge_port/auth/callback" \
-    < /dev/null > "$work/idp.out" 2>/dev/null &
+  local args=() uri
+  for uri in "$@"; do args+=(--redirect-uri "$uri"); done
+  node tests/idp/server.js --port 0 "${args[@]}" < /dev/null > "$work/idp.out" 2>/dev/null &
   idp=$!
   for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
   issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")
+  [ -n "$issuer" ] || { echo "bench: the demo provider did not start" >&2; return 1; }
+}
+
+# Starts the demo provider and the bridge (release build, sessions in $work); extra arguments
+# go to the bridge, and $BENCH_WRAPPER (e.g. valgrind) runs in front of it (not BRIDGE_*: the
+# bridge reads every BRIDGE_ variable as a setting and refuses unknown ones). Sets $bridge_port,
+# $issuer, $idp, $bridge, $bridge_bin and $bridge_env (the BRIDGE_* settings), and returns once
+# the bridge is ready.
+start_provider_and_bridge() {
+  build_bridge
+  bridge_port=$(free_port)
+  start_provider "http://localhost:$bridge_port/auth/callback"
   bridge_env=(BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port"
     BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge
     BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api
     BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn)
   # shellcheck disable=SC2086 # the wrapper is a command line
-  env "${bridge_env[@]}" ${BENCH_WRAPPER:-} target/release/login-bridge "$@" 2>/dev/null &
+  env "${bridge_env[@]}" ${BENCH_WRAPPER:-} "$bridge_bin" "$@" 2>/dev/null &
   bridge=$!
   # Up to two minutes: under valgrind start-up and discovery are slow.
   for _ in $(seq 1200); do
@@ -36,19 +64,44 @@ start_provider_and_bridge() {
 
 # Runs the bridge's command line with the settings of the server start_provider_and_bridge
 # started ($bridge_env; pass its --config too), e.g. `bridge_cli service-user create ...`.
-bridge_cli() { env "${bridge_env[@]}" target/release/login-bridge "$@"; }
+bridge_cli() { env "${bridge_env[@]}" "$bridge_bin" "$@"; }
 
 # An RS256 access token for alice, signed with the demo provider's key, valid for an hour.
-provider_token() {
-  ISSUER="$issuer" node -e '
+provider_token() { provider_tokens 1; }
+
+# provider_tokens COUNT: COUNT such tokens, one a line, each with its own jti (all distinct).
+provider_tokens() {
+  ISSUER="$issuer" COUNT="$1" node -e '
 const c = require("crypto"), fs = require("fs");
 const key = c.createPrivateKey(fs.readFileSync("tests/fixtures/idp-signing-key.pem"));
 const jwk = c.createPublicKey(key).export({format: "jwk"});
 const kid = c.createHash("sha256").update(JSON.stringify({e: jwk.e, kty: jwk.kty, n: jwk.n})).digest("base64url");
 const b = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
 const now = Math.floor(Date.now() / 1000);
-const input = b({alg: "RS256", typ: "at+jwt", kid}) + "." + b({iss: process.env.ISSUER,
-  sub: "7f6a8a52-0b7e-4d1c-9a55-a11ce0000001", aud: "login-bridge-api", iat: now, exp: now + 3600,
-  preferred_username: "alice", realm_access: {roles: ["admin", "user"]}, groups: ["admins"]});
-console.log(input + "." + c.sign("sha256", Buffer.from(input), key).toString("base64url"));'
+const out = [];
+for (let i = 0; i < Number(process.env.COUNT); i++) {
+  const input = b({alg: "RS256", typ: "at+jwt", kid}) + "." + b({iss: process.env.ISSUER,
+    sub: "7f6a8a52-0b7e-4d1c-9a55-a11ce0000001", aud: "login-bridge-api", iat: now, exp: now + 3600,
+    jti: c.randomUUID(), preferred_username: "alice", realm_access: {roles: ["admin", "user"]},
+    groups: ["admins"]});
+  out.push(input + "." + c.sign("sha256", Buffer.from(input), key).toString("base64url"));
+}
+console.log(out.join("\n"));'
+}
+
+# sign_in JAR [PORT]: alice through the demo provider's login form at the bridge on PORT (default
+# $bridge_port, its public URL http://localhost:PORT); the bridge's cookie ends in JAR.
+sign_in() {
+  local jar=$1 port=${2:-$bridge_port} authorize page action
+  local c=(curl -s -c "$jar" -b "$jar" --resolve "localhost:$port:127.0.0.1")
+  authorize=$("${c[@]}" -o /dev/null -w '%{redirect_url}' "http://localhost:$port/auth/login?return_to=/")
+  page=$("${c[@]}" -L --max-redirs 5 -w '\n%{url_effective}' "$authorize")
+  action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' <<< "$page" | head -1)
+  [ -n "$action" ] || { echo "bench: no login form at ${page##*$'\n'}" >&2; return 1; }
+  "${c[@]}" -o /dev/null -L --max-redirs 10 -d username=alice -d password=wonderland "$issuer$action"
+}
+
+# jar_cookie JAR: the Cookie header value of the bridge's cookies (host localhost) in JAR.
+jar_cookie() {
+  awk '$1 ~ /localhost$/ && NF >= 7 {c = c (c ? "; " : "") $6 "=" $7} END {print c}' "$1"
 }

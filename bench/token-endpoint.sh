@@ -116,16 +116,6 @@ es_ratio=$(ratio "$es" "$(cat "$work/ES256-oidc.rps")")
 python3 -c "import sys; r, q = float(sys.argv[1]), float(sys.argv[2]); print('target ES256 >= 5000 tokens/s and >= 3x oidc-provider:', 'met' if r >= 5000 and q >= 3 else 'NOT met')" "$es" "$es_ratio"
 
 # ---- minting at /auth/session under session.token_profile
-# sign_in JAR: alice through the demo provider's login form; the bridge's cookie ends in JAR.
-sign_in() {
-  local jar=$1 authorize page action
-  local c=(curl -s -c "$jar" -b "$jar" --resolve "localhost:$bridge_port:127.0.0.1")
-  authorize=$("${c[@]}" -o /dev/null -w '%{redirect_url}' "http://localhost:$bridge_port/auth/login?return_to=/")
-  page=$("${c[@]}" -L --max-redirs 5 -w '\n%{url_effective}' "$authorize")
-  action=$(sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' <<< "$page" | head -1)
-  [ -n "$action" ] || { echo "bench: no login form at ${page##*$'\n'}" >&2; return 1; }
-  "${c[@]}" -o /dev/null -L --max-redirs 10 -d username=alice -d password=wonderland "$issuer$action"
-}
 # server_ms JAR: GET /auth/session, time from request sent to first byte (ms); the body must hold
 # the profile's token.
 server_ms() {
@@ -151,7 +141,7 @@ done
 pct() { sort -n "$1" | python3 -c "import sys, math; v = [float(x) for x in sys.stdin]; print(' '.join(f'p{p} {v[min(len(v)-1, math.ceil(p / 100 * len(v)) - 1)]:.2f} ms' for p in (50, 99)) + f'  (n={len(v)}, max {v[-1]:.2f} ms)')"; }
 echo "GET /auth/session, first call of a fresh session (mints, stores): $(pct "$work/mint.ms")"
 echo "GET /auth/session, second call (reuses the session's token):      $(pct "$work/reuse.ms")"
-cookie=$(awk '$1 ~ /localhost$/ && NF >= 7 {c = c (c ? "; " : "") $6 "=" $7} END {print c}' "$work/jar$SESSIONS")
+cookie=$(jar_cookie "$work/jar$SESSIONS")
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $cookie" -H 'x-login-bridge: 1' \
   "$bridge_url/auth/session" > "$work/reuse.out"
 non2xx=$(awk -F': *' '/Non-2xx/ {print $2}' "$work/reuse.out")
