@@ -106,7 +106,7 @@ fail() { failures+=("$store: $*"); say "FAIL: $*"; }
 # ---- the store
 start_store() {
   local sp; sp=$(free_port)
-  store_kind=$store
+  store_kind=$store; store_port=$sp
   case $store in
     redis)
       mkdir -p "$run/redis"
@@ -118,26 +118,35 @@ start_store() {
       done
       store_url="redis://127.0.0.1:$sp/0" ;;
     postgres)
-      local bin as_pg=()
-      bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
+      local as_pg=()
+      pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
       # Outside $work (mode 0700, root's): initdb and postgres refuse root and run as `postgres`.
       pg_dir=$(mktemp -d)
       if [ "$(id -u)" = 0 ]; then
         chown postgres:postgres "$pg_dir"
         as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
       fi
-      (cd "$pg_dir" && "${as_pg[@]}" "$bin/initdb" -D "$pg_dir/data" -A trust -U bridge --no-sync \
+      (cd "$pg_dir" && "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U bridge --no-sync \
         --encoding UTF8) > "$run/initdb.log" 2>&1 || { cat "$run/initdb.log" >&2; return 1; }
       # Durability off as in the tests: the soak measures the bridge, not the disk.
-      (cd "$pg_dir" && exec "${as_pg[@]}" "$bin/postgres" -D "$pg_dir/data" -p "$sp" -k "$pg_dir" \
+      (cd "$pg_dir" && exec "${as_pg[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$sp" -k "$pg_dir" \
         -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off) \
         > "$run/postgres.log" 2>&1 &
       store_pid=$!
-      until "$bin/pg_isready" -q -h 127.0.0.1 -p "$sp"; do
+      until "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$sp"; do
         is_running "$store_pid" || { cat "$run/postgres.log" >&2; return 1; }; sleep 0.05
       done
       store_url="postgres://bridge@127.0.0.1:$sp/postgres" ;;
   esac
+}
+
+# store_size: Redis keys, or PostgreSQL sessions (tower_sessions.session rows).
+store_size() {
+  case $store in
+    redis) redis-cli -h 127.0.0.1 -p "$store_port" dbsize ;;
+    postgres) "$pg_bin/psql" -h 127.0.0.1 -p "$store_port" -U bridge -d postgres -Atc \
+      'select count(*) from tower_sessions.session' ;;
+  esac 2>/dev/null || echo "?"
 }
 
 # ---- the replicas: the same settings but for their own address
@@ -301,6 +310,7 @@ soak_store() {
     [ "$(api_status "$(head -1 "$run/tokens")" "${port[$r]}")" = 200 ] || { fail "/api/me refused a token at $r"; return 0; }
   done
   say "$SESSIONS sign-ins (alternately at A and B, each checked at the other) and $TOKENS tokens in $(secs_since "$t")"
+  local size_before; size_before=$(store_size)
 
   # ---- load
   share_A=$((REQUESTS / 2)); share_B=$((REQUESTS - share_A))
@@ -354,6 +364,7 @@ soak_store() {
     for r in A B; do [ "$(api_status "$token" "${port[$r]}")" = 200 ] && tokens_ok=$((tokens_ok + 1)); done
   done < <(head -5 "$run/tokens")
   say "sessions and tokens checked in $(secs_since "$t")"
+  local size_after; size_after=$(store_size)
 
   # ---- figures
   local ans2=0 ans4=0 ans5=0 ansx=0 rate_sum=0 total=0
@@ -405,6 +416,8 @@ soak_store() {
   fi
   printf '  sessions lost  %d of %d (each checked at A and at B after the load); tokens %d/10 checks 200\n' \
     "$lost" "$SESSIONS" "$tokens_ok"
+  printf '  store          %s %s before the load, %s after\n' "$size_before" \
+    "$([ "$store" = redis ] && echo keys || echo sessions)" "$size_after"
   for r in A B; do
     rss_report "$r" || fail "RSS of $r not flat"
   done
