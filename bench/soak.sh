@@ -10,6 +10,8 @@
 #   SOAK_STORES="redis postgres"   the stores to run, in this order
 #   SOAK_CONNECTIONS=16            connections of each wrk
 #   SOAK_RSS_EVERY=1               seconds between RSS samples (short runs: e.g. 0.2)
+#   SOAK_LOGS=DIR                  keep the replicas' and the store's logs, wrk's outputs and the
+#                                  RSS samples in DIR/<store>/ (no tokens or cookies among them)
 #   BENCH_BRIDGE_BIN=/abs/path     a prebuilt bridge binary instead of `cargo build --release`
 #
 # Per store: 100 sessions signed in through the provider's login form (curl, alice), alternately
@@ -219,7 +221,8 @@ metrics_line() {
       printf "5xx %d%s, store errors %d, refreshes started %d failed %d, sessions ended %d", n5,
         (by ? " (" substr(by, 2) ")" : ""), se, rs, rf, ee}'
 }
-# log_summary R: WARN/ERROR lines of R's log (JSON), by message, at most 3 kinds.
+# log_summary R: WARN/ERROR lines of R's log (JSON; B's covers both its lives), by message and
+# reason, at most 8 kinds.
 log_summary() {
   python3 - "$run/replica-$1.log" <<'PY'
 import collections, json, sys
@@ -231,8 +234,10 @@ for line in open(sys.argv[1], errors="replace"):
         kinds["(not JSON) " + line.strip()[:120]] += 1
         continue
     if o.get("level") in ("WARN", "ERROR"):
-        kinds[o["level"] + " " + str(o.get("fields", {}).get("message", ""))[:140]] += 1
-print(sum(kinds.values()), "warn/error lines" + "".join(f"\n    {n} x {k}" for k, n in kinds.most_common(3)))
+        f = o.get("fields", {})
+        reason = f" ({str(f['reason'])[:100]})" if "reason" in f and o["level"] == "ERROR" else ""
+        kinds[o["level"] + " " + str(f.get("message", ""))[:120] + reason] += 1
+print(sum(kinds.values()), "warn/error lines" + "".join(f"\n    {n} x {k}" for k, n in kinds.most_common(8)))
 PY
 }
 
@@ -408,6 +413,11 @@ soak_store() {
     "$ans2" "$ans4" "$ans5" "$ansx" "$(wrk_val A 4xx)" "$(wrk_val A 5xx)" "$(wrk_val B 4xx)" "$(wrk_val B 5xx)"
   printf '  B non-2xx      inside the restart window: 4xx %d, 5xx %d, other %d (status x count: %s); outside: 4xx %d, 5xx %d, other %d (%s)\n' \
     "$in4" "$in5" "$inx" "$in_codes" "$out4" "$out5" "$outx" "$out_codes"
+  # When each of them came (the first 5), against the load's start, the kill and B's readiness.
+  awk -v t0="$load_t0" -v k="${kill_ms:-0}" -v e="${ready_ms:-0}" '
+    $1 == "soak-event" && !(e > 0 && $2 >= k && $2 <= e) && n++ < 5 {
+      printf "    outside: %s at +%.2f s of the load (kill +%.2f s, ready +%.2f s)\n", $3, ($2 - t0) / 1000,
+        (k - t0) / 1000, (e - t0) / 1000 }' "$run/wrk-B.out"
   printf '  socket errors  A: %s; B: %s\n' "$(awk '$1 == "soak-socket-errors" {$1 = ""; print substr($0, 2)}' "$run/wrk-A.out")" \
     "$(awk '$1 == "soak-socket-errors" {$1 = ""; print substr($0, 2)}' "$run/wrk-B.out")"
   if [ -n "$ready_ms" ]; then
@@ -428,6 +438,10 @@ soak_store() {
     printf '  log %s          %s\n' "$r" "$(log_summary "$r")"
   done
   echo
+  if [ -n "${SOAK_LOGS:-}" ]; then
+    mkdir -p "$SOAK_LOGS/$store"
+    cp "$run"/*.log "$run"/wrk-*.out "$run"/rss-* "$SOAK_LOGS/$store/" 2>/dev/null || true
+  fi
   stop_store_run
 }
 
