@@ -222,7 +222,7 @@ metrics_line() {
         (by ? " (" substr(by, 2) ")" : ""), se, rs, rf, ee}'
 }
 # log_summary R: WARN/ERROR lines of R's log (JSON; B's covers both its lives), by message and
-# reason, at most 8 kinds.
+# reason, at most 8 kinds (no token reaches a log line; the store's URL is not in this soak's).
 log_summary() {
   python3 - "$run/replica-$1.log" <<'PY'
 import collections, json, sys
@@ -235,7 +235,7 @@ for line in open(sys.argv[1], errors="replace"):
         continue
     if o.get("level") in ("WARN", "ERROR"):
         f = o.get("fields", {})
-        reason = f" ({str(f['reason'])[:100]})" if "reason" in f and o["level"] == "ERROR" else ""
+        reason = f" ({str(f['reason'])[:100]})" if "reason" in f else ""
         kinds[o["level"] + " " + str(f.get("message", ""))[:120] + reason] += 1
 print(sum(kinds.values()), "warn/error lines" + "".join(f"\n    {n} x {k}" for k, n in kinds.most_common(8)))
 PY
