@@ -15,9 +15,8 @@ use std::{
 
 use axum::{
     Router,
-    extract::{Request, State},
+    extract::State,
     http::{StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -52,7 +51,7 @@ const DURATION_BUCKETS: [f64; 12] = [
 
 /// How often histogram samples are folded into buckets between scrapes: without it they
 /// pile up in memory when nobody scrapes.
-const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the recorder could not be installed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -149,6 +148,21 @@ async fn render(State(handle): State<PrometheusHandle>) -> Response {
 /// `counter!` macro then keeps the key in a `static` instead of building a label vector per
 /// call. An unknown reason still counts, at that cost.
 pub fn token_verification(valid: bool, reason: &'static str) {
+    // The two outcomes of every API call with a good token are resolved once, after the
+    // recorder is installed (before that, and without `[metrics]`, counting is a no-op).
+    static VALID: OnceLock<[::metrics::Counter; 2]> = OnceLock::new();
+    if valid && matches!(RECORDER.get(), Some(Ok(_))) {
+        let [cached, verified] = VALID.get_or_init(|| {
+            ["cached", "verified"].map(
+                |r| ::metrics::counter!(TOKEN_VERIFICATIONS, "outcome" => "valid", "reason" => r),
+            )
+        });
+        match reason {
+            "cached" => return cached.increment(1),
+            "verified" => return verified.increment(1),
+            _ => {}
+        }
+    }
     macro_rules! count {
         ($outcome:literal: $($known:literal),*) => {
             match reason {
@@ -305,17 +319,83 @@ impl RequestMetrics {
     }
 }
 
-/// Middleware of the public router: counts every answer and its latency by route class.
-pub async fn track_requests(
-    State(metrics): State<Arc<RequestMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let class = metrics.classify(request.uri().path());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.record(class, response.status(), started.elapsed());
-    response
+/// Layer of the public router: counts every answer and its latency by route class. A plain
+/// tower service (no boxed future or service per request, unlike `from_fn`): it runs on
+/// every request, the cached-token API call included.
+#[derive(Clone)]
+pub struct TrackRequestsLayer(pub Arc<RequestMetrics>);
+
+impl<S> tower::Layer<S> for TrackRequestsLayer {
+    type Service = TrackRequests<S>;
+    fn layer(&self, inner: S) -> TrackRequests<S> {
+        TrackRequests {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TrackRequests<S> {
+    inner: S,
+    metrics: Arc<RequestMetrics>,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for TrackRequests<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackedResponse<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let class = self.metrics.classify(request.uri().path());
+        TrackedResponse {
+            inner: self.inner.call(request),
+            metrics: self.metrics.clone(),
+            class,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of [`TrackRequests`], recorded when it is ready.
+    pub struct TrackedResponse<F> {
+        #[pin]
+        inner: F,
+        metrics: Arc<RequestMetrics>,
+        class: RouteClass,
+        started: Instant,
+    }
+}
+
+impl<F, E> std::future::Future for TrackedResponse<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            this.metrics
+                .record(*this.class, response.status(), this.started.elapsed());
+        }
+        std::task::Poll::Ready(result)
+    }
 }
 
 #[cfg(test)]

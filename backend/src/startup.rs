@@ -27,11 +27,7 @@ use crate::{
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
     upstream::{self, proxy::Upstream},
-    web::{
-        cors,
-        headers::{SecurityHeaders, security_headers},
-        spa::SpaIndex,
-    },
+    web::{cors, headers::SecurityHeaders, spa::SpaIndex},
 };
 
 pub struct Application {
@@ -154,10 +150,9 @@ impl Application {
         // `[metrics]` no request pays for it.
         let router = if metrics.is_some() {
             let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
-            router.layer(middleware::from_fn_with_state(
-                Arc::new(RequestMetrics::new(prefixes.collect())),
-                metrics::track_requests,
-            ))
+            router.layer(metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(
+                prefixes.collect(),
+            ))))
         } else {
             router
         };
@@ -274,9 +269,10 @@ fn router<S: SessionStore + Clone>(
     let router = match &state.authority {
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,
-    }
-    .layer(middleware::from_fn_with_state(headers, security_headers))
-    .layer(RequestBodyLimitLayer::new(64 * 1024));
+    };
+    let router = headers
+        .apply(router)
+        .layer(RequestBodyLimitLayer::new(64 * 1024));
     // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
     let router = if upstreams.is_empty() {
         router

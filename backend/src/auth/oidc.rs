@@ -346,7 +346,8 @@ pub async fn session_user_from_tokens(
         .verify_as(&tokens.access_token, PROVIDER_ISSUER)
         .await
         .map_err(SignInError::AccessToken)?;
-    let access_sub = access.claims.get("sub").and_then(|v| v.as_str());
+    let access_claims = access.claims.parse();
+    let access_sub = access_claims.get("sub").and_then(|v| v.as_str());
     if previous_user.is_some() && access_sub != previous_user {
         return Err(SignInError::SubjectChanged);
     }
@@ -362,9 +363,9 @@ pub async fn session_user_from_tokens(
     let mut principal = (*access).clone();
     // ID token first, then the access token (Keycloak puts roles only into the latter).
     principal.user = match (&id_claims, previous) {
-        (Some(id), _) => map_user(&settings.claims, &[id, &access.claims]),
+        (Some(id), _) => map_user(&settings.claims, &[id, &access_claims]),
         (None, Some(prev)) => {
-            let mut user = map_user(&settings.claims, &[&access.claims]);
+            let mut user = map_user(&settings.claims, &[&access_claims]);
             user.id = prev.principal.user.id.clone();
             user
         }

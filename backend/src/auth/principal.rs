@@ -41,7 +41,7 @@ where
 {
     type Rejection = AppError;
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let token = bearer_token(&parts.headers)?;
         let trust = Arc::<TrustEngine>::from_ref(state);

@@ -113,14 +113,14 @@ pub async fn introspect(
         return inactive();
     };
     // A service user's token lives only as long as the user stays enabled.
-    if let Some(client) = principal.claims.get("client_id").and_then(Value::as_str) {
+    let mut answer = principal.claims.parse();
+    if let Some(client) = answer.get("client_id").and_then(Value::as_str) {
         match state.authority.store.service_user(client).await {
             Ok(Some(user)) if user.active(now()) && user.id == client => {}
             Ok(_) => return inactive(),
             Err(e) => return unavailable(e),
         }
     }
-    let mut answer = (*principal.claims).clone();
     answer.insert("active".into(), Value::Bool(true));
     answer.insert("token_type".into(), Value::String("Bearer".into()));
     if let Some(name) = &principal.user.username {

@@ -3,69 +3,78 @@
 //! token; an entry is never served past the token's `exp`, and is void once its issuer's key
 //! set changed (a rotated-out key must not keep admitting tokens). Bounded in size.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
+
+use quick_cache::{Weighter, sync::Cache};
 
 use super::principal::Principal;
 
+#[derive(Clone)]
 pub(super) struct CacheEntry {
     principal: Arc<Principal>,
     generation: u64,
+    /// Estimated bytes the entry holds (see [`VerifiedCache::insert`]).
+    weight: u32,
 }
 
-/// Bounded cache of verified tokens.
-pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], CacheEntry>>,
-    capacity: usize,
-}
+#[derive(Clone)]
+struct ByWeight;
 
-impl VerifiedCache {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
-        }
+impl Weighter<[u8; 32], CacheEntry> for ByWeight {
+    fn weight(&self, _key: &[u8; 32], entry: &CacheEntry) -> u64 {
+        u64::from(entry.weight)
     }
 }
 
+/// Cache of verified tokens, bounded by the memory its entries hold. Sharded (no global lock)
+/// and evicting one entry at a time by recency and frequency (quick_cache's CLOCK-Pro), so a
+/// full cache never drops everything at once.
+pub struct VerifiedCache {
+    entries: Cache<[u8; 32], CacheEntry, ByWeight>,
+}
+
+/// Bytes an entry holds besides its principal's heap: the key, the cache's slot, the
+/// principal's fixed part and its `Arc`.
+const ENTRY_OVERHEAD: usize = 320;
+
 impl VerifiedCache {
+    /// A cache holding at most about `budget_bytes` of verified principals.
+    pub fn new(budget_bytes: usize) -> Self {
+        let estimated_items = budget_bytes / (ENTRY_OVERHEAD + 1024);
+        Self {
+            entries: Cache::with_weighter(estimated_items.max(16), budget_bytes as u64, ByWeight),
+        }
+    }
+
     pub fn get(
         &self,
         key: &[u8; 32],
         now: i64,
         generation_of: impl Fn(&str) -> Option<u64>,
     ) -> Option<Arc<Principal>> {
-        let map = match self.entries.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        let entry = map.get(key)?;
+        let entry = self.entries.get(key)?;
         let fresh = now < entry.principal.expires_at
             && generation_of(&entry.principal.issuer) == Some(entry.generation);
-        fresh.then(|| entry.principal.clone())
+        if !fresh {
+            // Expired or its keys changed: it can never be served again.
+            self.entries.remove(key);
+            return None;
+        }
+        Some(entry.principal)
     }
 
+    /// Remembers `principal`, weighed by the memory it holds.
     pub fn insert(&self, key: [u8; 32], principal: Arc<Principal>, generation: u64, now: i64) {
         if principal.expires_at <= now {
             return;
         }
-        let mut map = match self.entries.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if map.len() >= self.capacity {
-            map.retain(|_, e| e.principal.expires_at > now);
-            if map.len() >= self.capacity {
-                map.clear();
-            }
-        }
-        map.insert(
+        let weight = u32::try_from(ENTRY_OVERHEAD + principal.heap_bytes()).unwrap_or(u32::MAX);
+        self.entries.insert(
             key,
             CacheEntry {
                 principal,
                 generation,
+                weight,
             },
         );
     }
@@ -75,7 +84,12 @@ impl VerifiedCache {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries.len()
+    }
+
+    /// Estimated bytes held now.
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
     }
 }
 
@@ -85,7 +99,7 @@ mod tests {
 
     fn principal(expires_at: i64) -> Principal {
         Principal {
-            claims: Arc::default(),
+            claims: Default::default(),
             user: shared::session::User::default(),
             issuer: "https://iss".into(),
             issuer_name: "iss".into(),
@@ -96,8 +110,9 @@ mod tests {
         }
     }
 
-    fn cache(capacity: usize) -> VerifiedCache {
-        VerifiedCache::new(capacity)
+    /// A cache with room for `entries` entries of [`principal`]s.
+    fn cache(entries: usize) -> VerifiedCache {
+        VerifiedCache::new(entries * (ENTRY_OVERHEAD + principal(0).heap_bytes()))
     }
 
     #[test]
@@ -121,11 +136,27 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_stays_within_its_capacity() {
-        let c = cache(3);
-        for i in 0..10u8 {
-            c.insert([i; 32], Arc::new(principal(100)), 0, 50);
+    fn the_cache_stays_within_its_memory_budget_and_keeps_most_of_it_when_full() {
+        let c = cache(100);
+        for i in 0..1000u32 {
+            let mut key = [0; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            c.insert(key, Arc::new(principal(100)), 0, 50);
         }
-        assert!(c.len() <= 3);
+        assert!(
+            c.weight() <= 100 * (ENTRY_OVERHEAD as u64 + 200),
+            "{}",
+            c.weight()
+        );
+        // One entry evicted at a time, never the whole cache: it stays nearly full.
+        assert!(c.len() >= 50, "{} entries left", c.len());
+    }
+
+    #[test]
+    fn an_entry_that_can_never_be_served_again_is_dropped() {
+        let c = cache(10);
+        c.insert([1; 32], Arc::new(principal(100)), 0, 50);
+        assert!(c.get(&[1; 32], 100, |_| Some(0)).is_none());
+        assert_eq!(c.len(), 0);
     }
 }

@@ -15,13 +15,12 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::{
     cache::VerifiedCache,
     issuer::{IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
     policy::{admit, authorize},
-    principal::Principal,
+    principal::{Principal, token_digest},
     validate::{Check, Expectations, TokenError, TokenKind, ValidatedToken, validate_steps_for},
 };
 
@@ -44,8 +43,11 @@ pub struct TrustEngine {
     cache: VerifiedCache,
 }
 
-/// Verified tokens remembered at most.
-pub const CACHE_CAPACITY: usize = 10_000;
+/// Memory the verified-token cache may hold: about 2 000 principals of the demo provider's
+/// tokens (an entry holds the mapped user and the claims' JSON text, about 1 KiB). A miss
+/// costs one signature check (bench/hot-path.sh (b)); the budget keeps the bridge's resident
+/// set small and flat (its (c)).
+pub const CACHE_BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
 impl TrustEngine {
     /// The engine for the compiled `[[issuers]]` (see [`crate::settings::Config`]).
@@ -64,7 +66,7 @@ impl TrustEngine {
         Self {
             issuers: RwLock::new(issuers),
             route_policies,
-            cache: VerifiedCache::new(CACHE_CAPACITY),
+            cache: VerifiedCache::new(CACHE_BUDGET_BYTES),
         }
     }
 
@@ -176,7 +178,7 @@ impl TrustEngine {
         only: Option<&[&str]>,
     ) -> (Result<Arc<Principal>, Rejection>, &'static str) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = token_digest(token);
         let allowed = |name: &str| only.is_none_or(|o| o.contains(&name));
         if let Some(p) = self.cache.get(&key, now, |iss| {
             self.read().get(iss).map(|i| i.key_generation())
@@ -207,8 +209,8 @@ impl TrustEngine {
             Ok(v) => v,
             Err(e) => return invalid(e),
         };
-        let principal = Principal::from_token(&issuer, validated, token);
-        if let Err(why) = admit(&issuer, &principal, &principal.claims) {
+        let principal = Principal::from_token(&issuer, &validated, &key);
+        if let Err(why) = admit(&issuer, &principal, &validated.claims) {
             return (Err(Rejection::Policy(why)), "policy");
         }
         let principal = Arc::new(principal);
@@ -283,8 +285,8 @@ impl TrustEngine {
         let result = check_with(&issuer, token, Some(&mut checks)).await;
         let (principal, policy) = match result {
             Ok(v) => {
-                let p = Principal::from_token(&issuer, v, token);
-                let policy = admit(&issuer, &p, &p.claims);
+                let p = Principal::from_token(&issuer, &v, &token_digest(token));
+                let policy = admit(&issuer, &p, &v.claims);
                 (Some(p), Some(policy))
             }
             Err(_) => (None, None),
@@ -339,7 +341,15 @@ async fn check_with(
 }
 
 /// Reads `iss` from the unverified payload, only to pick the issuer whose rules then apply.
+/// Nothing else of the payload is kept (or allocated): the claims are read once the
+/// signature verified.
 fn peek_issuer(token: &str) -> Result<String, TokenError> {
+    /// Only `iss`; serde skips the other claims without building them.
+    #[derive(serde::Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        iss: Option<std::borrow::Cow<'a, str>>,
+    }
     if token.len() > super::validate::MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
@@ -350,11 +360,13 @@ fn peek_issuer(token: &str) -> Result<String, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-    let claims: Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
-    match claims.get("iss") {
-        Some(Value::String(iss)) => Ok(iss.clone()),
-        Some(_) => Err(TokenError::InvalidClaim("iss")),
-        None => Err(TokenError::MissingClaim("iss")),
+    // `iss` of another type than a string is told apart from a payload that is not JSON.
+    match serde_json::from_slice::<Peek>(&bytes) {
+        Ok(Peek { iss: Some(iss) }) => Ok(iss.into_owned()),
+        Ok(Peek { iss: None }) => Err(TokenError::MissingClaim("iss")),
+        Err(_) => match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+            Ok(_) => Err(TokenError::InvalidClaim("iss")),
+            Err(_) => Err(TokenError::Malformed("payload is not a JSON object")),
+        },
     }
 }

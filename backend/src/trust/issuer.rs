@@ -380,11 +380,11 @@ impl IssuerSpec {
                     "the HMAC secret must be at least 32 bytes (RFC 7518 3.2)".into(),
                 ));
             }
-            KeySpec::Static(KeySet::from_keys(vec![VerificationKey {
-                kid: None,
-                alg: None,
-                key: DecodingKey::from_secret(secret.as_bytes()),
-            }]))
+            KeySpec::Static(KeySet::from_keys(vec![VerificationKey::new(
+                None,
+                None,
+                DecodingKey::from_secret(secret.as_bytes()),
+            )]))
         };
         let username_regex = match &s.policy.username_pattern {
             Some(p) => Some(
@@ -443,9 +443,5 @@ fn pem_key(pem: &[u8], algorithms: &[Algorithm]) -> Result<VerificationKey, Stri
         }
     }
     .map_err(|e| format!("public key is not a valid PEM for {algorithms:?}: {e}"))?;
-    Ok(VerificationKey {
-        kid: None,
-        alg: None,
-        key,
-    })
+    Ok(VerificationKey::new(None, None, key))
 }

@@ -16,11 +16,13 @@ use std::{
 };
 
 use jsonwebtoken::{
-    DecodingKey,
+    Algorithm, DecodingKey,
     jwk::{Jwk, KeyAlgorithm, PublicKeyUse},
 };
 use sha2::Digest;
 use tokio::sync::Mutex;
+
+use super::signature::{self, ParsedKeys};
 
 /// Why a key set could not be fetched or read. The last good keys stay in use meanwhile.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,18 +41,45 @@ pub enum JwksError {
 }
 
 /// One usable verification key.
-#[derive(Clone)]
 pub struct VerificationKey {
     pub kid: Option<String>,
     /// `alg` pinned by the JWK itself, if it names one.
     pub alg: Option<KeyAlgorithm>,
     pub key: DecodingKey,
+    /// `alg` as a signature algorithm: `Some(None)` when the JWK pins one that is not.
+    pinned: Option<Option<Algorithm>>,
+    /// The key parsed once per algorithm it checks (see [`super::signature`]).
+    parsed: ParsedKeys,
+}
+
+impl VerificationKey {
+    pub fn new(kid: Option<String>, alg: Option<KeyAlgorithm>, key: DecodingKey) -> Self {
+        let pinned = alg.map(|a| format!("{a:?}").parse::<Algorithm>().ok());
+        Self {
+            kid,
+            alg,
+            key,
+            pinned,
+            parsed: ParsedKeys::default(),
+        }
+    }
+
+    /// Whether this key may check a token signed with `alg`: a key that names its
+    /// algorithm may only be used with that algorithm.
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.pinned.is_none_or(|p| p == Some(alg))
+    }
+
+    /// Whether `signature_b64` is `alg`'s signature of `message` under this key.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> bool {
+        self.allows(alg) && signature::verify(&self.key, &self.parsed, alg, message, signature_b64)
+    }
 }
 
 /// The keys of one fetch.
 #[derive(Clone, Default)]
 pub struct KeySet {
-    keys: Vec<VerificationKey>,
+    keys: Vec<Arc<VerificationKey>>,
 }
 
 impl KeySet {
@@ -73,11 +102,11 @@ impl KeySet {
             })
             .filter_map(|jwk| {
                 let key = DecodingKey::from_jwk(&jwk).ok()?;
-                Some(VerificationKey {
-                    kid: jwk.common.key_id.clone(),
-                    alg: jwk.common.key_algorithm,
+                Some(Arc::new(VerificationKey::new(
+                    jwk.common.key_id.clone(),
+                    jwk.common.key_algorithm,
                     key,
-                })
+                )))
             })
             .collect();
         Ok(Self { keys })
@@ -85,7 +114,9 @@ impl KeySet {
 
     /// A set of configured keys (PEM, HMAC): usually one, without `kid`.
     pub fn from_keys(keys: Vec<VerificationKey>) -> Self {
-        Self { keys }
+        Self {
+            keys: keys.into_iter().map(Arc::new).collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -99,7 +130,7 @@ impl KeySet {
     /// Candidate keys for a token: the ones with its `kid` plus keys that have no `kid` of
     /// their own (a configured PEM or secret), or, for a token without `kid`, every key (the
     /// caller tries each). The `kid` is only ever compared, never used as a path or query.
-    pub fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+    pub fn candidates(&self, kid: Option<&str>) -> Vec<Arc<VerificationKey>> {
         match kid {
             Some(kid) => self
                 .keys
@@ -226,7 +257,7 @@ impl JwksCache {
 
     /// Keys that may have signed a token with this `kid`. Unknown `kid`: one refetch, unless
     /// one happened within the cooldown; concurrent callers wait for the same fetch.
-    pub async fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+    pub async fn candidates(&self, kid: Option<&str>) -> Vec<Arc<VerificationKey>> {
         let found = self.current().candidates(kid);
         if !found.is_empty() {
             return found;

@@ -15,5 +15,6 @@ pub mod jwks;
 pub mod mapping;
 pub mod policy;
 pub mod principal;
+pub mod signature;
 pub mod validate;
 pub use principal::fingerprint;

@@ -31,12 +31,44 @@ pub struct Principal {
     /// The validated claims, for features that read more than the mapped user. Kept in
     /// memory only: a session stores the mapped principal, not the token's claims.
     #[serde(skip)]
-    pub claims: Arc<Map<String, Value>>,
+    pub claims: TokenClaims,
+}
+
+/// A token's validated claims, kept compact: their JSON text, parsed by the few features that
+/// read them (upstream claim headers, introspection). A parsed map takes several times the
+/// memory, and the verified-token cache holds thousands of principals.
+#[derive(Clone, Debug, Default)]
+pub struct TokenClaims(Arc<str>);
+
+impl TokenClaims {
+    pub fn new(claims: &Map<String, Value>) -> Self {
+        // A map of JSON values always serializes.
+        Self(serde_json::to_string(claims).unwrap_or_default().into())
+    }
+
+    /// The claims as a map (empty for a principal that has none, e.g. restored from a session).
+    pub fn parse(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// Bytes of the JSON text.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Principal {
-    /// The principal a validated token of `issuer` proves.
-    pub fn from_token(issuer: &TrustedIssuer, validated: ValidatedToken, token: &str) -> Self {
+    /// The principal a validated token of `issuer` proves; `token_digest` is the SHA-256 of
+    /// the whole token (see [`token_digest`]).
+    pub fn from_token(
+        issuer: &TrustedIssuer,
+        validated: &ValidatedToken,
+        token_digest: &[u8; 32],
+    ) -> Self {
         let user = map_user(&issuer.claims, &[&validated.claims]);
         let access_level = user
             .groups
@@ -48,19 +80,81 @@ impl Principal {
             .map(str::to_owned);
         Principal {
             user,
-            issuer: validated.issuer,
+            issuer: validated.issuer.clone(),
             issuer_name: issuer.name.clone(),
             expires_at: validated.expires_at,
-            token_fingerprint: fingerprint(token),
+            token_fingerprint: fingerprint_of(token_digest),
             token_name,
             access_level,
-            claims: Arc::new(validated.claims),
+            claims: TokenClaims::new(&validated.claims),
         }
     }
 }
 
+impl Principal {
+    /// Heap bytes this principal holds, roughly (what the verified-token cache weighs).
+    pub fn heap_bytes(&self) -> usize {
+        // Each allocation: its bytes plus an allocator's word or two.
+        let s = |v: &str| v.len() + 16;
+        let o = |v: &Option<String>| v.as_deref().map_or(0, s);
+        let u = &self.user;
+        s(&u.id)
+            + o(&u.username)
+            + o(&u.name)
+            + o(&u.email)
+            + u.groups.iter().map(|g| s(g) + 24).sum::<usize>()
+            + u.roles.iter().map(|r| s(r) + 24).sum::<usize>()
+            + s(&self.issuer)
+            + s(&self.issuer_name)
+            + s(&self.token_fingerprint)
+            + o(&self.token_name)
+            + self.claims.len()
+            + 32
+    }
+}
+
+/// SHA-256 of a whole token: the verified-token cache's key, and its fingerprint's source.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// First 16 hex digits of SHA-256 over a token: safe to show and log, useless to replay.
 pub fn fingerprint(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    fingerprint_of(&token_digest(token))
+}
+
+/// [`fingerprint`] of a token whose [`token_digest`] is known.
+pub fn fingerprint_of(digest: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in &digest[..8] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_kept_as_text_read_back_as_they_were_validated() {
+        let Value::Object(claims) = serde_json::json!({
+            "sub": "alice", "aud": ["a", "b"], "exp": 1_795_458_432_i64,
+            "realm_access": {"roles": ["admin"]}, "name": "Ålice \"A\"",
+        }) else {
+            unreachable!()
+        };
+        let kept = TokenClaims::new(&claims);
+        assert_eq!(kept.parse(), claims);
+        assert!(kept.len() < 120, "compact JSON text: {} bytes", kept.len());
+        assert!(TokenClaims::default().parse().is_empty());
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_first_16_hex_digits_of_the_tokens_sha256() {
+        assert_eq!(fingerprint("abc"), "ba7816bf8f01cfea");
+        assert_eq!(fingerprint_of(&token_digest("abc")), "ba7816bf8f01cfea");
+    }
 }

@@ -7,7 +7,7 @@
 //! module so the rules (types, boundaries, arrays) are ours and are tested.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::jwks::{JwksCache, KeySet, VerificationKey};
@@ -203,7 +203,7 @@ pub enum Keys<'a> {
 }
 
 impl Keys<'_> {
-    async fn candidates(&self, kid: Option<&str>) -> Vec<VerificationKey> {
+    async fn candidates(&self, kid: Option<&str>) -> Vec<std::sync::Arc<VerificationKey>> {
         match self {
             Keys::Remote(jwks) => jwks.candidates(kid).await,
             Keys::Static(set) => set.candidates(kid),
@@ -275,32 +275,19 @@ pub async fn validate_steps_for(
     note(&mut report, "key", found, |n| {
         format!("{n} candidate key(s) of this issuer")
     })?;
-    let mut validation = Validation::new(alg);
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let mut claims = None;
-    for candidate in candidates {
-        // A key that names its algorithm may only be used with that algorithm.
-        if let Some(key_alg) = candidate.alg
-            && format!("{key_alg:?}") != format!("{alg:?}")
-        {
-            continue;
-        }
-        if let Ok(data) =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &candidate.key, &validation)
-        {
-            claims = Some(data.claims);
-            break;
-        }
-    }
-    let claims = note(
-        &mut report,
-        "signature",
-        claims.ok_or(TokenError::BadSignature),
-        |_| format!("verified ({alg:?})"),
-    )?;
+    // Signed input and signature; the structure step above made sure there are three parts.
+    let (message, signature_b64) = token.rsplit_once('.').unwrap_or((token, ""));
+    let verified = candidates
+        .iter()
+        .any(|key| key.verify(alg, message.as_bytes(), signature_b64));
+    let claims = if verified {
+        payload_claims(message)
+    } else {
+        Err(TokenError::BadSignature)
+    };
+    let claims = note(&mut report, "signature", claims, |_| {
+        format!("verified ({alg:?})")
+    })?;
     let checks = claim_checks(&claims, typ.as_deref(), expect, now());
     let mut first_error = None;
     for (name, outcome) in checks {
@@ -313,6 +300,16 @@ pub async fn validate_steps_for(
         return Err(e);
     }
     finish(claims)
+}
+
+/// The claims of a token whose signature verified: `message` is `header.payload`.
+fn payload_claims(message: &str) -> Result<Map<String, Value>, TokenError> {
+    let payload = message.split_once('.').map_or("", |(_, p)| p);
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))
 }
 
 fn finish(claims: Map<String, Value>) -> Result<ValidatedToken, TokenError> {

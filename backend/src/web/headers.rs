@@ -2,41 +2,47 @@
 //! HSTS when served over https.
 
 use axum::{
-    extract::{Request, State},
+    Router,
     http::{HeaderValue, header},
-    middleware::Next,
-    response::Response,
 };
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
 
-/// What the middleware adds, fixed at startup.
+/// What the layers add, fixed at startup.
 #[derive(Clone)]
 pub struct SecurityHeaders {
     pub csp: HeaderValue,
     pub hsts: bool,
 }
 
-pub async fn security_headers(
-    State(config): State<SecurityHeaders>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CONTENT_SECURITY_POLICY, config.csp.clone());
-    if config.hsts {
-        h.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
+impl SecurityHeaders {
+    /// `router` with the headers set on every answer (replacing any a handler set). tower-http
+    /// layers: no boxed future or service per request.
+    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+        let set = SetResponseHeaderLayer::overriding;
+        let router = router.layer(
+            ServiceBuilder::new()
+                .layer(set(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(set(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(set(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(set(header::CONTENT_SECURITY_POLICY, self.csp)),
         );
+        if self.hsts {
+            router.layer(set(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            ))
+        } else {
+            router
+        }
     }
-    response
 }
