@@ -51,7 +51,7 @@ start_provider_and_bridge() {
   bridge_env=(BRIDGE_LISTEN="127.0.0.1:$bridge_port" BRIDGE_PUBLIC_URL="http://localhost:$bridge_port"
     BRIDGE_OIDC__ISSUER="$issuer" BRIDGE_OIDC__CLIENT_ID=login-bridge
     BRIDGE_OIDC__CLIENT_SECRET=demo-client-secret BRIDGE_OIDC__API_AUDIENCE=login-bridge-api
-    BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG=warn)
+    BRIDGE_SESSION__SQLITE_PATH="$work/sessions.sqlite" RUST_LOG="${BENCH_LOG:-warn}")
   # shellcheck disable=SC2086 # the wrapper is a command line
   env "${bridge_env[@]}" ${BENCH_WRAPPER:-} "$bridge_bin" "$@" 2>/dev/null &
   bridge=$!
@@ -66,27 +66,13 @@ start_provider_and_bridge() {
 # started ($bridge_env; pass its --config too), e.g. `bridge_cli service-user create ...`.
 bridge_cli() { env "${bridge_env[@]}" "$bridge_bin" "$@"; }
 
-# An RS256 access token for alice, signed with the demo provider's key, valid for an hour.
+# An RS256 access token for alice, signed with the demo provider's key, valid for two hours.
 provider_token() { provider_tokens 1; }
 
-# provider_tokens COUNT: COUNT such tokens, one a line, each with its own jti (all distinct).
+# provider_tokens COUNT: COUNT such tokens, one a line, each with its own jti (all distinct);
+# signed on every core by bench/make-access-tokens.mjs.
 provider_tokens() {
-  ISSUER="$issuer" COUNT="$1" node -e '
-const c = require("crypto"), fs = require("fs");
-const key = c.createPrivateKey(fs.readFileSync("tests/fixtures/idp-signing-key.pem"));
-const jwk = c.createPublicKey(key).export({format: "jwk"});
-const kid = c.createHash("sha256").update(JSON.stringify({e: jwk.e, kty: jwk.kty, n: jwk.n})).digest("base64url");
-const b = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-const now = Math.floor(Date.now() / 1000);
-const out = [];
-for (let i = 0; i < Number(process.env.COUNT); i++) {
-  const input = b({alg: "RS256", typ: "at+jwt", kid}) + "." + b({iss: process.env.ISSUER,
-    sub: "7f6a8a52-0b7e-4d1c-9a55-a11ce0000001", aud: "login-bridge-api", iat: now, exp: now + 3600,
-    jti: c.randomUUID(), preferred_username: "alice", realm_access: {roles: ["admin", "user"]},
-    groups: ["admins"]});
-  out.push(input + "." + c.sign("sha256", Buffer.from(input), key).toString("base64url"));
-}
-console.log(out.join("\n"));'
+  node bench/make-access-tokens.mjs --issuer "$issuer" --count "$1" --out /dev/stdout
 }
 
 # sign_in JAR [PORT]: alice through the demo provider's login form at the bridge on PORT (default

@@ -20,7 +20,7 @@ bench/spa-size.sh --no-build --check
 step "rustfmt"
 cargo fmt --all -- --check
 step "clippy (backend, shared, tests; frontend and its example for wasm32)"
-cargo clippy -p login-bridge -p shared -p blackbox-tests --all-targets -- -D warnings
+cargo clippy -p login-bridge -p shared -p blackbox-tests -p bench-peer --all-targets -- -D warnings
 cargo clippy -p frontend --target wasm32-unknown-unknown --all-targets -- -D warnings
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 step "demo provider smoke test (node --test)"
