@@ -280,6 +280,21 @@ pub struct OidcSettings {
     pub http_timeout_secs: u64,
 }
 
+fn default_absolute_timeout() -> i64 {
+    24 * 3600
+}
+
+/// `SameSite` attribute of the session cookie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSiteMode {
+    /// Sent on top-level navigations from other sites: the provider's redirect back carries it.
+    #[default]
+    Lax,
+    /// Never sent on requests started by another site.
+    Strict,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
@@ -290,6 +305,13 @@ pub struct SessionSettings {
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
     pub idle_timeout_secs: i64,
+    /// A signed-in session ends this long after its sign-in, whatever its activity.
+    #[serde(default = "default_absolute_timeout")]
+    pub absolute_timeout_secs: i64,
+    /// `SameSite` of the session cookie: `lax` (default) or `strict` (see the README: the
+    /// provider's redirect back is then followed by one same-site hop).
+    #[serde(default)]
+    pub same_site: SameSiteMode,
     /// The token `/auth/session` hands the SPA: absent, the provider's (or gateway's) access
     /// token; the name of a `[[token_profiles]]` entry, a token the bridge mints from it.
     #[serde(default)]
@@ -367,6 +389,8 @@ impl Default for Settings {
                 store: StoreKind::Sqlite,
                 sqlite_path: PathBuf::from("login-bridge.sqlite"),
                 idle_timeout_secs: 8 * 3600,
+                absolute_timeout_secs: default_absolute_timeout(),
+                same_site: SameSiteMode::Lax,
                 token_profile: None,
                 url: Secret::default(),
                 url_file: None,
@@ -688,6 +712,9 @@ impl Settings {
         }
         if self.session.idle_timeout_secs <= 0 {
             problems.push("session.idle_timeout_secs: must be positive".into());
+        }
+        if self.session.absolute_timeout_secs <= 0 {
+            problems.push("session.absolute_timeout_secs: must be positive".into());
         }
         let url = self.session.url.expose();
         let (store, schemes): (&str, &[&str]) = match self.session.store {

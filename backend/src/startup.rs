@@ -22,8 +22,11 @@ use crate::{
     health,
     metrics::{self, RequestMetrics},
     oidc::client::ProviderClient,
-    session::{store::SessionBackend, typed::SessionIndexHandle},
-    settings::Config,
+    session::{
+        store::SessionBackend,
+        typed::{SessionIndexHandle, SessionLimits},
+    },
+    settings::{Config, SameSiteMode},
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
     upstream::{self, proxy::Upstream},
@@ -109,7 +112,12 @@ impl Application {
         tokio::spawn(provider.clone().discover_until_ready());
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
-            sessions: SessionIndexHandle(backend.index()),
+            sessions: SessionIndexHandle(
+                backend.index(),
+                SessionLimits {
+                    absolute_timeout_secs: settings.session.absolute_timeout_secs,
+                },
+            ),
             refresh_lock: backend.refresh_lock(),
             store: backend.probe(),
             settings,
@@ -244,7 +252,10 @@ fn router<S: SessionStore + Clone>(
         .with_name(cookie_name)
         .with_secure(settings.is_https())
         .with_http_only(true)
-        .with_same_site(SameSite::Lax)
+        .with_same_site(match settings.session.same_site {
+            SameSiteMode::Lax => SameSite::Lax,
+            SameSiteMode::Strict => SameSite::Strict,
+        })
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
             settings.session.idle_timeout_secs,

@@ -282,6 +282,36 @@ async fn with_an_active_sso_session_a_deep_link_signs_in_without_any_password_fo
     browser.close().await;
 }
 
+/// `session.same_site = "strict"`: the provider's redirect back is cross-site, so Chromium
+/// sends no session cookie with it; the bridge's one same-site hop completes the sign-in, and
+/// silent SSO keeps working.
+#[tokio::test]
+async fn with_strict_same_site_cookies_sign_in_and_silent_sso_still_work_in_a_real_browser() {
+    let app = spawn_app_with(AppOptions {
+        same_site_strict: true,
+        ..Default::default()
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    let forms = app.idp.stat("login_forms_shown").await;
+    let silent = app.idp.stat("silent_authorization_requests").await;
+
+    browser.client.delete_all_cookies().await.unwrap();
+    browser
+        .goto(&format!("{}/api-demo?tab=calls", app.address))
+        .await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    assert_eq!(app.idp.stat("login_forms_shown").await, forms, "no form");
+    assert_eq!(
+        app.idp.stat("silent_authorization_requests").await,
+        silent + 1
+    );
+    assert_eq!(app.idp.stat("logins_succeeded").await, 1);
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn without_a_provider_session_the_ui_login_page_shows_without_a_loop_and_keeps_the_deep_link()
 {

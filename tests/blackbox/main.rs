@@ -10,6 +10,7 @@ mod gateway;
 mod metrics;
 mod privacyidea;
 mod replicas;
+mod session_hardening;
 mod shared_authority;
 mod support;
 mod test_gateway;

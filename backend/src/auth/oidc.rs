@@ -22,6 +22,7 @@ use crate::{
         typed::TypedSession,
         user::{PendingLogin, ProviderTokens, SessionUser, SignIn},
     },
+    settings::SameSiteMode,
     state::AppState,
     trust::{engine::Rejection, issuer::PROVIDER_ISSUER, mapping::map_user, validate::TokenError},
 };
@@ -148,12 +149,44 @@ pub async fn callback(
     State(state): State<AppState>,
     session: TypedSession,
     RawQuery(raw): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    // With `SameSite=Strict` the provider's redirect back (a navigation another site started)
+    // arrives without the session cookie, so the login it completes cannot be found. One hop
+    // through a page of our own makes the next request same-site, and the cookie comes along.
+    if state.settings.session.same_site == SameSiteMode::Strict
+        && headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return same_site_hop(raw.as_deref().unwrap_or(""));
+    }
     match complete_callback(&state, &session, raw.as_deref()).await {
         Ok(response) => response,
         Err(CallbackError::Page(status, message)) => failure_page(status, &message),
         Err(CallbackError::App(e)) => e.into_response(),
     }
+}
+
+/// A page that sends the browser on to this same callback URL (a meta refresh: no script,
+/// which the CSP would refuse), so that request is same-site. Not cached, not referred.
+fn same_site_hop(query: &str) -> Response {
+    let url = format!("/auth/callback?{query}")
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>Signing in</title></head>\
+         <body><p>Signing in… <a href=\"{url}\">continue</a></p></body></html>"
+    );
+    (
+        StatusCode::OK,
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(body),
+    )
+        .into_response()
 }
 
 enum CallbackError {

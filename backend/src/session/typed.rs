@@ -50,6 +50,8 @@ pub enum EndReason {
     RefreshRefused,
     /// The gateway JWT the session rested on expired.
     GatewayExpired,
+    /// `session.absolute_timeout_secs` after the sign-in.
+    AbsoluteTimeout,
 }
 
 impl EndReason {
@@ -59,6 +61,7 @@ impl EndReason {
             EndReason::Replaced => "replaced",
             EndReason::RefreshRefused => "refresh_refused",
             EndReason::GatewayExpired => "gateway_expired",
+            EndReason::AbsoluteTimeout => "absolute_timeout",
         }
     }
 }
@@ -73,14 +76,23 @@ impl SessionError {
     }
 }
 
-/// The session index, as a sub-state handlers get through `FromRef`.
+/// The session index, as a sub-state handlers get through `FromRef`, with the session
+/// lifetime rules that apply whatever the store.
 #[derive(Clone)]
-pub struct SessionIndexHandle(pub Arc<dyn SessionIndex>);
+pub struct SessionIndexHandle(pub Arc<dyn SessionIndex>, pub SessionLimits);
+
+/// How long a signed-in session may last, whatever its activity.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Seconds after sign-in at which the session ends (`session.absolute_timeout_secs`).
+    pub absolute_timeout_secs: i64,
+}
 
 /// The browser's session, typed.
 pub struct TypedSession {
     session: Session,
     index: Arc<dyn SessionIndex>,
+    limits: SessionLimits,
 }
 
 impl<S> FromRequestParts<S> for TypedSession
@@ -92,18 +104,31 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let session = Session::from_request_parts(parts, state).await?;
+        let SessionIndexHandle(index, limits) = SessionIndexHandle::from_ref(state);
         Ok(Self {
             session,
-            index: SessionIndexHandle::from_ref(state).0,
+            index,
+            limits,
         })
     }
 }
 
 impl TypedSession {
     /// The signed-in user, if any. A session written by an older version of the bridge, in a
-    /// shape this one cannot read, counts as signed out.
+    /// shape this one cannot read, counts as signed out. A session past its absolute timeout
+    /// (counted from the sign-in, whatever the activity since) ends here.
     pub async fn user(&self) -> Result<Option<SessionUser>, SessionError> {
         match self.session.get::<SessionUser>(USER_KEY).await {
+            Ok(Some(user))
+                if now()
+                    >= user
+                        .signed_in_at
+                        .saturating_add(self.limits.absolute_timeout_secs) =>
+            {
+                tracing::info!(user = %user.principal.user.id, "session reached its absolute timeout");
+                self.end(EndReason::AbsoluteTimeout).await?;
+                Ok(None)
+            }
             Ok(user) => Ok(user),
             Err(tower_sessions::session::Error::SerdeJson(e)) => {
                 tracing::info!(error = %e, "unreadable signed-in state; treated as signed out");

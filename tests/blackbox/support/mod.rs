@@ -149,6 +149,12 @@ pub struct AppOptions {
     pub store: Option<(StoreKind, String)>,
     /// `[metrics]` with `listen` on a free loopback port.
     pub metrics: bool,
+    /// `session.absolute_timeout_secs`, when not the default.
+    pub absolute_timeout_secs: Option<i64>,
+    /// `session.idle_timeout_secs`, when not the default.
+    pub idle_timeout_secs: Option<i64>,
+    /// `session.same_site = "strict"`.
+    pub same_site_strict: bool,
 }
 
 impl Default for AppOptions {
@@ -169,6 +175,9 @@ impl Default for AppOptions {
             cors: None,
             store: None,
             metrics: false,
+            absolute_timeout_secs: None,
+            idle_timeout_secs: None,
+            same_site_strict: false,
         }
     }
 }
@@ -275,6 +284,15 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .map(|v| serde_json::from_value(v.clone()).unwrap())
         .collect();
     s.session.token_profile = opts.token_profile.clone();
+    if let Some(secs) = opts.absolute_timeout_secs {
+        s.session.absolute_timeout_secs = secs;
+    }
+    if let Some(secs) = opts.idle_timeout_secs {
+        s.session.idle_timeout_secs = secs;
+    }
+    if opts.same_site_strict {
+        s.session.same_site = login_bridge::settings::SameSiteMode::Strict;
+    }
     s.upstreams = opts
         .upstreams
         .iter()
