@@ -118,6 +118,8 @@ impl Application {
                     absolute_timeout_secs: settings.session.absolute_timeout_secs,
                 },
             ),
+            session_records: backend.records(),
+            logout_jtis: Arc::default(),
             refresh_lock: backend.refresh_lock(),
             store: backend.probe(),
             settings,

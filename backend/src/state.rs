@@ -28,6 +28,10 @@ pub struct AppStateInner {
     pub trust: Arc<TrustEngine>,
     pub provider: Arc<ProviderClient>,
     pub sessions: SessionIndexHandle,
+    /// The session records themselves, to end sessions found through the index.
+    pub session_records: Arc<dyn tower_sessions::SessionStore>,
+    /// `jti`s of back-channel logout tokens already used (see `auth::backchannel_logout`).
+    pub logout_jtis: Arc<crate::session::seen::SeenJtis>,
     pub refresh_lock: Arc<dyn RefreshLock>,
     /// Whether the session store answers (readiness).
     pub store: StoreProbe,

@@ -367,6 +367,8 @@ pub(crate) async fn end_the_provider_session(app: &TestApp, client: &reqwest::Cl
 #[tokio::test]
 async fn a_refused_refresh_ends_the_session_cleanly() {
     let app = spawn_app_with(AppOptions {
+        // The provider ends its session without telling the bridge: the refresh finds out.
+        provider_backchannel_logout: false,
         access_token_ttl: SHORT_TTL,
         refresh_before_expiry_secs: 60,
         ..AppOptions::default()

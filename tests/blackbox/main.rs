@@ -4,6 +4,7 @@
 
 mod api_and_session;
 mod authority;
+mod backchannel_logout;
 mod browser;
 mod code_flow;
 mod gateway;

@@ -233,6 +233,8 @@ async fn concurrent_refreshes_count_one_started_and_the_others_coalesced() {
 #[tokio::test]
 async fn a_refused_refresh_counts_as_failed_and_ends_the_session() {
     let app = spawn_app_with(AppOptions {
+        // The provider ends its session without telling the bridge: the refresh finds out.
+        provider_backchannel_logout: false,
         access_token_ttl: SHORT_TTL,
         refresh_before_expiry_secs: 60,
         metrics: true,

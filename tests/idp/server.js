@@ -32,6 +32,10 @@ const USAGE = `usage: node server.js [options]
   --client-secret SECRET           client secret (default demo-client-secret)
   --redirect-uri URI               repeatable (default http://localhost:8080/auth/callback)
   --post-logout-redirect-uri URI   repeatable (default http://localhost:8080/)
+  --backchannel-logout-uri URI     where logout tokens are posted when a session ends (OIDC
+                                   Back-Channel Logout; default: the first redirect URI's
+                                   origin + /auth/backchannel-logout; none: no back-channel
+                                   logout, the client learns nothing of a session's end)
   --audience AUD                   aud of JWT access tokens (default login-bridge-api)
   --access-token-ttl SECONDS       access token lifetime (default 300)
   --signing-key PATH               PKCS#8 RSA private key PEM (default ../fixtures/idp-signing-key.pem)
@@ -49,6 +53,7 @@ function parseArgs(argv) {
     clientSecret: 'demo-client-secret',
     redirectUris: [],
     postLogoutRedirectUris: [],
+    backchannelLogoutUri: null,
     audience: 'login-bridge-api',
     accessTokenTtl: 300,
     signingKey: resolve(HERE, '../fixtures/idp-signing-key.pem'),
@@ -62,6 +67,7 @@ function parseArgs(argv) {
     '--client-secret': (v) => { opts.clientSecret = v; },
     '--redirect-uri': (v) => { opts.redirectUris.push(v); },
     '--post-logout-redirect-uri': (v) => { opts.postLogoutRedirectUris.push(v); },
+    '--backchannel-logout-uri': (v) => { opts.backchannelLogoutUri = v; },
     '--audience': (v) => { opts.audience = v; },
     '--access-token-ttl': (v) => { opts.accessTokenTtl = intArg('--access-token-ttl', v, 1, 86400 * 365); },
     '--signing-key': (v) => { opts.signingKey = resolve(v); },
@@ -93,6 +99,9 @@ function parseArgs(argv) {
   }
   if (!opts.redirectUris.length) opts.redirectUris.push('http://localhost:8080/auth/callback');
   if (!opts.postLogoutRedirectUris.length) opts.postLogoutRedirectUris.push('http://localhost:8080/');
+  if (!opts.backchannelLogoutUri) {
+    opts.backchannelLogoutUri = `${new URL(opts.redirectUris[0]).origin}/auth/backchannel-logout`;
+  }
   return opts;
 }
 
@@ -324,6 +333,7 @@ const stats = {
   logins_succeeded: 0,
   token_requests: { authorization_code: 0, refresh_token: 0 },
   end_session_requests: 0,
+  backchannel_logouts: { sent: 0, failed: 0 },
 };
 
 // ---------------------------------------------------------------- provider
@@ -368,6 +378,11 @@ const provider = new Provider(ISSUER, {
     response_types: ['code'],
     redirect_uris: opts.redirectUris,
     post_logout_redirect_uris: opts.postLogoutRedirectUris,
+    // Its ID tokens carry `sid`, and its logout tokens too.
+    ...(opts.backchannelLogoutUri === 'none' ? {} : {
+      backchannel_logout_uri: opts.backchannelLogoutUri,
+      backchannel_logout_session_required: true,
+    }),
     // client_secret_post is accepted too: oidc-provider treats basic/post as interchangeable
     token_endpoint_auth_method: 'client_secret_basic',
     id_token_signed_response_alg: 'RS256',
@@ -454,6 +469,7 @@ const provider = new Provider(ISSUER, {
         };
       },
     },
+    backchannelLogout: { enabled: true },
     rpInitiatedLogout: {
       enabled: true,
       // Keycloak logs out without a confirmation click when id_token_hint is valid: the
@@ -485,6 +501,12 @@ ${Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: <span id="
   },
 });
 provider.proxy = false;
+
+provider.on('backchannel.success', () => { stats.backchannel_logouts.sent += 1; });
+provider.on('backchannel.error', (err) => {
+  stats.backchannel_logouts.failed += 1;
+  console.error(`demo-idp: back-channel logout failed: ${err.message}`);
+});
 
 provider.on('server_error', (ctx, err) => {
   process.stderr.write(`demo-idp: server_error ${ctx.method} ${ctx.path}: ${err.stack || err}\n`);

@@ -291,5 +291,7 @@ test('login form, code flow with PKCE, refresh, silent auth, logout', async () =
     logins_succeeded: 1,
     token_requests: { authorization_code: 1, refresh_token: 3 },
     end_session_requests: 1,
+    // The session's end was posted to the client's back-channel URI (no bridge listens there).
+    backchannel_logouts: { sent: 0, failed: 1 },
   });
 });

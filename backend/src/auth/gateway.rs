@@ -131,7 +131,8 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
             | TokenError::InvalidClaim(_)
             | TokenError::MissingRequiredClaim(_)
             | TokenError::WrongType
-            | TokenError::NonceMismatch => "invalid",
+            | TokenError::NonceMismatch
+            | TokenError::NotALogoutToken(_) => "invalid",
             TokenError::TooLarge
             | TokenError::Malformed(_)
             | TokenError::AlgorithmNotAllowed(_)

@@ -7,9 +7,11 @@
 //! - `jwt_endpoint`: the ZITADEL-style round trip through an existing app's JWT endpoint
 //! - `session_endpoint`: `GET /auth/session`, the SPA's only source of its token
 //! - `logout`: `POST /auth/logout`
+//! - `backchannel_logout`: the provider ends sessions (OIDC Back-Channel Logout 1.0)
 //! - `principal`: the extractor every API route authenticates with
 //! - `csrf`, `return_to`, `opaque`, `failure_page`: what the browser-facing endpoints share
 
+pub mod backchannel_logout;
 pub mod csrf;
 pub mod failure_page;
 pub mod gateway;

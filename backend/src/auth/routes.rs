@@ -5,7 +5,9 @@ use axum::{
     routing::{get, post},
 };
 
-use super::{jwt_endpoint, logout::logout, oidc, session_endpoint::session_info};
+use super::{
+    backchannel_logout, jwt_endpoint, logout::logout, oidc, session_endpoint::session_info,
+};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -14,5 +16,6 @@ pub fn router() -> Router<AppState> {
         .route("/auth/callback", get(oidc::callback))
         .route("/auth/session", get(session_info))
         .route("/auth/logout", post(logout))
+        .route(backchannel_logout::PATH, post(backchannel_logout::receive))
         .route(jwt_endpoint::CALLBACK_PATH, get(jwt_endpoint::callback))
 }

@@ -11,6 +11,7 @@ pub mod index;
 pub mod postgres;
 pub mod redis;
 pub mod refresh;
+pub mod seen;
 pub mod store;
 pub mod typed;
 pub mod user;

@@ -210,6 +210,16 @@ impl SessionBackend {
         })
     }
 
+    /// The session records of this engine, for ending sessions outside their own requests
+    /// (back-channel logout).
+    pub fn records(&self) -> Arc<dyn tower_sessions::SessionStore> {
+        match self {
+            Self::Sqlite { store, .. } => Arc::new(store.clone()),
+            Self::Redis { store, .. } => Arc::new(store.clone()),
+            Self::Postgres { store, .. } => Arc::new(store.clone()),
+        }
+    }
+
     /// The session index of this engine.
     pub fn index(&self) -> Arc<dyn SessionIndex> {
         match self {

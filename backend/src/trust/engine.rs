@@ -248,6 +248,34 @@ impl TrustEngine {
         result
     }
 
+    /// Verifies an OIDC Back-Channel Logout token that the issuer registered as
+    /// `issuer_name` sent for this client, with that issuer's keys and rules (see
+    /// [`TokenKind::Logout`]). Replays are the caller's to refuse (by `jti`).
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        issuer_name: &str,
+        client_id: &str,
+    ) -> Result<ValidatedToken, TokenError> {
+        let Some(issuer) = self.issuer_named(issuer_name) else {
+            return Err(TokenError::UntrustedIssuer);
+        };
+        let expect = Expectations {
+            issuer: &issuer.issuer,
+            algorithms: &issuer.algorithms,
+            leeway_secs: issuer.leeway_secs,
+            kind: TokenKind::Logout { client_id },
+            required_typ: None,
+            required_claims: &[],
+        };
+        let result = validate_steps_for(token, issuer.keys(), &expect, None).await;
+        match &result {
+            Ok(_) => crate::metrics::token_verification(true, "verified"),
+            Err(e) => crate::metrics::token_verification(false, e.reason()),
+        }
+        result
+    }
+
     /// Route policies for `path` that apply to this principal.
     pub fn authorize(&self, principal: &Principal, path: &str) -> Result<(), String> {
         authorize(&self.route_policies, principal, path)

@@ -39,7 +39,14 @@ pub enum TokenKind<'a> {
         client_id: &'a str,
         nonce: Option<&'a str>,
     },
+    /// An OIDC Back-Channel Logout token for this client: `aud` contains this client, `iat`
+    /// and `jti` present, `events` holds the back-channel-logout member, `sid` and/or `sub`
+    /// present, and never a `nonce` (so an ID token cannot pass for one).
+    Logout { client_id: &'a str },
 }
+
+/// The member of `events` that makes a JWT a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// A token whose signature and claims passed.
 #[derive(Clone, Debug)]
@@ -90,6 +97,8 @@ pub enum TokenError {
     WrongType,
     #[error("nonce does not match this login")]
     NonceMismatch,
+    #[error("not a logout token: {0}")]
+    NotALogoutToken(&'static str),
     #[error("required claim {0:?} is missing")]
     MissingRequiredClaim(String),
     #[error("issuer is not trusted")]
@@ -116,6 +125,7 @@ impl TokenError {
             TokenError::WrongAuthorizedParty => "azp",
             TokenError::WrongType => "type",
             TokenError::NonceMismatch => "nonce",
+            TokenError::NotALogoutToken(_) => "logout_token",
         }
     }
 }
@@ -373,7 +383,9 @@ fn claim_checks(
         iat.clone().and_then(|iat| match (iat, &expect.kind) {
             (Some(iat), _) if iat > now.saturating_add(leeway) => Err(TokenError::IssuedInFuture),
             (Some(iat), _) => Ok(format!("issued {} s ago", now - iat)),
-            (None, TokenKind::Id { .. }) => Err(TokenError::MissingClaim("iat")),
+            (None, TokenKind::Id { .. } | TokenKind::Logout { .. }) => {
+                Err(TokenError::MissingClaim("iat"))
+            }
             (None, TokenKind::Access { .. }) => Ok("absent".into()),
         }),
     ));
@@ -482,8 +494,73 @@ fn claim_checks(
                 },
             ));
         }
+        TokenKind::Logout { client_id } => logout_checks(&mut checks, claims, aud, client_id),
     }
     checks
+}
+
+/// The claims of OIDC Back-Channel Logout 1.0, section 2.4.
+fn logout_checks(
+    checks: &mut Vec<ClaimCheck>,
+    claims: &Map<String, Value>,
+    aud: Result<Vec<&str>, TokenError>,
+    client_id: &str,
+) {
+    checks.push((
+        "aud",
+        aud.and_then(|aud| {
+            if aud.contains(&client_id) {
+                Ok(client_id.to_string())
+            } else {
+                Err(TokenError::WrongAudience)
+            }
+        }),
+    ));
+    checks.push((
+        "jti",
+        match claims.get("jti") {
+            Some(Value::String(j)) if !j.is_empty() => Ok("present".into()),
+            Some(_) => Err(TokenError::InvalidClaim("jti")),
+            None => Err(TokenError::MissingClaim("jti")),
+        },
+    ));
+    checks.push((
+        "events",
+        match claims.get("events").and_then(Value::as_object) {
+            Some(events)
+                if events
+                    .get(BACKCHANNEL_LOGOUT_EVENT)
+                    .is_some_and(Value::is_object) =>
+            {
+                Ok("back-channel logout".into())
+            }
+            _ => Err(TokenError::NotALogoutToken(
+                "events has no back-channel logout member",
+            )),
+        },
+    ));
+    let non_empty = |name| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    checks.push((
+        "sid/sub",
+        if non_empty("sid") || non_empty("sub") {
+            Ok("present".into())
+        } else {
+            Err(TokenError::NotALogoutToken("neither sid nor sub"))
+        },
+    ));
+    checks.push((
+        "nonce",
+        if claims.contains_key("nonce") {
+            Err(TokenError::NotALogoutToken("it carries a nonce"))
+        } else {
+            Ok("absent".into())
+        },
+    ));
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct IdpOptions {
     pub redirect_uri: String,
     pub post_logout_redirect_uri: String,
     pub access_token_ttl: u64,
+    /// Whether the provider posts logout tokens to the bridge when a session ends there.
+    pub backchannel_logout: bool,
 }
 
 impl TestIdp {
@@ -68,6 +70,11 @@ impl TestIdp {
             .args(["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET])
             .args(["--redirect-uri", &opts.redirect_uri])
             .args(["--post-logout-redirect-uri", &opts.post_logout_redirect_uri])
+            .args(if opts.backchannel_logout {
+                &[][..]
+            } else {
+                &["--backchannel-logout-uri", "none"][..]
+            })
             .args(["--audience", AUDIENCE])
             .args(["--access-token-ttl", &opts.access_token_ttl.to_string()])
             .stdin(Stdio::piped())
@@ -155,6 +162,8 @@ pub struct AppOptions {
     pub idle_timeout_secs: Option<i64>,
     /// `session.same_site = "strict"`.
     pub same_site_strict: bool,
+    /// Whether the provider tells the bridge of sessions ended there (back-channel logout).
+    pub provider_backchannel_logout: bool,
 }
 
 impl Default for AppOptions {
@@ -178,6 +187,7 @@ impl Default for AppOptions {
             absolute_timeout_secs: None,
             idle_timeout_secs: None,
             same_site_strict: false,
+            provider_backchannel_logout: true,
         }
     }
 }
@@ -322,6 +332,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         redirect_uri: format!("{public_url}/auth/callback"),
         post_logout_redirect_uri: format!("{public_url}/login?signed_out=1"),
         access_token_ttl: opts.access_token_ttl,
+        backchannel_logout: opts.provider_backchannel_logout,
     })
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
