@@ -24,11 +24,13 @@ use crate::api::{self, Api, Method};
 use crate::json::Decode;
 use crate::{clock, nav};
 
-/// How long before `expires_at` the session is fetched again.
-const REFRESH_AHEAD_SECS: i64 = 30;
-/// Lower bound between two session fetches, so a token that is already (nearly) expired, or a
-/// clock that disagrees with the bridge's, cannot turn the schedule into a busy loop.
-const MIN_REFRESH_DELAY_SECS: i64 = 5;
+/// Seconds between two checks of `/auth/session` while signed in. The answer is the token to
+/// use (the bridge refreshes it well before expiry), and a 401 means the session ended
+/// elsewhere (a back-channel logout, another tab's sign-out, a timeout): the SPA then drops its
+/// token and shows the login page, within this many seconds. A light periodic check rather
+/// than a server-sent event stream: no long-lived connection per tab, nothing to fan out
+/// between replicas, and no new code in the WASM.
+const SESSION_CHECK_SECS: u64 = 4;
 
 /// Where the SPA stands with the bridge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,12 +203,12 @@ impl AuthState {
             auth_token,
             expires_at,
         } = session;
-        self.auth_token.set(Some(auth_token));
+        set_if_changed(self.auth_token, Some(auth_token));
         set_if_changed(self.user, Some(user));
         set_if_changed(self.expires_at, Some(expires_at));
         set_if_changed(self.problem, None);
         set_if_changed(self.status, AuthStatus::SignedIn);
-        self.schedule_refresh(expires_at);
+        self.schedule_refresh();
     }
 
     /// Forgets the token and user: the session is gone (or the API no longer accepts it).
@@ -261,13 +263,12 @@ impl AuthState {
         set_if_changed(self.status, status);
     }
 
-    fn schedule_refresh(&self, expires_at: i64) {
+    fn schedule_refresh(&self) {
         self.cancel_refresh();
         let this = *self;
-        let delay = refresh_delay_secs(expires_at, clock::now_secs());
         let handle = set_timeout_with_handle(
             move || spawn_local(this.refresh()),
-            Duration::from_secs(delay),
+            Duration::from_secs(SESSION_CHECK_SECS),
         );
         self.refresh_timer.set_value(handle.ok());
     }
@@ -290,9 +291,7 @@ impl AuthState {
             Err(err) if err.is_unauthenticated() => self.mark_signed_out(),
             Err(err) => match self.expires_at.get_untracked() {
                 // A transient failure: keep the still-valid token and try again.
-                Some(expires_at) if expires_at > clock::now_secs() => {
-                    self.schedule_refresh(expires_at);
-                }
+                Some(expires_at) if expires_at > clock::now_secs() => self.schedule_refresh(),
                 _ => self.fail(&err),
             },
         }
@@ -310,26 +309,4 @@ fn set_if_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, val
         }
         changed
     });
-}
-
-/// Seconds to wait before fetching the session again for a token expiring at `expires_at`.
-fn refresh_delay_secs(expires_at: i64, now: i64) -> u64 {
-    let delay = (expires_at - now - REFRESH_AHEAD_SECS).max(MIN_REFRESH_DELAY_SECS);
-    u64::try_from(delay).unwrap_or(MIN_REFRESH_DELAY_SECS.unsigned_abs())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refresh_runs_thirty_seconds_before_expiry() {
-        assert_eq!(refresh_delay_secs(1_000 + 300, 1_000), 270);
-    }
-
-    #[test]
-    fn refresh_never_comes_sooner_than_five_seconds() {
-        assert_eq!(refresh_delay_secs(1_000 + 20, 1_000), 5);
-        assert_eq!(refresh_delay_secs(1_000 - 600, 1_000), 5);
-    }
 }

@@ -367,6 +367,34 @@ async fn signing_out_in_the_ui_ends_both_the_bridge_and_the_provider_session() {
     browser.close().await;
 }
 
+/// The provider ends alice's session elsewhere and tells the bridge (back-channel logout): her
+/// open tab drops its token and shows the login page within 5 s, on its own.
+#[tokio::test]
+async fn after_a_back_channel_logout_an_open_tab_shows_the_login_page_within_five_seconds() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+
+    let token = sign_as_idp(&crate::backchannel_logout::logout_claims(&app));
+    let posted = std::time::Instant::now();
+    let r = crate::backchannel_logout::post_logout(&app, &token).await;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    browser.wait_for("#sso-login").await;
+    let noticed = posted.elapsed();
+    assert!(
+        noticed < Duration::from_secs(5),
+        "noticed after {noticed:?}"
+    );
+    assert_eq!(browser.url().await.path(), "/login");
+    assert!(
+        browser.session_token().await.is_none(),
+        "no session at the bridge"
+    );
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn signing_in_through_trunk_serve_reaches_the_bridge_through_its_proxies() {
     // The README's developer loop: the bridge's public URL is the dev server's, which serves
