@@ -15,7 +15,7 @@ use axum::{
     extract::{FromRef, OriginalUri, State},
     http::Method,
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
 };
 use shared::api::{ApiCall, ApiCalls};
 
@@ -33,13 +33,15 @@ struct DemoState {
     calls: Arc<ApiCallLog>,
 }
 
-/// The `/api` router, with its own state; nest it under `/api`. `calls` is the API's call log
-/// (the caller keeps a handle to read it).
+/// The `/api` routes, with their own state; merge them into the bridge's router (full paths,
+/// not nested: a nested router costs every API call a rewritten URI and a second routing).
+/// `calls` is the API's call log (the caller keeps a handle to read it).
 pub fn router(app: &AppState, log: Arc<ApiCallLog>) -> Router {
     Router::new()
-        .route("/me", get(me))
-        .route("/calls", get(calls))
-        .fallback(not_found)
+        .route("/api/me", get(me))
+        .route("/api/calls", get(calls))
+        .route("/api", any(not_found))
+        .route("/api/{*rest}", any(not_found))
         .with_state(DemoState {
             trust: app.trust.clone(),
             provider: app.provider.clone(),

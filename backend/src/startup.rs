@@ -278,7 +278,7 @@ fn router<S: SessionStore + Clone>(
         .route("/readyz", get(health::readyz))
         .merge(browser)
         .with_state(state.clone())
-        .nest("/api", demo_api::router(&state, api_calls));
+        .merge(demo_api::router(&state, api_calls));
     let router = match &state.authority {
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,

@@ -139,11 +139,71 @@ fn check_header(
     header_b64: &str,
     allowed: &[Algorithm],
 ) -> Result<(Algorithm, Option<String>, Option<String>), TokenError> {
+    /// The members the checks read, borrowed; any other member is skipped unbuilt. A header
+    /// this does not fit (a member of an unexpected type) takes the slow path below, which
+    /// names what is wrong.
+    #[derive(serde::Deserialize)]
+    struct Fast<'a> {
+        #[serde(borrow)]
+        alg: Option<std::borrow::Cow<'a, str>>,
+        /// Absent is `None`; present (even `null`) is `Some`, checked below.
+        #[serde(default, deserialize_with = "present")]
+        kid: Option<Value>,
+        #[serde(borrow)]
+        typ: Option<std::borrow::Cow<'a, str>>,
+        jwk: Option<serde::de::IgnoredAny>,
+        jku: Option<serde::de::IgnoredAny>,
+        x5u: Option<serde::de::IgnoredAny>,
+        x5c: Option<serde::de::IgnoredAny>,
+        crit: Option<serde::de::IgnoredAny>,
+    }
     let bytes = URL_SAFE_NO_PAD
         .decode(header_b64)
         .map_err(|_| TokenError::Malformed("header is not base64url"))?;
+    let Ok(h) = serde_json::from_slice::<Fast>(&bytes) else {
+        return check_header_slow(&bytes, allowed);
+    };
+    for (present, name) in [
+        (h.jwk.is_some(), "jwk"),
+        (h.jku.is_some(), "jku"),
+        (h.x5u.is_some(), "x5u"),
+        (h.x5c.is_some(), "x5c"),
+    ] {
+        if present {
+            return Err(TokenError::ForbiddenHeader(name));
+        }
+    }
+    if h.crit.is_some() {
+        return Err(TokenError::Malformed(
+            "critical header extensions are not supported",
+        ));
+    }
+    let alg_name = h.alg.ok_or(TokenError::Malformed("header has no alg"))?;
+    let alg = alg_name
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| allowed.contains(a))
+        .ok_or_else(|| TokenError::AlgorithmNotAllowed(alg_name.chars().take(32).collect()))?;
+    let kid = match h.kid {
+        None => None,
+        Some(Value::String(k)) => Some(k),
+        Some(_) => return Err(TokenError::Malformed("kid is not a string")),
+    };
+    Ok((alg, kid, h.typ.map(std::borrow::Cow::into_owned)))
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// [`check_header`] for a header of unexpected shape: the whole map, every rule in order.
+fn check_header_slow(
+    bytes: &[u8],
+    allowed: &[Algorithm],
+) -> Result<(Algorithm, Option<String>, Option<String>), TokenError> {
     let header: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed("header is not JSON"))?;
+        serde_json::from_slice(bytes).map_err(|_| TokenError::Malformed("header is not JSON"))?;
     for forbidden in ["jwk", "jku", "x5u", "x5c"] {
         if header.contains_key(forbidden) {
             return Err(TokenError::ForbiddenHeader(match forbidden {
@@ -588,6 +648,63 @@ mod tests {
 
     fn api() -> Vec<String> {
         vec!["my-api".to_string()]
+    }
+
+    #[test]
+    fn the_header_rules_hold_on_the_fast_and_the_slow_path() {
+        let h = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let rs = &[Algorithm::RS256][..];
+        let ok = check_header(&h(json!({"alg": "RS256", "kid": "k1", "typ": "JWT"})), rs);
+        assert_eq!(
+            ok,
+            Ok((Algorithm::RS256, Some("k1".into()), Some("JWT".into())))
+        );
+        let no_kid = check_header(&h(json!({"alg": "RS256"})), rs);
+        assert_eq!(no_kid, Ok((Algorithm::RS256, None, None)));
+        for (header, want) in [
+            (
+                json!({"alg": "RS256", "kid": null}),
+                TokenError::Malformed("kid is not a string"),
+            ),
+            (
+                json!({"alg": "RS256", "kid": 7}),
+                TokenError::Malformed("kid is not a string"),
+            ),
+            (
+                json!({"alg": "RS256", "jwk": {}}),
+                TokenError::ForbiddenHeader("jwk"),
+            ),
+            (
+                json!({"alg": "RS256", "x5c": []}),
+                TokenError::ForbiddenHeader("x5c"),
+            ),
+            (
+                json!({"alg": "RS256", "crit": ["b64"]}),
+                TokenError::Malformed("critical header extensions are not supported"),
+            ),
+            (
+                json!({"kid": "k1"}),
+                TokenError::Malformed("header has no alg"),
+            ),
+            (
+                json!({"alg": 256}),
+                TokenError::Malformed("header has no alg"),
+            ),
+            (
+                json!({"alg": "HS256"}),
+                TokenError::AlgorithmNotAllowed("HS256".into()),
+            ),
+            (
+                json!({"alg": "none"}),
+                TokenError::AlgorithmNotAllowed("none".into()),
+            ),
+        ] {
+            assert_eq!(check_header(&h(header.clone()), rs), Err(want), "{header}");
+        }
+        assert_eq!(
+            check_header("bm90IGpzb24", rs),
+            Err(TokenError::Malformed("header is not JSON"))
+        );
     }
 
     #[test]
