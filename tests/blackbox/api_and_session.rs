@@ -348,8 +348,9 @@ async fn concurrent_session_calls_near_expiry_refresh_exactly_once() {
     assert_eq!(app.idp.stat("token_requests.refresh_token").await, 1);
 }
 
-/// Ends the browser's session at the provider behind the bridge's back: its refresh tokens
-/// die with it.
+/// Ends the browser's session at the provider (its end-session page and confirmation): its
+/// refresh tokens die with it, and the provider posts a logout token to the bridge unless the
+/// test started it without back-channel logout.
 pub(crate) async fn end_the_provider_session(app: &TestApp, client: &reqwest::Client) {
     let url = format!("{}/session/end?client_id={}", app.idp.issuer, CLIENT_ID);
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();

@@ -164,16 +164,6 @@ async fn malformed_or_replayed_logout_tokens_are_refused_and_end_nothing() {
     assert_eq!(app.session(&again).await.status(), StatusCode::OK);
 }
 
-/// The value of the hidden input `name` in an HTML form.
-fn hidden(html: &str, name: &str) -> String {
-    let at = html
-        .find(&format!("name=\"{name}\""))
-        .unwrap_or_else(|| panic!("no {name} in {html}"));
-    let rest = &html[at..];
-    let value = rest.split("value=\"").nth(1).unwrap();
-    value[..value.find('"').unwrap()].to_string()
-}
-
 #[tokio::test]
 async fn signing_out_at_the_provider_ends_the_bridge_session_through_the_back_channel() {
     let app = spawn_app().await;
@@ -183,33 +173,7 @@ async fn signing_out_at_the_provider_ends_the_bridge_session_through_the_back_ch
 
     // Alice signs out at the provider itself (another app's logout, say): its end-session
     // page, then the confirmation it posts.
-    let page = alice
-        .get(format!(
-            "{}/session/end?client_id=login-bridge",
-            app.idp.issuer
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let action = page
-        .split("action=\"")
-        .nth(1)
-        .map(|a| a[..a.find('"').unwrap()].to_string())
-        .unwrap_or_else(|| panic!("no form in {page}"));
-    let confirm = alice
-        .post(resolve(&app.idp.issuer, &action))
-        .form(&[("xsrf", hidden(&page, "xsrf").as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        confirm.status().is_success() || confirm.status().is_redirection(),
-        "{}",
-        confirm.status()
-    );
+    crate::api_and_session::end_the_provider_session(&app, &alice).await;
 
     // The provider posts the logout token before it answers; allow it up to 5 s anyway.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
