@@ -67,6 +67,36 @@ async fn a_session_ends_at_its_absolute_timeout_however_active_it_is() {
 }
 
 #[tokio::test]
+async fn a_session_never_outlives_the_providers_refresh_token() {
+    // Keycloak says how long its refresh token lasts (`refresh_expires_in`); past that nothing
+    // could renew the session, so it ends then, long before its own 24 h.
+    let app = spawn_app_with(AppOptions {
+        refresh_token_ttl: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let signed_in = Instant::now();
+    let ended_after = loop {
+        let r = app.session(&client).await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            break signed_in.elapsed();
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(
+            signed_in.elapsed() < Duration::from_secs(4),
+            "still signed in {:?} after the sign-in",
+            signed_in.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(ended_after >= Duration::from_secs(1), "{ended_after:?}");
+    // The access token (300 s) was still valid: it was the refresh token's end.
+    assert_eq!(app.idp.stat("token_requests.refresh_token").await, 0);
+}
+
+#[tokio::test]
 async fn a_session_left_idle_past_its_idle_timeout_ends() {
     let app = spawn_app_with(AppOptions {
         idle_timeout_secs: Some(2),

@@ -38,6 +38,8 @@ const USAGE = `usage: node server.js [options]
                                    logout, the client learns nothing of a session's end)
   --audience AUD                   aud of JWT access tokens (default login-bridge-api)
   --access-token-ttl SECONDS       access token lifetime (default 300)
+  --refresh-token-ttl SECONDS      refresh token lifetime, also sent as refresh_expires_in in
+                                   token responses as Keycloak does (default 1800)
   --signing-key PATH               PKCS#8 RSA private key PEM (default ../fixtures/idp-signing-key.pem)
   --bench-client-jwks FILE         also register client bench-client (client_credentials with
                                    private_key_jwt, public keys from this JWKS file), for
@@ -56,6 +58,7 @@ function parseArgs(argv) {
     backchannelLogoutUri: null,
     audience: 'login-bridge-api',
     accessTokenTtl: 300,
+    refreshTokenTtl: 1800,
     signingKey: resolve(HERE, '../fixtures/idp-signing-key.pem'),
     exitOnStdinClose: false,
     benchClientJwks: undefined,
@@ -70,6 +73,7 @@ function parseArgs(argv) {
     '--backchannel-logout-uri': (v) => { opts.backchannelLogoutUri = v; },
     '--audience': (v) => { opts.audience = v; },
     '--access-token-ttl': (v) => { opts.accessTokenTtl = intArg('--access-token-ttl', v, 1, 86400 * 365); },
+    '--refresh-token-ttl': (v) => { opts.refreshTokenTtl = intArg('--refresh-token-ttl', v, 1, 86400 * 365); },
     '--signing-key': (v) => { opts.signingKey = resolve(v); },
     '--bench-client-jwks': (v) => { opts.benchClientJwks = resolve(v); },
   };
@@ -494,7 +498,7 @@ ${Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: <span id="
     ClientCredentials: opts.accessTokenTtl,
     AuthorizationCode: 60,
     IdToken: opts.accessTokenTtl,
-    RefreshToken: 1800,
+    RefreshToken: opts.refreshTokenTtl,
     Interaction: 600,
     Session: 10 * 3600,
     Grant: 10 * 3600,
@@ -598,6 +602,16 @@ function userinfoFromJwt(ctx, jwt) {
   ctx.body = out;
   return true;
 }
+
+// Keycloak tells the client how long its refresh token lasts (`refresh_expires_in`, the SSO
+// session's idle or maximum time, whichever comes first); so does this provider.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.path === '/token' && ctx.method === 'POST' && ctx.body && typeof ctx.body === 'object'
+      && ctx.body.refresh_token) {
+    ctx.body.refresh_expires_in = opts.refreshTokenTtl;
+  }
+});
 
 provider.use(async (ctx, next) => {
   const { method, path } = ctx;

@@ -219,6 +219,7 @@ test('login form, code flow with PKCE, refresh, silent auth, logout', async () =
   assert.equal(tok.body.token_type, 'Bearer');
   assert.equal(tok.body.expires_in, 300);
   assert.ok(tok.body.refresh_token, 'refresh token without offline_access');
+  assert.equal(tok.body.refresh_expires_in, 1800, 'refresh_expires_in, as Keycloak sends it');
 
   const at = verifyJwt(tok.body.access_token);
   assert.equal(at.header.typ, 'at+jwt');

@@ -426,6 +426,10 @@ pub async fn session_user_from_tokens(
                 id_token: tokens
                     .id_token
                     .or_else(|| previous_tokens.and_then(|p| p.id_token.clone())),
+                refresh_expires_at: match tokens.refresh_expires_in {
+                    Some(secs) => Some(now().saturating_add(secs)),
+                    None => previous_tokens.and_then(|p| p.refresh_expires_at),
+                },
             },
             sid: sid.clone(),
         },

@@ -30,6 +30,10 @@ use crate::{
 pub struct IdTokenField {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// Keycloak's lifetime of the refresh token (its SSO session's idle or maximum time,
+    /// whichever ends first); `0` for offline tokens, which do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<i64>,
 }
 
 impl std::fmt::Debug for IdTokenField {
@@ -70,6 +74,8 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     pub refresh_token: Option<String>,
     pub expires_in: Option<i64>,
+    /// Seconds the refresh token lasts, when the provider says (Keycloak does).
+    pub refresh_expires_in: Option<i64>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -86,6 +92,7 @@ impl From<OidcTokenResponse> for TokenResponse {
             access_token: r.access_token().secret().clone(),
             id_token: r.extra_fields().id_token.clone(),
             refresh_token: r.refresh_token().map(|t| t.secret().clone()),
+            refresh_expires_in: r.extra_fields().refresh_expires_in.filter(|s| *s > 0),
             expires_in: r
                 .expires_in()
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),

@@ -116,16 +116,15 @@ where
 impl TypedSession {
     /// The signed-in user, if any. A session written by an older version of the bridge, in a
     /// shape this one cannot read, counts as signed out. A session past its absolute timeout
-    /// (counted from the sign-in, whatever the activity since) ends here.
+    /// (counted from the sign-in, whatever the activity since), or past the end of the
+    /// provider's refresh token, ends here.
     pub async fn user(&self) -> Result<Option<SessionUser>, SessionError> {
         match self.session.get::<SessionUser>(USER_KEY).await {
-            Ok(Some(user))
-                if now()
-                    >= user
-                        .signed_in_at
-                        .saturating_add(self.limits.absolute_timeout_secs) =>
-            {
-                tracing::info!(user = %user.principal.user.id, "session reached its absolute timeout");
+            Ok(Some(user)) if now() >= user.ends_at(self.limits.absolute_timeout_secs) => {
+                tracing::info!(
+                    user = %user.principal.user.id,
+                    "session reached its absolute timeout or its refresh token's end"
+                );
                 self.end(EndReason::AbsoluteTimeout).await?;
                 Ok(None)
             }

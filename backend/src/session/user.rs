@@ -40,6 +40,10 @@ pub struct ProviderTokens {
     pub access_received_at: i64,
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
+    /// When the refresh token stops working, if the provider said (`refresh_expires_in`):
+    /// the session ends then, as nothing could renew it.
+    #[serde(default)]
+    pub refresh_expires_at: Option<i64>,
 }
 
 impl ProviderTokens {
@@ -54,6 +58,16 @@ impl ProviderTokens {
 }
 
 impl SessionUser {
+    /// When this session must end at the latest: the absolute timeout after sign-in, or
+    /// earlier when the provider's refresh token runs out first.
+    pub fn ends_at(&self, absolute_timeout_secs: i64) -> i64 {
+        let absolute = self.signed_in_at.saturating_add(absolute_timeout_secs);
+        match self.provider_tokens().and_then(|t| t.refresh_expires_at) {
+            Some(refresh_ends) => absolute.min(refresh_ends),
+            None => absolute,
+        }
+    }
+
     /// The token the SPA gets from `/auth/session`, and when it expires.
     pub fn auth_token(&self) -> (&str, i64) {
         match &self.sign_in {
@@ -117,7 +131,32 @@ mod tests {
             access_received_at: received,
             refresh_token: None,
             id_token: None,
+            refresh_expires_at: None,
         }
+    }
+
+    #[test]
+    fn a_session_ends_at_its_absolute_timeout_or_its_refresh_tokens_end_whichever_is_first() {
+        let mut t = tokens(0, 300);
+        let user = |t: &ProviderTokens| SessionUser {
+            principal: serde_json::from_value(serde_json::json!({
+                "user": {"id": "alice"}, "issuer": "i", "issuer_name": "oidc",
+                "expires_at": 300, "token_fingerprint": "f", "token_name": null,
+                "access_level": null
+            }))
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            sign_in: SignIn::Oidc {
+                tokens: t.clone(),
+                sid: None,
+            },
+            signed_in_at: 1_000,
+            minted: None,
+        };
+        assert_eq!(user(&t).ends_at(86_400), 87_400);
+        t.refresh_expires_at = Some(2_800);
+        assert_eq!(user(&t).ends_at(86_400), 2_800);
+        t.refresh_expires_at = Some(100_000);
+        assert_eq!(user(&t).ends_at(86_400), 87_400);
     }
 
     #[test]

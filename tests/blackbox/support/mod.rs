@@ -54,6 +54,8 @@ pub struct IdpOptions {
     pub access_token_ttl: u64,
     /// Whether the provider posts logout tokens to the bridge when a session ends there.
     pub backchannel_logout: bool,
+    /// Lifetime of its refresh tokens (also its `refresh_expires_in`); its default if absent.
+    pub refresh_token_ttl: Option<u64>,
 }
 
 impl TestIdp {
@@ -77,6 +79,11 @@ impl TestIdp {
             })
             .args(["--audience", AUDIENCE])
             .args(["--access-token-ttl", &opts.access_token_ttl.to_string()])
+            .args(
+                opts.refresh_token_ttl
+                    .map(|ttl| vec!["--refresh-token-ttl".to_string(), ttl.to_string()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -164,6 +171,8 @@ pub struct AppOptions {
     pub same_site_strict: bool,
     /// Whether the provider tells the bridge of sessions ended there (back-channel logout).
     pub provider_backchannel_logout: bool,
+    /// The provider's refresh-token lifetime (its `refresh_expires_in`), when not its default.
+    pub refresh_token_ttl: Option<u64>,
 }
 
 impl Default for AppOptions {
@@ -188,6 +197,7 @@ impl Default for AppOptions {
             idle_timeout_secs: None,
             same_site_strict: false,
             provider_backchannel_logout: true,
+            refresh_token_ttl: None,
         }
     }
 }
@@ -333,6 +343,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         post_logout_redirect_uri: format!("{public_url}/login?signed_out=1"),
         access_token_ttl: opts.access_token_ttl,
         backchannel_logout: opts.provider_backchannel_logout,
+        refresh_token_ttl: opts.refresh_token_ttl,
     })
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
