@@ -1,5 +1,5 @@
 //! Every subcommand of the `login-bridge` binary: `serve` (the default), `check-config`,
-//! `token verify`, `keys` and `service-user`. `main.rs` hands the parsed command line here;
+//! `token verify`, `keys`, `service-user` and `user`. `main.rs` hands the parsed command line here;
 //! logging starts once the configuration (and so its log format) is loaded.
 
 use std::{fmt::Write, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -11,6 +11,7 @@ use crate::{
         crypto::SigningAlg,
         keyfile::{KeyFile, write_private},
         keyring::Authority,
+        local_users::{self, NewLocalUser},
         service_users::{self, NewServiceUser},
     },
     oidc::client::ProviderClient,
@@ -56,6 +57,69 @@ pub enum Command {
         #[command(subcommand)]
         command: ServiceUserCommand,
     },
+    /// Local accounts: people who sign in with a username and password at the bridge when
+    /// there is no SSO (needs `[authority]` and `[local_accounts]` to sign in).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is asked for twice on a terminal, else read as one
+    /// line from stdin; it never goes on the command line.
+    Add {
+        name: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// The name the UI shows.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Set a new password (asked for like `add`); the account's sessions end.
+    Passwd { name: String },
+    /// Disable an account: it cannot sign in, and its sessions end at their next check.
+    Disable { name: String },
+    /// Enable a disabled account again.
+    Enable { name: String },
+    /// Every account: name, id, state, roles, groups.
+    List,
+}
+
+/// Where `user add` and `user passwd` get the password from.
+pub enum PasswordInput {
+    /// A prompt on the terminal, or one line of stdin when it is not a terminal.
+    Ask,
+    /// Given by the caller (tests, and programs embedding the CLI).
+    Given(String),
+}
+
+impl PasswordInput {
+    fn read(self) -> anyhow::Result<String> {
+        use std::io::IsTerminal;
+        let password = match self {
+            Self::Given(p) => p,
+            Self::Ask if std::io::stdin().is_terminal() => {
+                let first = rpassword::prompt_password("password: ")?;
+                let second = rpassword::prompt_password("again: ")?;
+                if first != second {
+                    anyhow::bail!("the two passwords differ; nothing changed");
+                }
+                first
+            }
+            Self::Ask => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            }
+        };
+        Ok(password)
+    }
 }
 
 #[derive(Subcommand)]
@@ -180,7 +244,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        command @ (Command::Keys { .. } | Command::ServiceUser { .. }) => {
+        command @ (Command::Keys { .. } | Command::ServiceUser { .. } | Command::User { .. }) => {
             match admin(settings, command).await {
                 Ok(out) => {
                     print!("{out}");
@@ -202,13 +266,101 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Runs a `keys` or `service-user` command and returns what it prints.
+/// Runs a `keys`, `service-user` or `user` command and returns what it prints.
 pub async fn admin(config: Config, command: Command) -> anyhow::Result<String> {
+    admin_with(config, command, PasswordInput::Ask).await
+}
+
+/// [`admin`], with the password of `user add` / `user passwd` from `password`.
+pub async fn admin_with(
+    config: Config,
+    command: Command,
+    password: PasswordInput,
+) -> anyhow::Result<String> {
     match command {
         Command::Keys { command } => keys(config, command).await,
         Command::ServiceUser { command } => service_user(config, command).await,
+        Command::User { command } => user(config, command, password).await,
         _ => anyhow::bail!("not an administration command"),
     }
+}
+
+async fn user(
+    config: Config,
+    command: UserCommand,
+    password: PasswordInput,
+) -> anyhow::Result<String> {
+    let authority = open_authority(config).await?;
+    let store = &authority.store;
+    let mut out = String::new();
+    match command {
+        UserCommand::Add {
+            name,
+            roles,
+            groups,
+            email,
+            display_name,
+        } => {
+            let name = local_users::normalize_name(&name);
+            // Checked before asking for the password, which would be asked in vain.
+            local_users::check_name(&name)?;
+            if store.local_user(&name).await?.is_some() {
+                anyhow::bail!("a local user named {name:?} exists already");
+            }
+            let user = local_users::add(
+                store,
+                NewLocalUser {
+                    name,
+                    password: password.read()?,
+                    display_name,
+                    email,
+                    roles,
+                    groups,
+                },
+            )
+            .await?;
+            let _ = writeln!(out, "created local user {} ({})", user.name, user.id);
+        }
+        UserCommand::Passwd { name } => {
+            let name = local_users::normalize_name(&name);
+            if store.local_user(&name).await?.is_none() {
+                anyhow::bail!("no local user {name:?}");
+            }
+            let user = local_users::set_password(store, &name, &password.read()?).await?;
+            let _ = writeln!(
+                out,
+                "password of {} changed; its sessions end at their next check",
+                user.name
+            );
+        }
+        UserCommand::Disable { name } => {
+            let user = local_users::set_disabled(store, &name, true).await?;
+            let _ = writeln!(
+                out,
+                "local user {} disabled; its sessions end at their next check",
+                user.name
+            );
+        }
+        UserCommand::Enable { name } => {
+            let user = local_users::set_disabled(store, &name, false).await?;
+            let _ = writeln!(out, "local user {} enabled", user.name);
+        }
+        UserCommand::List => {
+            for u in local_users::list(store).await? {
+                let _ = writeln!(
+                    out,
+                    "{} ({}) {} roles={:?} groups={:?} created {}",
+                    u.name,
+                    u.id,
+                    if u.disabled { "disabled" } else { "active" },
+                    u.roles,
+                    u.groups,
+                    date_text(u.created_at)
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The authority on the configured store, as the server opens it.

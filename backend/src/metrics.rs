@@ -42,6 +42,7 @@ pub const STORE_ERRORS: &str = "login_bridge_store_errors_total";
 pub const SESSIONS_CREATED: &str = "login_bridge_sessions_created_total";
 /// Signed-in sessions that ended, by reason.
 pub const SESSIONS_ENDED: &str = "login_bridge_sessions_ended_total";
+pub const LOCAL_SIGN_INS: &str = "login_bridge_local_sign_ins_total";
 
 /// Buckets of [`HTTP_REQUEST_DURATION`]: from a cached-token API call (well under a
 /// millisecond) to a slow upstream.
@@ -121,6 +122,10 @@ fn describe() {
     );
     describe_counter!(SESSIONS_CREATED, "Sessions created by a sign-in");
     describe_counter!(SESSIONS_ENDED, "Signed-in sessions ended, by reason");
+    describe_counter!(
+        LOCAL_SIGN_INS,
+        "Local-account sign-in attempts, by outcome (signed_in, failed, limited)"
+    );
 }
 
 /// The router of the metrics listener: `GET /metrics` and nothing else.
@@ -215,9 +220,16 @@ pub fn session_created() {
     ::metrics::counter!(SESSIONS_CREATED).increment(1);
 }
 
-/// `reason`: `logout`, `replaced`, `refresh_refused`, `gateway_expired`.
+/// `reason`: `logout`, `replaced`, `refresh_refused`, `gateway_expired`, `absolute_timeout`,
+/// `account_changed`.
 pub fn session_ended(reason: &'static str) {
     ::metrics::counter!(SESSIONS_ENDED, "reason" => reason).increment(1);
+}
+
+/// A local account's sign-in attempt: `signed_in`, `failed` (wrong username or password) or
+/// `limited` (refused by the attempt limits before any password was checked).
+pub fn local_sign_in(outcome: &'static str) {
+    ::metrics::counter!(LOCAL_SIGN_INS, "outcome" => outcome).increment(1);
 }
 
 /// What a request was for: a small fixed set, never the path itself.

@@ -84,6 +84,10 @@ pub struct Settings {
     /// Tokens the bridge mints for one API (privacyIDEA...). Needs `[authority]`.
     #[serde(default)]
     pub token_profiles: Vec<TokenProfileSettings>,
+    /// Username/password accounts kept by the bridge itself (off unless present). Needs
+    /// `[authority]`: their token is minted.
+    #[serde(default)]
+    pub local_accounts: Option<LocalAccountsSettings>,
     /// REST APIs reached through the bridge under a path prefix.
     #[serde(default)]
     pub upstreams: Vec<UpstreamSettings>,
@@ -295,6 +299,54 @@ pub enum SameSiteMode {
     Strict,
 }
 
+/// `[local_accounts]`: sign-in with a username and password kept by the bridge (`login-bridge
+/// user ...`), beside SSO. Attempts are limited per account and per client address: each
+/// allows a burst, then one attempt per `..._recovery_secs`; a refused attempt gets `429` with
+/// `Retry-After`. Each failed attempt is answered after a delay that doubles with every
+/// consecutive failure of the account (or address), from `failure_delay_ms` up to
+/// `max_failure_delay_ms`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAccountsSettings {
+    /// The `[[token_profiles]]` entry a local user's token is minted from (no provider token
+    /// exists). Default: `session.token_profile`.
+    pub token_profile: Option<String>,
+    pub attempts_per_account: u32,
+    pub account_recovery_secs: u64,
+    pub attempts_per_address: u32,
+    pub address_recovery_secs: u64,
+    pub failure_delay_ms: u64,
+    pub max_failure_delay_ms: u64,
+    /// Proxies in front of the bridge: from these peers, the last `X-Forwarded-For` hop is
+    /// the client address the per-address limit counts (else every user would share the
+    /// proxy's allowance).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Default for LocalAccountsSettings {
+    fn default() -> Self {
+        Self {
+            token_profile: None,
+            attempts_per_account: 5,
+            account_recovery_secs: 60,
+            attempts_per_address: 20,
+            address_recovery_secs: 6,
+            failure_delay_ms: 250,
+            max_failure_delay_ms: 4000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl LocalAccountsSettings {
+    /// The profile local users' tokens are minted from.
+    pub fn profile<'a>(&'a self, session: &'a SessionSettings) -> Option<&'a str> {
+        self.token_profile
+            .as_deref()
+            .or(session.token_profile.as_deref())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
@@ -401,6 +453,7 @@ impl Default for Settings {
             gateway: None,
             authority: None,
             token_profiles: Vec::new(),
+            local_accounts: None,
             upstreams: Vec::new(),
             cors: CorsSettings::default(),
             metrics: MetricsSettings::default(),
@@ -540,6 +593,38 @@ impl Settings {
             problems.push(format!(
                 "session.token_profile: {name:?} is not the name of a [[token_profiles]] entry"
             ));
+        }
+        if let Some(local) = &self.local_accounts {
+            match local.profile(&self.session) {
+                None => problems.push(
+                    "local_accounts: set local_accounts.token_profile (or session.token_profile) \
+                     to a [[token_profiles]] entry: a local user's token is minted from it"
+                        .into(),
+                ),
+                Some(name) if !self.token_profiles.iter().any(|p| p.name == name) => {
+                    problems.push(format!(
+                        "local_accounts.token_profile: {name:?} is not the name of a \
+                         [[token_profiles]] entry"
+                    ))
+                }
+                Some(_) => {}
+            }
+            if local.attempts_per_account == 0
+                || local.attempts_per_address == 0
+                || local.account_recovery_secs == 0
+                || local.address_recovery_secs == 0
+            {
+                problems.push(
+                    "local_accounts: attempts_per_* and *_recovery_secs must be at least 1".into(),
+                );
+            }
+            if local.failure_delay_ms > local.max_failure_delay_ms
+                || local.max_failure_delay_ms > 60_000
+            {
+                problems.push(
+                    "local_accounts: failure_delay_ms <= max_failure_delay_ms <= 60000".into(),
+                );
+            }
         }
         profiles
     }

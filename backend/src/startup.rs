@@ -16,7 +16,10 @@ use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
 
 use crate::{
-    auth::{gateway::strip_untrusted_header, page_open::open_page, routes as auth_routes},
+    auth::{
+        gateway::strip_untrusted_header, local::LocalLogin, page_open::open_page,
+        routes as auth_routes,
+    },
     authority::{self, keyring::Authority},
     demo_api::{self, ApiCallLog},
     health,
@@ -144,16 +147,23 @@ impl Application {
             .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the upstream HTTP client")?;
+        // The local accounts' sign-in: its attempt limits live as long as the server.
+        let local = match &state.settings.local_accounts {
+            Some(l) => Some(Arc::new(
+                LocalLogin::new(l.clone()).context("cannot set up the local accounts")?,
+            )),
+            None => None,
+        };
         let (state2, calls) = (state.clone(), api_calls.clone());
         let router = match backend {
             SessionBackend::Sqlite { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http)
+                router(state2, store, calls, upstreams, upstream_http, local)
             }
             SessionBackend::Redis { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http)
+                router(state2, store, calls, upstreams, upstream_http, local)
             }
             SessionBackend::Postgres { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http)
+                router(state2, store, calls, upstreams, upstream_http, local)
             }
         };
         // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
@@ -243,6 +253,7 @@ fn router<S: SessionStore + Clone>(
     api_calls: Arc<ApiCallLog>,
     upstreams: Vec<Arc<Upstream>>,
     upstream_http: reqwest::Client,
+    local: Option<Arc<LocalLogin>>,
 ) -> Router {
     let settings = &state.settings;
     let cookie_name = if settings.is_https() {
@@ -266,7 +277,7 @@ fn router<S: SessionStore + Clone>(
         .append_index_html_on_directories(false)
         .call_fallback_on_method_not_allowed(true)
         .fallback(any(open_page).with_state(state.clone()));
-    let browser = auth_routes::router()
+    let browser = auth_routes::router(local)
         .fallback_service(spa_files)
         .layer(sessions);
     let headers = SecurityHeaders {

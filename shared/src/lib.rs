@@ -76,6 +76,10 @@ pub mod error {
         /// (`prompt=none`) sign-in for this browser. When `false`, the SPA may start one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub silent_sso_tried: Option<bool>,
+        /// Only on `401` from `/auth/session`, and only when true: the bridge keeps local
+        /// accounts, so the login page offers the username/password form.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub local_accounts: Option<bool>,
     }
 
     impl ApiError {
@@ -84,6 +88,7 @@ pub mod error {
                 error: error.into(),
                 error_description: Some(description.into()),
                 silent_sso_tried: None,
+                local_accounts: None,
             }
         }
     }

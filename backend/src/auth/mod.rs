@@ -5,6 +5,7 @@
 //! - `oidc`: the OIDC code flow (login, callback, tokens to session, refresh)
 //! - `gateway`: a JWT a trusted gateway puts on a page request
 //! - `jwt_endpoint`: the ZITADEL-style round trip through an existing app's JWT endpoint
+//! - `local`: local accounts' username/password sign-in (`POST /auth/local/login`)
 //! - `session_endpoint`: `GET /auth/session`, the SPA's only source of its token
 //! - `logout`: `POST /auth/logout`
 //! - `backchannel_logout`: the provider ends sessions (OIDC Back-Channel Logout 1.0)
@@ -16,6 +17,7 @@ pub mod csrf;
 pub mod failure_page;
 pub mod gateway;
 pub mod jwt_endpoint;
+pub mod local;
 pub mod logout;
 pub mod oidc;
 pub mod opaque;

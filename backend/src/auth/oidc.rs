@@ -411,7 +411,7 @@ pub async fn session_user_from_tokens(
         .map(str::to_owned);
     let (previous_tokens, previous_sid) = match previous.map(|p| &p.sign_in) {
         Some(SignIn::Oidc { tokens, sid }) => (Some(tokens), sid.clone()),
-        Some(SignIn::Gateway { .. }) | None => (None, None),
+        Some(SignIn::Gateway { .. } | SignIn::Local { .. }) | None => (None, None),
     };
     let sid = sid.or(previous_sid);
     let user = SessionUser {

@@ -1,17 +1,28 @@
 //! The `/auth/*` routes, one handler per file of this folder.
 
+use std::sync::Arc;
+
 use axum::{
-    Router,
+    Extension, Router,
     routing::{get, post},
 };
 
 use super::{
-    backchannel_logout, jwt_endpoint, logout::logout, oidc, session_endpoint::session_info,
+    backchannel_logout, jwt_endpoint,
+    local::{self, LocalLogin},
+    logout::logout,
+    oidc,
+    session_endpoint::session_info,
 };
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// `local`: the local accounts' sign-in, when `[local_accounts]` is configured.
+pub fn router(local: Option<Arc<LocalLogin>>) -> Router<AppState> {
+    let router = match local {
+        Some(local) => Router::new().route(local::PATH, post(local::login).layer(Extension(local))),
+        None => Router::new(),
+    };
+    router
         .route("/auth/login", get(oidc::login))
         .route("/auth/callback", get(oidc::callback))
         .route("/auth/session", get(session_info))

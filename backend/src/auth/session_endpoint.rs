@@ -9,7 +9,7 @@ use axum::{
 };
 use shared::{error::ApiError, session::SessionInfo};
 
-use super::{csrf::require_same_origin, oidc};
+use super::{csrf::require_same_origin, local, oidc};
 use crate::{
     authority::mint::Minted,
     clock::now,
@@ -22,11 +22,12 @@ use crate::{
     state::AppState,
 };
 
-fn unauthenticated(silent_sso_tried: bool) -> Response {
+fn unauthenticated(state: &AppState, silent_sso_tried: bool) -> Response {
     let body = ApiError {
         error: "unauthenticated".into(),
         error_description: Some("no signed-in session".into()),
         silent_sso_tried: Some(silent_sso_tried),
+        local_accounts: state.settings.local_accounts.is_some().then_some(true),
     };
     (
         StatusCode::UNAUTHORIZED,
@@ -36,23 +37,31 @@ fn unauthenticated(silent_sso_tried: bool) -> Response {
         .into_response()
 }
 
-/// Under `session.token_profile`, the token the bridge mints for the SPA: the session's last
-/// one while it has more than a third of its life left, else a new one (kept in the session,
-/// so every tab and every reload gets the same token and the bridge signs once per period).
+/// Under `session.token_profile` (a local account's profile for a local sign-in), the token
+/// the bridge mints for the SPA: the session's last one while it has more than a third of its
+/// life left, else a new one (kept in the session, so every tab and every reload gets the same
+/// token and the bridge signs once per period).
 async fn profile_token(
     state: &AppState,
     session: &TypedSession,
     user: &mut SessionUser,
 ) -> AppResult<Option<Minted>> {
-    let (Some(name), Some(authority)) = (&state.settings.session.token_profile, &state.authority)
-    else {
+    let settings = &state.settings;
+    let name = match &user.sign_in {
+        SignIn::Local { .. } => settings
+            .local_accounts
+            .as_ref()
+            .and_then(|l| l.profile(&settings.session)),
+        _ => settings.session.token_profile.as_deref(),
+    };
+    let (Some(name), Some(authority)) = (name, &state.authority) else {
         return Ok(None);
     };
     let profile = authority
         .profile(name)
         .ok_or_else(|| AppError::internal(format!("token profile {name} is not loaded")))?;
     if let Some(minted) = &user.minted
-        && minted.profile == *name
+        && minted.profile == name
         && minted.fresh(profile.lifetime_secs, now())
     {
         return Ok(Some(minted.clone()));
@@ -83,6 +92,12 @@ pub async fn session_info(
         session.sign_out_user(EndReason::GatewayExpired).await?;
         user = None;
     }
+    // A local sign-in lasts while its account is enabled and its password unchanged.
+    if let Some(u) = &user
+        && local::end_if_revoked(&state, &session, u).await?
+    {
+        user = None;
+    }
     let Some(mut user) = user else {
         let tried = !state.settings.oidc.silent_sso
             || session
@@ -90,12 +105,12 @@ pub async fn session_info(
                 .await
                 // Fail towards not redirecting: a broken store must not cause a loop.
                 .unwrap_or(true);
-        return Ok(unauthenticated(tried));
+        return Ok(unauthenticated(&state, tried));
     };
     let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
     let refresh_due = match &user.sign_in {
         SignIn::Oidc { tokens, .. } => tokens.refresh_due(margin, now()),
-        SignIn::Gateway { .. } => false,
+        SignIn::Gateway { .. } | SignIn::Local { .. } => false,
     };
     if refresh_due {
         match oidc::refresh(&state, &user).await {
@@ -106,7 +121,7 @@ pub async fn session_info(
             Err(RefreshFailure::Refused(reason)) => {
                 tracing::info!(%reason, "session ended: refresh refused");
                 session.sign_out_user(EndReason::RefreshRefused).await?;
-                return Ok(unauthenticated(true));
+                return Ok(unauthenticated(&state, true));
             }
             Err(RefreshFailure::Unavailable(reason)) => {
                 if user.auth_token().1 <= now() {

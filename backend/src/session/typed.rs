@@ -52,6 +52,8 @@ pub enum EndReason {
     GatewayExpired,
     /// `session.absolute_timeout_secs` after the sign-in.
     AbsoluteTimeout,
+    /// A local account was disabled, or its password changed, after the sign-in.
+    AccountChanged,
 }
 
 impl EndReason {
@@ -62,6 +64,7 @@ impl EndReason {
             EndReason::RefreshRefused => "refresh_refused",
             EndReason::GatewayExpired => "gateway_expired",
             EndReason::AbsoluteTimeout => "absolute_timeout",
+            EndReason::AccountChanged => "account_changed",
         }
     }
 }

@@ -10,7 +10,8 @@ pub struct SessionUser {
     pub principal: Principal,
     pub sign_in: SignIn,
     pub signed_in_at: i64,
-    /// The token last minted for the SPA under `session.token_profile`, reused while fresh.
+    /// The token last minted for the SPA under `session.token_profile` (a local account's
+    /// profile for a local sign-in), reused while fresh.
     #[serde(default)]
     pub minted: Option<Minted>,
 }
@@ -28,6 +29,13 @@ pub enum SignIn {
     /// A JWT that a trusted gateway put on a page request. The session lasts as long as the
     /// JWT; a later page request with a fresh one renews it.
     Gateway { token: String, expires_at: i64 },
+    /// A local account's username and password (`auth::local`). No provider token exists: the
+    /// SPA's token is minted ([`SessionUser::minted`]).
+    Local {
+        /// The account's name, to check at each session check that it is still enabled and
+        /// its password unchanged since the sign-in.
+        name: String,
+    },
 }
 
 /// The provider's tokens. They stay server-side; only the access token is handed to the SPA.
@@ -73,6 +81,10 @@ impl SessionUser {
         match &self.sign_in {
             SignIn::Oidc { tokens, .. } => (&tokens.access_token, tokens.access_expires_at),
             SignIn::Gateway { token, expires_at } => (token, *expires_at),
+            SignIn::Local { .. } => self
+                .minted
+                .as_ref()
+                .map_or(("", 0), |m| (m.token.as_str(), m.expires_at)),
         }
     }
 
@@ -80,7 +92,7 @@ impl SessionUser {
     pub fn provider_tokens(&self) -> Option<&ProviderTokens> {
         match &self.sign_in {
             SignIn::Oidc { tokens, .. } => Some(tokens),
-            SignIn::Gateway { .. } => None,
+            SignIn::Gateway { .. } | SignIn::Local { .. } => None,
         }
     }
 

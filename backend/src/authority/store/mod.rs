@@ -1,6 +1,6 @@
 //! What the authority keeps in the bridge's store: its signing keys (private halves sealed
-//! under the key-encryption key), service users with their public keys, and the `jti`s of
-//! assertions already used.
+//! under the key-encryption key), service users with their public keys, the `jti`s of
+//! assertions already used, and local accounts (name, password hash, roles and groups).
 //!
 //! They live in the same engine as the sessions (`session.store`): the embedded SQLite file
 //! (`sqlite`), or PostgreSQL or Redis shared by every replica (`postgres`, `redis`), so that
@@ -84,6 +84,50 @@ pub struct ServiceKey {
     pub alg: String,
     pub public_pem: String,
     pub created_at: i64,
+}
+
+/// A local account: a person who signs in with a username and password at the bridge itself
+/// (break-glass admin, or no provider reachable). Stored as one JSON record under its name.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LocalUser {
+    /// Stable id, the `sub` of its tokens (`local-` and random): a name reused after the
+    /// account is removed is another subject.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The argon2id hash in PHC form (`$argon2id$v=19$m=...`), never the password.
+    pub password_hash: String,
+    #[serde(default)]
+    pub disabled: bool,
+    pub created_at: i64,
+    /// A session signed in before this moment ends (the password was changed).
+    pub password_changed_at: i64,
+}
+
+impl std::fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn local_record(user: &LocalUser) -> Result<String> {
+    serde_json::to_string(user).map_err(|e| AuthorityStoreError::Corrupt(e.to_string()))
+}
+
+fn local_user(name: &str, record: &str) -> Result<LocalUser> {
+    serde_json::from_str(record)
+        .map_err(|_| AuthorityStoreError::Corrupt(format!("local user {name:?}")))
 }
 
 /// The engine holding the tables (or keys).
@@ -234,6 +278,37 @@ impl AuthorityStore {
             map.insert(key_id.to_string(), found.clone());
         }
         Ok(found)
+    }
+
+    // ---- local accounts ----
+
+    /// The local account named `name` (names are compared as given: `add` lowercases them).
+    pub async fn local_user(&self, name: &str) -> Result<Option<LocalUser>> {
+        each_engine!(self.local_record(name))?
+            .map(|record| local_user(name, &record))
+            .transpose()
+    }
+
+    /// Adds the account; false when one of that name exists.
+    pub async fn insert_local_user(&self, user: &LocalUser) -> Result<bool> {
+        let record = local_record(user)?;
+        each_engine!(self.insert_local_record(&user.name, &record))
+    }
+
+    /// Replaces the account of the same name; false when there is none.
+    pub async fn update_local_user(&self, user: &LocalUser) -> Result<bool> {
+        let record = local_record(user)?;
+        each_engine!(self.update_local_record(&user.name, &record))
+    }
+
+    /// Every local account, by name (byte order).
+    pub async fn local_users(&self) -> Result<Vec<LocalUser>> {
+        let mut users = each_engine!(self.local_records())?
+            .iter()
+            .map(|(name, record)| local_user(name, record))
+            .collect::<Result<Vec<_>>>()?;
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(users)
     }
 
     // ---- replay records ----

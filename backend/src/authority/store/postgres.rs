@@ -293,4 +293,40 @@ impl PgTables {
                 .rows_affected(),
         )
     }
+    // ---- local accounts ----
+
+    pub(super) async fn local_record(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT record FROM local_users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn insert_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO local_users (name, record) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(record)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn update_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE local_users SET record = $2 WHERE name = $1")
+            .bind(name)
+            .bind(record)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn local_records(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT name, record FROM local_users")
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }

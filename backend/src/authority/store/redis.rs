@@ -8,6 +8,7 @@
 //!   arrays, `disabled` `0`/`1`, `created_at`, optional `expires_at`);
 //! - `service-user-keys:{id}`: set of the user's key ids; `service-key:{key_id}`: hash
 //!   (`user_id`, `alg`, `public_pem`, `created_at`);
+//! - `local-users`: hash name → the local account's JSON record;
 //! - `used:{issuer}:{jti}`: a replay record, `SET NX` with the assertion's remaining lifetime,
 //!   so Redis forgets it when it could not be used anyway. Issuers are the bridge's own user
 //!   ids (`svc-` and base64url), which hold no `:`.
@@ -37,6 +38,14 @@ const USER: &str = "login-bridge:authority:service-user:";
 const USER_KEYS: &str = "login-bridge:authority:service-user-keys:";
 const SERVICE_KEY: &str = "login-bridge:authority:service-key:";
 const USED: &str = "login-bridge:authority:used:";
+const LOCAL_USERS: &str = "login-bridge:authority:local-users";
+
+/// Replaces a local account's record only if it exists (1), else 0.
+const UPDATE_LOCAL: &str = r"
+if redis.call('hexists', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
 
 /// Adds a signing key unless its kid exists (0).
 const INSERT_SIGNING_KEY: &str = r"
@@ -501,6 +510,32 @@ impl RedisKeys {
     /// Nothing to do: each record expires by itself.
     pub(super) async fn purge_used(&self, _now: i64) -> Result<u64> {
         Ok(0)
+    }
+    // ---- local accounts ----
+
+    pub(super) async fn local_record(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.pool.hget(LOCAL_USERS, name).await?)
+    }
+
+    pub(super) async fn insert_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        Ok(self.pool.hsetnx(LOCAL_USERS, name, record).await?)
+    }
+
+    pub(super) async fn update_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        let updated: i64 = self
+            .pool
+            .eval(
+                UPDATE_LOCAL,
+                vec![LOCAL_USERS.to_string()],
+                vec![name.to_string(), record.to_string()],
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    pub(super) async fn local_records(&self) -> Result<Vec<(String, String)>> {
+        let all: HashMap<String, String> = self.pool.hgetall(LOCAL_USERS).await?;
+        Ok(all.into_iter().collect())
     }
 }
 

@@ -51,6 +51,10 @@ impl SqliteTables {
                 PRIMARY KEY (issuer, jti)
             ) WITHOUT ROWID",
             "CREATE INDEX IF NOT EXISTS used_assertions_expiry ON used_assertions (expires_at)",
+            "CREATE TABLE IF NOT EXISTS local_users (
+                name TEXT PRIMARY KEY,
+                record TEXT NOT NULL
+            )",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
@@ -308,5 +312,41 @@ impl SqliteTables {
                 .await?
                 .rows_affected(),
         )
+    }
+    // ---- local accounts ----
+
+    pub(super) async fn local_record(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT record FROM local_users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub(super) async fn insert_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO local_users (name, record) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(record)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn update_local_record(&self, name: &str, record: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE local_users SET record = ? WHERE name = ?")
+            .bind(record)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(super) async fn local_records(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT name, record FROM local_users")
+            .fetch_all(&self.readers)
+            .await?)
     }
 }

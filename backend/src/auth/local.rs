@@ -1,0 +1,471 @@
+//! The local accounts' way in: `POST /auth/local/login` with `username` and `password`
+//! (form-encoded), for when there is no SSO. The account is kept by the bridge
+//! (`authority::local_users`); no provider token exists, so the SPA's `auth_token` is minted
+//! from `local_accounts.token_profile`, and the session ends like any other.
+//!
+//! What protects it:
+//! - CSRF: the same check as every state-changing `/auth` endpoint (the custom header a
+//!   cross-site form cannot send, `Origin`, `Sec-Fetch-Site`). This blocks login CSRF too.
+//! - One answer for every failure: an unknown user, a disabled one and a wrong password get the
+//!   same `401` body, and an unknown user's attempt still verifies a password against a hash of
+//!   the same cost, so the time says nothing either.
+//! - Attempts limited per account and per client address (governor's GCRA: a burst, then one
+//!   attempt per recovery period; `429` with `Retry-After` beyond it), and every failure
+//!   answered after a delay that doubles with each consecutive failure of the account or
+//!   address. The limits live in each replica's memory: with N replicas an attacker gets at most
+//!   N times the attempts.
+//! - Hashing runs on the blocking pool, at most as many at once as there are cores, so a flood
+//!   of attempts cannot starve the async threads.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    num::NonZeroU32,
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Extension, Form, Json,
+    extract::{ConnectInfo, FromRequest, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
+use serde::Deserialize;
+use shared::{
+    error::ApiError,
+    session::{SessionInfo, User},
+};
+use tokio::sync::Semaphore;
+
+use super::csrf::require_same_origin;
+use crate::{
+    authority::{
+        keyring::Authority,
+        local_users::{self, MAX_NAME_BYTES, MAX_PASSWORD_BYTES},
+        store::LocalUser,
+    },
+    clock::now,
+    error::{AppError, AppResult},
+    session::{
+        index::IndexKey,
+        typed::{EndReason, TypedSession},
+        user::{SessionUser, SignIn},
+    },
+    settings::LocalAccountsSettings,
+    state::AppState,
+};
+
+pub const PATH: &str = "/auth/local/login";
+
+/// Keys of the failure counters at most (least recently used forgotten first).
+const FAILURE_ENTRIES: usize = 100_000;
+/// Rate-limiter keys kept before the stale ones are swept out.
+const LIMITER_SWEEP_AT: usize = 100_000;
+
+/// The form's fields. No `Debug`: the password must never reach a log.
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// What a consecutive-failure counter is about.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Subject {
+    Account(String),
+    Address(IpAddr),
+}
+
+/// Consecutive failures of one subject, and when the last one was.
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    last_at: i64,
+}
+
+/// The sign-in's limits and the cost model for unknown users; one per replica.
+pub struct LocalLogin {
+    settings: LocalAccountsSettings,
+    per_account: DefaultKeyedRateLimiter<String>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    failures: quick_cache::sync::Cache<Subject, Failures>,
+    /// A hash of a random password with the same parameters: what an unknown user's attempt
+    /// is checked against, so it costs the same time as a known user's.
+    decoy_hash: String,
+    hashing: Arc<Semaphore>,
+}
+
+/// Why an attempt was turned away before any password was checked.
+struct TooMany {
+    retry_after: Duration,
+}
+
+fn quota(burst: u32, recovery_secs: u64) -> Quota {
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(Duration::from_secs(recovery_secs.max(1)))
+        .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+impl LocalLogin {
+    pub fn new(settings: LocalAccountsSettings) -> Result<Self, local_users::LocalUserError> {
+        let decoy = crate::authority::mint::random_id()
+            .map_err(crate::authority::keyring::AuthorityError::from)?;
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Ok(Self {
+            per_account: RateLimiter::keyed(quota(
+                settings.attempts_per_account,
+                settings.account_recovery_secs,
+            )),
+            per_address: RateLimiter::keyed(quota(
+                settings.attempts_per_address,
+                settings.address_recovery_secs,
+            )),
+            clock: DefaultClock::default(),
+            failures: quick_cache::sync::Cache::new(FAILURE_ENTRIES),
+            decoy_hash: local_users::hash_password(&decoy)?,
+            hashing: Arc::new(Semaphore::new(cores)),
+            settings,
+        })
+    }
+
+    /// Takes one attempt from the account's and the address's allowance.
+    fn admit(&self, account: &str, address: IpAddr) -> Result<(), TooMany> {
+        if self.per_account.len() > LIMITER_SWEEP_AT {
+            self.per_account.retain_recent();
+        }
+        if self.per_address.len() > LIMITER_SWEEP_AT {
+            self.per_address.retain_recent();
+        }
+        let now = self.clock.now();
+        let by_account = self.per_account.check_key(&account.to_string());
+        let by_address = self.per_address.check_key(&address);
+        let wait = [by_account.err(), by_address.err()]
+            .into_iter()
+            .flatten()
+            .map(|not_until| not_until.wait_time_from(now))
+            .max();
+        match wait {
+            Some(retry_after) => Err(TooMany { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure of each subject; returns how long to hold the answer back.
+    fn failed(&self, subjects: &[Subject]) -> Duration {
+        let at = now();
+        // A run of failures ends when the subject could have had its whole allowance back.
+        let forget_after = (self.settings.account_recovery_secs
+            * u64::from(self.settings.attempts_per_account))
+        .max(self.settings.address_recovery_secs * u64::from(self.settings.attempts_per_address))
+            as i64;
+        let mut worst = 0;
+        for subject in subjects {
+            let count = match self.failures.get(subject) {
+                Some(f) if at - f.last_at <= forget_after => f.count.saturating_add(1),
+                _ => 1,
+            };
+            self.failures
+                .insert(subject.clone(), Failures { count, last_at: at });
+            worst = worst.max(count);
+        }
+        let doubled = self
+            .settings
+            .failure_delay_ms
+            .saturating_mul(1u64 << worst.saturating_sub(1).min(20));
+        Duration::from_millis(doubled.min(self.settings.max_failure_delay_ms))
+    }
+
+    /// Whether `password` is the account's; for no account (or a disabled one), checks it
+    /// against the decoy hash, to take the same time, and says no.
+    async fn verify(&self, account: Option<&LocalUser>, password: String) -> AppResult<bool> {
+        let usable = account.filter(|a| !a.disabled);
+        let hash = usable.map_or_else(|| self.decoy_hash.clone(), |a| a.password_hash.clone());
+        let _permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(AppError::internal)?;
+        let matches =
+            tokio::task::spawn_blocking(move || local_users::verify_password(&hash, &password))
+                .await
+                .map_err(AppError::internal)?;
+        Ok(matches && usable.is_some())
+    }
+}
+
+/// The client's address: the connection's peer, or the last `X-Forwarded-For` hop when the
+/// peer is one of `local_accounts.trusted_proxies`.
+fn client_address(
+    settings: &LocalAccountsSettings,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if !settings.trusted_proxies.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .next_back()
+        .unwrap_or(peer)
+}
+
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(ApiError::new(code, description)),
+    )
+        .into_response()
+}
+
+/// The one answer for an unknown user, a disabled one and a wrong password.
+fn wrong_credentials() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "Wrong username or password.",
+    )
+}
+
+fn too_many(wait: &TooMany) -> Response {
+    let secs = wait.retry_after.as_secs() + u64::from(wait.retry_after.subsec_nanos() > 0);
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        &format!("Too many sign-in attempts. Try again in {secs} s."),
+    );
+    if let Ok(value) = secs.to_string().parse() {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The user the SPA and the session show for an account.
+fn user_of(account: &LocalUser) -> User {
+    User {
+        id: account.id.clone(),
+        username: Some(account.name.clone()),
+        name: account.display_name.clone(),
+        email: account.email.clone(),
+        groups: account.groups.clone(),
+        roles: account.roles.clone(),
+    }
+}
+
+/// The profile a local user's token is minted from, and the authority that mints it.
+fn minting(state: &AppState) -> AppResult<(&Arc<Authority>, &str)> {
+    let name = state
+        .settings
+        .local_accounts
+        .as_ref()
+        .and_then(|l| l.profile(&state.settings.session));
+    match (&state.authority, name) {
+        (Some(authority), Some(name)) => Ok((authority, name)),
+        _ => Err(AppError::internal(
+            "local accounts are on without a token profile or [authority]",
+        )),
+    }
+}
+
+/// The session user of `account`, with a freshly minted token the bridge's own trust engine
+/// has accepted (so the SPA's API calls will be).
+async fn session_user(state: &AppState, account: &LocalUser) -> AppResult<SessionUser> {
+    let (authority, profile_name) = minting(state)?;
+    let profile = authority
+        .profile(profile_name)
+        .ok_or_else(|| AppError::internal(format!("token profile {profile_name} not loaded")))?;
+    let user = user_of(account);
+    let minted = authority
+        .mint_profile(&profile, &user)
+        .map_err(AppError::internal)?;
+    let verified = state.trust.verify(&minted.token).await.map_err(|e| {
+        AppError::internal(format!("the bridge refuses its own local-user token: {e}"))
+    })?;
+    let mut principal = (*verified).clone();
+    // The account is the authority on who this is; the profile may shape its claims for an
+    // API that wants other names.
+    principal.user = user;
+    Ok(SessionUser {
+        principal,
+        sign_in: SignIn::Local {
+            name: account.name.clone(),
+        },
+        signed_in_at: now(),
+        minted: Some(minted),
+    })
+}
+
+/// `POST /auth/local/login`.
+#[tracing::instrument(skip_all)]
+pub async fn login(
+    State(state): State<AppState>,
+    Extension(local): Extension<Arc<LocalLogin>>,
+    session: TypedSession,
+    request: Request,
+) -> AppResult<Response> {
+    require_same_origin(request.headers(), &state.settings.origin())?;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip());
+    let address = client_address(&local.settings, peer, request.headers());
+    let Form(Credentials { username, password }) = Form::<Credentials>::from_request(request, &())
+        .await
+        .map_err(|_| AppError::BadRequest("send the form fields username and password".into()))?;
+    let name = local_users::normalize_name(&username);
+    if name.is_empty() || password.is_empty() {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Enter your username and password.",
+        ));
+    }
+    if name.len() > MAX_NAME_BYTES * 4 || password.len() > MAX_PASSWORD_BYTES {
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The username or password is too long.",
+        ));
+    }
+    if let Err(wait) = local.admit(&name, address) {
+        tracing::info!(client = %address, "local sign-in refused: too many attempts");
+        crate::metrics::local_sign_in("limited");
+        return Ok(too_many(&wait));
+    }
+    let (authority, _) = minting(&state)?;
+    let account = authority
+        .store
+        .local_user(&name)
+        .await
+        .map_err(|e| AppError::StoreUnavailable(e.to_string()))?;
+    if !local.verify(account.as_ref(), password).await? {
+        let delay = local.failed(&[Subject::Account(name), Subject::Address(address)]);
+        tracing::info!(client = %address, "local sign-in failed: wrong username or password");
+        crate::metrics::local_sign_in("failed");
+        tokio::time::sleep(delay).await;
+        return Ok(wrong_credentials());
+    }
+    let Some(account) = account else {
+        return Ok(wrong_credentials());
+    };
+    local.failures.remove(&Subject::Account(name));
+    let user = session_user(&state, &account).await?;
+    let keys = [IndexKey::sub(user.principal.user.id.clone())];
+    match session.user().await? {
+        Some(_) => session.switch_user(user.clone(), &keys).await?,
+        None => session.sign_in(user.clone(), &keys).await?,
+    }
+    tracing::info!(user = %user.principal.user.id, "signed in with a local account");
+    crate::metrics::local_sign_in("signed_in");
+    let (auth_token, expires_at) = user.auth_token();
+    let info = SessionInfo {
+        auth_token: auth_token.to_string(),
+        expires_at,
+        user: user.principal.user,
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+}
+
+/// For a local sign-in, whether its account still allows the session: it exists, is enabled,
+/// and its password has not changed since. Any other sign-in: true.
+pub async fn still_allowed(state: &AppState, user: &SessionUser) -> AppResult<bool> {
+    let SignIn::Local { name } = &user.sign_in else {
+        return Ok(true);
+    };
+    let Some(authority) = &state.authority else {
+        return Ok(false);
+    };
+    let account = authority
+        .store
+        .local_user(name)
+        .await
+        .map_err(|e| AppError::StoreUnavailable(e.to_string()))?;
+    Ok(account.is_some_and(|a| {
+        !a.disabled && a.id == user.principal.user.id && a.password_changed_at <= user.signed_in_at
+    }))
+}
+
+/// Ends a local session whose account no longer allows it.
+pub async fn end_if_revoked(
+    state: &AppState,
+    session: &TypedSession,
+    user: &SessionUser,
+) -> AppResult<bool> {
+    if still_allowed(state, user).await? {
+        return Ok(false);
+    }
+    tracing::info!(user = %user.principal.user.id, "local session ended: account disabled or password changed");
+    session.sign_out_user(EndReason::AccountChanged).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(burst: u32) -> LocalLogin {
+        LocalLogin::new(LocalAccountsSettings {
+            attempts_per_account: burst,
+            attempts_per_address: 100,
+            failure_delay_ms: 100,
+            max_failure_delay_ms: 1000,
+            ..LocalAccountsSettings::default()
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    #[test]
+    fn an_account_gets_its_burst_and_then_a_retry_after() {
+        let l = login(3);
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..3 {
+            assert!(l.admit("alice", ip).is_ok());
+        }
+        let refused = l.admit("alice", ip).err().map(|t| t.retry_after);
+        assert!(
+            refused.is_some_and(|d| d > Duration::from_secs(50)),
+            "{refused:?}"
+        );
+        assert!(l.admit("bob", ip).is_ok(), "another account is not held up");
+    }
+
+    #[test]
+    fn each_consecutive_failure_doubles_the_delay_up_to_the_cap() {
+        let l = login(3);
+        let s = [Subject::Account("alice".into())];
+        let delays: Vec<u128> = (0..6).map(|_| l.failed(&s).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn the_client_address_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let mut settings = LocalAccountsSettings::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "198.51.100.7, 203.0.113.9".parse().unwrap(),
+        );
+        let proxy = Some(IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(
+            client_address(&settings, proxy, &headers),
+            IpAddr::from([10, 0, 0, 2])
+        );
+        settings.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            client_address(&settings, proxy, &headers),
+            IpAddr::from([203, 0, 113, 9])
+        );
+    }
+}
