@@ -349,13 +349,14 @@ async fn user(
             for u in local_users::list(store).await? {
                 let _ = writeln!(
                     out,
-                    "{} ({}) {} roles={:?} groups={:?} created {}",
+                    "{} ({}) {} roles={:?} groups={:?} created {} password set {}",
                     u.name,
                     u.id,
                     if u.disabled { "disabled" } else { "active" },
                     u.roles,
                     u.groups,
-                    date_text(u.created_at)
+                    date_text(u.created_at),
+                    date_text(u.password_changed_at)
                 );
             }
         }

@@ -106,11 +106,16 @@ fn NavBar(with_pi: RwSignal<bool>) -> impl IntoView {
     }
 }
 
-/// Sign-out without a provider end-session URL: straight to the login page's confirmation.
+/// Sign-out without a provider end-session URL: straight to the login page's confirmation, as
+/// a fresh page load (so it learns from the bridge, as at start-up, which forms to offer).
 fn leave_signed_out(router: Router, auth: AuthState) {
+    let target = [Page::Login.path(), "?signed_out=1"].concat();
+    if window().location().assign(&target).is_ok() {
+        return;
+    }
     // Navigate before flipping the status, so the guard of the page being left never sees
     // `SignedOut` while still on that page.
-    router.navigate(&[Page::Login.path(), "?signed_out=1"].concat(), false);
+    router.navigate(&target, false);
     auth.finish_sign_out();
 }
 

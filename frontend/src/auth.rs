@@ -56,6 +56,8 @@ pub struct AuthState {
     status: RwSignal<AuthStatus>,
     /// Why the session could not be checked (network, 5xx): shown on the login page.
     problem: RwSignal<Option<String>>,
+    /// Whether the bridge keeps local accounts (its last `401` said so); `None` until one came.
+    local_accounts: RwSignal<Option<bool>>,
     refresh_timer: StoredValue<Option<TimeoutHandle>>,
 }
 
@@ -69,6 +71,7 @@ impl AuthState {
             expires_at: RwSignal::new(None),
             status: RwSignal::new(AuthStatus::Loading),
             problem: RwSignal::new(None),
+            local_accounts: RwSignal::new(None),
             refresh_timer: StoredValue::new(None),
         };
         provide_context(state);
@@ -101,6 +104,12 @@ impl AuthState {
     /// Why the last session check failed for a reason other than "not signed in" (tracked).
     pub fn problem(&self) -> Option<String> {
         self.problem.get()
+    }
+
+    /// Whether the login page should offer the local accounts' form (tracked); `None` while
+    /// the bridge has not said.
+    pub fn local_accounts(&self) -> Option<bool> {
+        self.local_accounts.get()
     }
 
     /// Asks `/auth/session` who is signed in, once at start-up.
@@ -248,7 +257,9 @@ impl AuthState {
     }
 
     fn fail(&self, err: &api::Error) {
-        if !err.is_unauthenticated() {
+        if let api::Error::Status { status: 401, body } = err {
+            set_if_changed(self.local_accounts, Some(body.local_accounts == Some(true)));
+        } else {
             self.problem
                 .set(Some(format!("Could not check your session: {err}")));
         }
@@ -288,7 +299,7 @@ impl AuthState {
         }
         match answer {
             Ok(session) => self.set_session(session),
-            Err(err) if err.is_unauthenticated() => self.mark_signed_out(),
+            Err(err) if err.is_unauthenticated() => self.fail(&err),
             Err(err) => match self.expires_at.get_untracked() {
                 // A transient failure: keep the still-valid token and try again.
                 Some(expires_at) if expires_at > clock::now_secs() => self.schedule_refresh(),

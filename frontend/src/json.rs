@@ -208,6 +208,7 @@ impl Decode for ApiError {
             error: json.string("error")?,
             error_description: json.opt_string("error_description")?,
             silent_sso_tried: json.opt_bool("silent_sso_tried")?,
+            local_accounts: json.opt_bool("local_accounts")?,
         })
     }
 }

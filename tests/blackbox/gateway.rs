@@ -204,7 +204,7 @@ async fn rejected_gateway_jwts_land_on_the_login_page_with_a_reason_and_no_sessi
         let to = location(&r);
         assert_eq!(
             to,
-            format!("/login?error=gateway_token&reason={reason}&return_to=%2Fdeep"),
+            login_bridge::auth::gateway::rejected_location(reason, "/deep"),
         );
         assert!(!to.contains(&jwt), "never the token");
         assert!(!sets_a_session_cookie(&r), "{reason}: no session row");

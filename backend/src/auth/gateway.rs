@@ -141,6 +141,43 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
     })
 }
 
+/// A reason code of [`GatewaySignIn::Rejected`], in the words the login page shows.
+pub fn reason_words(code: &str) -> &'static str {
+    match code {
+        "expired" => {
+            "Your gateway's sign-in token has expired. Reload the page once your gateway has a \
+             fresh one, or sign in with SSO."
+        }
+        "not_yet_valid" => {
+            "Your gateway's sign-in token is not valid yet (check the clocks). Reload later, or \
+             sign in with SSO."
+        }
+        "untrusted_issuer" => {
+            "Your gateway's sign-in token comes from an issuer this site does not trust. Sign in \
+             with SSO."
+        }
+        "wrong_audience" => {
+            "Your gateway's sign-in token is meant for another application. Sign in with SSO."
+        }
+        "bad_signature" => {
+            "Your gateway's sign-in token has a signature this site cannot verify. Sign in with \
+             SSO."
+        }
+        "policy" => "Your gateway's sign-in token does not allow access here. Sign in with SSO.",
+        _ => "Your gateway's sign-in token was not accepted. Sign in with SSO.",
+    }
+}
+
+/// Where a browser whose gateway JWT was refused goes: the login page, saying why in words
+/// (the code stays in `reason` for scripts), and back to `return_to` after signing in.
+pub fn rejected_location(reason: &str, return_to: &str) -> String {
+    format!(
+        "/login?error=gateway_token&reason={reason}&error_description={}&return_to={}",
+        urlencoding::encode(reason_words(reason)),
+        urlencoding::encode(return_to)
+    )
+}
+
 /// Signs the user in from the gateway header of a page request, if there is one and the peer
 /// may set it. A different user's session is ended first; the same user's is renewed.
 #[tracing::instrument(skip_all)]
@@ -274,6 +311,35 @@ mod tests {
         assert!(handler_sees_header([127, 0, 0, 2]).await, "trusted peer");
         assert!(!handler_sees_header([127, 0, 0, 1]).await, "untrusted peer");
         assert!(!handler_sees_header([10, 0, 0, 2]).await, "untrusted peer");
+    }
+
+    #[test]
+    fn a_refused_gateway_token_is_explained_by_its_reason_code() {
+        assert_eq!(
+            reason_words("expired"),
+            "Your gateway's sign-in token has expired. Reload the page once your gateway has a \
+             fresh one, or sign in with SSO."
+        );
+        let cases = [
+            ("not_yet_valid", "not valid yet"),
+            ("untrusted_issuer", "issuer this site does not trust"),
+            ("wrong_audience", "meant for another application"),
+            ("bad_signature", "signature this site cannot verify"),
+            ("policy", "does not allow access"),
+            ("invalid", "was not accepted"),
+        ];
+        for (code, words) in cases {
+            let text = reason_words(code);
+            assert!(text.contains(words), "{code}: {text}");
+            assert!(text.ends_with("Sign in with SSO.") || text.ends_with("sign in with SSO."));
+        }
+        assert_eq!(
+            rejected_location("expired", "/deep?x=1"),
+            format!(
+                "/login?error=gateway_token&reason=expired&error_description={}&return_to=%2Fdeep%3Fx%3D1",
+                urlencoding::encode(reason_words("expired"))
+            )
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{
     failure_page::failure_page,
-    gateway::{GatewaySignIn, peer_of, sign_in_from_gateway},
+    gateway::{GatewaySignIn, peer_of, rejected_location, sign_in_from_gateway},
     opaque::random_token,
 };
 use crate::{
@@ -109,11 +109,9 @@ async fn complete(
         GatewaySignIn::NotApplicable => {
             refused("The sign-in came back without a token from the gateway. Please sign in again.")
         }
-        GatewaySignIn::Rejected(reason) => Ok(Redirect::to(&format!(
-            "/login?error=gateway_token&reason={reason}&return_to={}",
-            urlencoding::encode(&binding.return_to)
-        ))
-        .into_response()),
+        GatewaySignIn::Rejected(reason) => {
+            Ok(Redirect::to(&rejected_location(reason, &binding.return_to)).into_response())
+        }
         GatewaySignIn::Refused(why) => Ok(failure_page(
             StatusCode::BAD_REQUEST,
             &format!("Sign-in refused: {why}."),

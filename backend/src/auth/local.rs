@@ -1,18 +1,20 @@
-//! The local accounts' way in: `POST /auth/local/login` with `username` and `password`
-//! (form-encoded), for when there is no SSO. The account is kept by the bridge
-//! (`authority::local_users`); no provider token exists, so the SPA's `auth_token` is minted
-//! from `local_accounts.token_profile`, and the session ends like any other.
+//! The local accounts' way in: the login page's plain HTML form posts `username`, `password`
+//! and `return_to` to `POST /auth/local/login`, for when there is no SSO. The account is kept
+//! by the bridge (`authority::local_users`); no provider token exists, so the SPA's
+//! `auth_token` is minted from `local_accounts.token_profile`, and the session ends like any
+//! other. Success is a `303` to `return_to`; any failure a `303` back to the login page with
+//! `error` and `error_description`, which the page shows as text.
 //!
 //! What protects it:
-//! - CSRF: the same check as every state-changing `/auth` endpoint (the custom header a
-//!   cross-site form cannot send, `Origin`, `Sec-Fetch-Site`). This blocks login CSRF too.
+//! - CSRF (login CSRF included): `Origin` must be this origin and `Sec-Fetch-Site`, when
+//!   sent, `same-origin` ([`require_same_origin_form`]).
 //! - One answer for every failure: an unknown user, a disabled one and a wrong password get the
-//!   same `401` body, and an unknown user's attempt still verifies a password against a hash of
+//!   same redirect, and an unknown user's attempt still verifies a password against a hash of
 //!   the same cost, so the time says nothing either.
 //! - Attempts limited per account and per client address (governor's GCRA: a burst, then one
-//!   attempt per recovery period; `429` with `Retry-After` beyond it), and every failure
-//!   answered after a delay that doubles with each consecutive failure of the account or
-//!   address. The limits live in each replica's memory: with N replicas an attacker gets at most
+//!   attempt per recovery period; beyond it the answer is `error=too_many_attempts` with
+//!   `Retry-After`, before any password is checked), and every failure answered after a delay
+//!   that doubles with each consecutive failure of the account or address. The limits live in each replica's memory: with N replicas an attacker gets at most
 //!   N times the attempts.
 //! - Hashing runs on the blocking pool, at most as many at once as there are cores, so a flood
 //!   of attempts cannot starve the async threads.
@@ -25,7 +27,7 @@ use std::{
 };
 
 use axum::{
-    Extension, Form, Json,
+    Extension, Form,
     extract::{ConnectInfo, FromRequest, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -35,13 +37,10 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 use serde::Deserialize;
-use shared::{
-    error::ApiError,
-    session::{SessionInfo, User},
-};
+use shared::session::User;
 use tokio::sync::Semaphore;
 
-use super::csrf::require_same_origin;
+use super::{csrf::require_same_origin_form, return_to};
 use crate::{
     authority::{
         keyring::Authority,
@@ -69,8 +68,13 @@ const LIMITER_SWEEP_AT: usize = 100_000;
 /// The form's fields. No `Debug`: the password must never reach a log.
 #[derive(Deserialize)]
 pub struct Credentials {
+    #[serde(default)]
     username: String,
+    #[serde(default)]
     password: String,
+    /// Where to go once signed in (a same-origin path; `/` when absent or not one).
+    #[serde(default)]
+    return_to: String,
 }
 
 /// What a consecutive-failure counter is about.
@@ -221,30 +225,38 @@ fn client_address(
         .unwrap_or(peer)
 }
 
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
+/// Back to the login page, which shows `description` (and keeps `return_to`).
+fn back_to_login(error: &str, description: &str, return_to: &str) -> Response {
+    let location = format!(
+        "/login?error={error}&error_description={}&return_to={}",
+        urlencoding::encode(description),
+        urlencoding::encode(return_to)
+    );
     (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(ApiError::new(code, description)),
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
     )
         .into_response()
 }
 
 /// The one answer for an unknown user, a disabled one and a wrong password.
-fn wrong_credentials() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
+fn wrong_credentials(return_to: &str) -> Response {
+    back_to_login(
         "invalid_credentials",
         "Wrong username or password.",
+        return_to,
     )
 }
 
-fn too_many(wait: &TooMany) -> Response {
+fn too_many(wait: &TooMany, return_to: &str) -> Response {
     let secs = wait.retry_after.as_secs() + u64::from(wait.retry_after.subsec_nanos() > 0);
-    let mut response = error(
-        StatusCode::TOO_MANY_REQUESTS,
+    let mut response = back_to_login(
         "too_many_attempts",
         &format!("Too many sign-in attempts. Try again in {secs} s."),
+        return_to,
     );
     if let Ok(value) = secs.to_string().parse() {
         response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -262,6 +274,11 @@ fn user_of(account: &LocalUser) -> User {
         groups: account.groups.clone(),
         roles: account.roles.clone(),
     }
+}
+
+/// What a session remembers of the password it signed in with: the hash's fingerprint.
+fn credential_of(account: &LocalUser) -> String {
+    crate::trust::fingerprint(&account.password_hash)
 }
 
 /// The profile a local user's token is minted from, and the authority that mints it.
@@ -301,6 +318,7 @@ async fn session_user(state: &AppState, account: &LocalUser) -> AppResult<Sessio
         principal,
         sign_in: SignIn::Local {
             name: account.name.clone(),
+            credential: credential_of(account),
         },
         signed_in_at: now(),
         minted: Some(minted),
@@ -315,34 +333,39 @@ pub async fn login(
     session: TypedSession,
     request: Request,
 ) -> AppResult<Response> {
-    require_same_origin(request.headers(), &state.settings.origin())?;
+    require_same_origin_form(request.headers(), &state.settings.origin())?;
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
     let address = client_address(&local.settings, peer, request.headers());
-    let Form(Credentials { username, password }) = Form::<Credentials>::from_request(request, &())
+    let Form(Credentials {
+        username,
+        password,
+        return_to,
+    }) = Form::<Credentials>::from_request(request, &())
         .await
         .map_err(|_| AppError::BadRequest("send the form fields username and password".into()))?;
+    let return_to = return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
     let name = local_users::normalize_name(&username);
     if name.is_empty() || password.is_empty() {
-        return Ok(error(
-            StatusCode::BAD_REQUEST,
+        return Ok(back_to_login(
             "invalid_request",
             "Enter your username and password.",
+            &return_to,
         ));
     }
     if name.len() > MAX_NAME_BYTES * 4 || password.len() > MAX_PASSWORD_BYTES {
-        return Ok(error(
-            StatusCode::BAD_REQUEST,
+        return Ok(back_to_login(
             "invalid_request",
             "The username or password is too long.",
+            &return_to,
         ));
     }
     if let Err(wait) = local.admit(&name, address) {
         tracing::info!(client = %address, "local sign-in refused: too many attempts");
         crate::metrics::local_sign_in("limited");
-        return Ok(too_many(&wait));
+        return Ok(too_many(&wait, &return_to));
     }
     let (authority, _) = minting(&state)?;
     let account = authority
@@ -350,15 +373,16 @@ pub async fn login(
         .local_user(&name)
         .await
         .map_err(|e| AppError::StoreUnavailable(e.to_string()))?;
-    if !local.verify(account.as_ref(), password).await? {
+    let account = match local.verify(account.as_ref(), password).await? {
+        true => account,
+        false => None,
+    };
+    let Some(account) = account else {
         let delay = local.failed(&[Subject::Account(name), Subject::Address(address)]);
         tracing::info!(client = %address, "local sign-in failed: wrong username or password");
         crate::metrics::local_sign_in("failed");
         tokio::time::sleep(delay).await;
-        return Ok(wrong_credentials());
-    }
-    let Some(account) = account else {
-        return Ok(wrong_credentials());
+        return Ok(wrong_credentials(&return_to));
     };
     local.failures.remove(&Subject::Account(name));
     let user = session_user(&state, &account).await?;
@@ -369,19 +393,20 @@ pub async fn login(
     }
     tracing::info!(user = %user.principal.user.id, "signed in with a local account");
     crate::metrics::local_sign_in("signed_in");
-    let (auth_token, expires_at) = user.auth_token();
-    let info = SessionInfo {
-        auth_token: auth_token.to_string(),
-        expires_at,
-        user: user.principal.user,
-    };
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, return_to),
+            (header::CACHE_CONTROL, "no-store".into()),
+        ],
+    )
+        .into_response())
 }
 
 /// For a local sign-in, whether its account still allows the session: it exists, is enabled,
 /// and its password has not changed since. Any other sign-in: true.
 pub async fn still_allowed(state: &AppState, user: &SessionUser) -> AppResult<bool> {
-    let SignIn::Local { name } = &user.sign_in else {
+    let SignIn::Local { name, credential } = &user.sign_in else {
         return Ok(true);
     };
     let Some(authority) = &state.authority else {
@@ -393,7 +418,7 @@ pub async fn still_allowed(state: &AppState, user: &SessionUser) -> AppResult<bo
         .await
         .map_err(|e| AppError::StoreUnavailable(e.to_string()))?;
     Ok(account.is_some_and(|a| {
-        !a.disabled && a.id == user.principal.user.id && a.password_changed_at <= user.signed_in_at
+        !a.disabled && a.id == user.principal.user.id && credential_of(&a) == *credential
     }))
 }
 

@@ -13,7 +13,7 @@ use axum::{
 
 use super::{
     failure_page::failure_page,
-    gateway::{GatewaySignIn, peer_of, sign_in_from_gateway},
+    gateway::{GatewaySignIn, peer_of, rejected_location, sign_in_from_gateway},
     oidc::start_login,
     return_to,
 };
@@ -42,11 +42,7 @@ pub async fn open_page(
             Ok(GatewaySignIn::NotApplicable) => {}
             Ok(GatewaySignIn::SignedIn) => return state.spa.page_response(),
             Ok(GatewaySignIn::Rejected(reason)) if path != "/login" => {
-                return Redirect::to(&format!(
-                    "/login?error=gateway_token&reason={reason}&return_to={}",
-                    urlencoding::encode(&here(&uri))
-                ))
-                .into_response();
+                return Redirect::to(&rejected_location(reason, &here(&uri))).into_response();
             }
             // On the login page itself: the page, which already says why.
             Ok(GatewaySignIn::Rejected(_)) => return state.spa.page_response(),

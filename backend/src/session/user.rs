@@ -32,9 +32,11 @@ pub enum SignIn {
     /// A local account's username and password (`auth::local`). No provider token exists: the
     /// SPA's token is minted ([`SessionUser::minted`]).
     Local {
-        /// The account's name, to check at each session check that it is still enabled and
-        /// its password unchanged since the sign-in.
+        /// The account's name, to check at each session check that it is still enabled ...
         name: String,
+        /// ... and still has the password hash it signed in with (a fingerprint of it, which
+        /// a new password, salted afresh, always changes).
+        credential: String,
     },
 }
 

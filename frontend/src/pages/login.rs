@@ -1,6 +1,11 @@
 //! The login page (`/login`): where a user lands when no session exists or a silent sign-in
-//! came back with an error. Explains what happened in words and offers the SSO sign-in; a user
-//! who is already signed in is sent on to `return_to`.
+//! came back with an error. Explains what happened in words and offers the SSO sign-in, and,
+//! when the bridge keeps local accounts, a username/password form beside it; a user who is
+//! already signed in is sent on to `return_to`.
+//!
+//! The form is plain HTML posting to the bridge (`/auth/local/login`), no script: the bridge
+//! answers with a redirect to `return_to`, or back here with an error this page words like any
+//! other. The password never passes through the app's code.
 
 use leptos::prelude::*;
 
@@ -8,6 +13,10 @@ use frontend::auth::{AuthState, AuthStatus};
 use frontend::nav::{safe_return_to, sign_in_url};
 
 use crate::router::Router;
+
+/// The local accounts' form fields: static markup, which costs the WASM far less than built
+/// elements (the SPA has a size budget).
+const LOCAL_FIELDS: &str = r#"<input id="local-username" name="username" autocomplete="username" placeholder="Username" required><input id="local-password" name="password" type="password" autocomplete="current-password" placeholder="Password" required><button id="local-submit" type="submit">Sign in</button>"#;
 
 /// `error_description` comes from the URL, so anyone can craft one: show it as text only
 /// (Leptos escapes it) and not at any length.
@@ -30,13 +39,11 @@ pub fn Login() -> impl IntoView {
         login_message(
             param("error").as_deref(),
             param("error_description").as_deref(),
-            param("reason").as_deref(),
             param("signed_out").as_deref() == Some("1"),
         )
         .or_else(|| auth.problem())
     };
     let sso_href = move || sign_in_url(&return_to(), false);
-
     view! {
         <section class="card">
             <h1>"Sign in"</h1>
@@ -45,8 +52,12 @@ pub fn Login() -> impl IntoView {
             <a id="sso-login" class="button" href=sso_href>
                 "Sign in with SSO"
             </a>
-            // LOCAL ACCOUNTS (later issue): the username/password form for the bridge's local
-            // accounts (break-glass admin, no IdP reachable) goes here, below the SSO button.
+            // Hidden rather than absent when off: one element type fewer in the WASM.
+            <form id="local-login" method="post" action="/auth/local/login"
+                hidden=move || auth.local_accounts() != Some(true)>
+                <input type="hidden" name="return_to" value=return_to />
+                <div inner_html=LOCAL_FIELDS />
+            </form>
         </section>
     }
 }
@@ -55,7 +66,6 @@ pub fn Login() -> impl IntoView {
 fn login_message(
     error: Option<&str>,
     description: Option<&str>,
-    reason: Option<&str>,
     signed_out: bool,
 ) -> Option<String> {
     if signed_out {
@@ -70,42 +80,12 @@ fn login_message(
             "Your single sign-on session is not active. Sign in to continue.".to_owned()
         }
         "access_denied" => "Sign-in was cancelled or denied.".to_owned(),
-        // The bridge refused the JWT a gateway in front of it put on the page request.
-        "gateway_token" => gateway_reason(reason.unwrap_or_default()).to_owned(),
         _ => match description.map(str::trim).filter(|d| !d.is_empty()) {
             Some(d) => d.chars().take(MAX_DESCRIPTION_CHARS).collect(),
             None => "Sign-in failed. Please try again.".to_owned(),
         },
     };
     Some(text)
-}
-
-/// The bridge's reason code for a refused gateway JWT, in words. Only known codes are worded;
-/// nothing else from the URL is shown.
-fn gateway_reason(code: &str) -> &'static str {
-    match code {
-        "expired" => {
-            "Your gateway's sign-in token has expired. Reload the page once your gateway has a \
-             fresh one, or sign in with SSO."
-        }
-        "not_yet_valid" => {
-            "Your gateway's sign-in token is not valid yet (check the clocks). Reload later, or \
-             sign in with SSO."
-        }
-        "untrusted_issuer" => {
-            "Your gateway's sign-in token comes from an issuer this site does not trust. Sign in \
-             with SSO."
-        }
-        "wrong_audience" => {
-            "Your gateway's sign-in token is meant for another application. Sign in with SSO."
-        }
-        "bad_signature" => {
-            "Your gateway's sign-in token has a signature this site cannot verify. Sign in with \
-             SSO."
-        }
-        "policy" => "Your gateway's sign-in token does not allow access here. Sign in with SSO.",
-        _ => "Your gateway's sign-in token was not accepted. Sign in with SSO.",
-    }
 }
 
 #[cfg(test)]
@@ -116,7 +96,7 @@ mod tests {
     fn a_failed_silent_sign_in_reads_as_an_inactive_sso_session() {
         for error in ["login_required", "interaction_required"] {
             assert_eq!(
-                login_message(Some(error), Some("ignored"), None, false).as_deref(),
+                login_message(Some(error), Some("ignored"), false).as_deref(),
                 Some("Your single sign-on session is not active. Sign in to continue.")
             );
         }
@@ -125,7 +105,7 @@ mod tests {
     #[test]
     fn a_denied_sign_in_says_so() {
         assert_eq!(
-            login_message(Some("access_denied"), None, None, false).as_deref(),
+            login_message(Some("access_denied"), None, false).as_deref(),
             Some("Sign-in was cancelled or denied.")
         );
     }
@@ -133,16 +113,16 @@ mod tests {
     #[test]
     fn other_errors_show_their_description_or_a_generic_text() {
         assert_eq!(
-            login_message(Some("server_error"), Some("IdP down"), None, false).as_deref(),
+            login_message(Some("server_error"), Some("IdP down"), false).as_deref(),
             Some("IdP down")
         );
         assert_eq!(
-            login_message(Some("server_error"), Some("  "), None, false).as_deref(),
+            login_message(Some("server_error"), Some("  "), false).as_deref(),
             Some("Sign-in failed. Please try again.")
         );
         let long = "x".repeat(500);
         assert_eq!(
-            login_message(Some("e"), Some(&long), None, false).map(|m| m.len()),
+            login_message(Some("e"), Some(&long), false).map(|m| m.len()),
             Some(200)
         );
     }
@@ -150,44 +130,9 @@ mod tests {
     #[test]
     fn signing_out_wins_and_no_error_means_no_message() {
         assert_eq!(
-            login_message(Some("access_denied"), None, None, true).as_deref(),
+            login_message(Some("access_denied"), None, true).as_deref(),
             Some("You have signed out.")
         );
-        assert_eq!(login_message(None, None, None, false), None);
-    }
-
-    #[test]
-    fn a_refused_gateway_token_is_explained_by_its_reason_code() {
-        let message = |reason| login_message(Some("gateway_token"), None, reason, false).unwrap();
-        assert_eq!(
-            message(Some("expired")),
-            "Your gateway's sign-in token has expired. Reload the page once your gateway has a \
-             fresh one, or sign in with SSO."
-        );
-        let cases = [
-            ("not_yet_valid", "not valid yet"),
-            ("untrusted_issuer", "issuer this site does not trust"),
-            ("wrong_audience", "meant for another application"),
-            ("bad_signature", "signature this site cannot verify"),
-            ("policy", "does not allow access"),
-            ("invalid", "was not accepted"),
-        ];
-        for (code, words) in cases {
-            let text = message(Some(code));
-            assert!(text.contains(words), "{code}: {text}");
-            assert!(text.ends_with("Sign in with SSO.") || text.ends_with("sign in with SSO."));
-        }
-    }
-
-    #[test]
-    fn an_unknown_gateway_reason_gets_generic_words_and_nothing_from_the_url_is_shown() {
-        for reason in [None, Some(""), Some("<b>owned</b>"), Some("expired ")] {
-            assert_eq!(
-                login_message(Some("gateway_token"), Some("a description"), reason, false)
-                    .as_deref(),
-                Some("Your gateway's sign-in token was not accepted. Sign in with SSO."),
-                "{reason:?}"
-            );
-        }
+        assert_eq!(login_message(None, None, false), None);
     }
 }

@@ -173,6 +173,8 @@ pub struct AppOptions {
     pub provider_backchannel_logout: bool,
     /// The provider's refresh-token lifetime (its `refresh_expires_in`), when not its default.
     pub refresh_token_ttl: Option<u64>,
+    /// `[local_accounts]`, as JSON.
+    pub local_accounts: Option<Value>,
 }
 
 impl Default for AppOptions {
@@ -198,6 +200,7 @@ impl Default for AppOptions {
             same_site_strict: false,
             provider_backchannel_logout: true,
             refresh_token_ttl: None,
+            local_accounts: None,
         }
     }
 }
@@ -232,6 +235,24 @@ impl TestApp {
         )?;
         let command = cli.command.ok_or_else(|| anyhow::anyhow!("no command"))?;
         login_bridge::cli::admin(self.settings.clone().compile()?, command).await
+    }
+
+    /// [`Self::admin`] for `user add` and `user passwd`, with `password` as if typed.
+    pub async fn admin_with_password(
+        &self,
+        args: &[&str],
+        password: &str,
+    ) -> anyhow::Result<String> {
+        let cli = login_bridge::cli::Cli::try_parse_from(
+            std::iter::once("login-bridge").chain(args.iter().copied()),
+        )?;
+        let command = cli.command.ok_or_else(|| anyhow::anyhow!("no command"))?;
+        login_bridge::cli::admin_with(
+            self.settings.clone().compile()?,
+            command,
+            login_bridge::cli::PasswordInput::Given(password.into()),
+        )
+        .await
     }
 
     /// The bridge's authority (panics when `[authority]` is not configured).
@@ -325,6 +346,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         s.session.store = *kind;
         s.session.url = Secret::new(url.clone());
     }
+    s.local_accounts = opts
+        .local_accounts
+        .as_ref()
+        .map(|v| serde_json::from_value(v.clone()).unwrap());
     if opts.metrics {
         s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
     }

@@ -107,7 +107,7 @@ pub struct LocalUser {
     #[serde(default)]
     pub disabled: bool,
     pub created_at: i64,
-    /// A session signed in before this moment ends (the password was changed).
+    /// When the password was last set (shown by `user list`).
     pub password_changed_at: i64,
 }
 
