@@ -794,3 +794,133 @@ async fn with_an_active_sso_session_the_privacyidea_page_lists_and_enrolls_token
     assert_eq!(browser.url().await.path(), "/privacyidea");
     browser.close().await;
 }
+
+impl Browser {
+    /// Submits the login page's local-account form and waits for the page it leads to.
+    async fn submit_local_form(&self, username: &str, password: &str) {
+        self.fill("#local-username", username).await;
+        self.fill("#local-password", password).await;
+        self.click("#local-submit").await;
+        // The post answers with a redirect, so a new page loads: wait until the filled-in
+        // form is gone (a fresh one is empty, or none at all once signed in).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let value = match self.client.find(Locator::Css("#local-username")).await {
+                Ok(el) => el.prop("value").await.ok().flatten().unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if value.is_empty() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the form post never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn is_displayed(&self, css: &str) -> bool {
+        self.wait_for(css).await;
+        let el = self.client.find(Locator::Css(css)).await.unwrap();
+        el.is_displayed().await.unwrap()
+    }
+}
+
+/// Issue 12, acceptance 1 in a real browser: without SSO the login page offers the local
+/// accounts' form; a wrong password and an unknown user get the same error; rapid wrong
+/// attempts end in a refusal; a local user signs in and the UI's API calls carry the token
+/// the bridge minted; signing out shows the form again.
+#[tokio::test]
+async fn a_local_user_signs_in_with_the_login_form_and_the_ui_works_with_its_minted_token() {
+    let app = spawn_app_with(crate::local_accounts::local_options(json!({
+        "attempts_per_account": 3, "account_recovery_secs": 3600,
+        "failure_delay_ms": 50, "max_failure_delay_ms": 200
+    })))
+    .await;
+    for name in ["olivia", "peter"] {
+        app.admin_with_password(
+            &["user", "add", name, "--role", "operator"],
+            crate::local_accounts::PASSWORD,
+        )
+        .await
+        .unwrap();
+    }
+    let browser = Browser::start().await;
+
+    // No SSO session: the silent attempt comes back to the login page, which shows the form
+    // beside the SSO button and keeps the deep link.
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for("#sso-login").await;
+    assert!(browser.is_displayed("#local-login").await);
+
+    browser
+        .submit_local_form("olivia", "not her password")
+        .await;
+    browser
+        .wait_for_text("#login-message", "Wrong username or password.")
+        .await;
+    let after_wrong_password = browser.url().await;
+    browser
+        .submit_local_form("nobody", "not his password")
+        .await;
+    browser
+        .wait_for_text("#login-message", "Wrong username or password.")
+        .await;
+    assert_eq!(browser.url().await, after_wrong_password, "the same answer");
+    assert_eq!(
+        query_param(after_wrong_password.as_str(), "return_to").as_deref(),
+        Some("/api-demo")
+    );
+
+    // Olivia's account allows three attempts in a row; the fourth is refused, even with her
+    // right password.
+    browser.submit_local_form("olivia", "guess two").await;
+    browser.submit_local_form("olivia", "guess three").await;
+    browser
+        .submit_local_form("olivia", crate::local_accounts::PASSWORD)
+        .await;
+    browser
+        .wait_for_text("#login-message", "Too many sign-in attempts")
+        .await;
+    assert_eq!(browser.session_token().await, None, "not signed in");
+
+    // Peter signs in and lands on the deep link; every API call carries the minted token.
+    browser
+        .submit_local_form("peter", crate::local_accounts::PASSWORD)
+        .await;
+    browser.wait_for_text("#api-demo-user", "peter").await;
+    assert_eq!(browser.url().await.path(), "/api-demo");
+    let token = browser.token_from_session_endpoint().await;
+    let user_id = app
+        .admin(&["user", "list"])
+        .await
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("peter (")?
+                .split(')')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let calls = app.api_calls.recent(&user_id);
+    assert!(calls.iter().any(|c| c.path == "/api/calls"), "{calls:?}");
+    let expected = login_bridge::trust::fingerprint(&token);
+    assert!(
+        calls.iter().all(|c| c.token_fingerprint == expected),
+        "{calls:?} vs {expected}"
+    );
+    assert_eq!(
+        app.idp.stat("login_forms_shown").await,
+        0,
+        "no provider form"
+    );
+
+    // Signing out: the login page again, with the form.
+    browser.click("#sign-out").await;
+    browser.wait_for_text("#login-message", "signed out").await;
+    assert!(browser.is_displayed("#local-login").await);
+    assert_eq!(browser.session_token().await, None);
+    browser.close().await;
+}

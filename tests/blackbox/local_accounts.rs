@@ -16,7 +16,7 @@ use crate::support::{
     *,
 };
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// The profile local users' tokens are minted from.
 fn spa_profile() -> Value {
@@ -24,7 +24,7 @@ fn spa_profile() -> Value {
            "claims": {"preferred_username": "{username}", "roles": "{roles}", "groups": "{groups}"}})
 }
 
-fn local_options(local: Value) -> AppOptions {
+pub fn local_options(local: Value) -> AppOptions {
     let mut local = local;
     local["token_profile"] = json!("spa");
     AppOptions {
@@ -106,6 +106,17 @@ async fn a_local_user_signs_in_with_the_form_post_and_the_api_accepts_the_minted
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     assert_ne!(session_cookie(&again), session_id, "id rotated on sign-in");
     assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_local_accounts_the_spa_is_not_told_to_show_the_form_and_the_endpoint_is_absent() {
+    let app = spawn_app().await;
+    let client = browser();
+    let body: Value = app.session(&client).await.json().await.unwrap();
+    assert!(body.get("local_accounts").is_none(), "{body}");
+    let r = post_login(&app, &client, "anyone", PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.cookies().count(), 0);
 }
 
 fn decode_claims(jwt: &str) -> Value {
@@ -264,8 +275,9 @@ async fn a_form_post_from_another_site_or_without_origin_is_refused_and_signs_no
     let client = browser();
     let form = [("username", "grace"), ("password", PASSWORD)];
     let url = format!("{}/auth/local/login", app.address);
-    let cases: [(&str, Option<&str>, Option<&str>); 4] = [
-        ("no Origin", None, None),
+    let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+        ("neither Origin nor fetch metadata", None, None),
+        ("Origin null without fetch metadata", Some("null"), None),
         ("another origin", Some("https://evil.example"), None),
         ("cross-site", Some(&app.address), Some("cross-site")),
         ("same-site", Some(&app.address), Some("same-site")),

@@ -4,9 +4,11 @@
 //! this origin.
 //!
 //! A plain HTML form post (the local accounts' sign-in) cannot add a header; for it the
-//! browser's own word is required instead: an `Origin` equal to this origin (browsers send it
-//! on every POST), and `Sec-Fetch-Site: same-origin` when the browser sends fetch metadata.
-//! That is the check Go's `http.CrossOriginProtection` makes, without tokens.
+//! browser's own word is required instead, as Go's `http.CrossOriginProtection` takes it
+//! (no tokens): `Sec-Fetch-Site: same-origin`, which no page can forge; from a browser that
+//! sends no fetch metadata, an `Origin` equal to this origin. The `Origin` of a form post is
+//! `null` under the bridge's `Referrer-Policy: no-referrer`, so with fetch metadata it only
+//! must not name another origin.
 
 use axum::http::{HeaderMap, header};
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE};
@@ -39,17 +41,22 @@ pub fn require_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), AppE
 
 /// Refuses a form post that may come from another site: see the module's documentation.
 pub fn require_same_origin_form(headers: &HeaderMap, origin: &str) -> Result<(), AppError> {
-    if headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) != Some(origin) {
-        return Err(AppError::BadRequest(
-            "cross-origin or origin-less form post refused".into(),
-        ));
+    let sent_origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("?"));
+    let allowed = match site {
+        Some("same-origin") => sent_origin.is_none_or(|o| o == origin || o == "null"),
+        Some(_) => false,
+        None => sent_origin == Some(origin),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest("cross-site form post refused".into()))
     }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && site != "same-origin"
-    {
-        return Err(AppError::BadRequest("cross-site form post refused".into()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -71,8 +78,16 @@ mod tests {
             |h: &[(&'static str, &'static str)]| require_same_origin_form(&headers(h), me).is_ok();
         assert!(ok(&[("origin", me), ("sec-fetch-site", "same-origin")]));
         assert!(ok(&[("origin", me)]), "a browser without fetch metadata");
+        assert!(
+            ok(&[("origin", "null"), ("sec-fetch-site", "same-origin")]),
+            "Referrer-Policy: no-referrer"
+        );
         assert!(!ok(&[]), "no Origin");
-        assert!(!ok(&[("origin", "null")]));
+        assert!(!ok(&[("origin", "null")]), "null without fetch metadata");
+        assert!(!ok(&[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "same-origin")
+        ]));
         assert!(!ok(&[("origin", "https://evil.example")]));
         assert!(!ok(&[("origin", me), ("sec-fetch-site", "same-site")]));
         assert!(!ok(&[("origin", me), ("sec-fetch-site", "cross-site")]));
