@@ -263,6 +263,13 @@ pub struct OidcSettings {
     /// The `aud` an access token must carry to be accepted by the API and handed to the SPA.
     /// Keycloak's default `account` is refused: configure an audience mapper.
     pub api_audience: String,
+    /// Audiences besides `api_audience` the provider's access token may carry and still be
+    /// handed to the SPA. None by default: a token the SPA holds is good at its API only.
+    #[serde(default)]
+    pub extra_token_audiences: Vec<String>,
+    /// Scopes besides `scopes` the access token may carry and still be handed to the SPA.
+    #[serde(default)]
+    pub extra_token_scopes: Vec<String>,
     /// Where the provider sends the browser after end-session. Default:
     /// `<public_url>/login?signed_out=1`.
     #[serde(default)]
@@ -428,6 +435,8 @@ impl Default for Settings {
                 client_secret_file: None,
                 scopes: vec!["openid".into(), "profile".into(), "email".into()],
                 api_audience: String::new(),
+                extra_token_audiences: Vec::new(),
+                extra_token_scopes: Vec::new(),
                 post_logout_redirect_uri: None,
                 silent_sso: true,
                 silent_sso_retry_secs: 300,

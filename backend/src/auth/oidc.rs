@@ -344,6 +344,42 @@ pub enum SignInError {
     AccessToken(Rejection),
     #[error("the refreshed ID token is for another user")]
     SubjectChanged,
+    #[error(
+        "the access token carries more than the SPA's API needs ({0}); the SPA would hold a \
+         token good elsewhere. Narrow it at the provider (Keycloak: the client's audience \
+         mapper and client scopes), or allow it with oidc.extra_token_audiences / \
+         oidc.extra_token_scopes, or hand the SPA a minted token (session.token_profile)"
+    )]
+    TooBroad(String),
+}
+
+/// What an access token carries beyond what the SPA's API needs: audiences other than
+/// `oidc.api_audience` and scopes the bridge did not ask for, less those the configuration
+/// allows. Empty when it is narrow enough to hand to the SPA.
+pub fn beyond_need(
+    oidc: &crate::settings::OidcSettings,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<String> {
+    let audiences: Vec<&str> = match claims.get("aud") {
+        Some(serde_json::Value::String(one)) => vec![one.as_str()],
+        Some(serde_json::Value::Array(many)) => many.iter().filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let scopes = claims
+        .get("scope")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .split_ascii_whitespace();
+    let extra_aud = audiences
+        .into_iter()
+        .filter(|a| *a != oidc.api_audience && !oidc.extra_token_audiences.iter().any(|x| x == a))
+        .map(|a| format!("audience {a}"));
+    let extra_scope = scopes
+        .filter(|s| {
+            !oidc.scopes.iter().any(|x| x == s) && !oidc.extra_token_scopes.iter().any(|x| x == s)
+        })
+        .map(|s| format!("scope {s}"));
+    extra_aud.chain(extra_scope).collect()
 }
 
 /// Validates the tokens of a code exchange (`nonce` given) or refresh (`previous` given)
@@ -380,6 +416,10 @@ pub async fn session_user_from_tokens(
         .await
         .map_err(SignInError::AccessToken)?;
     let access_claims = access.claims.parse();
+    let beyond = beyond_need(&settings.oidc, &access_claims);
+    if !beyond.is_empty() {
+        return Err(SignInError::TooBroad(beyond.join(", ")));
+    }
     let access_sub = access_claims.get("sub").and_then(|v| v.as_str());
     if previous_user.is_some() && access_sub != previous_user {
         return Err(SignInError::SubjectChanged);
@@ -500,4 +540,57 @@ async fn do_refresh_uncounted(
         })?;
     tracing::debug!("access token refreshed");
     Ok(refreshed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::beyond_need;
+    use crate::settings::Settings;
+
+    fn beyond(claims: serde_json::Value, extra_aud: &[&str], extra_scope: &[&str]) -> Vec<String> {
+        let mut oidc = Settings::default().oidc;
+        oidc.api_audience = "api".into();
+        oidc.extra_token_audiences = extra_aud.iter().map(|s| s.to_string()).collect();
+        oidc.extra_token_scopes = extra_scope.iter().map(|s| s.to_string()).collect();
+        let serde_json::Value::Object(claims) = claims else {
+            unreachable!()
+        };
+        beyond_need(&oidc, &claims)
+    }
+
+    #[test]
+    fn a_token_for_the_api_alone_with_the_asked_scopes_is_narrow_enough() {
+        assert!(
+            beyond(
+                json!({"aud": "api", "scope": "openid profile email"}),
+                &[],
+                &[]
+            )
+            .is_empty()
+        );
+        assert!(beyond(json!({"aud": ["api"], "scope": "openid"}), &[], &[]).is_empty());
+        assert!(beyond(json!({"aud": "api"}), &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn more_audiences_or_scopes_than_the_api_needs_are_named_unless_allowed() {
+        assert_eq!(
+            beyond(
+                json!({"aud": ["api", "account", "billing"], "scope": "openid admin"}),
+                &[],
+                &[]
+            ),
+            ["audience account", "audience billing", "scope admin"]
+        );
+        assert_eq!(
+            beyond(
+                json!({"aud": ["api", "account"], "scope": "openid admin"}),
+                &["account"],
+                &["admin"]
+            ),
+            Vec::<String>::new()
+        );
+    }
 }
