@@ -12,7 +12,7 @@ use axum::{
 };
 use futures::FutureExt;
 use tokio::net::TcpListener;
-use tower_http::{limit::RequestBodyLimitLayer, services::ServeDir};
+use tower_http::services::ServeDir;
 use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::SameSite};
 
 use crate::{
@@ -170,9 +170,10 @@ impl Application {
         // `[metrics]` no request pays for it.
         let router = if metrics.is_some() {
             let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
-            router.layer(metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(
-                prefixes.collect(),
-            ))))
+            let track =
+                metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(prefixes.collect())));
+            // Around the whole router, once (see `SecurityHeaders::around`).
+            Router::new().fallback_service(tower::Layer::layer(&track, router))
         } else {
             router
         };
@@ -294,9 +295,7 @@ fn router<S: SessionStore + Clone>(
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,
     };
-    let router = headers
-        .apply(router)
-        .layer(RequestBodyLimitLayer::new(64 * 1024));
+    let router = headers.around(router, 64 * 1024);
     // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
     let router = if upstreams.is_empty() {
         router

@@ -6,7 +6,7 @@ use axum::{
     http::{HeaderValue, header},
 };
 use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
 
 /// What the layers add, fixed at startup.
 #[derive(Clone)]
@@ -16,33 +16,35 @@ pub struct SecurityHeaders {
 }
 
 impl SecurityHeaders {
-    /// `router` with the headers set on every answer (replacing any a handler set). tower-http
-    /// layers: no boxed future or service per request.
-    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+    /// `inner` as one service with the headers set on every answer (replacing any a handler
+    /// set) and request bodies limited to `body_limit` bytes. Wrapped once around the whole
+    /// router, not per route: axum's `Router::layer` boxes each route's stack and clones it,
+    /// box by box, on every request.
+    pub fn around(self, inner: Router, body_limit: usize) -> Router {
         let set = SetResponseHeaderLayer::overriding;
-        let router = router.layer(
-            ServiceBuilder::new()
-                .layer(set(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(set(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                .layer(set(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .layer(set(header::CONTENT_SECURITY_POLICY, self.csp)),
-        );
-        if self.hsts {
-            router.layer(set(
+        let hsts = self.hsts.then(|| {
+            set(
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static("max-age=31536000"),
+            )
+        });
+        let service = ServiceBuilder::new()
+            .layer(set(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
             ))
-        } else {
-            router
-        }
+            .layer(set(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(set(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(set(header::CONTENT_SECURITY_POLICY, self.csp))
+            .option_layer(hsts)
+            .layer(RequestBodyLimitLayer::new(body_limit))
+            .service(inner);
+        Router::new().fallback_service(service)
     }
 }
