@@ -353,11 +353,11 @@ pub struct TrackRequests<S> {
     metrics: Arc<RequestMetrics>,
 }
 
-impl<S, B> tower::Service<axum::http::Request<B>> for TrackRequests<S>
+impl<S, B, ResBody> tower::Service<axum::http::Request<B>> for TrackRequests<S>
 where
-    S: tower::Service<axum::http::Request<B>, Response = Response>,
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<ResBody>>,
 {
-    type Response = Response;
+    type Response = axum::http::Response<ResBody>;
     type Error = S::Error;
     type Future = TrackedResponse<S::Future>;
 
@@ -390,11 +390,11 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> std::future::Future for TrackedResponse<F>
+impl<F, E, ResBody> std::future::Future for TrackedResponse<F>
 where
-    F: std::future::Future<Output = Result<Response, E>>,
+    F: std::future::Future<Output = Result<axum::http::Response<ResBody>, E>>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<axum::http::Response<ResBody>, E>;
 
     fn poll(
         self: std::pin::Pin<&mut Self>,

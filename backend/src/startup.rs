@@ -154,16 +154,22 @@ impl Application {
             )),
             None => None,
         };
+        // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
+        // `[metrics]` no request pays for it.
+        let track = metrics.as_ref().map(|_| {
+            let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
+            metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(prefixes.collect())))
+        });
         let (state2, calls) = (state.clone(), api_calls.clone());
         let router = match backend {
             SessionBackend::Sqlite { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local)
+                router(state2, store, calls, upstreams, upstream_http, local, track)
             }
             SessionBackend::Redis { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local)
+                router(state2, store, calls, upstreams, upstream_http, local, track)
             }
             SessionBackend::Postgres { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local)
+                router(state2, store, calls, upstreams, upstream_http, local, track)
             }
         };
         // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
@@ -255,6 +261,7 @@ fn router<S: SessionStore + Clone>(
     upstreams: Vec<Arc<Upstream>>,
     upstream_http: reqwest::Client,
     local: Option<Arc<LocalLogin>>,
+    track: Option<metrics::TrackRequestsLayer>,
 ) -> Router {
     let settings = &state.settings;
     let cookie_name = if settings.is_https() {
@@ -295,7 +302,12 @@ fn router<S: SessionStore + Clone>(
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,
     };
-    let router = headers.around(router, 64 * 1024);
+    let strips = matches!(&settings.gateway, Some(g) if !g.uses_authorization());
+    let cors = cors::layer(&settings.cors);
+    // Nothing outside the main router: the metrics go into the same wrapper as the headers
+    // (one level fewer on every request); otherwise they wrap everything, outermost.
+    let alone = upstreams.is_empty() && !strips && cors.is_none();
+    let router = headers.around(router, 64 * 1024, track.clone().filter(|_| alone));
     // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
     let router = if upstreams.is_empty() {
         router
@@ -318,8 +330,14 @@ fn router<S: SessionStore + Clone>(
         ),
         _ => router,
     };
-    match cors::layer(&settings.cors) {
+    let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
+    };
+    match track {
+        Some(track) if !alone => {
+            Router::new().fallback_service(tower::Layer::layer(&track, router))
+        }
+        _ => router,
     }
 }

@@ -526,6 +526,19 @@ async fn every_answer_carries_the_security_headers() {
     let csp = h["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(csp.contains("default-src 'self'"), "{csp}");
+    // Anything but an HTML document (JSON here) gets the strict API policy.
+    for path in ["/api/me", "/auth/session", "/healthz"] {
+        let r = reqwest::get(format!("{}{path}", app.address))
+            .await
+            .unwrap();
+        let h = r.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(
+            h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

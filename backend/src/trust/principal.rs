@@ -46,6 +46,11 @@ impl TokenClaims {
         Self(serde_json::to_string(claims).unwrap_or_default().into())
     }
 
+    /// The claims from their JSON text as the token carried it.
+    pub fn from_json(json: String) -> Self {
+        Self(json.into())
+    }
+
     /// The claims as a map (empty for a principal that has none, e.g. restored from a session).
     pub fn parse(&self) -> Map<String, Value> {
         serde_json::from_str(&self.0).unwrap_or_default()
@@ -86,7 +91,10 @@ impl Principal {
             token_fingerprint: fingerprint_of(token_digest),
             token_name,
             access_level,
-            claims: TokenClaims::new(&validated.claims),
+            claims: match &validated.json {
+                Some(json) => TokenClaims::from_json(json.clone()),
+                None => TokenClaims::new(&validated.claims),
+            },
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct ValidatedToken {
     pub claims: Map<String, Value>,
     pub issuer: String,
     pub expires_at: i64,
+    /// The payload's JSON text as signed, when the token was read from its compact form: kept
+    /// as the principal's claims without writing the map out again.
+    pub json: Option<String>,
 }
 
 impl ValidatedToken {
@@ -350,12 +353,12 @@ pub async fn validate_steps_for(
     let verified = candidates
         .iter()
         .any(|key| key.verify(alg, message.as_bytes(), signature_b64));
-    let claims = if verified {
+    let payload = if verified {
         payload_claims(message)
     } else {
         Err(TokenError::BadSignature)
     };
-    let claims = note(&mut report, "signature", claims, |_| {
+    let (claims, json) = note(&mut report, "signature", payload, |_| {
         format!("verified ({alg:?})")
     })?;
     let checks = claim_checks(&claims, typ.as_deref(), expect, now());
@@ -369,20 +372,25 @@ pub async fn validate_steps_for(
     if let Some(e) = first_error {
         return Err(e);
     }
-    finish(claims)
+    finish(claims, Some(json))
 }
 
-/// The claims of a token whose signature verified: `message` is `header.payload`.
-fn payload_claims(message: &str) -> Result<Map<String, Value>, TokenError> {
+/// The claims of a token whose signature verified, and their JSON text: `message` is
+/// `header.payload`.
+fn payload_claims(message: &str) -> Result<(Map<String, Value>, String), TokenError> {
     let payload = message.split_once('.').map_or("", |(_, p)| p);
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))
+    let claims = serde_json::from_slice(&bytes)
+        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+    // Parsed as JSON, so it is UTF-8.
+    let json = String::from_utf8(bytes)
+        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+    Ok((claims, json))
 }
 
-fn finish(claims: Map<String, Value>) -> Result<ValidatedToken, TokenError> {
+fn finish(claims: Map<String, Value>, json: Option<String>) -> Result<ValidatedToken, TokenError> {
     let issuer = claims
         .get("iss")
         .and_then(Value::as_str)
@@ -393,6 +401,7 @@ fn finish(claims: Map<String, Value>) -> Result<ValidatedToken, TokenError> {
         claims,
         issuer,
         expires_at,
+        json,
     })
 }
 
@@ -406,7 +415,7 @@ pub fn check_claims(
     for (_, outcome) in claim_checks(&claims, header_typ, expect, now) {
         outcome?;
     }
-    finish(claims)
+    finish(claims, None)
 }
 
 type ClaimCheck = (&'static str, Result<String, TokenError>);

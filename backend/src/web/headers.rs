@@ -1,12 +1,41 @@
-//! Headers every answer carries: no sniffing, no referrer, no framing, the SPA's CSP, and
-//! HSTS when served over https.
+//! Headers every answer carries: no sniffing, no referrer, no framing, a CSP, and HSTS when
+//! served over https. The CSP is the SPA's for HTML documents (the SPA's pages, the bridge's
+//! own small pages); anything else (JSON, the SPA's files) gets `default-src 'none';
+//! frame-ancestors 'none'`, the OWASP REST cheat sheet's policy for API answers: nothing a
+//! browser might render from it may load or frame anything, and the answer stays small.
 
 use axum::{
     Router,
-    http::{HeaderValue, header},
+    http::{HeaderValue, Response, header},
 };
 use tower::ServiceBuilder;
-use tower_http::{limit::RequestBodyLimitLayer, set_header::SetResponseHeaderLayer};
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    set_header::{MakeHeaderValue, SetResponseHeaderLayer},
+};
+
+/// The CSP of every answer that is not an HTML document.
+pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Chooses the CSP by the answer's content type.
+#[derive(Clone)]
+struct CspFor {
+    document: HeaderValue,
+}
+
+impl<B> MakeHeaderValue<Response<B>> for CspFor {
+    fn make_header_value(&mut self, response: &Response<B>) -> Option<HeaderValue> {
+        let html = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+        Some(if html {
+            self.document.clone()
+        } else {
+            HeaderValue::from_static(API_CSP)
+        })
+    }
+}
 
 /// What the layers add, fixed at startup.
 #[derive(Clone)]
@@ -20,7 +49,13 @@ impl SecurityHeaders {
     /// set) and request bodies limited to `body_limit` bytes. Wrapped once around the whole
     /// router, not per route: axum's `Router::layer` boxes each route's stack and clones it,
     /// box by box, on every request.
-    pub fn around(self, inner: Router, body_limit: usize) -> Router {
+    /// `track`, when given, counts every answer outermost (request metrics).
+    pub fn around(
+        self,
+        inner: Router,
+        body_limit: usize,
+        track: Option<crate::metrics::TrackRequestsLayer>,
+    ) -> Router {
         let set = SetResponseHeaderLayer::overriding;
         let hsts = self.hsts.then(|| {
             set(
@@ -29,6 +64,7 @@ impl SecurityHeaders {
             )
         });
         let service = ServiceBuilder::new()
+            .option_layer(track)
             .layer(set(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
@@ -41,7 +77,10 @@ impl SecurityHeaders {
                 header::X_FRAME_OPTIONS,
                 HeaderValue::from_static("DENY"),
             ))
-            .layer(set(header::CONTENT_SECURITY_POLICY, self.csp))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CONTENT_SECURITY_POLICY,
+                CspFor { document: self.csp },
+            ))
             .option_layer(hsts)
             .layer(RequestBodyLimitLayer::new(body_limit))
             .service(inner);
