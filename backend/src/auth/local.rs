@@ -373,11 +373,8 @@ pub async fn login(
         .local_user(&name)
         .await
         .map_err(|e| AppError::StoreUnavailable(e.to_string()))?;
-    let account = match local.verify(account.as_ref(), password).await? {
-        true => account,
-        false => None,
-    };
-    let Some(account) = account else {
+    let matches = local.verify(account.as_ref(), password).await?;
+    let Some(account) = account.filter(|_| matches) else {
         let delay = local.failed(&[Subject::Account(name), Subject::Address(address)]);
         tracing::info!(client = %address, "local sign-in failed: wrong username or password");
         crate::metrics::local_sign_in("failed");
