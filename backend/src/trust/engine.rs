@@ -21,7 +21,10 @@ use super::{
     issuer::{IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
     policy::{admit, authorize},
     principal::{Principal, token_digest},
-    validate::{Check, Expectations, TokenError, TokenKind, ValidatedToken, validate_steps_for},
+    validate::{
+        Check, Expectations, TokenError, TokenKind, ValidatedToken, validate_decoded,
+        validate_steps_for,
+    },
 };
 
 /// Why a token did not get through.
@@ -196,8 +199,8 @@ impl TrustEngine {
             let reason = e.reason();
             (Err(e.into()), reason)
         };
-        let iss = match peek_issuer(token) {
-            Ok(iss) => iss,
+        let (iss, payload) = match peek_issuer(token) {
+            Ok(peeked) => peeked,
             Err(e) => return invalid(e),
         };
         let Some(issuer) = self.issuer_for(&iss).filter(|i| allowed(&i.name)) else {
@@ -205,7 +208,7 @@ impl TrustEngine {
         };
         // The generation before verification: if keys change meanwhile, the entry is void.
         let generation = issuer.key_generation();
-        let validated = match check_with(&issuer, token, None).await {
+        let validated = match check_decoded(&issuer, token, Some(payload), None).await {
             Ok(v) => v,
             Err(e) => return invalid(e),
         };
@@ -285,7 +288,7 @@ impl TrustEngine {
     pub async fn explain(&self, token: &str) -> Explanation {
         let mut checks = Vec::new();
         let iss = match peek_issuer(token) {
-            Ok(iss) => iss,
+            Ok((iss, _)) => iss,
             Err(e) => {
                 return Explanation {
                     issuer: None,
@@ -355,6 +358,16 @@ async fn check_with(
     token: &str,
     report: Option<&mut Vec<Check>>,
 ) -> Result<ValidatedToken, TokenError> {
+    check_decoded(issuer, token, None, report).await
+}
+
+/// [`check_with`], with the token's payload bytes when [`peek_issuer`] decoded them already.
+async fn check_decoded(
+    issuer: &TrustedIssuer,
+    token: &str,
+    payload: Option<Vec<u8>>,
+    report: Option<&mut Vec<Check>>,
+) -> Result<ValidatedToken, TokenError> {
     let expect = Expectations {
         issuer: &issuer.issuer,
         algorithms: &issuer.algorithms,
@@ -365,13 +378,13 @@ async fn check_with(
         required_typ: issuer.typ.as_deref(),
         required_claims: &issuer.required_claims,
     };
-    validate_steps_for(token, issuer.keys(), &expect, report).await
+    validate_decoded(token, payload, issuer.keys(), &expect, report).await
 }
 
 /// Reads `iss` from the unverified payload, only to pick the issuer whose rules then apply.
 /// Nothing else of the payload is kept (or allocated): the claims are read once the
 /// signature verified.
-fn peek_issuer(token: &str) -> Result<String, TokenError> {
+fn peek_issuer(token: &str) -> Result<(String, Vec<u8>), TokenError> {
     /// Only `iss`; serde skips the other claims without building them.
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
@@ -390,7 +403,10 @@ fn peek_issuer(token: &str) -> Result<String, TokenError> {
         .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
     // `iss` of another type than a string is told apart from a payload that is not JSON.
     match serde_json::from_slice::<Peek>(&bytes) {
-        Ok(Peek { iss: Some(iss) }) => Ok(iss.into_owned()),
+        Ok(Peek { iss: Some(iss) }) => {
+            let iss = iss.into_owned();
+            Ok((iss, bytes))
+        }
         Ok(Peek { iss: None }) => Err(TokenError::MissingClaim("iss")),
         Err(_) => match serde_json::from_slice::<Map<String, Value>>(&bytes) {
             Ok(_) => Err(TokenError::InvalidClaim("iss")),

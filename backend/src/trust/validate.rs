@@ -315,6 +315,18 @@ pub async fn validate_steps_for(
     token: &str,
     keys: Keys<'_>,
     expect: &Expectations<'_>,
+    report: Option<&mut Vec<Check>>,
+) -> Result<ValidatedToken, TokenError> {
+    validate_decoded(token, None, keys, expect, report).await
+}
+
+/// [`validate_steps_for`], with the token's payload already base64-decoded by the caller
+/// (`payload`: the bytes of this same token's second segment), so it is not decoded twice.
+pub async fn validate_decoded(
+    token: &str,
+    payload: Option<Vec<u8>>,
+    keys: Keys<'_>,
+    expect: &Expectations<'_>,
     mut report: Option<&mut Vec<Check>>,
 ) -> Result<ValidatedToken, TokenError> {
     let size = if token.len() > MAX_TOKEN_BYTES {
@@ -354,7 +366,7 @@ pub async fn validate_steps_for(
         .iter()
         .any(|key| key.verify(alg, message.as_bytes(), signature_b64));
     let payload = if verified {
-        payload_claims(message)
+        payload_claims(message, payload)
     } else {
         Err(TokenError::BadSignature)
     };
@@ -376,12 +388,20 @@ pub async fn validate_steps_for(
 }
 
 /// The claims of a token whose signature verified, and their JSON text: `message` is
-/// `header.payload`.
-fn payload_claims(message: &str) -> Result<(Map<String, Value>, String), TokenError> {
-    let payload = message.split_once('.').map_or("", |(_, p)| p);
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+/// `header.payload`; `decoded`, its payload's bytes when the caller decoded them already.
+fn payload_claims(
+    message: &str,
+    decoded: Option<Vec<u8>>,
+) -> Result<(Map<String, Value>, String), TokenError> {
+    let bytes = match decoded {
+        Some(bytes) => bytes,
+        None => {
+            let payload = message.split_once('.').map_or("", |(_, p)| p);
+            URL_SAFE_NO_PAD
+                .decode(payload)
+                .map_err(|_| TokenError::Malformed("payload is not base64url"))?
+        }
+    };
     let claims = serde_json::from_slice(&bytes)
         .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
     // Parsed as JSON, so it is UTF-8.
