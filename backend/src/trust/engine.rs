@@ -235,20 +235,7 @@ impl TrustEngine {
             crate::metrics::token_verification(false, TokenError::UntrustedIssuer.reason());
             return Err(TokenError::UntrustedIssuer);
         };
-        let expect = Expectations {
-            issuer: &issuer.issuer,
-            algorithms: &issuer.algorithms,
-            leeway_secs: issuer.leeway_secs,
-            kind: TokenKind::Id { client_id, nonce },
-            required_typ: None,
-            required_claims: &[],
-        };
-        let result = validate_steps_for(token, issuer.keys(), &expect, None).await;
-        match &result {
-            Ok(_) => crate::metrics::token_verification(true, "verified"),
-            Err(e) => crate::metrics::token_verification(false, e.reason()),
-        }
-        result
+        verify_kind(&issuer, token, TokenKind::Id { client_id, nonce }).await
     }
 
     /// Verifies an OIDC Back-Channel Logout token that the issuer registered as
@@ -263,20 +250,7 @@ impl TrustEngine {
         let Some(issuer) = self.issuer_named(issuer_name) else {
             return Err(TokenError::UntrustedIssuer);
         };
-        let expect = Expectations {
-            issuer: &issuer.issuer,
-            algorithms: &issuer.algorithms,
-            leeway_secs: issuer.leeway_secs,
-            kind: TokenKind::Logout { client_id },
-            required_typ: None,
-            required_claims: &[],
-        };
-        let result = validate_steps_for(token, issuer.keys(), &expect, None).await;
-        match &result {
-            Ok(_) => crate::metrics::token_verification(true, "verified"),
-            Err(e) => crate::metrics::token_verification(false, e.reason()),
-        }
-        result
+        verify_kind(&issuer, token, TokenKind::Logout { client_id }).await
     }
 
     /// Route policies for `path` that apply to this principal.
@@ -351,6 +325,29 @@ impl Explanation {
             && matches!(self.policy, Some(Ok(())))
             && self.checks.iter().all(|c| c.outcome.is_ok())
     }
+}
+
+/// A token of `kind` (ID or logout token) checked with `issuer`'s keys, algorithms and
+/// leeway, and counted.
+async fn verify_kind(
+    issuer: &TrustedIssuer,
+    token: &str,
+    kind: TokenKind<'_>,
+) -> Result<ValidatedToken, TokenError> {
+    let expect = Expectations {
+        issuer: &issuer.issuer,
+        algorithms: &issuer.algorithms,
+        leeway_secs: issuer.leeway_secs,
+        kind,
+        required_typ: None,
+        required_claims: &[],
+    };
+    let result = validate_steps_for(token, issuer.keys(), &expect, None).await;
+    match &result {
+        Ok(_) => crate::metrics::token_verification(true, "verified"),
+        Err(e) => crate::metrics::token_verification(false, e.reason()),
+    }
+    result
 }
 
 async fn check_with(
