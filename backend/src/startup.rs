@@ -172,17 +172,6 @@ impl Application {
                 router(state2, store, calls, upstreams, upstream_http, local, track)
             }
         };
-        // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
-        // `[metrics]` no request pays for it.
-        let router = if metrics.is_some() {
-            let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
-            let track =
-                metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(prefixes.collect())));
-            // Around the whole router, once (see `SecurityHeaders::around`).
-            Router::new().fallback_service(tower::Layer::layer(&track, router))
-        } else {
-            router
-        };
         Ok(Self {
             port,
             listener,

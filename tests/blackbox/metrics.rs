@@ -189,6 +189,42 @@ async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() 
     assert!(!body.contains("login_bridge_"), "public /metrics: {body}");
 }
 
+/// Each answer is counted once, not once per layer that wraps the router. Other tests of this
+/// binary may call `/healthz` meanwhile, so the bound is loose; counting twice doubles it.
+#[tokio::test]
+async fn each_answer_is_counted_once() {
+    const CALLS: f64 = 200.0;
+    let app = spawn_app_with(AppOptions {
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let health = [("class", "health"), ("status", "2xx")];
+    let requests = "login_bridge_http_requests_total";
+    let durations = "login_bridge_http_request_duration_seconds_count";
+    let before = scrape(&app).await;
+    let client = reqwest::Client::new();
+    for _ in 0..CALLS as usize {
+        let r = client
+            .get(format!("{}/healthz", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let after = scrape(&app).await;
+    let counted = value(&after, requests, &health) - value(&before, requests, &health);
+    assert!(
+        (CALLS..CALLS * 1.5).contains(&counted),
+        "{CALLS} calls counted as {counted}"
+    );
+    let timed = value(&after, durations, &health[..1]) - value(&before, durations, &health[..1]);
+    assert!(
+        (CALLS..CALLS * 1.5).contains(&timed),
+        "{CALLS} calls timed {timed} times"
+    );
+}
+
 #[tokio::test]
 async fn without_a_metrics_section_there_is_no_metrics_listener() {
     let app = spawn_app().await;
