@@ -12,7 +12,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{FromRef, OriginalUri, State},
+    extract::{FromRef, State},
     http::Method,
     response::{IntoResponse, Response},
     routing::{any, get},
@@ -49,14 +49,15 @@ pub fn router(app: &AppState, log: Arc<ApiCallLog>) -> Router {
         })
 }
 
-/// Records the call the server saw (method, path, which token) for `/api/calls`.
-fn record(log: &ApiCallLog, caller: &Principal, method: &Method, uri: &OriginalUri) {
+/// Records the call the server saw (method, route, which token) for `/api/calls`. `path` is
+/// the route's own (each handler has one fixed path), so recording copies no text.
+fn record(log: &ApiCallLog, caller: &Principal, method: Method, path: &'static str) {
     log.record(
         &caller.user.id,
-        ApiCall {
-            method: method.to_string(),
-            path: uri.path().to_string(),
-            token_fingerprint: caller.token_fingerprint.clone(),
+        Seen {
+            method,
+            path,
+            token_fingerprint: Fingerprint::of(&caller.token_fingerprint),
             at: now(),
         },
     );
@@ -72,13 +73,8 @@ struct MeView<'a> {
 }
 
 /// `GET /api/me`: who the token says the caller is (a [`Me`]).
-async fn me(
-    caller: Principal,
-    State(log): State<Arc<ApiCallLog>>,
-    method: Method,
-    uri: OriginalUri,
-) -> Response {
-    record(&log, &caller, &method, &uri);
+async fn me(caller: Principal, State(log): State<Arc<ApiCallLog>>, method: Method) -> Response {
+    record(&log, &caller, method, "/api/me");
     Json(MeView {
         user: &caller.user,
         issuer: &caller.issuer,
@@ -93,9 +89,8 @@ async fn calls(
     caller: Principal,
     State(log): State<Arc<ApiCallLog>>,
     method: Method,
-    uri: OriginalUri,
 ) -> Json<ApiCalls> {
-    record(&log, &caller, &method, &uri);
+    record(&log, &caller, method, "/api/calls");
     Json(ApiCalls {
         calls: log.recent(&caller.user.id),
     })
@@ -111,30 +106,72 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
+/// A call as the log keeps it: nothing allocated per call (a standard method is a constant,
+/// the path the route's, the fingerprint inline). Written out as an [`ApiCall`] on reading.
+struct Seen {
+    method: Method,
+    path: &'static str,
+    token_fingerprint: Fingerprint,
+    at: i64,
+}
+
+/// A token fingerprint (16 hex digits, see `trust::principal::fingerprint_of`), kept inline.
+#[derive(Clone, Copy)]
+struct Fingerprint {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Fingerprint {
+    fn of(text: &str) -> Self {
+        let mut bytes = [0; 16];
+        // Cut at a character boundary, should a longer one ever come (a fingerprint is ASCII).
+        let mut len = text.len().min(16);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Self {
+            bytes,
+            len: u8::try_from(len).unwrap_or(16),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl From<&Seen> for ApiCall {
+    fn from(seen: &Seen) -> Self {
+        ApiCall {
+            method: seen.method.to_string(),
+            path: seen.path.to_string(),
+            token_fingerprint: seen.token_fingerprint.as_str().to_string(),
+            at: seen.at,
+        }
+    }
+}
+
 /// In-memory record of recent API calls per user, bounded in users and calls.
+#[derive(Default)]
 pub struct ApiCallLog {
-    per_user: Mutex<HashMap<String, VecDeque<ApiCall>>>,
+    per_user: Mutex<HashMap<String, VecDeque<Seen>>>,
 }
 
 const CALLS_PER_USER: usize = 20;
 const MAX_USERS: usize = 10_000;
 
-impl Default for ApiCallLog {
-    fn default() -> Self {
-        Self {
-            per_user: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
 impl ApiCallLog {
-    pub fn record(&self, user: &str, call: ApiCall) {
+    fn record(&self, user: &str, call: Seen) {
         let mut map = match self.per_user.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         if let Some(calls) = map.get_mut(user) {
-            calls.truncate(CALLS_PER_USER - 1);
+            if calls.len() == CALLS_PER_USER {
+                calls.pop_back();
+            }
             calls.push_front(call);
             return;
         }
@@ -142,7 +179,9 @@ impl ApiCallLog {
             // Bounded memory beats perfect history for a demo endpoint.
             map.clear();
         }
-        map.entry(user.to_string()).or_default().push_front(call);
+        let mut calls = VecDeque::with_capacity(CALLS_PER_USER);
+        calls.push_front(call);
+        map.insert(user.to_string(), calls);
     }
 
     /// Newest first.
@@ -152,7 +191,52 @@ impl ApiCallLog {
             Err(p) => p.into_inner(),
         };
         map.get(user)
-            .map(|c| c.iter().cloned().collect())
+            .map(|c| c.iter().map(ApiCall::from).collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(i: i64) -> Seen {
+        Seen {
+            method: Method::GET,
+            path: "/api/me",
+            token_fingerprint: Fingerprint::of("0123456789abcdef"),
+            at: i,
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_calls_of_each_user_newest_first() {
+        let log = ApiCallLog::default();
+        for i in 0..25 {
+            log.record("alice", seen(i));
+        }
+        log.record("bob", seen(100));
+        let alice = log.recent("alice");
+        assert_eq!(alice.len(), CALLS_PER_USER);
+        assert_eq!(alice[0].at, 24);
+        assert_eq!(alice[CALLS_PER_USER - 1].at, 5);
+        assert_eq!(alice[0].method, "GET");
+        assert_eq!(alice[0].path, "/api/me");
+        assert_eq!(alice[0].token_fingerprint, "0123456789abcdef");
+        assert_eq!(log.recent("bob").len(), 1);
+        assert!(log.recent("carol").is_empty());
+    }
+
+    #[test]
+    fn a_fingerprint_is_kept_whole_or_cut_at_a_character() {
+        assert_eq!(
+            Fingerprint::of("f34046497fcd273f").as_str(),
+            "f34046497fcd273f"
+        );
+        assert_eq!(Fingerprint::of("abc").as_str(), "abc");
+        assert_eq!(
+            Fingerprint::of("0123456789abcdeé").as_str(),
+            "0123456789abcde"
+        );
     }
 }
