@@ -1,5 +1,5 @@
 //! Prometheus metrics: the names the bridge records, the one process-wide recorder, the
-//! request middleware, and the `/metrics` router served on its own listener.
+//! request counters the shell records (`crate::web::shell`), and the `/metrics` router served on its own listener.
 //!
 //! The `metrics` facade has one global recorder per process, and tests run many bridges in
 //! one process: so the recorder is installed once ([`install`]) and every bridge with
@@ -8,10 +8,7 @@
 //! never the bridge's own modules, which call the small functions here with fixed label
 //! values (a label is never a path, a user or a token: cardinality and privacy).
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::{Duration, Instant},
-};
+use std::{sync::OnceLock, time::Duration};
 
 use axum::{
     Router,
@@ -322,91 +319,13 @@ impl RequestMetrics {
         }
     }
 
-    fn record(&self, class: RouteClass, status: StatusCode, elapsed: Duration) {
+    /// Counts one answer of `class` (see [`crate::web::shell`]).
+    pub fn record(&self, class: RouteClass, status: StatusCode, elapsed: Duration) {
         // `ALL` lists the classes in declaration order, so `class as usize` is in range; the
         // status class is clamped to 1xx..5xx.
         let status = usize::from((status.as_u16() / 100).clamp(1, 5)) - 1;
         self.requests[class as usize][status].increment(1);
         self.durations[class as usize].record(elapsed.as_secs_f64());
-    }
-}
-
-/// Layer of the public router: counts every answer and its latency by route class. A plain
-/// tower service (no boxed future or service per request, unlike `from_fn`): it runs on
-/// every request, the cached-token API call included.
-#[derive(Clone)]
-pub struct TrackRequestsLayer(pub Arc<RequestMetrics>);
-
-impl<S> tower::Layer<S> for TrackRequestsLayer {
-    type Service = TrackRequests<S>;
-    fn layer(&self, inner: S) -> TrackRequests<S> {
-        TrackRequests {
-            inner,
-            metrics: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct TrackRequests<S> {
-    inner: S,
-    metrics: Arc<RequestMetrics>,
-}
-
-impl<S, B, ResBody> tower::Service<axum::http::Request<B>> for TrackRequests<S>
-where
-    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<ResBody>>,
-{
-    type Response = axum::http::Response<ResBody>;
-    type Error = S::Error;
-    type Future = TrackedResponse<S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let class = self.metrics.classify(request.uri().path());
-        TrackedResponse {
-            inner: self.inner.call(request),
-            metrics: self.metrics.clone(),
-            class,
-            started: Instant::now(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response of [`TrackRequests`], recorded when it is ready.
-    pub struct TrackedResponse<F> {
-        #[pin]
-        inner: F,
-        metrics: Arc<RequestMetrics>,
-        class: RouteClass,
-        started: Instant,
-    }
-}
-
-impl<F, E, ResBody> std::future::Future for TrackedResponse<F>
-where
-    F: std::future::Future<Output = Result<axum::http::Response<ResBody>, E>>,
-{
-    type Output = Result<axum::http::Response<ResBody>, E>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            this.metrics
-                .record(*this.class, response.status(), this.started.elapsed());
-        }
-        std::task::Poll::Ready(result)
     }
 }
 

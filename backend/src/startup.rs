@@ -33,13 +33,19 @@ use crate::{
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
     upstream::{self, proxy::Upstream},
-    web::{cors, headers::SecurityHeaders, spa::SpaIndex},
+    web::{
+        cors,
+        headers::SecurityHeaders,
+        shell::{Shell, ShellParts},
+        spa::SpaIndex,
+    },
 };
 
 pub struct Application {
     port: u16,
     listener: TcpListener,
-    router: Router,
+    /// The whole router in its shell (see [`crate::web::shell`]).
+    service: Shell<Router>,
     state: AppState,
     api_calls: Arc<ApiCallLog>,
     /// The metrics listener and its router, when `[metrics]` names an address.
@@ -157,11 +163,17 @@ impl Application {
         // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
         // `[metrics]` no request pays for it.
         let track = metrics.as_ref().map(|_| {
-            let prefixes = state.settings.upstreams.iter().map(|u| u.prefix.clone());
-            metrics::TrackRequestsLayer(Arc::new(RequestMetrics::new(prefixes.collect())))
+            RequestMetrics::new(
+                state
+                    .settings
+                    .upstreams
+                    .iter()
+                    .map(|u| u.prefix.clone())
+                    .collect(),
+            )
         });
         let (state2, calls) = (state.clone(), api_calls.clone());
-        let router = match backend {
+        let service = match backend {
             SessionBackend::Sqlite { store, .. } => {
                 router(state2, store, calls, upstreams, upstream_http, local, track)
             }
@@ -175,7 +187,7 @@ impl Application {
         Ok(Self {
             port,
             listener,
-            router,
+            service,
             state,
             api_calls,
             metrics,
@@ -207,12 +219,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = shutdown_signal().shared();
         // The peer address decides whether a gateway header may sign users in.
-        let public = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone());
+        let public = axum::serve(self.listener, self.service).with_graceful_shutdown(stop.clone());
         match self.metrics {
             Some((listener, router)) => {
                 let metrics = axum::serve(listener, router).with_graceful_shutdown(stop);
@@ -242,7 +249,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// The whole router, for any session store.
+/// The whole router in its shell, for any session store.
 fn router<S: SessionStore + Clone>(
     state: AppState,
     store: S,
@@ -250,8 +257,8 @@ fn router<S: SessionStore + Clone>(
     upstreams: Vec<Arc<Upstream>>,
     upstream_http: reqwest::Client,
     local: Option<Arc<LocalLogin>>,
-    track: Option<metrics::TrackRequestsLayer>,
-) -> Router {
+    track: Option<RequestMetrics>,
+) -> Shell<Router> {
     let settings = &state.settings;
     let cookie_name = if settings.is_https() {
         "__Host-lb_session"
@@ -293,10 +300,26 @@ fn router<S: SessionStore + Clone>(
     };
     let strips = matches!(&settings.gateway, Some(g) if !g.uses_authorization());
     let cors = cors::layer(&settings.cors);
-    // Nothing outside the main router: the metrics go into the same wrapper as the headers
-    // (one level fewer on every request); otherwise they wrap everything, outermost.
-    let alone = upstreams.is_empty() && !strips && cors.is_none();
-    let router = headers.around(router, 64 * 1024, track.clone().filter(|_| alone));
+    // Nothing else around the main router: one shell does everything. Otherwise the headers
+    // and the 64 KiB limit go around the main router, and the metrics around everything.
+    if upstreams.is_empty() && !strips && cors.is_none() {
+        return Shell::new(
+            router,
+            ShellParts {
+                track,
+                headers: Some(headers),
+                body_limit: Some(BODY_LIMIT),
+            },
+        );
+    }
+    let router = Router::new().fallback_service(Shell::new(
+        router,
+        ShellParts {
+            track: None,
+            headers: Some(headers),
+            body_limit: Some(BODY_LIMIT),
+        },
+    ));
     // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
     let router = if upstreams.is_empty() {
         router
@@ -323,10 +346,15 @@ fn router<S: SessionStore + Clone>(
         Some(cors) => router.layer(cors),
         None => router,
     };
-    match track {
-        Some(track) if !alone => {
-            Router::new().fallback_service(tower::Layer::layer(&track, router))
-        }
-        _ => router,
-    }
+    Shell::new(
+        router,
+        ShellParts {
+            track,
+            headers: None,
+            body_limit: None,
+        },
+    )
 }
+
+/// Request bodies the bridge's own routes accept (upstreams have their own `max_body_bytes`).
+const BODY_LIMIT: usize = 64 * 1024;

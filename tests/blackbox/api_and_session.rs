@@ -576,6 +576,44 @@ async fn oversized_headers_and_cookies_get_a_quick_4xx() {
     );
 }
 
+/// The bridge's own routes take at most 64 KiB of request body: a declared larger body is
+/// refused before it is read, a streamed one (no length) once it passes the limit. Both
+/// answers carry the security headers; a body within the limit gets through.
+#[tokio::test]
+async fn request_bodies_over_64_kib_are_refused_with_413() {
+    let app = spawn_app().await;
+    let url = format!("{}/auth/backchannel-logout", app.address);
+    let form = |bytes: usize| format!("logout_token={}", "a".repeat(bytes));
+    let post = |body: reqwest::Body| {
+        reqwest::Client::new()
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+
+    let declared = post(form(70 * 1024).into()).await.unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = form(70 * 1024)
+        .into_bytes()
+        .chunks(8 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let streamed = post(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .await
+        .unwrap();
+    for (how, r) in [("declared", declared), ("streamed", streamed)] {
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE, "{how}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{how}");
+        assert!(
+            r.headers().contains_key(header::CONTENT_SECURITY_POLICY),
+            "{how}"
+        );
+    }
+    // Within the limit the route itself answers: not a logout token.
+    let small = post(form(60 * 1024).into()).await.unwrap();
+    assert_eq!(small.status(), StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn the_code_flow_checks_the_providers_access_token_through_the_trust_engine() {
     let app = spawn_app().await;
