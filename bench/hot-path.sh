@@ -24,33 +24,7 @@ command -v wrk >/dev/null || scripts/install-deps.sh
 . bench/lib.sh
 trap 'kill "${peer:-}" 2>/dev/null || true; bench_cleanup' EXIT
 [ -f dist/index.html ] || scripts/build-ui.sh
-cargo build --release -q -p bench-peer
-
-metrics_port=$(free_port)
-cat > "$work/bridge.toml" <<TOML
-[metrics]
-listen = "127.0.0.1:$metrics_port"
-
-[log]
-format = "json"
-TOML
-BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"  # the default level
-bridge_url="http://127.0.0.1:$bridge_port"
-
-node bench/make-access-tokens.mjs --issuer "$issuer" --count "$TOKENS" --out "$work/tokens.txt" \
-  --public-key "$work/idp.pub.pem"
-token=$(head -1 "$work/tokens.txt")
-target/release/bench-peer --listen 127.0.0.1:0 --public-key "$work/idp.pub.pem" --issuer "$issuer" \
-  --audience login-bridge-api > "$work/peer.out" &
-peer=$!
-for _ in $(seq 100); do grep -q LISTENING "$work/peer.out" 2>/dev/null && break; sleep 0.1; done
-peer_url="http://$(sed -n 's/^LISTENING //p' "$work/peer.out")"
-
-# One request by hand first: a broken set-up shows its status instead of a wrk count.
-for url in "$bridge_url/api/me" "$peer_url/verify" "$peer_url/plain"; do
-  status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
-  [ "$status" = 200 ] || { echo "bench: $url answered $status, not 200" >&2; exit 1; }
-done
+start_hot_path "$TOKENS"
 
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
 verifications() { # reason: cached | verified

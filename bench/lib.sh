@@ -91,3 +91,37 @@ sign_in() {
 jar_cookie() {
   awk '$1 ~ /localhost$/ && NF >= 7 {c = c (c ? "; " : "") $6 "=" $7} END {print c}' "$1"
 }
+
+# start_hot_path TOKENS: the set-up of bench/hot-path.sh and bench/instructions-per-request.sh.
+# The bridge as start_provider_and_bridge starts it, with everything on ([metrics] on its own
+# listener, JSON logs at info, the default level); TOKENS distinct RS256 access tokens in
+# $work/tokens.txt ($token: the first); bench-peer beside it ($BENCH_PEER_BIN when set, else
+# this checkout's release build), with $BENCH_WRAPPER in front of both. Sets $metrics_port,
+# $bridge_url, $token, $peer (its pid), $peer_url; fails if any of them does not answer 200.
+start_hot_path() {
+  local tokens=$1 peer_bin url status
+  if [ -n "${BENCH_PEER_BIN:-}" ]; then peer_bin=$BENCH_PEER_BIN; else
+    cargo build --release -q -p bench-peer; peer_bin=target/release/bench-peer
+  fi
+  metrics_port=$(free_port)
+  printf '[metrics]\nlisten = "127.0.0.1:%s"\n\n[log]\nformat = "json"\n' "$metrics_port" \
+    > "$work/bridge.toml"
+  BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"
+  bridge_url="http://127.0.0.1:$bridge_port"
+  node bench/make-access-tokens.mjs --issuer "$issuer" --count "$tokens" --out "$work/tokens.txt" \
+    --public-key "$work/idp.pub.pem" >/dev/null
+  token=$(head -1 "$work/tokens.txt")
+  # shellcheck disable=SC2086 # the wrapper is a command line
+  ${BENCH_WRAPPER:-} "$peer_bin" --listen 127.0.0.1:0 --public-key "$work/idp.pub.pem" \
+    --issuer "$issuer" --audience login-bridge-api > "$work/peer.out" 2>/dev/null &
+  # shellcheck disable=SC2034 # the sourcing script stops it
+  peer=$!
+  # Up to a minute: under valgrind start-up is slow.
+  for _ in $(seq 600); do grep -q LISTENING "$work/peer.out" 2>/dev/null && break; sleep 0.1; done
+  peer_url="http://$(sed -n 's/^LISTENING //p' "$work/peer.out")"
+  # One request by hand first: a broken set-up shows its status instead of a wrk count.
+  for url in "$bridge_url/api/me" "$peer_url/verify" "$peer_url/plain"; do
+    status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
+    [ "$status" = 200 ] || { echo "bench: $url answered $status, not 200" >&2; return 1; }
+  done
+}
