@@ -13,7 +13,7 @@ use std::{
 use axum::{
     Json, Router,
     extract::{FromRef, State},
-    http::Method,
+    http::{HeaderValue, Method, header},
     response::{IntoResponse, Response},
     routing::{any, get},
 };
@@ -63,25 +63,18 @@ fn record(log: &ApiCallLog, caller: &Principal, method: Method, path: &'static s
     );
 }
 
-/// The wire form of [`Me`], borrowed from the caller instead of copied (same JSON).
-#[derive(serde::Serialize)]
-struct MeView<'a> {
-    user: &'a shared::session::User,
-    issuer: &'a str,
-    expires_at: i64,
-    token_fingerprint: &'a str,
-}
-
-/// `GET /api/me`: who the token says the caller is (a [`Me`]).
+/// `GET /api/me`: who the token says the caller is (a [`shared::api::Me`]), as the principal
+/// keeps it written.
 async fn me(caller: Principal, State(log): State<Arc<ApiCallLog>>, method: Method) -> Response {
     record(&log, &caller, method, "/api/me");
-    Json(MeView {
-        user: &caller.user,
-        issuer: &caller.issuer,
-        expires_at: caller.expires_at,
-        token_fingerprint: &caller.token_fingerprint,
-    })
-    .into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        caller.api_json(),
+    )
+        .into_response()
 }
 
 /// `GET /api/calls`: the caller's recent API calls (this one included), as the server saw them.

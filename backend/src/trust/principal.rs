@@ -1,6 +1,8 @@
 //! The caller as a validated token proves it: who, from which issuer, until when.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -32,6 +34,20 @@ pub struct Principal {
     /// memory only: a session stores the mapped principal, not the token's claims.
     #[serde(skip)]
     pub claims: TokenClaims,
+    /// [`Self::api_json`], once written.
+    #[serde(skip)]
+    pub api_json: ApiJson,
+}
+
+/// The memo of [`Principal::api_json`]. A clone starts empty: a cloned principal may be
+/// changed (a session's user mapped anew) before it answers.
+#[derive(Debug, Default)]
+pub struct ApiJson(OnceLock<Bytes>);
+
+impl Clone for ApiJson {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// A token's validated claims, kept compact: their JSON text, parsed by the few features that
@@ -95,8 +111,38 @@ impl Principal {
                 Some(json) => TokenClaims::from_json(json.clone()),
                 None => TokenClaims::new(&validated.claims),
             },
+            api_json: ApiJson::default(),
         }
     }
+
+    /// The principal as an API answers "who am I" (`shared::api::Me` as JSON), written on
+    /// first use and kept: a cached token's principal answers every call of its holder, and
+    /// writing the same JSON again on each was a fifth of a cached call's own work
+    /// (bench/instructions-per-request.sh).
+    pub fn api_json(&self) -> Bytes {
+        self.api_json
+            .0
+            .get_or_init(|| {
+                let me = MeView {
+                    user: &self.user,
+                    issuer: &self.issuer,
+                    expires_at: self.expires_at,
+                    token_fingerprint: &self.token_fingerprint,
+                };
+                // Strings and numbers always serialize.
+                Bytes::from(serde_json::to_vec(&me).unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+/// The wire form of `shared::api::Me`, borrowed from the principal (same JSON).
+#[derive(Serialize)]
+struct MeView<'a> {
+    user: &'a User,
+    issuer: &'a str,
+    expires_at: i64,
+    token_fingerprint: &'a str,
 }
 
 impl Principal {
@@ -118,6 +164,23 @@ impl Principal {
             + o(&self.token_name)
             + self.claims.len()
             + 32
+            + self.api_json_bytes()
+    }
+
+    /// What [`Self::api_json`] holds or will: about the user's text again, with the JSON's
+    /// names and quotes.
+    fn api_json_bytes(&self) -> usize {
+        let u = &self.user;
+        let text = |v: &str| v.len() + 8;
+        let opt = |v: &Option<String>| v.as_deref().map_or(8, text);
+        128 + text(&u.id)
+            + opt(&u.username)
+            + opt(&u.name)
+            + opt(&u.email)
+            + u.groups.iter().map(|g| text(g)).sum::<usize>()
+            + u.roles.iter().map(|r| text(r)).sum::<usize>()
+            + text(&self.issuer)
+            + text(&self.token_fingerprint)
     }
 }
 
@@ -164,5 +227,47 @@ mod tests {
     fn a_fingerprint_is_the_first_16_hex_digits_of_the_tokens_sha256() {
         assert_eq!(fingerprint("abc"), "ba7816bf8f01cfea");
         assert_eq!(fingerprint_of(&token_digest("abc")), "ba7816bf8f01cfea");
+    }
+
+    fn alice() -> Principal {
+        Principal {
+            user: User {
+                id: "7f6a".into(),
+                username: Some("alice".into()),
+                groups: vec!["admins".into()],
+                roles: vec!["admin".into(), "user".into()],
+                ..User::default()
+            },
+            issuer: "https://idp.example".into(),
+            issuer_name: "oidc".into(),
+            expires_at: 1_795_458_432,
+            token_fingerprint: "f34046497fcd273f".into(),
+            token_name: None,
+            access_level: None,
+            claims: TokenClaims::default(),
+            api_json: ApiJson::default(),
+        }
+    }
+
+    #[test]
+    fn the_api_json_is_the_wire_form_of_me_and_a_changed_clone_writes_its_own() {
+        let p = alice();
+        let me = |p: &Principal| -> shared::api::Me {
+            serde_json::from_slice(&p.api_json()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let expected = shared::api::Me {
+            user: p.user.clone(),
+            issuer: p.issuer.clone(),
+            expires_at: p.expires_at,
+            token_fingerprint: p.token_fingerprint.clone(),
+        };
+        assert_eq!(me(&p), expected);
+        assert_eq!(p.api_json(), p.api_json(), "written once, kept");
+        assert!(p.heap_bytes() >= p.api_json().len() + p.user.id.len());
+
+        let mut session = p.clone();
+        session.user.username = Some("alice@local".into());
+        assert_eq!(me(&session).user.username.as_deref(), Some("alice@local"));
+        assert_eq!(me(&p).user.username.as_deref(), Some("alice"));
     }
 }
