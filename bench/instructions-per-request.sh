@@ -23,7 +23,8 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh)" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 . "$bench_dir/lib.sh"
-trap 'kill "${peer:-}" 2>/dev/null || true; bench_cleanup' EXIT
+# valgrind writes a last dump as each server exits: wait for that before the work directory goes.
+trap 'kill "${peer:-}" "${bridge:-}" "${idp:-}" 2>/dev/null || true; wait || true; bench_cleanup' EXIT
 callgrind="valgrind --tool=callgrind --callgrind-out-file=$work/cg.%p"
 BENCH_WRAPPER=$callgrind start_hot_path "$TOKENS"
 

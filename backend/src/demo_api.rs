@@ -25,12 +25,32 @@ use crate::{
 };
 
 /// What the demo API's handlers need: the parts of the bridge the [`Principal`] extractor
-/// reads, and the API's own call log.
-#[derive(Clone, FromRef)]
-struct DemoState {
+/// reads, and the API's own call log. One `Arc`: the route clones its state on every call.
+#[derive(Clone)]
+struct DemoState(Arc<DemoParts>);
+
+struct DemoParts {
     trust: Arc<TrustEngine>,
     provider: Arc<ProviderClient>,
     calls: Arc<ApiCallLog>,
+}
+
+impl FromRef<DemoState> for Arc<TrustEngine> {
+    fn from_ref(state: &DemoState) -> Self {
+        state.0.trust.clone()
+    }
+}
+
+impl FromRef<DemoState> for Arc<ProviderClient> {
+    fn from_ref(state: &DemoState) -> Self {
+        state.0.provider.clone()
+    }
+}
+
+impl FromRef<DemoState> for Arc<ApiCallLog> {
+    fn from_ref(state: &DemoState) -> Self {
+        state.0.calls.clone()
+    }
 }
 
 /// The `/api` routes, with their own state; merge them into the bridge's router (full paths,
@@ -42,11 +62,11 @@ pub fn router(app: &AppState, log: Arc<ApiCallLog>) -> Router {
         .route("/api/calls", get(calls))
         .route("/api", any(not_found))
         .route("/api/{*rest}", any(not_found))
-        .with_state(DemoState {
+        .with_state(DemoState(Arc::new(DemoParts {
             trust: app.trust.clone(),
             provider: app.provider.clone(),
             calls: log,
-        })
+        })))
 }
 
 /// Records the call the server saw (method, route, which token) for `/api/calls`. `path` is

@@ -180,7 +180,7 @@ impl TrustEngine {
         token: &str,
         only: Option<&[&str]>,
     ) -> (Result<Arc<Principal>, Rejection>, &'static str) {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = crate::clock::now();
         let key = token_digest(token);
         let allowed = |name: &str| only.is_none_or(|o| o.contains(&name));
         if let Some(p) = self.cache.get(&key, now, |iss| {

@@ -11,6 +11,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::jwks::{JwksCache, KeySet, VerificationKey};
+use crate::clock::now;
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -131,10 +132,6 @@ impl TokenError {
             TokenError::NotALogoutToken(_) => "logout_token",
         }
     }
-}
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// Parses and checks the JOSE header; returns `(alg, kid, typ)`.
