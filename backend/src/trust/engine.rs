@@ -22,7 +22,7 @@ use super::{
     policy::{admit, authorize},
     principal::{Principal, token_digest},
     validate::{
-        Check, Expectations, TokenError, TokenKind, ValidatedToken, validate_decoded,
+        Check, Expectations, TokenError, TokenKind, ValidatedToken, payload_text, validate_decoded,
         validate_steps_for,
     },
 };
@@ -362,7 +362,7 @@ async fn check_with(
 async fn check_decoded(
     issuer: &TrustedIssuer,
     token: &str,
-    payload: Option<Vec<u8>>,
+    payload: Option<String>,
     report: Option<&mut Vec<Check>>,
 ) -> Result<ValidatedToken, TokenError> {
     let expect = Expectations {
@@ -381,7 +381,7 @@ async fn check_decoded(
 /// Reads `iss` from the unverified payload, only to pick the issuer whose rules then apply.
 /// Nothing else of the payload is kept (or allocated): the claims are read once the
 /// signature verified.
-fn peek_issuer(token: &str) -> Result<(String, Vec<u8>), TokenError> {
+fn peek_issuer(token: &str) -> Result<(String, String), TokenError> {
     /// Only `iss`; serde skips the other claims without building them.
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
@@ -398,14 +398,16 @@ fn peek_issuer(token: &str) -> Result<(String, Vec<u8>), TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+    // Checked as UTF-8 once here; the claims are later parsed from this text.
+    let json = payload_text(bytes)?;
     // `iss` of another type than a string is told apart from a payload that is not JSON.
-    match serde_json::from_slice::<Peek>(&bytes) {
+    match serde_json::from_str::<Peek>(&json) {
         Ok(Peek { iss: Some(iss) }) => {
             let iss = iss.into_owned();
-            Ok((iss, bytes))
+            Ok((iss, json))
         }
         Ok(Peek { iss: None }) => Err(TokenError::MissingClaim("iss")),
-        Err(_) => match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+        Err(_) => match serde_json::from_str::<Map<String, Value>>(&json) {
             Ok(_) => Err(TokenError::InvalidClaim("iss")),
             Err(_) => Err(TokenError::Malformed("payload is not a JSON object")),
         },

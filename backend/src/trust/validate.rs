@@ -321,7 +321,7 @@ pub async fn validate_steps_for(
 /// (`payload`: the bytes of this same token's second segment), so it is not decoded twice.
 pub async fn validate_decoded(
     token: &str,
-    payload: Option<Vec<u8>>,
+    payload: Option<String>,
     keys: Keys<'_>,
     expect: &Expectations<'_>,
     mut report: Option<&mut Vec<Check>>,
@@ -388,23 +388,27 @@ pub async fn validate_decoded(
 /// `header.payload`; `decoded`, its payload's bytes when the caller decoded them already.
 fn payload_claims(
     message: &str,
-    decoded: Option<Vec<u8>>,
+    decoded: Option<String>,
 ) -> Result<(Map<String, Value>, String), TokenError> {
-    let bytes = match decoded {
-        Some(bytes) => bytes,
+    let json = match decoded {
+        Some(json) => json,
         None => {
             let payload = message.split_once('.').map_or("", |(_, p)| p);
-            URL_SAFE_NO_PAD
+            let bytes = URL_SAFE_NO_PAD
                 .decode(payload)
-                .map_err(|_| TokenError::Malformed("payload is not base64url"))?
+                .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+            payload_text(bytes)?
         }
     };
-    let claims = serde_json::from_slice(&bytes)
-        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
-    // Parsed as JSON, so it is UTF-8.
-    let json = String::from_utf8(bytes)
+    // From text already checked as UTF-8: the parser does not check each string again.
+    let claims = serde_json::from_str(&json)
         .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
     Ok((claims, json))
+}
+
+/// A decoded payload as text: JSON is UTF-8, so anything else is no JSON object.
+pub(super) fn payload_text(bytes: Vec<u8>) -> Result<String, TokenError> {
+    String::from_utf8(bytes).map_err(|_| TokenError::Malformed("payload is not a JSON object"))
 }
 
 fn finish(claims: Map<String, Value>, json: Option<String>) -> Result<ValidatedToken, TokenError> {
