@@ -177,7 +177,12 @@ pub enum ServiceUserCommand {
         out: Option<PathBuf>,
     },
     /// Remove one key of a user.
-    RemoveKey { user: String, key_id: String },
+    RemoveKey {
+        user: String,
+        /// A key id is base64url and may begin with `-`: taken as it is, not as an option.
+        #[arg(allow_hyphen_values = true)]
+        key_id: String,
+    },
     /// Disable a user: its assertions and tokens stop working.
     Disable { user: String },
     /// Enable a disabled user again.
@@ -671,4 +676,29 @@ pub async fn verify_token(config: Config, token: &str) -> anyhow::Result<(String
         if accepted { "ACCEPTED" } else { "REJECTED" }
     );
     Ok((out, accepted))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_key_id_that_begins_with_a_dash_is_a_key_id_not_an_option() {
+        let parsed = Cli::try_parse_from([
+            "login-bridge",
+            "service-user",
+            "remove-key",
+            "svc-a",
+            "-3xYz_Q",
+        ]);
+        match parsed.map(|c| c.command) {
+            Ok(Some(Command::ServiceUser {
+                command: ServiceUserCommand::RemoveKey { user, key_id },
+            })) => assert_eq!((user.as_str(), key_id.as_str()), ("svc-a", "-3xYz_Q")),
+            Ok(_) => panic!("parsed as another command"),
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
