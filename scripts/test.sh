@@ -11,6 +11,9 @@ started=$SECONDS; phase_started=$SECONDS; phase=""
 phase_done() { [ -n "$phase" ] && printf '\033[2m-- %s: %ss\033[0m\n' "$phase" "$((SECONDS - phase_started))"; return 0; }
 step() { phase_done; phase="$*"; phase_started=$SECONDS; printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# Free disk too: one CI run failed compiling with "No space left on device".
+disk_free() { df -h . | awk 'NR == 2 {print "disk: " $4 " free of " $2}'; }
+disk_free
 step "install dependencies"
 scripts/install-deps.sh
 step "build the UI (trunk build --release)"
@@ -30,6 +33,7 @@ cargo test --workspace 2>&1 | tee -a "$log"
 
 phase_done
 printf 'total: %ss\n' "$((SECONDS - started))"
+disk_free
 
 # One closing line for the whole run: every `test result:` of cargo plus node's pass/fail.
 awk '
