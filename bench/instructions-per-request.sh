@@ -25,7 +25,9 @@ command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh)" >&2; e
 . "$bench_dir/lib.sh"
 # valgrind writes a last dump as each server exits: wait for that before the work directory goes.
 trap 'kill "${peer:-}" "${bridge:-}" "${idp:-}" 2>/dev/null || true; wait || true; bench_cleanup' EXIT
-callgrind="valgrind --tool=callgrind --callgrind-out-file=$work/cg.%p"
+# Names written in full in every dump: a kept dump after the first would otherwise refer to
+# names defined only in earlier ones, and callgrind_annotate could not name its functions.
+callgrind="valgrind --tool=callgrind --compress-strings=no --callgrind-out-file=$work/cg.%p"
 BENCH_WRAPPER=$callgrind start_hot_path "$TOKENS"
 
 # The distinct-token runs warm up on tokens of their own: a token of the warm-up met again in

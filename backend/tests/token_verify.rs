@@ -146,3 +146,30 @@ fn an_untrusted_issuer_and_garbage_are_named() {
         "{out}"
     );
 }
+
+/// A payload that names a claim twice: the bridge refuses it (RFC 7519 section 4 allows
+/// refusing or taking the last one) so that it and an upstream API cannot read two users.
+#[test]
+fn a_claim_named_twice_is_refused() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let good = good_claims().to_string();
+    let twice = good.replacen("\"sub\":\"u-42\"", "\"sub\":\"u-42\",\"sub\":\"admin\"", 1);
+    assert_ne!(good, twice, "the payload names sub twice");
+    let pem = std::fs::read(fixture("issuer-rsa-a.pem")).unwrap();
+    let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+    let signed = |payload: &str| {
+        let message = format!("{}.{}", b64(r#"{"alg":"RS256","typ":"JWT"}"#), b64(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256);
+        format!("{message}.{}", signature.unwrap())
+    };
+    let (code, out) = verify(&signed(&good));
+    assert_eq!(code, 0, "the same payload with sub once is accepted: {out}");
+    let (code, out) = verify(&signed(&twice));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  iss: token is malformed: a claim name occurs twice in one object"),
+        "{out}"
+    );
+    assert!(out.contains("result: REJECTED"), "{out}");
+}

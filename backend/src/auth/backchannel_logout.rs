@@ -15,7 +15,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::{
     clock::now,
@@ -58,8 +57,8 @@ pub async fn receive(State(state): State<AppState>, Form(form): Form<LogoutForm>
             return refuse(&e.to_string());
         }
     };
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-    let (Some(jti), Some(exp)) = (text("jti"), claims.get("exp").and_then(Value::as_i64)) else {
+    let text = |name: &str| claims.str(name).map(str::to_owned);
+    let (Some(jti), Some(exp)) = (text("jti"), claims.get("exp").and_then(|e| e.as_i64())) else {
         return refuse("logout token without jti or exp");
     };
     let leeway = i64::try_from(state.settings.oidc.leeway_secs).unwrap_or(0);

@@ -24,7 +24,13 @@ use crate::{
     },
     settings::SameSiteMode,
     state::AppState,
-    trust::{engine::Rejection, issuer::PROVIDER_ISSUER, mapping::map_user, validate::TokenError},
+    trust::{
+        claims::{Claims, Value as ClaimValue},
+        engine::Rejection,
+        issuer::PROVIDER_ISSUER,
+        mapping::map_user,
+        validate::TokenError,
+    },
 };
 
 /// Stores a new pending login in the session and returns the provider's authorization URL.
@@ -356,18 +362,14 @@ pub enum SignInError {
 /// What an access token carries beyond what the SPA's API needs: audiences other than
 /// `oidc.api_audience` and scopes the bridge did not ask for, less those the configuration
 /// allows. Empty when it is narrow enough to hand to the SPA.
-pub fn beyond_need(
-    oidc: &crate::settings::OidcSettings,
-    claims: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<String> {
+pub fn beyond_need(oidc: &crate::settings::OidcSettings, claims: &Claims) -> Vec<String> {
     let audiences: Vec<&str> = match claims.get("aud") {
-        Some(serde_json::Value::String(one)) => vec![one.as_str()],
-        Some(serde_json::Value::Array(many)) => many.iter().filter_map(|v| v.as_str()).collect(),
+        Some(ClaimValue::Str(one)) => vec![one.as_ref()],
+        Some(ClaimValue::Array(many)) => many.iter().filter_map(ClaimValue::as_str).collect(),
         _ => Vec::new(),
     };
     let scopes = claims
-        .get("scope")
-        .and_then(|v| v.as_str())
+        .str("scope")
         .unwrap_or_default()
         .split_ascii_whitespace();
     let extra_aud = audiences
@@ -415,19 +417,22 @@ pub async fn session_user_from_tokens(
         .verify_as(&tokens.access_token, PROVIDER_ISSUER)
         .await
         .map_err(SignInError::AccessToken)?;
-    let access_claims = access.claims.parse();
+    let access_claims =
+        access
+            .claims
+            .view()
+            .ok_or(SignInError::AccessToken(Rejection::Invalid(
+                TokenError::Malformed("payload is not a JSON object"),
+            )))?;
     let beyond = beyond_need(&settings.oidc, &access_claims);
     if !beyond.is_empty() {
         return Err(SignInError::TooBroad(beyond.join(", ")));
     }
-    let access_sub = access_claims.get("sub").and_then(|v| v.as_str());
+    let access_sub = access_claims.str("sub");
     if previous_user.is_some() && access_sub != previous_user {
         return Err(SignInError::SubjectChanged);
     }
-    let id_sub = id_claims
-        .as_ref()
-        .and_then(|c| c.get("sub"))
-        .and_then(|v| v.as_str());
+    let id_sub = id_claims.as_ref().and_then(|c| c.str("sub"));
     if let Some(sub) = id_sub
         && access_sub != Some(sub)
     {
@@ -548,6 +553,7 @@ mod tests {
 
     use super::beyond_need;
     use crate::settings::Settings;
+    use crate::trust::claims::Claims;
 
     fn beyond(claims: serde_json::Value, extra_aud: &[&str], extra_scope: &[&str]) -> Vec<String> {
         let mut oidc = Settings::default().oidc;
@@ -557,7 +563,7 @@ mod tests {
         let serde_json::Value::Object(claims) = claims else {
             unreachable!()
         };
-        beyond_need(&oidc, &claims)
+        beyond_need(&oidc, &Claims::from_map(&claims).unwrap())
     }
 
     #[test]

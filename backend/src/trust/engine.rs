@@ -13,17 +13,15 @@ use std::{
     time::Duration,
 };
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde_json::{Map, Value};
-
 use super::{
     cache::VerifiedCache,
+    claims::Claims,
     issuer::{IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
     policy::{admit, authorize},
     principal::{Principal, token_digest},
     validate::{
-        Check, Expectations, TokenError, TokenKind, ValidatedToken, payload_text, validate_decoded,
-        validate_steps_for,
+        Check, Expectations, TokenError, TokenKind, ValidatedToken, decode_payload,
+        validate_decoded, validate_steps_for,
     },
 };
 
@@ -199,11 +197,12 @@ impl TrustEngine {
             let reason = e.reason();
             (Err(e.into()), reason)
         };
-        let (iss, payload) = match peek_issuer(token) {
+        let payload = match peek_issuer(token) {
             Ok(peeked) => peeked,
             Err(e) => return invalid(e),
         };
-        let Some(issuer) = self.issuer_for(&iss).filter(|i| allowed(&i.name)) else {
+        let iss = payload.str("iss").unwrap_or_default();
+        let Some(issuer) = self.issuer_for(iss).filter(|i| allowed(&i.name)) else {
             return invalid(TokenError::UntrustedIssuer);
         };
         // The generation before verification: if keys change meanwhile, the entry is void.
@@ -262,7 +261,7 @@ impl TrustEngine {
     pub async fn explain(&self, token: &str) -> Explanation {
         let mut checks = Vec::new();
         let iss = match peek_issuer(token) {
-            Ok((iss, _)) => iss,
+            Ok(claims) => claims.str("iss").unwrap_or_default().to_owned(),
             Err(e) => {
                 return Explanation {
                     issuer: None,
@@ -358,11 +357,11 @@ async fn check_with(
     check_decoded(issuer, token, None, report).await
 }
 
-/// [`check_with`], with the token's payload bytes when [`peek_issuer`] decoded them already.
+/// [`check_with`], with the token's claims when [`peek_issuer`] parsed them already.
 async fn check_decoded(
     issuer: &TrustedIssuer,
     token: &str,
-    payload: Option<String>,
+    payload: Option<Claims>,
     report: Option<&mut Vec<Check>>,
 ) -> Result<ValidatedToken, TokenError> {
     let expect = Expectations {
@@ -378,38 +377,21 @@ async fn check_decoded(
     validate_decoded(token, payload, issuer.keys(), &expect, report).await
 }
 
-/// Reads `iss` from the unverified payload, only to pick the issuer whose rules then apply.
-/// Nothing else of the payload is kept (or allocated): the claims are read once the
-/// signature verified.
-fn peek_issuer(token: &str) -> Result<(String, String), TokenError> {
-    /// Only `iss`; serde skips the other claims without building them.
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow, default)]
-        iss: Option<std::borrow::Cow<'a, str>>,
-    }
+/// Parses the unverified payload, only to pick the issuer by its `iss` (a string: checked
+/// here): nothing of it is trusted until the signature verified, after which the same parsed
+/// claims are checked and read, so the payload is decoded and parsed once.
+fn peek_issuer(token: &str) -> Result<Claims, TokenError> {
     if token.len() > super::validate::MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
     }
-    let payload = token
+    let segment = token
         .split('.')
         .nth(1)
         .ok_or(TokenError::Malformed("a JWT has three dot-separated parts"))?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-    // Checked as UTF-8 once here; the claims are later parsed from this text.
-    let json = payload_text(bytes)?;
-    // `iss` of another type than a string is told apart from a payload that is not JSON.
-    match serde_json::from_str::<Peek>(&json) {
-        Ok(Peek { iss: Some(iss) }) => {
-            let iss = iss.into_owned();
-            Ok((iss, json))
-        }
-        Ok(Peek { iss: None }) => Err(TokenError::MissingClaim("iss")),
-        Err(_) => match serde_json::from_str::<Map<String, Value>>(&json) {
-            Ok(_) => Err(TokenError::InvalidClaim("iss")),
-            Err(_) => Err(TokenError::Malformed("payload is not a JSON object")),
-        },
+    let claims = decode_payload(segment)?;
+    match claims.get("iss") {
+        Some(iss) if iss.as_str().is_some() => Ok(claims),
+        Some(_) => Err(TokenError::InvalidClaim("iss")),
+        None => Err(TokenError::MissingClaim("iss")),
     }
 }

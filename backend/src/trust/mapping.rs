@@ -1,8 +1,9 @@
 //! Claim mapping: validated claims to a [`User`], following configured (dotted) claim paths.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use shared::session::User;
+
+use super::claims::{Claims, Value};
 
 /// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
 /// objects (`realm_access.roles`).
@@ -33,27 +34,19 @@ impl Default for ClaimMapping {
     }
 }
 
-/// Follows a dotted path (`realm_access.roles`) into nested objects. A claim whose own name
-/// contains a dot (`https://example.org/roles`) is found too: the full path is tried first.
-pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(path) {
-        return Some(v);
-    }
-    let (head, rest) = path.split_once('.')?;
-    match claims.get(head)? {
-        Value::Object(inner) => lookup(inner, rest),
-        _ => None,
-    }
+/// Follows a dotted path (`realm_access.roles`) into nested objects (see [`Claims::lookup`]).
+pub fn lookup<'a>(claims: &'a Claims, path: &str) -> Option<&'a Value<'a>> {
+    claims.lookup(path)
 }
 
-fn string_at(sources: &[&Map<String, Value>], path: &str) -> Option<String> {
+fn string_at(sources: &[&Claims], path: &str) -> Option<String> {
     sources
         .iter()
         .find_map(|c| lookup(c, path).and_then(Value::as_str).map(str::to_owned))
 }
 
 /// A list claim, accepting a single string too (some providers flatten one-element lists).
-fn list_at(sources: &[&Map<String, Value>], path: &str) -> Vec<String> {
+fn list_at(sources: &[&Claims], path: &str) -> Vec<String> {
     sources
         .iter()
         .find_map(|c| match lookup(c, path)? {
@@ -64,7 +57,7 @@ fn list_at(sources: &[&Map<String, Value>], path: &str) -> Vec<String> {
                     .map(str::to_owned)
                     .collect(),
             ),
-            Value::String(s) => Some(vec![s.clone()]),
+            Value::Str(s) => Some(vec![s.to_string()]),
             _ => None,
         })
         .unwrap_or_default()
@@ -72,7 +65,7 @@ fn list_at(sources: &[&Map<String, Value>], path: &str) -> Vec<String> {
 
 /// Maps claims into a user. `sources` are tried in order per field (e.g. ID token first,
 /// then access token, because Keycloak puts roles only into the access token by default).
-pub fn map_user(mapping: &ClaimMapping, sources: &[&Map<String, Value>]) -> User {
+pub fn map_user(mapping: &ClaimMapping, sources: &[&Claims]) -> User {
     User {
         id: string_at(sources, &mapping.user_id).unwrap_or_default(),
         username: string_at(sources, &mapping.username),
@@ -88,13 +81,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn claims(v: serde_json::Value) -> Claims {
+        Claims::from_map(v.as_object().unwrap_or(&serde_json::Map::new())).unwrap()
+    }
+
     #[test]
     fn keycloak_shaped_claims_map_roles_from_realm_access() {
         let claims = json!({
             "sub": "u1", "preferred_username": "alice", "email": "a@example.org",
             "groups": ["admins"], "realm_access": {"roles": ["admin", "user"]}
         });
-        let claims = claims.as_object().cloned().unwrap_or_default();
+        let claims = self::claims(claims);
         let user = map_user(&ClaimMapping::default(), &[&claims]);
         assert_eq!(user.id, "u1");
         assert_eq!(user.username.as_deref(), Some("alice"));
@@ -104,14 +101,8 @@ mod tests {
 
     #[test]
     fn later_sources_fill_what_earlier_ones_lack() {
-        let id = json!({"sub": "u1", "name": "Alice"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let at = json!({"sub": "other", "realm_access": {"roles": ["r"]}})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let id = claims(json!({"sub": "u1", "name": "Alice"}));
+        let at = claims(json!({"sub": "other", "realm_access": {"roles": ["r"]}}));
         let user = map_user(&ClaimMapping::default(), &[&id, &at]);
         assert_eq!(user.id, "u1");
         assert_eq!(user.roles, vec!["r"]);
@@ -119,10 +110,7 @@ mod tests {
 
     #[test]
     fn a_claim_name_containing_dots_is_found_whole() {
-        let c = json!({"https://example.org/roles": ["x"]})
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let c = claims(json!({"https://example.org/roles": ["x"]}));
         assert!(lookup(&c, "https://example.org/roles").is_some());
     }
 }

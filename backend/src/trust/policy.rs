@@ -1,9 +1,8 @@
 //! Who may pass: an issuer's own policy (checked when its token is verified) and the route
 //! policies of API path prefixes (checked per request). One membership check serves both.
 
-use serde_json::{Map, Value};
-
 use super::{
+    claims::{Claims, Value},
     issuer::{RoutePolicy, TrustedIssuer},
     mapping::lookup,
     principal::Principal,
@@ -31,11 +30,7 @@ fn require_membership(
 }
 
 /// The issuer's own policy.
-pub fn admit(
-    issuer: &TrustedIssuer,
-    p: &Principal,
-    claims: &Map<String, Value>,
-) -> Result<(), String> {
+pub fn admit(issuer: &TrustedIssuer, p: &Principal, claims: &Claims) -> Result<(), String> {
     let policy = &issuer.policy;
     if p.user.id.is_empty() {
         return Err(format!("no user id in claim {:?}", issuer.claims.user_id));
@@ -45,7 +40,7 @@ pub fn admit(
         // string counts as one.
         let roles = match lookup(claims, &issuer.claims.roles) {
             Some(Value::Array(a)) => a.len(),
-            Some(Value::String(_)) => 1,
+            Some(Value::Str(_)) => 1,
             _ => 0,
         };
         if roles != 1 || p.user.roles.len() != 1 {

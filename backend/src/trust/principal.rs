@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use shared::session::User;
 
 use super::{
+    claims::{Claims, Value as ClaimValue},
     issuer::TrustedIssuer,
     mapping::{lookup, map_user},
     validate::ValidatedToken,
@@ -62,14 +63,14 @@ impl TokenClaims {
         Self(serde_json::to_string(claims).unwrap_or_default().into())
     }
 
-    /// The claims from their JSON text as the token carried it.
-    pub fn from_json(json: String) -> Self {
-        Self(json.into())
-    }
-
     /// The claims as a map (empty for a principal that has none, e.g. restored from a session).
     pub fn parse(&self) -> Map<String, Value> {
         serde_json::from_str(&self.0).unwrap_or_default()
+    }
+
+    /// The claims to read (none for a principal that has none, e.g. restored from a session).
+    pub fn view(&self) -> Option<Claims> {
+        Claims::from_shared(&self.0).ok()
     }
 
     /// Bytes of the JSON text.
@@ -97,7 +98,7 @@ impl Principal {
             .filter_map(|g| issuer.policy.group_levels.get(g).copied())
             .max();
         let token_name = lookup(&validated.claims, &issuer.claims.token_name)
-            .and_then(Value::as_str)
+            .and_then(ClaimValue::as_str)
             .map(str::to_owned);
         Principal {
             user,
@@ -107,10 +108,7 @@ impl Principal {
             token_fingerprint: fingerprint_of(token_digest),
             token_name,
             access_level,
-            claims: match &validated.json {
-                Some(json) => TokenClaims::from_json(json.clone()),
-                None => TokenClaims::new(&validated.claims),
-            },
+            claims: TokenClaims(validated.claims.text().clone()),
             api_json: ApiJson::default(),
         }
     }

@@ -10,7 +10,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::jwks::{JwksCache, KeySet, VerificationKey};
+use super::{
+    claims::{Claims, NotClaims, Value as ClaimValue},
+    jwks::{JwksCache, KeySet, VerificationKey},
+};
 use crate::clock::now;
 
 /// Tokens longer than this are refused before any parsing.
@@ -52,17 +55,15 @@ pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/back
 /// A token whose signature and claims passed.
 #[derive(Clone, Debug)]
 pub struct ValidatedToken {
-    pub claims: Map<String, Value>,
+    /// The claims, and their JSON text as signed (kept as the principal's claims).
+    pub claims: Claims,
     pub issuer: String,
     pub expires_at: i64,
-    /// The payload's JSON text as signed, when the token was read from its compact form: kept
-    /// as the principal's claims without writing the map out again.
-    pub json: Option<String>,
 }
 
 impl ValidatedToken {
     pub fn subject(&self) -> Option<&str> {
-        self.claims.get("sub").and_then(Value::as_str)
+        self.claims.str("sub")
     }
 }
 
@@ -107,6 +108,12 @@ pub enum TokenError {
     MissingRequiredClaim(String),
     #[error("issuer is not trusted")]
     UntrustedIssuer,
+}
+
+impl From<NotClaims> for TokenError {
+    fn from(e: NotClaims) -> Self {
+        TokenError::Malformed(e.0)
+    }
 }
 
 impl TokenError {
@@ -237,13 +244,10 @@ fn check_header_slow(
     Ok((alg, kid, typ))
 }
 
-fn numeric_claim(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<i64>, TokenError> {
+fn numeric_claim(claims: &Claims, name: &'static str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n
+        Some(ClaimValue::Number(n)) => n
             .as_i64()
             .or_else(|| n.as_f64().map(|f| f as i64))
             .map(Some)
@@ -252,11 +256,11 @@ fn numeric_claim(
     }
 }
 
-fn audiences(claims: &Map<String, Value>) -> Result<Vec<&str>, TokenError> {
+fn audiences(claims: &Claims) -> Result<Vec<&str>, TokenError> {
     match claims.get("aud") {
         None => Err(TokenError::MissingClaim("aud")),
-        Some(Value::String(a)) => Ok(vec![a.as_str()]),
-        Some(Value::Array(items)) => items
+        Some(ClaimValue::Str(a)) => Ok(vec![a.as_ref()]),
+        Some(ClaimValue::Array(items)) => items
             .iter()
             .map(|v| v.as_str().ok_or(TokenError::InvalidClaim("aud")))
             .collect(),
@@ -317,11 +321,12 @@ pub async fn validate_steps_for(
     validate_decoded(token, None, keys, expect, report).await
 }
 
-/// [`validate_steps_for`], with the token's payload already base64-decoded by the caller
-/// (`payload`: the bytes of this same token's second segment), so it is not decoded twice.
+/// [`validate_steps_for`], with the token's payload already decoded and parsed by the caller
+/// (`payload`: the claims of this same token's second segment, not trusted before its
+/// signature verified), so it is not decoded or parsed twice.
 pub async fn validate_decoded(
     token: &str,
-    payload: Option<String>,
+    payload: Option<Claims>,
     keys: Keys<'_>,
     expect: &Expectations<'_>,
     mut report: Option<&mut Vec<Check>>,
@@ -367,7 +372,7 @@ pub async fn validate_decoded(
     } else {
         Err(TokenError::BadSignature)
     };
-    let (claims, json) = note(&mut report, "signature", payload, |_| {
+    let claims = note(&mut report, "signature", payload, |_| {
         format!("verified ({alg:?})")
     })?;
     let checks = claim_checks(&claims, typ.as_deref(), expect, now(), report.is_some());
@@ -381,40 +386,35 @@ pub async fn validate_decoded(
     if let Some(e) = first_error {
         return Err(e);
     }
-    finish(claims, Some(json))
+    finish(claims)
 }
 
 /// The claims of a token whose signature verified, and their JSON text: `message` is
 /// `header.payload`; `decoded`, its payload's bytes when the caller decoded them already.
-fn payload_claims(
-    message: &str,
-    decoded: Option<String>,
-) -> Result<(Map<String, Value>, String), TokenError> {
-    let json = match decoded {
-        Some(json) => json,
-        None => {
-            let payload = message.split_once('.').map_or("", |(_, p)| p);
-            let bytes = URL_SAFE_NO_PAD
-                .decode(payload)
-                .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
-            payload_text(bytes)?
-        }
-    };
-    // From text already checked as UTF-8: the parser does not check each string again.
-    let claims = serde_json::from_str(&json)
-        .map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
-    Ok((claims, json))
+fn payload_claims(message: &str, decoded: Option<Claims>) -> Result<Claims, TokenError> {
+    match decoded {
+        Some(claims) => Ok(claims),
+        None => decode_payload(message.split_once('.').map_or("", |(_, p)| p)),
+    }
+}
+
+/// The claims of a token's second segment (base64url JSON), not yet trusted.
+pub(super) fn decode_payload(segment: &str) -> Result<Claims, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
+    // Checked as UTF-8 once here: the parser does not check each string again.
+    Ok(Claims::parse(payload_text(bytes)?)?)
 }
 
 /// A decoded payload as text: JSON is UTF-8, so anything else is no JSON object.
-pub(super) fn payload_text(bytes: Vec<u8>) -> Result<String, TokenError> {
+fn payload_text(bytes: Vec<u8>) -> Result<String, TokenError> {
     String::from_utf8(bytes).map_err(|_| TokenError::Malformed("payload is not a JSON object"))
 }
 
-fn finish(claims: Map<String, Value>, json: Option<String>) -> Result<ValidatedToken, TokenError> {
+fn finish(claims: Claims) -> Result<ValidatedToken, TokenError> {
     let issuer = claims
-        .get("iss")
-        .and_then(Value::as_str)
+        .str("iss")
         .ok_or(TokenError::MissingClaim("iss"))?
         .to_string();
     let expires_at = numeric_claim(&claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
@@ -422,7 +422,6 @@ fn finish(claims: Map<String, Value>, json: Option<String>) -> Result<ValidatedT
         claims,
         issuer,
         expires_at,
-        json,
     })
 }
 
@@ -433,10 +432,11 @@ pub fn check_claims(
     expect: &Expectations<'_>,
     now: i64,
 ) -> Result<ValidatedToken, TokenError> {
+    let claims = Claims::from_map(&claims)?;
     for (_, outcome) in claim_checks(&claims, header_typ, expect, now, false) {
         outcome?;
     }
-    finish(claims, None)
+    finish(claims)
 }
 
 type ClaimCheck = (&'static str, Result<String, TokenError>);
@@ -446,7 +446,7 @@ type ClaimCheck = (&'static str, Result<String, TokenError>);
 /// (for `token verify`); otherwise an access token's passed checks are empty text, which costs
 /// no allocation on the API's hot path.
 fn claim_checks(
-    claims: &Map<String, Value>,
+    claims: &Claims,
     header_typ: Option<&str>,
     expect: &Expectations<'_>,
     now: i64,
@@ -489,8 +489,8 @@ fn claim_checks(
         "iss",
         match claims.get("iss") {
             None => Err(TokenError::MissingClaim("iss")),
-            Some(Value::String(iss)) if iss == expect.issuer => Ok(text(&|| iss.clone())),
-            Some(Value::String(_)) => Err(TokenError::WrongIssuer),
+            Some(ClaimValue::Str(iss)) if iss == expect.issuer => Ok(text(&|| iss.to_string())),
+            Some(ClaimValue::Str(_)) => Err(TokenError::WrongIssuer),
             Some(_) => Err(TokenError::InvalidClaim("iss")),
         },
     ));
@@ -518,7 +518,7 @@ fn claim_checks(
                 }),
             ));
             // Keycloak marks its token kinds in a `typ` claim; RFC 9068 uses the header.
-            let claim_typ = claims.get("typ").and_then(Value::as_str);
+            let claim_typ = claims.str("typ");
             let typ_ok = claim_typ.is_none_or(|k| k.eq_ignore_ascii_case("bearer"))
                 && match (header_typ, expect.required_typ) {
                     (Some(t), Some(required)) => t.eq_ignore_ascii_case(required),
@@ -541,7 +541,7 @@ fn claim_checks(
             for name in expect.required_claims {
                 checks.push((
                     "required claim",
-                    if claims.contains_key(name.as_str()) {
+                    if claims.contains(name) {
                         Ok(text(&|| name.clone()))
                     } else {
                         Err(TokenError::MissingRequiredClaim(name.clone()))
@@ -563,7 +563,7 @@ fn claim_checks(
             checks.push((
                 "azp",
                 match claims.get("azp") {
-                    Some(azp) if azp.as_str() != Some(client_id) => {
+                    Some(azp) if azp.as_str() != Some(*client_id) => {
                         Err(TokenError::WrongAuthorizedParty)
                     }
                     _ => Ok("this client or absent".into()),
@@ -572,13 +572,13 @@ fn claim_checks(
             checks.push((
                 "sub",
                 match claims.get("sub") {
-                    Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                    Some(ClaimValue::Str(s)) if !s.is_empty() => Ok(s.to_string()),
                     _ => Err(TokenError::MissingClaim("sub")),
                 },
             ));
             checks.push((
                 "nonce",
-                match (nonce, claims.get("nonce").and_then(Value::as_str)) {
+                match (nonce, claims.str("nonce")) {
                     (None, _) => Ok("not expected".into()),
                     (Some(expected), Some(got)) if got == *expected => {
                         Ok("matches this login".into())
@@ -588,7 +588,7 @@ fn claim_checks(
             ));
             checks.push((
                 "typ",
-                match claims.get("typ").and_then(Value::as_str) {
+                match claims.str("typ") {
                     Some(kind) if !kind.eq_ignore_ascii_case("id") => Err(TokenError::WrongType),
                     _ => Ok("ID token".into()),
                 },
@@ -602,7 +602,7 @@ fn claim_checks(
 /// The claims of OIDC Back-Channel Logout 1.0, section 2.4.
 fn logout_checks(
     checks: &mut Vec<ClaimCheck>,
-    claims: &Map<String, Value>,
+    claims: &Claims,
     aud: Result<Vec<&str>, TokenError>,
     client_id: &str,
 ) {
@@ -619,18 +619,18 @@ fn logout_checks(
     checks.push((
         "jti",
         match claims.get("jti") {
-            Some(Value::String(j)) if !j.is_empty() => Ok("present".into()),
+            Some(ClaimValue::Str(j)) if !j.is_empty() => Ok("present".into()),
             Some(_) => Err(TokenError::InvalidClaim("jti")),
             None => Err(TokenError::MissingClaim("jti")),
         },
     ));
     checks.push((
         "events",
-        match claims.get("events").and_then(Value::as_object) {
+        match claims.get("events").and_then(ClaimValue::as_object) {
             Some(events)
                 if events
                     .get(BACKCHANNEL_LOGOUT_EVENT)
-                    .is_some_and(Value::is_object) =>
+                    .is_some_and(ClaimValue::is_object) =>
             {
                 Ok("back-channel logout".into())
             }
@@ -639,12 +639,7 @@ fn logout_checks(
             )),
         },
     ));
-    let non_empty = |name| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .is_some_and(|v| !v.is_empty())
-    };
+    let non_empty = |name| claims.str(name).is_some_and(|v| !v.is_empty());
     checks.push((
         "sid/sub",
         if non_empty("sid") || non_empty("sub") {
@@ -655,7 +650,7 @@ fn logout_checks(
     ));
     checks.push((
         "nonce",
-        if claims.contains_key("nonce") {
+        if claims.contains("nonce") {
             Err(TokenError::NotALogoutToken("it carries a nonce"))
         } else {
             Ok("absent".into())

@@ -6,8 +6,8 @@
 //! copies of the claim headers, and the configured `strip_headers`. Set: the outgoing token,
 //! the claim headers, `X-Forwarded-For`/`-Proto`/`-Host`.
 
+use crate::trust::claims::{Claims, Value};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use serde_json::{Map, Value};
 
 use crate::trust::mapping::lookup;
 
@@ -80,7 +80,7 @@ pub fn outgoing(
     incoming: HeaderMap,
     strip: &[HeaderName],
     claim_headers: &[(HeaderName, String)],
-    claims: &Map<String, Value>,
+    claims: Option<&Claims>,
     token: Option<(&HeaderName, HeaderValue)>,
     forwarding: &Forwarding<'_>,
 ) -> HeaderMap {
@@ -105,7 +105,7 @@ pub fn outgoing(
         out.remove(name);
     }
     for (name, path) in claim_headers {
-        if let Some(value) = lookup(claims, path).and_then(claim_text)
+        if let Some(value) = claims.and_then(|c| lookup(c, path)).and_then(claim_text)
             && let Ok(value) = HeaderValue::from_str(&value)
         {
             out.insert(name.clone(), value);
@@ -134,7 +134,7 @@ pub fn outgoing(
 /// joined by commas; objects are not sent.
 fn claim_text(value: &Value) -> Option<String> {
     match value {
-        Value::String(s) => Some(s.clone()),
+        Value::Str(s) => Some(s.to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Array(items) => {
@@ -183,7 +183,8 @@ mod tests {
             incoming.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         let claims = json!({"preferred_username": "alice", "groups": ["a", "b"]});
-        let claims = claims.as_object().cloned().unwrap_or_default();
+        let claims =
+            Claims::from_map(claims.as_object().unwrap_or(&serde_json::Map::new())).unwrap();
         let token_header = HeaderName::from_static("authorization");
         let out = outgoing(
             incoming,
@@ -196,7 +197,7 @@ mod tests {
                 (HeaderName::from_static("x-auth-groups"), "groups".into()),
                 (HeaderName::from_static("x-auth-email"), "email".into()),
             ],
-            &claims,
+            Some(&claims),
             Some((&token_header, HeaderValue::from_static("minted"))),
             &Forwarding {
                 peer: "10.0.0.7".parse().ok(),

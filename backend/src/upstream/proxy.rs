@@ -191,7 +191,7 @@ pub async fn proxy(
         std::mem::take(&mut parts.headers),
         &upstream.strip,
         &upstream.claim_headers,
-        &caller.claims.parse(),
+        caller.claims.view().as_ref(),
         token,
         &forwarding,
     );
