@@ -260,8 +260,8 @@ impl TrustEngine {
     /// What `login-bridge token verify` prints: the matched issuer, every check, the principal.
     pub async fn explain(&self, token: &str) -> Explanation {
         let mut checks = Vec::new();
-        let iss = match peek_issuer(token) {
-            Ok(claims) => claims.str("iss").unwrap_or_default().to_owned(),
+        let payload = match peek_issuer(token) {
+            Ok(claims) => claims,
             Err(e) => {
                 return Explanation {
                     issuer: None,
@@ -274,7 +274,8 @@ impl TrustEngine {
                 };
             }
         };
-        let Some(issuer) = self.issuer_for(&iss) else {
+        let iss = payload.str("iss").unwrap_or_default();
+        let Some(issuer) = self.issuer_for(iss) else {
             checks.push(Check {
                 name: "issuer",
                 outcome: Err(TokenError::UntrustedIssuer),
@@ -286,7 +287,7 @@ impl TrustEngine {
                 policy: None,
             };
         };
-        let result = check_with(&issuer, token, Some(&mut checks)).await;
+        let result = check_decoded(&issuer, token, Some(payload), Some(&mut checks)).await;
         let (principal, policy) = match result {
             Ok(v) => {
                 let p = Principal::from_token(&issuer, &v, &token_digest(token));
@@ -349,15 +350,8 @@ async fn verify_kind(
     result
 }
 
-async fn check_with(
-    issuer: &TrustedIssuer,
-    token: &str,
-    report: Option<&mut Vec<Check>>,
-) -> Result<ValidatedToken, TokenError> {
-    check_decoded(issuer, token, None, report).await
-}
-
-/// [`check_with`], with the token's claims when [`peek_issuer`] parsed them already.
+/// A token checked with `issuer`'s keys and rules for its access tokens; `payload`: its claims
+/// when [`peek_issuer`] parsed them already (then they are not decoded again).
 async fn check_decoded(
     issuer: &TrustedIssuer,
     token: &str,
