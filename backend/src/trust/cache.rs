@@ -1,7 +1,10 @@
 //! The verified-token cache: a busy SPA sends the same token on every call, and a signature
-//! check per call would cost most of the API's throughput. Keyed by SHA-256 of the whole
-//! token; an entry is never served past the token's `exp`, and is void once its issuer's key
-//! set changed (a rotated-out key must not keep admitting tokens). Bounded in size.
+//! check per call would cost most of the API's throughput. Keyed by the whole token itself: a
+//! hit means the very bytes that were verified came again (no digest whose collisions would
+//! need an argument; the table's hasher is seeded at random per process, so crafted tokens
+//! cannot pile into one bucket). An entry is never served past the token's `exp`, and is void
+//! once its issuer's key set changed (a rotated-out key must not keep admitting tokens).
+//! Bounded by the memory its entries hold, the tokens' text included.
 
 use std::sync::Arc;
 
@@ -20,8 +23,8 @@ pub(super) struct CacheEntry {
 #[derive(Clone)]
 struct ByWeight;
 
-impl Weighter<[u8; 32], CacheEntry> for ByWeight {
-    fn weight(&self, _key: &[u8; 32], entry: &CacheEntry) -> u64 {
+impl Weighter<Box<str>, CacheEntry> for ByWeight {
+    fn weight(&self, _key: &Box<str>, entry: &CacheEntry) -> u64 {
         u64::from(entry.weight)
     }
 }
@@ -30,47 +33,49 @@ impl Weighter<[u8; 32], CacheEntry> for ByWeight {
 /// and evicting one entry at a time by recency and frequency (quick_cache's CLOCK-Pro), so a
 /// full cache never drops everything at once.
 pub struct VerifiedCache {
-    entries: Cache<[u8; 32], CacheEntry, ByWeight>,
+    entries: Cache<Box<str>, CacheEntry, ByWeight>,
 }
 
-/// Bytes an entry holds besides its principal's heap: the key, the cache's slot, the
-/// principal's fixed part and its `Arc`.
+/// Bytes an entry holds besides its principal's heap and its token's text: the cache's slot,
+/// the token's box, the principal's fixed part and its `Arc`.
 const ENTRY_OVERHEAD: usize = 320;
 
 impl VerifiedCache {
     /// A cache holding at most about `budget_bytes` of verified principals.
     pub fn new(budget_bytes: usize) -> Self {
-        let estimated_items = budget_bytes / (ENTRY_OVERHEAD + 1024);
+        let estimated_items = budget_bytes / (ENTRY_OVERHEAD + 2048);
         Self {
             entries: Cache::with_weighter(estimated_items.max(16), budget_bytes as u64, ByWeight),
         }
     }
 
+    /// The principal `token` proved, if these exact bytes were verified and still may be served.
     pub fn get(
         &self,
-        key: &[u8; 32],
+        token: &str,
         now: i64,
         generation_of: impl Fn(&str) -> Option<u64>,
     ) -> Option<Arc<Principal>> {
-        let entry = self.entries.get(key)?;
+        let entry = self.entries.get(token)?;
         let fresh = now < entry.principal.expires_at
             && generation_of(&entry.principal.issuer) == Some(entry.generation);
         if !fresh {
             // Expired or its keys changed: it can never be served again.
-            self.entries.remove(key);
+            self.entries.remove(token);
             return None;
         }
         Some(entry.principal)
     }
 
-    /// Remembers `principal`, weighed by the memory it holds.
-    pub fn insert(&self, key: [u8; 32], principal: Arc<Principal>, generation: u64, now: i64) {
+    /// Remembers that `token` proved `principal`, weighed by the memory both hold.
+    pub fn insert(&self, token: &str, principal: Arc<Principal>, generation: u64, now: i64) {
         if principal.expires_at <= now {
             return;
         }
-        let weight = u32::try_from(ENTRY_OVERHEAD + principal.heap_bytes()).unwrap_or(u32::MAX);
+        let weight = u32::try_from(ENTRY_OVERHEAD + token.len() + principal.heap_bytes())
+            .unwrap_or(u32::MAX);
         self.entries.insert(
-            key,
+            token.into(),
             CacheEntry {
                 principal,
                 generation,
@@ -111,27 +116,51 @@ mod tests {
         }
     }
 
-    /// A cache with room for `entries` entries of [`principal`]s.
+    /// A token of the tests' length (the weights below assume it).
+    const TOKEN: &str = "header.payload.signature";
+
+    /// A cache with room for `entries` entries of [`principal`]s with [`TOKEN`]-long tokens.
     fn cache(entries: usize) -> VerifiedCache {
-        VerifiedCache::new(entries * (ENTRY_OVERHEAD + principal(0).heap_bytes()))
+        VerifiedCache::new(entries * entry_weight())
+    }
+
+    fn entry_weight() -> usize {
+        ENTRY_OVERHEAD + TOKEN.len() + principal(0).heap_bytes()
+    }
+
+    #[test]
+    fn only_the_very_bytes_verified_hit() {
+        let c = cache(10);
+        c.insert(TOKEN, Arc::new(principal(100)), 0, 50);
+        assert!(c.get(TOKEN, 60, |_| Some(0)).is_some());
+        for other in [
+            "header.payload.signaturf",
+            "header.payload.signatur",
+            "header.payload.signature.",
+            " header.payload.signature",
+            "Header.payload.signature",
+            "",
+        ] {
+            assert!(c.get(other, 60, |_| Some(0)).is_none(), "{other:?}");
+        }
     }
 
     #[test]
     fn a_cached_token_is_never_served_past_its_exp() {
         let c = cache(10);
-        c.insert([1; 32], Arc::new(principal(100)), 0, 50);
-        assert!(c.get(&[1; 32], 99, |_| Some(0)).is_some());
-        assert!(c.get(&[1; 32], 100, |_| Some(0)).is_none());
+        c.insert(TOKEN, Arc::new(principal(100)), 0, 50);
+        assert!(c.get(TOKEN, 99, |_| Some(0)).is_some());
+        assert!(c.get(TOKEN, 100, |_| Some(0)).is_none());
     }
 
     #[test]
     fn a_cached_token_is_void_once_its_issuers_keys_change() {
         let c = cache(10);
-        c.insert([1; 32], Arc::new(principal(100)), 3, 50);
-        assert!(c.get(&[1; 32], 60, |_| Some(3)).is_some());
-        assert!(c.get(&[1; 32], 60, |_| Some(4)).is_none());
+        c.insert(TOKEN, Arc::new(principal(100)), 3, 50);
+        assert!(c.get(TOKEN, 60, |_| Some(3)).is_some());
+        assert!(c.get(TOKEN, 60, |_| Some(4)).is_none());
         assert!(
-            c.get(&[1; 32], 60, |_| None).is_none(),
+            c.get(TOKEN, 60, |_| None).is_none(),
             "issuer no longer trusted"
         );
     }
@@ -140,11 +169,11 @@ mod tests {
     fn the_cache_stays_within_its_memory_budget_and_keeps_most_of_it_when_full() {
         let c = cache(100);
         for i in 0..1000u32 {
-            let mut key = [0; 32];
-            key[..4].copy_from_slice(&i.to_le_bytes());
-            c.insert(key, Arc::new(principal(100)), 0, 50);
+            // As long as TOKEN, each distinct.
+            let token = format!("header.payload.{i:09}");
+            c.insert(&token, Arc::new(principal(100)), 0, 50);
         }
-        let budget = 100 * (ENTRY_OVERHEAD + principal(0).heap_bytes()) as u64;
+        let budget = 100 * entry_weight() as u64;
         assert!(c.weight() <= budget, "{} of {budget}", c.weight());
         // One entry evicted at a time, never the whole cache: it stays nearly full.
         assert!(c.len() >= 50, "{} entries left", c.len());
@@ -153,8 +182,8 @@ mod tests {
     #[test]
     fn an_entry_that_can_never_be_served_again_is_dropped() {
         let c = cache(10);
-        c.insert([1; 32], Arc::new(principal(100)), 0, 50);
-        assert!(c.get(&[1; 32], 100, |_| Some(0)).is_none());
+        c.insert(TOKEN, Arc::new(principal(100)), 0, 50);
+        assert!(c.get(TOKEN, 100, |_| Some(0)).is_none());
         assert_eq!(c.len(), 0);
     }
 }
