@@ -421,6 +421,74 @@ fn peek_issuer(token: &str) -> Result<Claims, TokenError> {
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, encode};
+
+    use super::*;
+    use crate::trust::{
+        issuer::{IssuerKeys, Policy},
+        jwks::{KeySet, VerificationKey},
+        mapping::ClaimMapping,
+    };
+
+    const ISS: &str = "https://issuer.example.org";
+
+    /// The issuer `ISS` trusting exactly the HMAC key `secret`.
+    fn issuer(secret: &[u8]) -> TrustedIssuer {
+        TrustedIssuer {
+            name: "example".into(),
+            issuer: ISS.into(),
+            audiences: vec!["api".into()],
+            algorithms: vec![Algorithm::HS256],
+            keys: IssuerKeys::Static(KeySet::from_keys(vec![VerificationKey::new(
+                None,
+                None,
+                DecodingKey::from_secret(secret),
+            )])),
+            leeway_secs: 0,
+            required_claims: Vec::new(),
+            typ: None,
+            claims: ClaimMapping::default(),
+            policy: Policy::default(),
+            username_regex: None,
+            jwks_refresh: Duration::from_secs(60),
+            jwks_refetch_cooldown: Duration::from_secs(60),
+        }
+    }
+
+    fn token(secret: &[u8]) -> String {
+        let claims = serde_json::json!({
+            "iss": ISS, "aud": "api", "sub": "alice", "exp": crate::clock::now() + 600,
+        });
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap_or_default()
+    }
+
+    async fn outcome(engine: &TrustEngine, token: &str) -> &'static str {
+        engine.verify_uncounted(token, None).await.1
+    }
+
+    /// The bridge's own issuer is registered anew with its keys when they change (a rotation, a
+    /// key retired at once); a token a dropped key signed must not live on in the cache.
+    #[tokio::test]
+    async fn a_cached_token_is_refused_once_its_issuer_is_registered_with_other_keys() {
+        let (old, new) = (&[1u8; 32][..], &[2u8; 32][..]);
+        let engine = TrustEngine::new(vec![], vec![], &reqwest::Client::new());
+        engine.register(issuer(old));
+        let signed_by_old = token(old);
+        assert_eq!(outcome(&engine, &signed_by_old).await, "verified");
+        assert_eq!(outcome(&engine, &signed_by_old).await, "cached");
+        engine.register(issuer(new));
+        assert_eq!(outcome(&engine, &signed_by_old).await, "signature");
+        // The token of the new key is verified, then cached.
+        let signed_by_new = token(new);
+        assert_eq!(outcome(&engine, &signed_by_new).await, "verified");
+        assert_eq!(outcome(&engine, &signed_by_new).await, "cached");
+    }
+
     /// Every API call moves this future whole into the handler's box: the signature check's
     /// large state (key fetches) must stay behind a pointer (it measured 1.5 KiB inline).
     #[test]

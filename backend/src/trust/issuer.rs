@@ -175,12 +175,13 @@ impl TrustedIssuer {
         }
     }
 
-    /// Changes whenever the issuer's key set changes (verified-token cache entries of an older
-    /// generation are void).
+    /// The number of the issuer's key set: changes whenever the key set does, and is never
+    /// reused, not even by this issuer registered anew (verified-token cache entries of
+    /// another number are void).
     pub fn key_generation(&self) -> u64 {
         match &self.keys {
             IssuerKeys::Remote(jwks) => jwks.generation(),
-            IssuerKeys::Static(_) => 0,
+            IssuerKeys::Static(set) => set.generation(),
         }
     }
 

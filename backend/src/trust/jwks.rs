@@ -77,9 +77,31 @@ impl VerificationKey {
 }
 
 /// The keys of one fetch.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KeySet {
     keys: Vec<Arc<VerificationKey>>,
+    /// This set's number (see [`next_generation`]); a clone has the same keys and number.
+    generation: u64,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            generation: next_generation(),
+        }
+    }
+}
+
+/// Numbers of key sets, never reused in the process: every set made (a fetch that changed the
+/// keys, configured keys, an issuer registered anew with its keys) gets a number of its own. A
+/// verified-token cache entry remembers the number of the set that verified it, so an entry of
+/// a set that has since been replaced can never look current, not even when the issuer was
+/// registered anew (the bridge's own keys after a rotation, the provider after discovery).
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_generation() -> u64 {
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl KeySet {
@@ -109,14 +131,23 @@ impl KeySet {
                 )))
             })
             .collect();
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            generation: next_generation(),
+        })
     }
 
     /// A set of configured keys (PEM, HMAC): usually one, without `kid`.
     pub fn from_keys(keys: Vec<VerificationKey>) -> Self {
         Self {
             keys: keys.into_iter().map(Arc::new).collect(),
+            generation: next_generation(),
         }
+    }
+
+    /// This set's number, unique in the process (see [`next_generation`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn len(&self) -> usize {
@@ -153,7 +184,8 @@ pub struct JwksCache {
     /// a key rotated just after one is still picked up at once); also the single-flight lock.
     last_fetch: Mutex<Option<Instant>>,
     fetches: AtomicU64,
-    /// Bumped whenever a fetch changes the key set (caches of verified tokens key on it).
+    /// The number of the key set in use (see [`next_generation`]); changes whenever a fetch
+    /// changes the key set (caches of verified tokens key on it).
     generation: AtomicU64,
     /// SHA-256 of the last JWKS document used, to tell a changed key set from the same one.
     last_body: std::sync::Mutex<[u8; 32]>,
@@ -161,14 +193,15 @@ pub struct JwksCache {
 
 impl JwksCache {
     pub fn new(url: String, http: reqwest::Client, cooldown: Duration) -> Self {
+        let keys = KeySet::default();
         Self {
             url,
             http,
             cooldown,
-            keys: RwLock::new(Arc::new(KeySet::default())),
+            generation: AtomicU64::new(keys.generation()),
+            keys: RwLock::new(Arc::new(keys)),
             last_fetch: Mutex::new(None),
             fetches: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
             last_body: std::sync::Mutex::new([0; 32]),
         }
     }
@@ -247,11 +280,12 @@ impl JwksCache {
             }
             *last = digest;
         }
+        let generation = set.generation();
         match self.keys.write() {
             Ok(mut guard) => *guard = Arc::new(set),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
         }
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Relaxed);
         Ok(())
     }
 
