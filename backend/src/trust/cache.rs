@@ -43,6 +43,7 @@ const ENTRY_OVERHEAD: usize = 320;
 impl VerifiedCache {
     /// A cache holding at most about `budget_bytes` of verified principals.
     pub fn new(budget_bytes: usize) -> Self {
+        // A typical entry: about 1 KiB of principal and 1 KiB of token text.
         let estimated_items = budget_bytes / (ENTRY_OVERHEAD + 2048);
         Self {
             entries: Cache::with_weighter(estimated_items.max(16), budget_bytes as u64, ByWeight),

@@ -185,7 +185,8 @@ pub struct JwksCache {
     last_fetch: Mutex<Option<Instant>>,
     fetches: AtomicU64,
     /// The number of the key set in use (see [`next_generation`]); changes whenever a fetch
-    /// changes the key set (caches of verified tokens key on it).
+    /// changes the key set (caches of verified tokens key on it). The same as `keys`' own
+    /// number, kept apart so every cached call reads one atomic instead of taking the lock.
     generation: AtomicU64,
     /// SHA-256 of the last JWKS document used, to tell a changed key set from the same one.
     last_body: std::sync::Mutex<[u8; 32]>,
