@@ -485,9 +485,17 @@ fn folded_values<'a>(seen: &'a Seen, name: &str) -> Vec<&'a str> {
 fn assert_security_headers(r: &reqwest::Response, what: &str) {
     let h = r.headers();
     let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_string());
-    assert_eq!(get("x-content-type-options").as_deref(), Some("nosniff"), "{what}");
+    assert_eq!(
+        get("x-content-type-options").as_deref(),
+        Some("nosniff"),
+        "{what}"
+    );
     assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{what}");
-    assert_eq!(get("referrer-policy").as_deref(), Some("no-referrer"), "{what}");
+    assert_eq!(
+        get("referrer-policy").as_deref(),
+        Some("no-referrer"),
+        "{what}"
+    );
     assert_eq!(
         get("content-security-policy").as_deref(),
         Some("default-src 'none'; frame-ancestors 'none'"),
@@ -564,8 +572,16 @@ async fn headers_the_bridge_sets_or_strips_cannot_be_smuggled_under_another_spel
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let seen = up.last();
-    assert_eq!(folded_values(&seen, "x-auth-user"), vec!["alice"], "{seen:?}");
-    assert_eq!(folded_values(&seen, "x-auth-name"), vec!["alice"], "{seen:?}");
+    assert_eq!(
+        folded_values(&seen, "x-auth-user"),
+        vec!["alice"],
+        "{seen:?}"
+    );
+    assert_eq!(
+        folded_values(&seen, "x-auth-name"),
+        vec!["alice"],
+        "{seen:?}"
+    );
     assert!(folded_values(&seen, "x-internal").is_empty(), "{seen:?}");
     assert_eq!(
         folded_values(&seen, "x-forwarded-for"),
@@ -596,7 +612,11 @@ async fn headers_the_bridge_sets_or_strips_cannot_be_smuggled_under_another_spel
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let seen = up.last();
-    assert_eq!(folded_values(&seen, "x-auth-user"), vec!["carol"], "{seen:?}");
+    assert_eq!(
+        folded_values(&seen, "x-auth-user"),
+        vec!["carol"],
+        "{seen:?}"
+    );
     assert!(folded_values(&seen, "x-custom-tkn").is_empty(), "{seen:?}");
 }
 
@@ -666,7 +686,11 @@ async fn an_options_request_that_is_not_a_preflight_is_authenticated_and_proxied
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no Origin: no preflight");
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no Origin: no preflight"
+    );
     let r = options()
         .header("Origin", "https://ui.example.org")
         .send()
@@ -689,7 +713,10 @@ async fn an_options_request_that_is_not_a_preflight_is_authenticated_and_proxied
         assert_eq!(r.json::<Value>().await.unwrap()["method"], "OPTIONS");
         let seen = up.last();
         assert_eq!(seen.method, "OPTIONS");
-        assert_eq!(header(&seen, "authorization"), vec![format!("Bearer {token}")]);
+        assert_eq!(
+            header(&seen, "authorization"),
+            vec![format!("Bearer {token}")]
+        );
     }
     assert_eq!(up.count(), 2);
 }
@@ -722,7 +749,11 @@ async fn every_answer_the_bridge_writes_under_an_upstream_prefix_carries_its_sec
         ("/up/x", None, StatusCode::UNAUTHORIZED),
         ("/up/x", Some("not-a-jwt"), StatusCode::UNAUTHORIZED),
         ("/up/admin/x", Some(token.as_str()), StatusCode::FORBIDDEN),
-        ("/up/a%2f%2e%2e%2fb", Some(token.as_str()), StatusCode::BAD_REQUEST),
+        (
+            "/up/a%2f%2e%2e%2fb",
+            Some(token.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
         ("/down/x", Some(token.as_str()), StatusCode::BAD_GATEWAY),
         ("/slow/x", Some(token.as_str()), StatusCode::GATEWAY_TIMEOUT),
         ("/auth/upstreams", None, StatusCode::OK),

@@ -30,11 +30,11 @@ use crate::{
     },
     settings::GatewaySettings,
     state::AppState,
-    upstream::headers::same_when_folded,
     trust::{
         engine::Rejection,
         validate::{MAX_TOKEN_BYTES, TokenError},
     },
+    upstream::headers::same_when_folded,
 };
 
 /// What the gateway header of a page request amounted to.

@@ -54,15 +54,18 @@ const SESSION_COOKIES: [&str; 2] = ["lb_session", "__Host-lb_session"];
 
 /// A header-name byte as backends that fold names read it: lowercase, `_` as `-`.
 fn fold_byte(b: u8) -> u8 {
-    if b == b'_' { b'-' } else { b.to_ascii_lowercase() }
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
 }
 
 /// Whether two header names are one name to a backend that ignores case and reads `_` as `-`.
 /// Compares in place: no allocation on the request path.
 pub fn same_when_folded(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .all(|(x, y)| fold_byte(x) == fold_byte(y))
 }
@@ -239,8 +242,16 @@ pub fn returned(mut headers: HeaderMap) -> HeaderMap {
 
 /// Whether a `Set-Cookie` value sets (or clears) one of the bridge's session cookies.
 fn sets_session_cookie(value: &HeaderValue) -> bool {
-    let pair = value.as_bytes().split(|b| *b == b';').next().unwrap_or_default();
-    let name = pair.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
+    let pair = value
+        .as_bytes()
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default();
+    let name = pair
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     SESSION_COOKIES.iter().any(|c| c.as_bytes() == name)
 }
 

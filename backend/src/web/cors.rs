@@ -190,7 +190,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (result, policy, preflight) = match self.project() {
-            CorsGateProj::Plain { future, policy } => (std::task::ready!(future.poll(cx)), policy, false),
+            CorsGateProj::Plain { future, policy } => {
+                (std::task::ready!(future.poll(cx)), policy, false)
+            }
             CorsGateProj::Cors {
                 future,
                 policy,
@@ -217,7 +219,11 @@ mod tests {
 
     use super::*;
 
-    fn gate() -> CorsGate<tower::util::ServiceFn<fn(Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>>>> {
+    fn gate() -> CorsGate<
+        tower::util::ServiceFn<
+            fn(Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>>,
+        >,
+    > {
         fn inner(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>> {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::IM_A_TEAPOT;
@@ -261,7 +267,10 @@ mod tests {
     async fn only_an_allowed_origin_s_preflight_is_answered_here() {
         let r = call(Method::OPTIONS, &[ALLOWED, ACRM]).await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()["access-control-allow-origin"], "https://ui.example.org");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://ui.example.org"
+        );
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
         assert_eq!(r.headers()["x-frame-options"], "DENY");
         for pairs in [&[FOREIGN, ACRM][..], &[ACRM], &[ALLOWED], &[]] {
@@ -278,8 +287,14 @@ mod tests {
         assert!(r.headers().contains_key("vary"));
         let r = call(Method::GET, &[ALLOWED]).await;
         assert_eq!(r.status(), StatusCode::IM_A_TEAPOT);
-        assert_eq!(r.headers()["access-control-allow-origin"], "https://ui.example.org");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://ui.example.org"
+        );
         assert_eq!(r.headers()["access-control-allow-credentials"], "true");
-        assert!(!r.headers().contains_key("x-frame-options"), "the inner answer's own");
+        assert!(
+            !r.headers().contains_key("x-frame-options"),
+            "the inner answer's own"
+        );
     }
 }
