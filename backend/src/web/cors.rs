@@ -219,16 +219,18 @@ mod tests {
 
     use super::*;
 
-    fn gate() -> CorsGate<
-        tower::util::ServiceFn<
-            fn(Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>>,
-        >,
-    > {
-        fn inner(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>> {
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = StatusCode::IM_A_TEAPOT;
-            std::future::ready(Ok(r))
-        }
+    /// The answer of the service behind the gate: a teapot, so a passed-on request shows.
+    type Answer = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn teapot(_: Request<Body>) -> Answer {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::IM_A_TEAPOT;
+        std::future::ready(Ok(r))
+    }
+
+    type Teapot = tower::util::ServiceFn<fn(Request<Body>) -> Answer>;
+
+    fn gate() -> CorsGate<Teapot> {
         let settings = CorsSettings {
             allowed_origins: vec!["https://ui.example.org/".into()],
         };
@@ -239,7 +241,7 @@ mod tests {
         let Some(layer) = layer(&settings, headers) else {
             panic!("origins are configured")
         };
-        layer.layer(tower::service_fn(inner as fn(_) -> _))
+        layer.layer(tower::service_fn(teapot as fn(_) -> _))
     }
 
     async fn call(method: Method, pairs: &[(&str, &str)]) -> Response<Body> {
