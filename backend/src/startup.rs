@@ -298,8 +298,14 @@ fn router<S: SessionStore + Clone>(
         Some(a) => router.merge(authority::routes::router(a.clone(), state.trust.clone())),
         None => router,
     };
+    // The upstreams' listing is the bridge's own answer: inside the shell, with its headers.
+    let router = if upstreams.is_empty() {
+        router
+    } else {
+        router.merge(upstream::routes::listing(&upstreams))
+    };
     let strips = matches!(&settings.gateway, Some(g) if !g.uses_authorization());
-    let cors = cors::layer(&settings.cors);
+    let cors = cors::layer(&settings.cors, headers.clone());
     // Nothing else around the main router: one shell does everything. Otherwise the headers
     // and the 64 KiB limit go around the main router, and the metrics around everything.
     if upstreams.is_empty() && !strips && cors.is_none() {
@@ -316,11 +322,12 @@ fn router<S: SessionStore + Clone>(
         router,
         ShellParts {
             track: None,
-            headers: Some(headers),
+            headers: Some(headers.clone()),
             body_limit: Some(BODY_LIMIT),
         },
     ));
-    // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`).
+    // Upstreams after the 64 KiB limit: each has its own (`max_body_bytes`), and the proxy
+    // sets the security headers on the answers it writes itself (an upstream's keep its own).
     let router = if upstreams.is_empty() {
         router
     } else {
@@ -332,6 +339,7 @@ fn router<S: SessionStore + Clone>(
             &upstream_http,
             &proto,
             settings.gateway.clone().map(Arc::new),
+            headers,
         ))
     };
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries
@@ -342,6 +350,7 @@ fn router<S: SessionStore + Clone>(
         ),
         _ => router,
     };
+    // Outermost: only an allowed origin's requests pass through CORS (see `web::cors`).
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,

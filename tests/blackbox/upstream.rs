@@ -24,10 +24,13 @@ use crate::support::*;
 #[derive(Clone, Debug)]
 struct Seen {
     path: String,
+    method: String,
     headers: HeaderMap,
 }
 
-/// A small API that records every request; `/slow` answers after 3 s.
+/// A small API that records every request; `/slow` answers after 3 s; a path containing
+/// `/answer-headers` answers with headers a proxy must not pass on as they are (a hop-by-hop
+/// one, the bridge's session cookie) beside some it must keep.
 struct TestUpstream {
     url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -42,6 +45,7 @@ impl TestUpstream {
                     let path = request.uri().to_string();
                     seen.lock().unwrap().push(Seen {
                         path: path.clone(),
+                        method: request.method().to_string(),
                         headers: request.headers().clone(),
                     });
                     if path.starts_with("/slow") {
@@ -52,8 +56,22 @@ impl TestUpstream {
                     } else {
                         axum::http::StatusCode::OK
                     };
+                    let mut headers = HeaderMap::new();
+                    if path.contains("/answer-headers") {
+                        for (name, value) in [
+                            ("proxy-connection", "keep-alive"),
+                            ("set-cookie", "lb_session=forged; Path=/; HttpOnly"),
+                            ("set-cookie", "__Host-lb_session=forged; Path=/; Secure"),
+                            ("set-cookie", "theme=dark; Path=/"),
+                            ("x-frame-options", "SAMEORIGIN"),
+                            ("x-upstream", "kept"),
+                        ] {
+                            headers.append(name, value.parse().unwrap());
+                        }
+                    }
                     (
                         status,
+                        headers,
                         Json(json!({"path": path, "method": request.method().as_str()})),
                     )
                 },
@@ -447,4 +465,347 @@ async fn an_upstream_refusing_the_bridge_s_own_token_is_502_but_the_caller_s_tok
     let r = app.api_get("/fwd/deny", Some(&token)).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(up.count(), 2);
+}
+
+/// A header name as nginx, CGI, PHP, WSGI and Rails read it: any case, `_` for `-`.
+fn folded(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Every value the upstream saw under a name that folds to `name`.
+fn folded_values<'a>(seen: &'a Seen, name: &str) -> Vec<&'a str> {
+    seen.headers
+        .iter()
+        .filter(|(n, _)| folded(n.as_str()) == name)
+        .map(|(_, v)| v.to_str().unwrap())
+        .collect()
+}
+
+/// The headers every answer the bridge writes itself carries (the API policy: JSON, no HTML).
+fn assert_security_headers(r: &reqwest::Response, what: &str) {
+    let h = r.headers();
+    let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(
+        get("x-content-type-options").as_deref(),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(get("x-frame-options").as_deref(), Some("DENY"), "{what}");
+    assert_eq!(
+        get("referrer-policy").as_deref(),
+        Some("no-referrer"),
+        "{what}"
+    );
+    assert_eq!(
+        get("content-security-policy").as_deref(),
+        Some("default-src 'none'; frame-ancestors 'none'"),
+        "{what}"
+    );
+}
+
+fn cors_headers(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .keys()
+        .map(|k| k.as_str().to_string())
+        .filter(|k| k.starts_with("access-control-"))
+        .collect()
+}
+
+#[tokio::test]
+async fn proxy_connection_is_hop_by_hop_and_dropped_both_ways() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/up/answer-headers", app.address))
+        .bearer_auth(&token)
+        .header("Proxy-Connection", "keep-alive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        !r.headers().contains_key("proxy-connection"),
+        "the upstream's Proxy-Connection came back: {:?}",
+        r.headers()
+    );
+    assert_eq!(r.headers()["x-upstream"], "kept");
+    let seen = up.last();
+    assert!(header(&seen, "proxy-connection").is_empty(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn headers_the_bridge_sets_or_strips_cannot_be_smuggled_under_another_spelling() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        issuers: vec![json!({"name": "gateway", "issuer": "https://gateway.test",
+                             "audiences": [AUDIENCE], "algorithms": ["RS256"],
+                             "jwks_file": fixture("issuer-rsa-a.jwks.json")})],
+        gateway: Some(json!({"issuers": ["gateway"], "header": "x-custom-tkn",
+                             "trusted_proxies": ["127.0.0.2/32"]})),
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url,
+                               "forward_claims": {"X-Auth-User": "preferred_username",
+                                                  "X_Auth_Name": "preferred_username"},
+                               "strip_headers": ["X-Internal"]})],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "alice", "wonderland").await;
+
+    // A caller's own token, and forged copies under the spellings backends fold together.
+    let r = reqwest::Client::new()
+        .get(format!("{}/up/x", app.address))
+        .bearer_auth(&token)
+        .header("X_Auth_User", "mallory")
+        .header("x-auth_user", "mallory")
+        .header("X-Auth-Name", "mallory")
+        .header("X_Internal", "secret")
+        .header("X_Forwarded_For", "6.6.6.6")
+        .header("X_Custom_Tkn", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = up.last();
+    assert_eq!(
+        folded_values(&seen, "x-auth-user"),
+        vec!["alice"],
+        "{seen:?}"
+    );
+    assert_eq!(
+        folded_values(&seen, "x-auth-name"),
+        vec!["alice"],
+        "{seen:?}"
+    );
+    assert!(folded_values(&seen, "x-internal").is_empty(), "{seen:?}");
+    assert_eq!(
+        folded_values(&seen, "x-forwarded-for"),
+        vec!["127.0.0.1"],
+        "{seen:?}"
+    );
+    assert!(folded_values(&seen, "x-custom-tkn").is_empty(), "{seen:?}");
+
+    // From the trusted gateway: its header authenticates, and neither it nor a second copy
+    // under another spelling goes on.
+    let jwt = sign_with(
+        "issuer-rsa-a",
+        jsonwebtoken::Algorithm::RS256,
+        None,
+        &json!({"iss": "https://gateway.test", "sub": "sub-carol", "aud": AUDIENCE,
+                "iat": now(), "exp": now() + 300, "preferred_username": "carol"}),
+    );
+    let r = reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
+        .build()
+        .unwrap()
+        .get(format!("{}/up/x", app.address))
+        .header("x-custom-tkn", &jwt)
+        .header("X_Custom_Tkn", "forged")
+        .header("X_Auth_User", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = up.last();
+    assert_eq!(
+        folded_values(&seen, "x-auth-user"),
+        vec!["carol"],
+        "{seen:?}"
+    );
+    assert!(folded_values(&seen, "x-custom-tkn").is_empty(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_preflight_from_a_foreign_origin_gets_no_cors_header_at_all() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        cors: Some(json!({"allowed_origins": ["https://ui.example.org"]})),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let http = reqwest::Client::new();
+    for path in ["/up/x", "/api/me", "/auth/session"] {
+        let r = http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", app.address))
+            .header("Origin", "https://evil.example.org")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cors_headers(&r), Vec::<String>::new(), "preflight {path}");
+        let r = http
+            .get(format!("{}{path}", app.address))
+            .header("Origin", "https://evil.example.org")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cors_headers(&r), Vec::<String>::new(), "GET {path}");
+    }
+    // The allowed origin still gets its preflight answered.
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("{}/up/x", app.address))
+        .header("Origin", "https://ui.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://ui.example.org"
+    );
+    assert_eq!(up.count(), 1, "only the GET with a valid token");
+}
+
+#[tokio::test]
+async fn an_options_request_that_is_not_a_preflight_is_authenticated_and_proxied() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        cors: Some(json!({"allowed_origins": ["https://ui.example.org"]})),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let http = reqwest::Client::new();
+    let options = || http.request(reqwest::Method::OPTIONS, format!("{}/up/x", app.address));
+    // Without a token: refused like any other call, and the upstream sees nothing.
+    let r = options().send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthenticated");
+    let r = options()
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no Origin: no preflight"
+    );
+    let r = options()
+        .header("Origin", "https://ui.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no Access-Control-Request-Method: no preflight"
+    );
+    assert_eq!(up.count(), 0);
+    // With one: the upstream gets the OPTIONS and answers it.
+    for origin in [None, Some("https://ui.example.org")] {
+        let mut request = options().bearer_auth(&token);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{origin:?}");
+        assert_eq!(r.json::<Value>().await.unwrap()["method"], "OPTIONS");
+        let seen = up.last();
+        assert_eq!(seen.method, "OPTIONS");
+        assert_eq!(
+            header(&seen, "authorization"),
+            vec![format!("Bearer {token}")]
+        );
+    }
+    assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn every_answer_the_bridge_writes_under_an_upstream_prefix_carries_its_security_headers() {
+    let up = TestUpstream::start().await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![
+            json!({"prefix": "/up/", "url": up.url, "max_body_bytes": 64, "ui": "demo"}),
+            json!({"prefix": "/down/", "url": closed}),
+            json!({"prefix": "/slow/", "url": up.url, "strip_prefix": false, "timeout_secs": 1}),
+        ],
+        route_policies: vec![json!({"prefix": "/up/admin/", "any_role": ["superuser"]})],
+        cors: Some(json!({"allowed_origins": ["https://ui.example.org"]})),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut r = http.get(format!("{}{path}", app.address));
+        if let Some(t) = bearer {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let cases = [
+        ("/up/x", None, StatusCode::UNAUTHORIZED),
+        ("/up/x", Some("not-a-jwt"), StatusCode::UNAUTHORIZED),
+        ("/up/admin/x", Some(token.as_str()), StatusCode::FORBIDDEN),
+        (
+            "/up/a%2f%2e%2e%2fb",
+            Some(token.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/down/x", Some(token.as_str()), StatusCode::BAD_GATEWAY),
+        ("/slow/x", Some(token.as_str()), StatusCode::GATEWAY_TIMEOUT),
+        ("/auth/upstreams", None, StatusCode::OK),
+    ];
+    for (path, bearer, status) in cases {
+        let r = get(path, bearer).await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        assert_security_headers(&r, path);
+    }
+    let r = http
+        .post(format!("{}/up/x", app.address))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers(&r, "a body over max_body_bytes");
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("{}/up/x", app.address))
+        .header("Origin", "https://ui.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_security_headers(&r, "a CORS preflight");
+    assert_eq!(up.count(), 1, "only the slow call reached the upstream");
+    assert_eq!(up.last().path, "/slow/x");
+}
+
+#[tokio::test]
+async fn a_proxied_answer_gets_nosniff_and_never_sets_the_bridge_s_session_cookie() {
+    let up = TestUpstream::start().await;
+    let app = spawn_app_with(AppOptions {
+        upstreams: vec![json!({"prefix": "/up/", "url": up.url})],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_client, token) = signed_in(&app, "bob", "builder").await;
+    let r = app.api_get("/up/answer-headers", Some(&token)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    // The upstream's own headers stay as they are; the bridge adds no policy of its own.
+    assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(h["x-upstream"], "kept");
+    assert!(!h.contains_key("content-security-policy"), "{h:?}");
+    let cookies: Vec<&str> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(cookies, vec!["theme=dark; Path=/"]);
 }

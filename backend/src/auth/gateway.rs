@@ -34,6 +34,7 @@ use crate::{
         engine::Rejection,
         validate::{MAX_TOKEN_BYTES, TokenError},
     },
+    upstream::headers::same_when_folded,
 };
 
 /// What the gateway header of a page request amounted to.
@@ -57,8 +58,9 @@ pub fn peer_of(request_extensions: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// Removes a custom gateway header from requests of peers that may not set it, so no handler
-/// (nor an upstream, later) ever sees a forged one. `Authorization` stays: the SPA's own
-/// Bearer calls use it; for sign-in it is only read from trusted peers.
+/// (nor an upstream, later) ever sees a forged one: under any spelling a backend may read as
+/// the same name (case, `_` for `-`; see [`crate::upstream::headers`]). `Authorization` stays:
+/// the SPA's own Bearer calls use it; for sign-in it is only read from trusted peers.
 pub async fn strip_untrusted_header(
     State(gateway): State<Option<Arc<GatewaySettings>>>,
     mut request: Request,
@@ -68,9 +70,20 @@ pub async fn strip_untrusted_header(
         && !gateway.uses_authorization()
     {
         let trusted = peer_of(request.extensions()).is_some_and(|peer| gateway.trusts(peer));
-        if !trusted && request.headers().contains_key(gateway.header.as_str()) {
-            tracing::info!("gateway header from an untrusted peer removed");
-            request.headers_mut().remove(gateway.header.as_str());
+        if !trusted {
+            // Compared in place; only a request that carries one allocates the list.
+            let forged: Vec<HeaderName> = request
+                .headers()
+                .keys()
+                .filter(|name| same_when_folded(name.as_str(), &gateway.header))
+                .cloned()
+                .collect();
+            if !forged.is_empty() {
+                tracing::info!("gateway header from an untrusted peer removed");
+            }
+            for name in forged {
+                request.headers_mut().remove(name);
+            }
         }
     }
     next.run(request).await
@@ -277,7 +290,10 @@ mod tests {
             .route(
                 "/",
                 get(|headers: HeaderMap| async move {
-                    if headers.contains_key("x-custom-tkn") {
+                    if headers
+                        .keys()
+                        .any(|n| n.as_str().replace('_', "-") == "x-custom-tkn")
+                    {
                         StatusCode::OK
                     } else {
                         StatusCode::NO_CONTENT
@@ -290,10 +306,10 @@ mod tests {
             ))
     }
 
-    async fn handler_sees_header(peer: [u8; 4]) -> bool {
+    async fn handler_sees_header(peer: [u8; 4], name: &str) -> bool {
         let mut request = Request::builder()
             .uri("/")
-            .header("x-custom-tkn", "a.b.c")
+            .header(name, "a.b.c")
             .body(Body::empty())
             .unwrap();
         request
@@ -308,9 +324,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_custom_gateway_header_from_an_untrusted_peer_never_reaches_a_handler() {
-        assert!(handler_sees_header([127, 0, 0, 2]).await, "trusted peer");
-        assert!(!handler_sees_header([127, 0, 0, 1]).await, "untrusted peer");
-        assert!(!handler_sees_header([10, 0, 0, 2]).await, "untrusted peer");
+        assert!(
+            handler_sees_header([127, 0, 0, 2], "x-custom-tkn").await,
+            "trusted peer"
+        );
+        assert!(
+            !handler_sees_header([127, 0, 0, 1], "x-custom-tkn").await,
+            "untrusted peer"
+        );
+        assert!(
+            !handler_sees_header([10, 0, 0, 2], "x-custom-tkn").await,
+            "untrusted peer"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_custom_gateway_header_under_another_spelling_never_reaches_a_handler_either() {
+        for name in ["x_custom_tkn", "X_Custom-Tkn", "x-custom_tkn"] {
+            assert!(
+                !handler_sees_header([127, 0, 0, 1], name).await,
+                "{name} from an untrusted peer"
+            );
+        }
     }
 
     #[test]

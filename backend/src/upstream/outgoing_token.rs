@@ -90,6 +90,11 @@ impl OutgoingToken {
         })
     }
 
+    /// The header the upstream's token goes in (a caller's copy of it never passes).
+    pub fn header_name(&self) -> &HeaderName {
+        &self.header
+    }
+
     /// Whether the upstream gets the caller's own token. Only then can the caller do anything
     /// about the upstream refusing it (refresh and retry).
     pub fn forwards_the_callers(&self) -> bool {

@@ -1,5 +1,9 @@
 //! The proxy handler: authenticate and authorize like `/api`, then stream the call to the
 //! upstream and its answer back. A call that fails authentication never reaches the upstream.
+//!
+//! The upstream routes sit outside the shell that sets the bridge's security headers (an
+//! upstream's answer keeps its own), so the handler sets them on every answer it writes itself
+//! (401, 403, 400, 413, 502, 504...); a proxied answer only gets `nosniff` when it has none.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +16,7 @@ use axum::{
 use url::Url;
 
 use super::{
-    headers::{Forwarding, outgoing, returned},
+    headers::{Forwarding, GuardedHeaders, outgoing, returned},
     outgoing_token::OutgoingToken,
 };
 use crate::{
@@ -25,6 +29,10 @@ use crate::{
         bearer::bearer_token,
         engine::{Rejection, TrustEngine},
     },
+    web::{
+        headers::SecurityHeaders,
+        shell::{limit_body, payload_too_large},
+    },
 };
 
 /// One configured upstream, ready to serve.
@@ -36,7 +44,9 @@ pub struct Upstream {
     strip_prefix: bool,
     token: OutgoingToken,
     claim_headers: Vec<(HeaderName, String)>,
-    strip: Vec<HeaderName>,
+    /// What a caller may not send under any spelling (claim headers, the token's header,
+    /// `strip_headers`, the gateway header, the forwarding headers), folded once here.
+    guarded: GuardedHeaders,
     timeout: Duration,
     pub max_body_bytes: usize,
     pub ui: Option<String>,
@@ -50,27 +60,31 @@ impl Upstream {
         gateway: Option<&GatewaySettings>,
     ) -> anyhow::Result<Self> {
         let header = |h: &String| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes());
-        Ok(Self {
-            name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
-            prefix: s.prefix.clone(),
-            base: s.url.clone(),
-            strip_prefix: s.strip_prefix,
-            token: OutgoingToken::new(s, authority)?,
-            claim_headers: s
-                .forward_claims
-                .iter()
-                .map(|(h, path)| Ok((header(h)?, path.clone())))
-                .collect::<Result<_, axum::http::header::InvalidHeaderName>>()?,
-            strip: s
-                .strip_headers
-                .iter()
+        let token = OutgoingToken::new(s, authority)?;
+        let guarded = GuardedHeaders::new(
+            s.forward_claims
+                .keys()
+                .chain(&s.strip_headers)
                 .chain(
                     gateway
                         .filter(|g| !g.uses_authorization())
                         .map(|g| &g.header),
                 )
-                .map(header)
-                .collect::<Result<_, _>>()?,
+                .map(String::as_str)
+                .chain([token.header_name().as_str()]),
+        )?;
+        Ok(Self {
+            name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
+            prefix: s.prefix.clone(),
+            base: s.url.clone(),
+            strip_prefix: s.strip_prefix,
+            token,
+            claim_headers: s
+                .forward_claims
+                .iter()
+                .map(|(h, path)| Ok((header(h)?, path.clone())))
+                .collect::<Result<_, axum::http::header::InvalidHeaderName>>()?,
+            guarded,
             timeout: Duration::from_secs(s.timeout_secs),
             max_body_bytes: s.max_body_bytes,
             ui: s.ui.clone(),
@@ -115,6 +129,8 @@ pub struct UpstreamState {
     pub proto: Arc<str>,
     /// A gateway in front may authenticate proxied calls with its JWT header.
     pub gateway: Option<Arc<GatewaySettings>>,
+    /// The bridge's security headers, for the answers the handler writes itself.
+    pub headers: Arc<SecurityHeaders>,
 }
 
 /// The caller and the token it presented: a Bearer token, as on `/api`, or else the JWT a
@@ -162,14 +178,25 @@ async fn authenticate(
     Ok((Principal(principal), token))
 }
 
+/// The upstream's answer, or the bridge's own (with its security headers): a body over
+/// `max_body_bytes` is refused before anything else (413), as the bridge's own routes do.
 #[tracing::instrument(skip_all, fields(upstream = %state.upstream.name))]
-pub async fn proxy(
-    State(state): State<UpstreamState>,
-    request: Request,
-) -> Result<Response, AppError> {
+pub async fn proxy(State(state): State<UpstreamState>, request: Request) -> Response {
+    let mut own = match limit_body(request, state.upstream.max_body_bytes) {
+        Ok(request) => match forward(&state, request).await {
+            Ok(proxied) => return proxied,
+            Err(e) => e.into_response(),
+        },
+        Err(()) => payload_too_large(),
+    };
+    state.headers.apply(own.headers_mut());
+    own
+}
+
+async fn forward(state: &UpstreamState, request: Request) -> Result<Response, AppError> {
     let upstream = state.upstream.clone();
     let (mut parts, body) = request.into_parts();
-    let (caller, incoming) = authenticate(&state, &mut parts).await?;
+    let (caller, incoming) = authenticate(state, &mut parts).await?;
     let target = upstream
         .target(parts.uri.path(), parts.uri.query())
         .ok_or_else(|| AppError::BadRequest("the path may not leave the API's prefix".into()))?;
@@ -189,7 +216,7 @@ pub async fn proxy(
     };
     let headers = outgoing(
         std::mem::take(&mut parts.headers),
-        &upstream.strip,
+        &upstream.guarded,
         &upstream.claim_headers,
         caller.claims.view().as_ref(),
         token,
@@ -202,7 +229,7 @@ pub async fn proxy(
         .body(reqwest::Body::wrap_stream(body.into_data_stream()));
     // The timeout covers the wait for the answer's headers; the body then streams as long as
     // it takes (a large download is not cut off).
-    let answer = match tokio::time::timeout(upstream.timeout, call.send()).await {
+    let mut answer = match tokio::time::timeout(upstream.timeout, call.send()).await {
         Err(_) => {
             return Err(AppError::UpstreamTimeout(format!(
                 "{} did not answer within {:?}",
@@ -227,7 +254,8 @@ pub async fn proxy(
             upstream.name
         )));
     }
-    let headers = returned(answer.headers().clone());
+    // Taken, not copied: the answer only streams its body from here on.
+    let headers = returned(std::mem::take(answer.headers_mut()));
     let mut response = Body::from_stream(answer.bytes_stream()).into_response();
     *response.status_mut() = status;
     *response.headers_mut() = headers;

@@ -1,5 +1,6 @@
-//! The upstreams' routes, each with its own request-body limit, and `GET /auth/upstreams`
-//! (which SPA pages the configured APIs offer).
+//! The upstreams' routes (each handler enforces its own request-body limit, `max_body_bytes`),
+//! and `GET /auth/upstreams` (which SPA pages the configured APIs offer), which is one of the
+//! bridge's own routes and sits inside its shell.
 
 use std::sync::Arc;
 
@@ -8,19 +9,15 @@ use axum::{
     routing::{any, get},
 };
 use serde_json::json;
-use tower_http::limit::RequestBodyLimitLayer;
 
 use super::proxy::{Upstream, UpstreamState, proxy};
-use crate::{oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine};
+use crate::{
+    oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine,
+    web::headers::SecurityHeaders,
+};
 
-pub fn router(
-    upstreams: &[Arc<Upstream>],
-    trust: &Arc<TrustEngine>,
-    provider: &Arc<ProviderClient>,
-    http: &reqwest::Client,
-    proto: &str,
-    gateway: Option<Arc<GatewaySettings>>,
-) -> Router {
+/// `GET /auth/upstreams`: the upstreams that name a UI page.
+pub fn listing(upstreams: &[Arc<Upstream>]) -> Router {
     let listed: Vec<serde_json::Value> = upstreams
         .iter()
         .filter_map(|u| {
@@ -29,14 +26,28 @@ pub fn router(
         })
         .collect();
     let listed = Arc::new(json!({ "upstreams": listed }));
-    let mut router = Router::new().route(
+    Router::new().route(
         "/auth/upstreams",
         get(move || {
             let listed = listed.clone();
             async move { Json((*listed).clone()) }
         }),
-    );
+    )
+}
+
+/// The proxy routes, one pair (the prefix and everything under it) per upstream.
+pub fn router(
+    upstreams: &[Arc<Upstream>],
+    trust: &Arc<TrustEngine>,
+    provider: &Arc<ProviderClient>,
+    http: &reqwest::Client,
+    proto: &str,
+    gateway: Option<Arc<GatewaySettings>>,
+    headers: SecurityHeaders,
+) -> Router {
+    let mut router = Router::new();
     let proto: Arc<str> = Arc::from(proto);
+    let headers = Arc::new(headers);
     for upstream in upstreams {
         let state = UpstreamState {
             upstream: upstream.clone(),
@@ -45,11 +56,11 @@ pub fn router(
             http: http.clone(),
             proto: proto.clone(),
             gateway: gateway.clone(),
+            headers: headers.clone(),
         };
         let one = Router::new()
             .route(&upstream.prefix, any(proxy))
             .route(&format!("{}{{*rest}}", upstream.prefix), any(proxy))
-            .layer(RequestBodyLimitLayer::new(upstream.max_body_bytes))
             .with_state(state);
         router = router.merge(one);
     }

@@ -3,7 +3,8 @@
 //! own small pages); anything else (JSON, the SPA's files) gets `default-src 'none';
 //! frame-ancestors 'none'`, the OWASP REST cheat sheet's policy for API answers: nothing a
 //! browser might render from it may load or frame anything, and the answer stays small.
-//! Set by [`super::shell::Shell`] on every answer.
+//! Set by [`super::shell::Shell`] on every answer of the bridge's own routes, by the upstream
+//! proxy on the answers it writes itself, and by the CORS gate on preflights.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
@@ -21,7 +22,7 @@ pub struct SecurityHeaders {
 
 impl SecurityHeaders {
     /// Sets the headers, replacing any a handler set.
-    pub(super) fn apply(&self, headers: &mut HeaderMap) {
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
         let html = headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));

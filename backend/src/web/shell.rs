@@ -118,8 +118,9 @@ where
 
 /// The request with its body limited to `limit` bytes, or `Err` when its `Content-Length`
 /// says it is larger (answered 413 before the body is read). A body known to be empty (a GET)
-/// is left as it is: nothing to limit, and no second boxing.
-fn limit_body(request: Request<Body>, limit: usize) -> Result<Request<Body>, ()> {
+/// is left as it is: nothing to limit, and no second boxing. Also the upstreams' limit
+/// (`max_body_bytes`), in their handler.
+pub(crate) fn limit_body(request: Request<Body>, limit: usize) -> Result<Request<Body>, ()> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -134,7 +135,8 @@ fn limit_body(request: Request<Body>, limit: usize) -> Result<Request<Body>, ()>
     Ok(request.map(|body| Body::new(http_body_util::Limited::new(body, limit))))
 }
 
-fn payload_too_large() -> Response<Body> {
+/// The answer to a body over the limit (the caller sets the security headers).
+pub(crate) fn payload_too_large() -> Response<Body> {
     let mut response = Response::new(Body::from("length limit exceeded"));
     *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
     response.headers_mut().insert(
