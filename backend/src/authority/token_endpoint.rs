@@ -296,3 +296,18 @@ fn key_set(key: &ServiceKey, alg: SigningAlg) -> Option<KeySet> {
         decoding,
     )]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assertion_without_jti_is_recorded_by_its_signed_part_whatever_its_signature() {
+        // Two signatures of one header and payload (an ECDSA twin, a second signing): one use.
+        assert_eq!(replay_id("h.p.sig1", None), replay_id("h.p.sig2", None));
+        assert_ne!(replay_id("h.p.sig1", None), replay_id("h.q.sig1", None));
+        assert!(replay_id("h.p.s", None).starts_with("sha256:"));
+        // A jti, when there is one, is what is recorded, as before.
+        assert_eq!(replay_id("h.p.s", Some("j-1")), "j-1");
+    }
+}

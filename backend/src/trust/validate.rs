@@ -961,6 +961,69 @@ mod tests {
     }
 
     #[test]
+    fn an_assertion_needs_its_user_as_a_string_sub_and_the_bridge_as_audience() {
+        let audiences = ["https://bridge", "https://bridge/oauth/token"];
+        let expect = Expectations {
+            issuer: "svc-1",
+            algorithms: &[Algorithm::ES256],
+            leeway_secs: 5,
+            kind: TokenKind::Assertion {
+                subject: "svc-1",
+                audiences: &audiences,
+            },
+            required_typ: None,
+            required_claims: &[],
+        };
+        let ok = json!({"iss": "svc-1", "sub": "svc-1", "aud": "https://bridge", "iat": NOW, "exp": NOW + 60});
+        assert!(check_claims(claims(ok.clone()), None, &expect, NOW).is_ok());
+        for (patch, want) in [
+            (json!({"sub": "svc-2"}), TokenError::WrongIssuer),
+            (json!({"sub": 1}), TokenError::InvalidClaim("sub")),
+            (json!({"iss": ["svc-1"]}), TokenError::InvalidClaim("iss")),
+            (json!({"aud": "https://other"}), TokenError::WrongAudience),
+            (json!({"aud": ["https://bridge", 1]}), TokenError::InvalidClaim("aud")),
+            (json!({"iat": "0"}), TokenError::InvalidClaim("iat")),
+            (json!({"jti": 7}), TokenError::InvalidClaim("jti")),
+            (json!({"jti": ""}), TokenError::InvalidClaim("jti")),
+        ] {
+            let mut c = ok.clone();
+            for (k, v) in patch.as_object().unwrap_or(&Map::new()) {
+                c[k] = v.clone();
+            }
+            assert_eq!(
+                check_claims(claims(c), None, &expect, NOW).err(),
+                Some(want),
+                "{patch}"
+            );
+        }
+        let mut no_iat = ok;
+        no_iat.as_object_mut().map(|c| c.remove("iat"));
+        assert_eq!(
+            check_claims(claims(no_iat), None, &expect, NOW).err(),
+            Some(TokenError::MissingClaim("iat"))
+        );
+    }
+
+    #[test]
+    fn the_kid_is_read_only_from_a_header_that_passes_the_header_rules() {
+        let token = |h: Value| format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(h.to_string()));
+        let es = &[Algorithm::ES256][..];
+        assert_eq!(
+            header_kid(&token(json!({"alg": "ES256", "kid": "k1"})), es),
+            Ok(Some("k1".into()))
+        );
+        assert_eq!(
+            header_kid(&token(json!({"alg": "ES256", "kid": "k1", "jku": "https://x"})), es),
+            Err(TokenError::ForbiddenHeader("jku"))
+        );
+        assert_eq!(
+            header_kid(&token(json!({"alg": "HS256", "kid": "k1"})), es),
+            Err(TokenError::AlgorithmNotAllowed("HS256".into()))
+        );
+        assert!(header_kid("a.b", es).is_err());
+    }
+
+    #[test]
     fn header_alg_none_and_embedded_keys_are_refused() {
         let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         for alg in ["none", "None", "NONE", "HS256"] {
