@@ -90,17 +90,29 @@ async fn every_malformed_request_gets_the_bridges_json_error_and_changes_nothing
         assert_bridge_error(r, StatusCode::PAYLOAD_TOO_LARGE, &format!("{path}: streamed too large")).await;
     }
 
-    // Query strings that do not parse, on the endpoints that read one.
+    // Query strings that do not parse, on the endpoints that read one: JSON where the bridge
+    // answers JSON, the sign-in failure page on the callbacks (the browser is navigating there,
+    // and every other refusal of theirs is that page).
     let client = browser();
     for url in [
         "/auth/login?prompt=none&prompt=login",
         "/auth/login?return_to=/a&return_to=/b",
+    ] {
+        let r = client.get(format!("{}{url}", app.address)).send().await.unwrap();
+        assert_bridge_error(r, StatusCode::BAD_REQUEST, url).await;
+    }
+    for url in [
         "/auth/callback?state=a&state=b&code=c",
         "/auth/jwt/callback?state=a&state=b",
         "/auth/jwt/callback?state=a&expires=soon",
     ] {
         let r = client.get(format!("{}{url}", app.address)).send().await.unwrap();
-        assert_bridge_error(r, StatusCode::BAD_REQUEST, url).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store", "{url}");
+        let content_type = r.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
+        assert!(content_type.starts_with("text/html"), "{url}: {content_type}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains("Sign-in failed"), "{url}: {page}");
     }
 
     // Nothing changed: alice is still signed in, and the logout token still works once.

@@ -77,6 +77,8 @@ pub async fn callback(
 ) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
+        // The browser is navigating: the page, as for every other refusal of this callback.
+        Err(AppError::BadRequest(why)) => return failure_page(StatusCode::BAD_REQUEST, &why),
         Err(e) => return e.into_response(),
     };
     let peer = peer_of(&extensions);
