@@ -14,8 +14,14 @@ use crate::support::*;
 /// What a malformed request must get: `status`, JSON, `no-store`, the error code.
 async fn assert_bridge_error(r: reqwest::Response, status: StatusCode, why: &str) {
     assert_eq!(r.status(), status, "{why}");
-    let content_type = r.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("application/json"), "{why}: {content_type}");
+    let content_type = r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{why}: {content_type}"
+    );
     assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store", "{why}");
     let text = r.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{why}: {text}"));
@@ -67,18 +73,33 @@ async fn every_malformed_request_gets_the_bridges_json_error_and_changes_nothing
     let form = "application/x-www-form-urlencoded";
     for (path, repeated) in &twice {
         let r = post(path, form, repeated.clone().into()).await.unwrap();
-        assert_bridge_error(r, StatusCode::BAD_REQUEST, &format!("{path}: a parameter twice")).await;
+        assert_bridge_error(
+            r,
+            StatusCode::BAD_REQUEST,
+            &format!("{path}: a parameter twice"),
+        )
+        .await;
 
         let as_json = json!({"logout_token": logout_token, "token": "a.b.c",
                              "grant_type": jwt_bearer, "username": "carol", "password": "x"});
         let r = post(path, "application/json", as_json.to_string().into())
             .await
             .unwrap();
-        assert_bridge_error(r, StatusCode::BAD_REQUEST, &format!("{path}: JSON, not a form")).await;
+        assert_bridge_error(
+            r,
+            StatusCode::BAD_REQUEST,
+            &format!("{path}: JSON, not a form"),
+        )
+        .await;
 
         let large = format!("{repeated}&pad={}", "a".repeat(70 * 1024));
         let r = post(path, form, large.clone().into()).await.unwrap();
-        assert_bridge_error(r, StatusCode::PAYLOAD_TOO_LARGE, &format!("{path}: declared too large")).await;
+        assert_bridge_error(
+            r,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{path}: declared too large"),
+        )
+        .await;
         // Without a length, the body is cut at the limit while the extractor reads it.
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> = large
             .into_bytes()
@@ -87,7 +108,12 @@ async fn every_malformed_request_gets_the_bridges_json_error_and_changes_nothing
             .collect();
         let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
         let r = post(path, form, streamed).await.unwrap();
-        assert_bridge_error(r, StatusCode::PAYLOAD_TOO_LARGE, &format!("{path}: streamed too large")).await;
+        assert_bridge_error(
+            r,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("{path}: streamed too large"),
+        )
+        .await;
     }
 
     // Query strings that do not parse, on the endpoints that read one: JSON where the bridge
@@ -98,7 +124,11 @@ async fn every_malformed_request_gets_the_bridges_json_error_and_changes_nothing
         "/auth/login?prompt=none&prompt=login",
         "/auth/login?return_to=/a&return_to=/b",
     ] {
-        let r = client.get(format!("{}{url}", app.address)).send().await.unwrap();
+        let r = client
+            .get(format!("{}{url}", app.address))
+            .send()
+            .await
+            .unwrap();
         assert_bridge_error(r, StatusCode::BAD_REQUEST, url).await;
     }
     for url in [
@@ -106,11 +136,21 @@ async fn every_malformed_request_gets_the_bridges_json_error_and_changes_nothing
         "/auth/jwt/callback?state=a&state=b",
         "/auth/jwt/callback?state=a&expires=soon",
     ] {
-        let r = client.get(format!("{}{url}", app.address)).send().await.unwrap();
+        let r = client
+            .get(format!("{}{url}", app.address))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{url}");
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store", "{url}");
-        let content_type = r.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
-        assert!(content_type.starts_with("text/html"), "{url}: {content_type}");
+        let content_type = r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{url}: {content_type}"
+        );
         let page = r.text().await.unwrap();
         assert!(page.contains("Sign-in failed"), "{url}: {page}");
     }

@@ -67,11 +67,18 @@ async fn zitadels_documented_pyjwt_client_without_jti_gets_one_token_per_asserti
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let assertion = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let payload = assertion.split('.').nth(1).unwrap();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-    assert!(claims.get("jti").is_none(), "the documented client sends no jti");
+    assert!(
+        claims.get("jti").is_none(),
+        "the documented client sends no jti"
+    );
 
     let first = grant_with_scope(&app, &assertion, "openid").await;
     assert_eq!(first.status(), StatusCode::OK);
@@ -79,7 +86,10 @@ async fn zitadels_documented_pyjwt_client_without_jti_gets_one_token_per_asserti
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(app.api_get("/api/me", Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.api_get("/api/me", Some(&token)).await.status(),
+        StatusCode::OK
+    );
 
     let again = grant_with_scope(&app, &assertion, "openid").await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
@@ -249,10 +259,18 @@ async fn every_malformed_shape_the_engine_refuses_at_the_api_the_token_endpoint_
         text: same,
     };
     let api = app
-        .api_get("/api/me", Some(&apply(&untouched, &api_header, &api_claims(), &issuer_key)))
+        .api_get(
+            "/api/me",
+            Some(&apply(&untouched, &api_header, &api_claims(), &issuer_key)),
+        )
         .await;
     assert_eq!(api.status(), StatusCode::OK);
-    let good = apply(&untouched, &grant_header, &good_claims(&app, &user), &user_key);
+    let good = apply(
+        &untouched,
+        &grant_header,
+        &good_claims(&app, &user),
+        &user_key,
+    );
     assert_eq!(grant(&app, &good).await.status(), StatusCode::OK);
 
     for shape in shapes() {
@@ -260,7 +278,10 @@ async fn every_malformed_shape_the_engine_refuses_at_the_api_the_token_endpoint_
         let token = apply(&shape, &api_header, &api_claims(), &issuer_key);
         let api = app.api_get("/api/me", Some(&token)).await;
         assert!(
-            matches!(api.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+            matches!(
+                api.status(),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            ),
             "/api accepted {why}: {}",
             api.status()
         );
@@ -268,7 +289,11 @@ async fn every_malformed_shape_the_engine_refuses_at_the_api_the_token_endpoint_
         let assertion = apply(&shape, &grant_header, &good_claims(&app, &user), &user_key);
         let r = grant(&app, &assertion).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "/oauth/token: {why}");
-        assert_eq!(r.json::<Value>().await.unwrap(), the_invalid_grant(), "{why}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            the_invalid_grant(),
+            "{why}"
+        );
     }
 }
 
@@ -282,10 +307,19 @@ async fn an_assertion_is_checked_with_the_algorithm_its_key_was_registered_for_a
         (&ps, Algorithm::PS256, Algorithm::RS256),
     ] {
         let sign = |alg| {
-            crate::authority::sign_assertion(user, alg, Some(&user.key_id), &good_claims(&app, user))
+            crate::authority::sign_assertion(
+                user,
+                alg,
+                Some(&user.key_id),
+                &good_claims(&app, user),
+            )
         };
         let r = grant(&app, &sign(wrong)).await;
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{wrong:?} by a {right:?} key");
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "{wrong:?} by a {right:?} key"
+        );
         assert_eq!(r.json::<Value>().await.unwrap(), the_invalid_grant());
         let r = grant(&app, &sign(right)).await;
         assert_eq!(r.status(), StatusCode::OK, "{right:?} by a {right:?} key");

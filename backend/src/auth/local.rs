@@ -48,8 +48,8 @@ use crate::{
         store::LocalUser,
     },
     clock::now,
-    extract::Form,
     error::{AppError, AppResult},
+    extract::Form,
     session::{
         index::IndexKey,
         typed::{EndReason, TypedSession},

@@ -38,9 +38,7 @@ use crate::{
     trust::{
         claims::Claims,
         jwks::{KeySet, VerificationKey},
-        validate::{
-            Expectations, Keys, TokenKind, header_kid, numeric_claim, validate_steps_for,
-        },
+        validate::{Expectations, Keys, TokenKind, header_kid, numeric_claim, validate_steps_for},
     },
 };
 

@@ -508,9 +508,7 @@ fn claim_checks(
             (
                 None,
                 TokenKind::Id { .. } | TokenKind::Logout { .. } | TokenKind::Assertion { .. },
-            ) => {
-                Err(TokenError::MissingClaim("iat"))
-            }
+            ) => Err(TokenError::MissingClaim("iat")),
             (None, TokenKind::Access { .. }) => Ok(text(&|| "absent".into())),
         }),
     ));
@@ -624,10 +622,9 @@ fn claim_checks(
             ));
         }
         TokenKind::Logout { client_id } => logout_checks(&mut checks, claims, aud, client_id),
-        TokenKind::Assertion {
-            subject,
-            audiences,
-        } => assertion_checks(&mut checks, claims, aud, subject, audiences),
+        TokenKind::Assertion { subject, audiences } => {
+            assertion_checks(&mut checks, claims, aud, subject, audiences)
+        }
     }
     checks
 }
@@ -981,7 +978,10 @@ mod tests {
             (json!({"sub": 1}), TokenError::InvalidClaim("sub")),
             (json!({"iss": ["svc-1"]}), TokenError::InvalidClaim("iss")),
             (json!({"aud": "https://other"}), TokenError::WrongAudience),
-            (json!({"aud": ["https://bridge", 1]}), TokenError::InvalidClaim("aud")),
+            (
+                json!({"aud": ["https://bridge", 1]}),
+                TokenError::InvalidClaim("aud"),
+            ),
             (json!({"iat": "0"}), TokenError::InvalidClaim("iat")),
             (json!({"jti": 7}), TokenError::InvalidClaim("jti")),
             (json!({"jti": ""}), TokenError::InvalidClaim("jti")),
@@ -1013,7 +1013,10 @@ mod tests {
             Ok(Some("k1".into()))
         );
         assert_eq!(
-            header_kid(&token(json!({"alg": "ES256", "kid": "k1", "jku": "https://x"})), es),
+            header_kid(
+                &token(json!({"alg": "ES256", "kid": "k1", "jku": "https://x"})),
+                es
+            ),
             Err(TokenError::ForbiddenHeader("jku"))
         );
         assert_eq!(

@@ -138,8 +138,10 @@ fn limit_body(request: Request<Body>, limit: usize) -> Result<Request<Body>, ()>
 /// too large while an extractor reads it (see [`crate::extract`]).
 fn payload_too_large(limit: usize) -> Response<Body> {
     use axum::response::IntoResponse;
-    crate::error::AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
-        .into_response()
+    crate::error::AppError::PayloadTooLarge(format!(
+        "the request body is larger than {limit} bytes"
+    ))
+    .into_response()
 }
 
 pin_project_lite::pin_project! {
