@@ -50,7 +50,7 @@ pub enum TokenKind<'a> {
     /// An RFC 7523 assertion a service user signed for the token endpoint: `iss` (the
     /// expected issuer) and `sub` are that user, `aud` contains one of `audiences` (the
     /// bridge's issuer or token endpoint), `iat` present, `jti` (optional) a string of 1 to
-    /// 256 characters. How far ahead `exp` and how old `iat` may be is the endpoint's rule.
+    /// 256 bytes. How far ahead `exp` and how old `iat` may be is the endpoint's rule.
     Assertion {
         subject: &'a str,
         audiences: &'a [&'a str],
@@ -661,7 +661,7 @@ fn assertion_checks(
         "jti",
         match claims.get("jti") {
             None => Ok("absent".into()),
-            Some(ClaimValue::Str(j)) if !j.is_empty() && j.chars().count() <= 256 => {
+            Some(ClaimValue::Str(j)) if !j.is_empty() && j.len() <= 256 => {
                 Ok("present".into())
             }
             Some(_) => Err(TokenError::InvalidClaim("jti")),
