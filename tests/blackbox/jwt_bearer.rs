@@ -325,3 +325,49 @@ async fn an_assertion_is_checked_with_the_algorithm_its_key_was_registered_for_a
         assert_eq!(r.status(), StatusCode::OK, "{right:?} by a {right:?} key");
     }
 }
+
+/// The other valid ECDSA signature of the same message: `(r, n - s)` for P-256's order `n`.
+fn ecdsa_twin(signature_b64: &str) -> String {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let mut sig = URL_SAFE_NO_PAD.decode(signature_b64).unwrap();
+    assert_eq!(sig.len(), 64);
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = d.rem_euclid(256) as u8;
+    }
+    URL_SAFE_NO_PAD.encode(sig)
+}
+
+/// Without `jti`, an assertion counts as used by its signed part: a copy with the other valid
+/// ECDSA signature of the same header and payload is the same assertion, not a new one.
+#[tokio::test]
+async fn an_assertion_without_jti_cannot_be_replayed_with_its_ecdsa_twin_signature() {
+    let app = spawn_app_with(options()).await;
+    let user = create_service_user(&app, "es-no-jti", &[]).await;
+    let mut claims = good_claims(&app, &user);
+    claims.as_object_mut().unwrap().remove("jti");
+    let assertion =
+        crate::authority::sign_assertion(&user, Algorithm::ES256, Some(&user.key_id), &claims);
+    let twin_of = |a: &str| {
+        let (message, signature) = a.rsplit_once('.').unwrap();
+        format!("{message}.{}", ecdsa_twin(signature))
+    };
+    let twin = twin_of(&assertion);
+    assert_ne!(twin, assertion);
+    // A twin verifies on its own (so the refusal below is the replay record's doing).
+    claims["exp"] = json!(claims["exp"].as_i64().unwrap() + 1);
+    let other =
+        crate::authority::sign_assertion(&user, Algorithm::ES256, Some(&user.key_id), &claims);
+    assert_eq!(grant(&app, &twin_of(&other)).await.status(), StatusCode::OK);
+
+    assert_eq!(grant(&app, &assertion).await.status(), StatusCode::OK);
+    let r = grant(&app, &twin).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap(), the_invalid_grant());
+}

@@ -661,9 +661,7 @@ fn assertion_checks(
         "jti",
         match claims.get("jti") {
             None => Ok("absent".into()),
-            Some(ClaimValue::Str(j)) if !j.is_empty() && j.len() <= 256 => {
-                Ok("present".into())
-            }
+            Some(ClaimValue::Str(j)) if !j.is_empty() && j.len() <= 256 => Ok("present".into()),
             Some(_) => Err(TokenError::InvalidClaim("jti")),
         },
     ));
