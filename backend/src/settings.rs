@@ -975,6 +975,16 @@ mod tests {
     }
 
     #[test]
+    fn the_logout_token_age_bound_is_five_minutes_unless_configured() {
+        assert_eq!(Settings::default().oidc.logout_token_max_age_secs, 300);
+        let configured = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string("[oidc]\nlogout_token_max_age_secs = 60\n"))
+            .extract::<Settings>()
+            .map(|s| s.oidc.logout_token_max_age_secs);
+        assert_eq!(configured.ok(), Some(60));
+    }
+
+    #[test]
     fn the_session_store_is_chosen_in_settings_and_an_unknown_one_is_refused() {
         let parse = |toml: &str| {
             Figment::from(Serialized::defaults(Settings::default()))
