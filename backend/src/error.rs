@@ -25,6 +25,9 @@ pub enum AppError {
     /// The request itself is malformed or refused (bad `return_to`, missing CSRF header...).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request body is larger than the bridge accepts (413 `invalid_request`).
+    #[error("request body too large: {0}")]
+    PayloadTooLarge(String),
     /// The identity provider cannot be used right now (discovery pending, provider down).
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
@@ -74,6 +77,29 @@ impl From<crate::trust::bearer::BearerError> for AppError {
     }
 }
 
+/// Every rejection of an axum extractor (see [`crate::extract`]): a body over the limit is
+/// 413, anything else the client sent wrong 400 `invalid_request`. axum's text says what did
+/// not parse (a parameter twice, a missing field, the content type); it never holds a value.
+fn rejected(status: StatusCode, text: String) -> AppError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(text)
+    } else {
+        AppError::BadRequest(text)
+    }
+}
+
+impl From<axum::extract::rejection::FormRejection> for AppError {
+    fn from(e: axum::extract::rejection::FormRejection) -> Self {
+        rejected(e.status(), e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for AppError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        rejected(e.status(), e.body_text())
+    }
+}
+
 /// Quotes a value for an RFC 6750 auth-param: no quotes, backslashes or control characters.
 fn auth_param(value: &str) -> String {
     value
@@ -108,6 +134,11 @@ impl IntoResponse for AppError {
             ),
             AppError::BadRequest(d) => (
                 StatusCode::BAD_REQUEST,
+                ApiError::new("invalid_request", d.as_str()),
+                None,
+            ),
+            AppError::PayloadTooLarge(d) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
                 ApiError::new("invalid_request", d.as_str()),
                 None,
             ),

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod demo_api;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod oidc;

@@ -283,6 +283,10 @@ pub struct OidcSettings {
     pub refresh_before_expiry_secs: u64,
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub leeway_secs: u64,
+    /// A back-channel logout token issued longer ago than this (plus `leeway_secs`) is
+    /// refused: the provider sends it when the session ends, so an old one is a replay whose
+    /// `jti` may have been forgotten.
+    pub logout_token_max_age_secs: u64,
     /// Upper bound of the back-off between discovery attempts at startup.
     pub discovery_max_backoff_secs: u64,
     /// Minimum time between two JWKS fetches caused by unknown `kid`s.
@@ -442,6 +446,7 @@ impl Default for Settings {
                 silent_sso_retry_secs: 300,
                 refresh_before_expiry_secs: 60,
                 leeway_secs: 30,
+                logout_token_max_age_secs: 300,
                 discovery_max_backoff_secs: 30,
                 jwks_refetch_cooldown_secs: 30,
                 http_timeout_secs: 10,
@@ -967,6 +972,16 @@ mod tests {
         s.session.store = StoreKind::Postgres;
         s.session.url = Secret::new("postgres://bridge@127.0.0.1/bridge");
         assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+    }
+
+    #[test]
+    fn the_logout_token_age_bound_is_five_minutes_unless_configured() {
+        assert_eq!(Settings::default().oidc.logout_token_max_age_secs, 300);
+        let configured = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string("[oidc]\nlogout_token_max_age_secs = 60\n"))
+            .extract::<Settings>()
+            .map(|s| s.oidc.logout_token_max_age_secs);
+        assert_eq!(configured.ok(), Some(60));
     }
 
     #[test]

@@ -284,7 +284,8 @@ async fn every_refused_assertion_answers_the_same_invalid_grant() {
             es(&with(json!({"iss": b.user_id, "sub": b.user_id}))),
         ),
         ("sub another user", es(&with(json!({"sub": b.user_id})))),
-        ("jti missing", es(&with(json!({"jti": null})))),
+        ("jti not a string", es(&with(json!({"jti": 7})))),
+        ("jti empty", es(&with(json!({"jti": ""})))),
         (
             "signed with another user's key",
             sign_assertion(&b, Algorithm::ES256, Some(&a.key_id), &with(json!({}))),

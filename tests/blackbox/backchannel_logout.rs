@@ -190,3 +190,33 @@ async fn signing_out_at_the_provider_ends_the_bridge_session_through_the_back_ch
         "bob stays"
     );
 }
+
+/// A logout token is sent when the session ends: one issued longer ago than
+/// `oidc.logout_token_max_age_secs` (300 s by default) plus the leeway (5 s here) is refused
+/// like a stale ID token, and ends nothing; one just within the bound is accepted.
+#[tokio::test]
+async fn a_logout_token_issued_longer_ago_than_the_bound_is_refused_and_ends_nothing() {
+    let app = spawn_app().await;
+    assert_eq!(app.settings.oidc.logout_token_max_age_secs, 300);
+    let alice = signed_in(&app, "alice", "wonderland").await;
+    let issued = |ago: i64| {
+        let mut c = logout_claims(&app);
+        c["iat"] = json!(now() - ago);
+        sign_as_idp(&c)
+    };
+
+    let r = post_logout(&app, &issued(300 + 5 + 10)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("iat"),
+        "{body}"
+    );
+    assert_eq!(app.session(&alice).await.status(), StatusCode::OK);
+
+    let r = post_logout(&app, &issued(300 - 10)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.session(&alice).await.status(), StatusCode::UNAUTHORIZED);
+}

@@ -5,9 +5,11 @@
 mod api_and_session;
 mod authority;
 mod backchannel_logout;
+mod bad_requests;
 mod browser;
 mod code_flow;
 mod gateway;
+mod jwt_bearer;
 mod local_accounts;
 mod metrics;
 mod privacyidea;

@@ -2,14 +2,15 @@
 //!
 //! The provider posts a logout token (a JWT it signed) server to server. It is checked like
 //! every token, by the trust engine with the provider's keys (`iss`, `aud` = this client,
-//! `iat`, `exp`, `jti`, the back-channel `events` member, `sid` and/or `sub`, no `nonce`), a
-//! `jti` is used once, and every bridge session the session index has for the token's `sid`
+//! `iat`, `exp`, `jti`, the back-channel `events` member, `sid` and/or `sub`, no `nonce`), an
+//! `iat` older than `oidc.logout_token_max_age_secs` (plus the leeway) is refused, a `jti` is
+//! used once, and every bridge session the session index has for the token's `sid`
 //! (or, without one, its `sub`) ends: its record is deleted, so each of its tabs is signed out
 //! at its next call. Answers: 200 when done, 400 `invalid_request` for a token that does not
 //! pass (and nothing ends), 503 when the store fails. Never cached.
 
 use axum::{
-    Form, Json,
+    Json,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use crate::{
     clock::now,
     error::AppError,
+    extract::Form,
     session::{index::IndexKey, seen::SeenError},
     state::AppState,
     trust::issuer::PROVIDER_ISSUER,
@@ -41,7 +43,15 @@ fn refuse(description: &str) -> Response {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn receive(State(state): State<AppState>, Form(form): Form<LogoutForm>) -> Response {
+pub async fn receive(
+    State(state): State<AppState>,
+    form: Result<Form<LogoutForm>, AppError>,
+) -> Response {
+    // A malformed form (`logout_token` twice, not a form, too large) gets the bridge's JSON.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => return e.into_response(),
+    };
     let Some(token) = form.logout_token.filter(|t| !t.is_empty()) else {
         return refuse("logout_token is missing");
     };
@@ -62,6 +72,19 @@ pub async fn receive(State(state): State<AppState>, Form(form): Form<LogoutForm>
         return refuse("logout token without jti or exp");
     };
     let leeway = i64::try_from(state.settings.oidc.leeway_secs).unwrap_or(0);
+    // The engine checked `iat` is a number and not in the future; an old one is refused, as
+    // the provider sends the token when the session ends (the `jti` record alone would let a
+    // token replayed after the record's end through).
+    let max_age = i64::try_from(state.settings.oidc.logout_token_max_age_secs).unwrap_or(0);
+    let issued = crate::trust::validate::numeric_claim(&claims, "iat")
+        .ok()
+        .flatten();
+    if issued.is_none_or(|iat| now() - iat > max_age.saturating_add(leeway)) {
+        tracing::warn!("back-channel logout token refused: issued too long ago");
+        return refuse(&format!(
+            "logout token issued more than {max_age} s ago (iat; leeway {leeway} s)"
+        ));
+    }
     match state
         .logout_jtis
         .first_use(&jti, exp.saturating_add(leeway), now())

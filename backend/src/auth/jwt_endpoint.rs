@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use axum::{
-    extract::{Query, State},
+    extract::State,
     http::{Extensions, HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
@@ -22,6 +22,7 @@ use super::{
 use crate::{
     clock::now,
     error::{AppError, AppResult},
+    extract::Query,
     session::{typed::TypedSession, user::PendingBinding},
     state::AppState,
 };
@@ -70,10 +71,16 @@ pub struct CallbackQuery {
 pub async fn callback(
     State(state): State<AppState>,
     session: TypedSession,
-    Query(q): Query<CallbackQuery>,
+    q: Result<Query<CallbackQuery>, AppError>,
     headers: HeaderMap,
     extensions: Extensions,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        // The browser is navigating: the page, as for every other refusal of this callback.
+        Err(AppError::BadRequest(why)) => return failure_page(StatusCode::BAD_REQUEST, &why),
+        Err(e) => return e.into_response(),
+    };
     let peer = peer_of(&extensions);
     match complete(&state, &session, q, &headers, peer).await {
         Ok(response) => response,

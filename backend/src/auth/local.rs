@@ -27,7 +27,7 @@ use std::{
 };
 
 use axum::{
-    Extension, Form,
+    Extension,
     extract::{ConnectInfo, FromRequest, Request, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -49,6 +49,7 @@ use crate::{
     },
     clock::now,
     error::{AppError, AppResult},
+    extract::Form,
     session::{
         index::IndexKey,
         typed::{EndReason, TypedSession},
@@ -345,7 +346,11 @@ pub async fn login(
         return_to,
     }) = Form::<Credentials>::from_request(request, &())
         .await
-        .map_err(|_| AppError::BadRequest("send the form fields username and password".into()))?;
+        .map_err(|e| match e {
+            // Too large stays 413; anything else says what the form must hold.
+            e @ AppError::PayloadTooLarge(_) => e,
+            _ => AppError::BadRequest("send the form fields username and password".into()),
+        })?;
     let return_to = return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
     let name = local_users::normalize_name(&username);
     if name.is_empty() || password.is_empty() {

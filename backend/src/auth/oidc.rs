@@ -4,7 +4,7 @@
 //! OIDC session alive.
 
 use axum::{
-    extract::{Query, RawQuery, State},
+    extract::{RawQuery, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
@@ -15,6 +15,7 @@ use super::{failure_page::failure_page, jwt_endpoint, opaque::random_token, retu
 use crate::{
     clock::now,
     error::{AppError, AppResult},
+    extract::Query,
     oidc::client::{AuthorizationRequest, Discovered, ProviderError, TokenResponse},
     session::{
         index::IndexKey,
@@ -83,8 +84,12 @@ pub struct LoginQuery {
 pub async fn login(
     State(state): State<AppState>,
     session: TypedSession,
-    Query(q): Query<LoginQuery>,
+    q: Result<Query<LoginQuery>, AppError>,
 ) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return e.into_response(),
+    };
     match start(state, session, q).await {
         Ok(response) => response,
         Err(e @ (AppError::StoreUnavailable(_) | AppError::Unavailable(_))) => {

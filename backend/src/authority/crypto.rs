@@ -58,15 +58,6 @@ impl SigningAlg {
             Self::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         }
     }
-
-    /// Algorithms a key of this kind may sign with: an RSA key serves RS256 and PS256.
-    pub fn family(self) -> &'static [SigningAlg] {
-        match self {
-            Self::ES256 => &[Self::ES256],
-            Self::RS256 | Self::PS256 => &[Self::RS256, Self::PS256],
-            Self::EdDSA => &[Self::EdDSA],
-        }
-    }
 }
 
 impl fmt::Display for SigningAlg {

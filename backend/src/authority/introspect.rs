@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::{
     Json,
-    body::Bytes,
     extract::{FromRef, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -21,6 +20,8 @@ use super::{
 };
 use crate::{
     clock::now,
+    error::AppError,
+    extract::Form,
     trust::{bearer::bearer_token, engine::TrustEngine},
 };
 
@@ -65,11 +66,17 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// The form of an introspection request (RFC 7662 section 2.1); a parameter twice is refused.
+#[derive(serde::Deserialize)]
+pub struct IntrospectForm {
+    token: Option<String>,
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn introspect(
     State(state): State<AuthorityState>,
     headers: HeaderMap,
-    body: Bytes,
+    form: Result<Form<IntrospectForm>, AppError>,
 ) -> Response {
     let Ok(caller) = bearer_token(&headers) else {
         return refuse(
@@ -97,11 +104,13 @@ pub async fn introspect(
             "introspection needs a service user with the introspect permission",
         );
     }
-    let Some(token) = url::form_urlencoded::parse(&body)
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-        .filter(|t| !t.is_empty())
-    else {
+    // Read after the caller is known: an unauthenticated caller learns nothing else. A
+    // malformed form gets the bridge's JSON (RFC 6749's `invalid_request` shape), `no-store`.
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(e) => return e.into_response(),
+    };
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
         return refuse(
             StatusCode::BAD_REQUEST,
             "invalid_request",

@@ -2,31 +2,45 @@
 //! (RFC 7523 section 2.1): a service user signs an assertion with its own key and gets an
 //! access token.
 //!
-//! Checks (RFC 7523 section 3): `kid` names a key of the user in `iss`; `iss` = `sub` = that
-//! user; `aud` is the bridge's issuer or token endpoint; `exp` required and at most an hour
-//! ahead; `iat` required, neither in the future nor older than an hour; `nbf`; the key's own
-//! algorithm family only (never HS* or `none`); `jti` required and never seen before within
-//! its lifetime. Every failure answers the same `invalid_grant`: which check failed goes to
-//! the log (never the assertion itself), not to the caller.
+//! Checks (RFC 7523 section 3), by the trust engine's rules for every JWT (header, claim
+//! types, time with the leeway; see [`crate::trust::validate`]) plus this endpoint's own:
+//! `kid` names a key of the user in `iss`; `iss` = `sub` = that user; `aud` is the bridge's
+//! issuer or token endpoint; `exp` required and at most an hour ahead; `iat` required, neither
+//! in the future nor older than an hour; `nbf`; the algorithm the key was registered for and
+//! no other (never HS* or `none`). An assertion is used once: its `jti` when it has one (RFC
+//! 7523 makes `jti` optional, and ZITADEL's documented client sends none), else the digest of
+//! its signed part, is recorded until its `exp`, in the store the replicas share. Every
+//! failure answers the same `invalid_grant`: which check failed goes to the log (never the
+//! assertion itself), not to the caller.
 
 use std::sync::Arc;
 
 use axum::{
     Json,
-    body::Bytes,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use jsonwebtoken::{DecodingKey, Validation};
-use serde_json::{Map, Value, json};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, jwk::KeyAlgorithm};
+use serde_json::{Value, json};
+use sha2::Digest;
 
 use super::{
     crypto::SigningAlg,
     keyring::Authority,
     store::{ServiceKey, ServiceUser},
 };
-use crate::clock::now;
+use crate::{
+    clock::now,
+    error::AppError,
+    extract::Form,
+    trust::{
+        claims::Claims,
+        jwks::{KeySet, VerificationKey},
+        validate::{Expectations, Keys, TokenKind, header_kid, numeric_claim, validate_steps_for},
+    },
+};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How far ahead `exp` may be, and how old `iat` may be.
@@ -62,27 +76,29 @@ fn invalid_grant(reason: &str) -> Response {
     )
 }
 
+/// The form of a token request (RFC 6749 section 4.1.3 and RFC 7523 section 2.1): a
+/// parameter given twice is refused by the extractor, as RFC 6749 section 3.2 asks.
+#[derive(serde::Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    assertion: Option<String>,
+    scope: Option<String>,
+}
+
 #[tracing::instrument(skip_all)]
-pub async fn token(State(authority): State<Arc<Authority>>, body: Bytes) -> Response {
-    let mut grant_type = None;
-    let mut assertion = None;
-    let mut scope = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        let slot = match k.as_ref() {
-            "grant_type" => &mut grant_type,
-            "assertion" => &mut assertion,
-            "scope" => &mut scope,
-            _ => continue,
-        };
-        if slot.is_some() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "a parameter is repeated",
-            );
-        }
-        *slot = Some(v.into_owned());
-    }
+pub async fn token(
+    State(authority): State<Arc<Authority>>,
+    form: Result<Form<TokenForm>, AppError>,
+) -> Response {
+    let TokenForm {
+        grant_type,
+        assertion,
+        scope,
+    } = match form {
+        Ok(Form(form)) => form,
+        // The bridge's JSON error, which is RFC 6749's `invalid_request` shape; `no-store`.
+        Err(e) => return e.into_response(),
+    };
     match grant_type.as_deref() {
         Some(JWT_BEARER) => {}
         Some(_) => {
@@ -122,10 +138,7 @@ pub async fn token(State(authority): State<Arc<Authority>>, body: Bytes) -> Resp
     let granted = grant_scope(scope.as_deref().unwrap_or(""), &user);
     match authority.mint_service(&user, &granted) {
         Ok(minted) => {
-            let jti = claims
-                .get("jti")
-                .and_then(|j| j.as_str())
-                .unwrap_or_default();
+            let jti = claims.str("jti").unwrap_or_default();
             tracing::info!(user = %user.id, %jti, "service-user token issued");
             let mut body = json!({
                 "access_token": minted.token,
@@ -170,18 +183,17 @@ fn refuse<T>(reason: impl Into<String>) -> Result<T, Refused> {
 async fn check_assertion(
     authority: &Authority,
     assertion: &str,
-) -> Result<(ServiceUser, Map<String, Value>), Refused> {
-    // The header is read before the signature is checked: only to pick the key, whose own
-    // algorithm family then decides what is allowed.
-    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
-        return refuse("not a JWS with a known algorithm (alg none is never accepted)");
-    };
-    let Some(kid) = header.kid.as_deref() else {
-        return refuse("no kid in the header");
+) -> Result<(ServiceUser, Claims), Refused> {
+    // The header passes the trust engine's header rules (no embedded or remote keys, no
+    // `crit`, `kid` a string, a supported asymmetric `alg`) before its `kid` picks the key.
+    let kid = match header_kid(assertion, &ASSERTION_ALGORITHMS) {
+        Ok(Some(kid)) => kid,
+        Ok(None) => return refuse("no kid in the header"),
+        Err(e) => return refuse(e.to_string()),
     };
     let found = authority
         .store
-        .key_with_user(kid)
+        .key_with_user(&kid)
         .await
         .map_err(|e| Refused::Store(e.to_string()))?;
     let Some((key, user)) = found else {
@@ -190,80 +202,110 @@ async fn check_assertion(
     let Some(key_alg) = SigningAlg::parse(&key.alg) else {
         return refuse("stored key of unknown algorithm");
     };
-    let Some(alg) = key_alg
-        .family()
-        .iter()
-        .find(|a| a.jwt() == header.alg)
-        .copied()
-    else {
-        return refuse(format!(
-            "algorithm {:?} does not fit the user's {key_alg} key",
-            header.alg
-        ));
+    let Some(keys) = key_set(&key, key_alg) else {
+        return refuse("stored public key unusable");
     };
-    let claims = verify_signature(authority, assertion, &key, &user, alg)?;
+    let audiences = [authority.issuer.as_str(), authority.token_endpoint.as_str()];
+    // The trust engine's rules, the same code as for every other token: the key's own
+    // algorithm only (an RSA key registered for RS256 checks no PS256 signature), claim types
+    // (`iss`, `sub` strings; `exp`, `nbf`, `iat` numbers; `aud` a string or strings), `exp`,
+    // `nbf` and `iat` with the leeway, `iss` = `sub` = the key's user, `aud` the bridge.
+    let expect = Expectations {
+        issuer: &user.id,
+        algorithms: &[key_alg.jwt()],
+        leeway_secs: u64::try_from(authority.leeway).unwrap_or(0),
+        kind: TokenKind::Assertion {
+            subject: &user.id,
+            audiences: &audiences,
+        },
+        required_typ: None,
+        required_claims: &[],
+    };
+    let claims = match validate_steps_for(assertion, Keys::Static(&keys), &expect, None).await {
+        Ok(valid) => valid.claims,
+        Err(e) => return refuse(e.to_string()),
+    };
     let now = now();
-    let int = |name: &str| claims.get(name).and_then(Value::as_i64);
-    let (Some(exp), Some(iat)) = (int("exp"), int("iat")) else {
+    let time = |name| numeric_claim(&claims, name).ok().flatten();
+    let (Some(exp), Some(iat)) = (time("exp"), time("iat")) else {
         return refuse("exp and iat are required");
     };
     let leeway = authority.leeway;
     if exp - now > MAX_ASSERTION_AGE_SECS {
         return refuse("exp is more than an hour ahead");
     }
-    if iat > now + leeway {
-        return refuse("iat is in the future");
-    }
     if now - iat > MAX_ASSERTION_AGE_SECS {
         return refuse("iat is more than an hour old");
     }
-    let Some(jti) = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-    else {
-        return refuse("jti is required (1-256 characters)");
-    };
+    let once = replay_id(assertion, claims.str("jti"));
     // Recorded only if the key is still the user's and the user still enabled: checked in
     // the same statement, so a `service-user disable` elsewhere counts from the next assertion.
     let first = authority
         .store
-        .first_use(&user.id, &key.key_id, jti, exp + leeway, now)
+        .first_use(&user.id, &key.key_id, &once, exp + leeway, now)
         .await
         .map_err(|e| Refused::Store(e.to_string()))?;
     if !first {
-        return refuse("jti replayed, or the user is disabled or expired, or the key was removed");
+        return refuse(
+            "assertion replayed, or the user is disabled or expired, or the key was removed",
+        );
     }
     Ok((user, claims))
 }
 
-/// Signature, `iss`, `sub`, `aud`, `exp`, `nbf` by `jsonwebtoken`, with the user's key.
-fn verify_signature(
-    authority: &Authority,
-    assertion: &str,
-    key: &ServiceKey,
-    user: &ServiceUser,
-    alg: SigningAlg,
-) -> Result<Map<String, Value>, Refused> {
-    let decoding = match alg {
-        SigningAlg::ES256 => DecodingKey::from_ec_pem(key.public_pem.as_bytes()),
-        SigningAlg::EdDSA => DecodingKey::from_ed_pem(key.public_pem.as_bytes()),
-        SigningAlg::RS256 | SigningAlg::PS256 => {
-            DecodingKey::from_rsa_pem(key.public_pem.as_bytes())
+/// Algorithms a service user's key can be registered for; which one a key allows is its own.
+const ASSERTION_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// What an assertion is recorded under until its `exp`, so it is used once: its `jti`, or,
+/// without one (ZITADEL's documented client sends none), the SHA-256 of the assertion's signed
+/// part, `header.payload`. The signature is left out: an ECDSA signature `(r, s)` has a twin
+/// `(r, n - s)` that verifies as well, so a copy with the twin would otherwise count as new.
+/// Both live in the user's own namespace (the store keys records by user), so a `jti` that
+/// happens to look like a digest can only ever collide with the same user's assertions.
+fn replay_id(assertion: &str, jti: Option<&str>) -> String {
+    match jti {
+        Some(jti) => jti.to_owned(),
+        None => {
+            let signed = assertion.rsplit_once('.').map_or(assertion, |(m, _)| m);
+            let digest = sha2::Sha256::digest(signed.as_bytes());
+            format!("sha256:{}", URL_SAFE_NO_PAD.encode(digest))
         }
+    }
+}
+
+/// The one key an assertion may verify with: the user's key, pinned to its own algorithm.
+fn key_set(key: &ServiceKey, alg: SigningAlg) -> Option<KeySet> {
+    let pem = key.public_pem.as_bytes();
+    let (decoding, pinned) = match alg {
+        SigningAlg::ES256 => (DecodingKey::from_ec_pem(pem), KeyAlgorithm::ES256),
+        SigningAlg::EdDSA => (DecodingKey::from_ed_pem(pem), KeyAlgorithm::EdDSA),
+        SigningAlg::RS256 => (DecodingKey::from_rsa_pem(pem), KeyAlgorithm::RS256),
+        SigningAlg::PS256 => (DecodingKey::from_rsa_pem(pem), KeyAlgorithm::PS256),
     };
-    let Ok(decoding) = decoding else {
-        return refuse("stored public key unusable");
-    };
-    let mut validation = Validation::new(alg.jwt());
-    validation.leeway = authority.leeway as u64;
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    validation.set_issuer(&[&user.id]);
-    validation.sub = Some(user.id.clone());
-    validation.set_audience(&[&authority.issuer, &authority.token_endpoint]);
-    match jsonwebtoken::decode::<Map<String, Value>>(assertion, &decoding, &validation) {
-        Ok(data) => Ok(data.claims),
-        Err(e) => refuse(format!("{:?}", e.kind())),
+    let decoding = decoding.ok()?;
+    Some(KeySet::from_keys(vec![VerificationKey::new(
+        Some(key.key_id.clone()),
+        Some(pinned),
+        decoding,
+    )]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assertion_without_jti_is_recorded_by_its_signed_part_whatever_its_signature() {
+        // Two signatures of one header and payload (an ECDSA twin, a second signing): one use.
+        assert_eq!(replay_id("h.p.sig1", None), replay_id("h.p.sig2", None));
+        assert_ne!(replay_id("h.p.sig1", None), replay_id("h.q.sig1", None));
+        assert!(replay_id("h.p.s", None).starts_with("sha256:"));
+        // A jti, when there is one, is what is recorded, as before.
+        assert_eq!(replay_id("h.p.s", Some("j-1")), "j-1");
     }
 }

@@ -103,10 +103,14 @@ where
     S: Send + Sync,
     SessionIndexHandle: FromRef<S>,
 {
-    type Rejection = <Session as FromRequestParts<S>>::Rejection;
+    /// The bridge's JSON error like every extractor's (tower-sessions answers plain text). It
+    /// only fails when the session layer is missing: a bug of the bridge, so a 500.
+    type Rejection = crate::error::AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let session = Session::from_request_parts(parts, state).await?;
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|(_, why)| crate::error::AppError::internal(why))?;
         let SessionIndexHandle(index, limits) = SessionIndexHandle::from_ref(state);
         Ok(Self {
             session,

@@ -47,6 +47,14 @@ pub enum TokenKind<'a> {
     /// and `jti` present, `events` holds the back-channel-logout member, `sid` and/or `sub`
     /// present, and never a `nonce` (so an ID token cannot pass for one).
     Logout { client_id: &'a str },
+    /// An RFC 7523 assertion a service user signed for the token endpoint: `iss` (the
+    /// expected issuer) and `sub` are that user, `aud` contains one of `audiences` (the
+    /// bridge's issuer or token endpoint), `iat` present, `jti` (optional) a string of 1 to
+    /// 256 bytes. How far ahead `exp` and how old `iat` may be is the endpoint's rule.
+    Assertion {
+        subject: &'a str,
+        audiences: &'a [&'a str],
+    },
 }
 
 /// The member of `events` that makes a JWT a back-channel logout token.
@@ -139,6 +147,22 @@ impl TokenError {
             TokenError::NotALogoutToken(_) => "logout_token",
         }
     }
+}
+
+/// The `kid` of a token whose size, structure and header pass every rule of
+/// [`validate_steps_for`] with one of `algorithms`: read before the key is known, where the key
+/// is picked by `kid` from more than one issuer's keys (the token endpoint's service users),
+/// so that a header the engine refuses never gets as far as a key lookup.
+pub fn header_kid(token: &str, algorithms: &[Algorithm]) -> Result<Option<String>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let header_b64 = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(_), Some(_), None) => h,
+        _ => return Err(TokenError::Malformed("a JWT has three dot-separated parts")),
+    };
+    check_header(header_b64, algorithms).map(|(_, kid, _)| kid)
 }
 
 /// Parses and checks the JOSE header; returns `(alg, kid, typ)`.
@@ -244,7 +268,9 @@ fn check_header_slow(
     Ok((alg, kid, typ))
 }
 
-fn numeric_claim(claims: &Claims, name: &'static str) -> Result<Option<i64>, TokenError> {
+/// A numeric claim (`exp`, `nbf`, `iat`): absent, or a JSON number (a fraction is cut to
+/// whole seconds); anything else is [`TokenError::InvalidClaim`].
+pub fn numeric_claim(claims: &Claims, name: &'static str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(ClaimValue::Number(n)) => n
@@ -479,9 +505,10 @@ fn claim_checks(
         iat.clone().and_then(|iat| match (iat, &expect.kind) {
             (Some(iat), _) if iat > now.saturating_add(leeway) => Err(TokenError::IssuedInFuture),
             (Some(iat), _) => Ok(text(&|| format!("issued {} s ago", now - iat))),
-            (None, TokenKind::Id { .. } | TokenKind::Logout { .. }) => {
-                Err(TokenError::MissingClaim("iat"))
-            }
+            (
+                None,
+                TokenKind::Id { .. } | TokenKind::Logout { .. } | TokenKind::Assertion { .. },
+            ) => Err(TokenError::MissingClaim("iat")),
             (None, TokenKind::Access { .. }) => Ok(text(&|| "absent".into())),
         }),
     ));
@@ -595,8 +622,49 @@ fn claim_checks(
             ));
         }
         TokenKind::Logout { client_id } => logout_checks(&mut checks, claims, aud, client_id),
+        TokenKind::Assertion { subject, audiences } => {
+            assertion_checks(&mut checks, claims, aud, subject, audiences)
+        }
     }
     checks
+}
+
+/// The claims of RFC 7523 section 3 besides time and issuer.
+fn assertion_checks(
+    checks: &mut Vec<ClaimCheck>,
+    claims: &Claims,
+    aud: Result<Vec<&str>, TokenError>,
+    subject: &str,
+    audiences: &[&str],
+) {
+    checks.push((
+        "aud",
+        aud.and_then(|aud| {
+            if aud.iter().any(|a| audiences.contains(a)) {
+                Ok(format!("{aud:?}"))
+            } else {
+                Err(TokenError::WrongAudience)
+            }
+        }),
+    ));
+    checks.push((
+        "sub",
+        match claims.get("sub") {
+            Some(ClaimValue::Str(s)) if s == subject => Ok(s.to_string()),
+            // RFC 7523 section 3: the subject of a client's own assertion is the client.
+            Some(ClaimValue::Str(_)) => Err(TokenError::WrongIssuer),
+            Some(_) => Err(TokenError::InvalidClaim("sub")),
+            None => Err(TokenError::MissingClaim("sub")),
+        },
+    ));
+    checks.push((
+        "jti",
+        match claims.get("jti") {
+            None => Ok("absent".into()),
+            Some(ClaimValue::Str(j)) if !j.is_empty() && j.len() <= 256 => Ok("present".into()),
+            Some(_) => Err(TokenError::InvalidClaim("jti")),
+        },
+    ));
 }
 
 /// The claims of OIDC Back-Channel Logout 1.0, section 2.4.
@@ -885,6 +953,75 @@ mod tests {
             check_claims(claims(without), Some("at+jwt"), &expect, NOW).err(),
             Some(TokenError::MissingRequiredClaim("email".into()))
         );
+    }
+
+    #[test]
+    fn an_assertion_needs_its_user_as_a_string_sub_and_the_bridge_as_audience() {
+        let audiences = ["https://bridge", "https://bridge/oauth/token"];
+        let expect = Expectations {
+            issuer: "svc-1",
+            algorithms: &[Algorithm::ES256],
+            leeway_secs: 5,
+            kind: TokenKind::Assertion {
+                subject: "svc-1",
+                audiences: &audiences,
+            },
+            required_typ: None,
+            required_claims: &[],
+        };
+        let ok = json!({"iss": "svc-1", "sub": "svc-1", "aud": "https://bridge", "iat": NOW, "exp": NOW + 60});
+        assert!(check_claims(claims(ok.clone()), None, &expect, NOW).is_ok());
+        for (patch, want) in [
+            (json!({"sub": "svc-2"}), TokenError::WrongIssuer),
+            (json!({"sub": 1}), TokenError::InvalidClaim("sub")),
+            (json!({"iss": ["svc-1"]}), TokenError::InvalidClaim("iss")),
+            (json!({"aud": "https://other"}), TokenError::WrongAudience),
+            (
+                json!({"aud": ["https://bridge", 1]}),
+                TokenError::InvalidClaim("aud"),
+            ),
+            (json!({"iat": "0"}), TokenError::InvalidClaim("iat")),
+            (json!({"jti": 7}), TokenError::InvalidClaim("jti")),
+            (json!({"jti": ""}), TokenError::InvalidClaim("jti")),
+        ] {
+            let mut c = ok.clone();
+            for (k, v) in patch.as_object().unwrap_or(&Map::new()) {
+                c[k] = v.clone();
+            }
+            assert_eq!(
+                check_claims(claims(c), None, &expect, NOW).err(),
+                Some(want),
+                "{patch}"
+            );
+        }
+        let mut no_iat = ok;
+        no_iat.as_object_mut().map(|c| c.remove("iat"));
+        assert_eq!(
+            check_claims(claims(no_iat), None, &expect, NOW).err(),
+            Some(TokenError::MissingClaim("iat"))
+        );
+    }
+
+    #[test]
+    fn the_kid_is_read_only_from_a_header_that_passes_the_header_rules() {
+        let token = |h: Value| format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(h.to_string()));
+        let es = &[Algorithm::ES256][..];
+        assert_eq!(
+            header_kid(&token(json!({"alg": "ES256", "kid": "k1"})), es),
+            Ok(Some("k1".into()))
+        );
+        assert_eq!(
+            header_kid(
+                &token(json!({"alg": "ES256", "kid": "k1", "jku": "https://x"})),
+                es
+            ),
+            Err(TokenError::ForbiddenHeader("jku"))
+        );
+        assert_eq!(
+            header_kid(&token(json!({"alg": "HS256", "kid": "k1"})), es),
+            Err(TokenError::AlgorithmNotAllowed("HS256".into()))
+        );
+        assert!(header_kid("a.b", es).is_err());
     }
 
     #[test]

@@ -187,7 +187,7 @@ pub async fn proxy(State(state): State<UpstreamState>, request: Request) -> Resp
             Ok(proxied) => return proxied,
             Err(e) => e.into_response(),
         },
-        Err(()) => payload_too_large(),
+        Err(()) => payload_too_large(state.upstream.max_body_bytes),
     };
     state.headers.apply(own.headers_mut());
     own

@@ -21,7 +21,7 @@ use std::{
 use axum::{
     body::{Body, HttpBody as _},
     extract::ConnectInfo,
-    http::{HeaderValue, Request, Response, StatusCode, header},
+    http::{Request, Response, header},
     serve::IncomingStream,
 };
 use tokio::net::TcpListener;
@@ -135,15 +135,14 @@ pub(crate) fn limit_body(request: Request<Body>, limit: usize) -> Result<Request
     Ok(request.map(|body| Body::new(http_body_util::Limited::new(body, limit))))
 }
 
-/// The answer to a body over the limit (the caller sets the security headers).
-pub(crate) fn payload_too_large() -> Response<Body> {
-    let mut response = Response::new(Body::from("length limit exceeded"));
-    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// The bridge's JSON error (413 `invalid_request`, `no-store`), like a body that turns out
+/// too large while an extractor reads it (see [`crate::extract`]).
+pub(crate) fn payload_too_large(limit: usize) -> Response<Body> {
+    use axum::response::IntoResponse;
+    crate::error::AppError::PayloadTooLarge(format!(
+        "the request body is larger than {limit} bytes"
+    ))
+    .into_response()
 }
 
 pin_project_lite::pin_project! {
@@ -173,7 +172,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = match this.state.project() {
-            StateProj::TooLarge => payload_too_large(),
+            StateProj::TooLarge => payload_too_large(this.parts.body_limit.unwrap_or_default()),
             StateProj::Inner { future } => match std::task::ready!(future.poll(cx)) {
                 Ok(response) => response,
                 Err(never) => match never {},
