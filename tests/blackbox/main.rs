@@ -8,6 +8,7 @@ mod backchannel_logout;
 mod browser;
 mod code_flow;
 mod gateway;
+mod key_creation;
 mod local_accounts;
 mod metrics;
 mod privacyidea;

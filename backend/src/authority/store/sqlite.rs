@@ -3,8 +3,8 @@
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
-use super::{Result, ServiceKey, ServiceUser, StoredKey, list, text};
-use crate::authority::replay::ReplayLog;
+use super::{REPAIRED_KEY_PUBLISH_SECS, Result, ServiceKey, ServiceUser, StoredKey, list, text};
+use crate::{authority::replay::ReplayLog, clock::now};
 
 #[derive(Clone)]
 pub(super) struct SqliteTables {
@@ -58,11 +58,42 @@ impl SqliteTables {
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
+        Self::one_current_key_per_algorithm(&pool).await?;
         Ok(Self {
             replays: ReplayLog::start(pool.clone()),
             pool,
             readers,
         })
+    }
+
+    /// At most one current key per algorithm, enforced by a unique index. A file written
+    /// before the index existed may hold several (replicas that started together each made
+    /// one): all but the newest (the one the bridge signed with) are retired first, in the same
+    /// transaction, and stay published until every token they signed has expired.
+    async fn one_current_key_per_algorithm(pool: &SqlitePool) -> Result<()> {
+        let mut tx = pool.begin().await?;
+        let now = now();
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?, publish_until = ?
+             WHERE retired_at IS NULL AND EXISTS (
+                SELECT 1 FROM signing_keys newer
+                WHERE newer.alg = signing_keys.alg AND newer.retired_at IS NULL
+                  AND (newer.created_at > signing_keys.created_at
+                       OR (newer.created_at = signing_keys.created_at
+                           AND newer.kid > signing_keys.kid)))",
+        )
+        .bind(now)
+        .bind(now + REPAIRED_KEY_PUBLISH_SECS)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "CREATE UNIQUE INDEX IF NOT EXISTS signing_keys_one_current
+             ON signing_keys (alg) WHERE retired_at IS NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- signing keys ----
@@ -85,20 +116,19 @@ impl SqliteTables {
         Ok(rows.iter().map(Self::key_row).collect())
     }
 
-    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
-        sqlx::query(
+    pub(super) async fn create_first_key(&self, key: &StoredKey) -> Result<bool> {
+        // The unique index on current keys makes a second current key of `alg` a conflict.
+        let done = sqlx::query(
             "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
         )
         .bind(&key.kid)
         .bind(&key.alg)
         .bind(&key.sealed_private)
         .bind(key.created_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn rotate(
