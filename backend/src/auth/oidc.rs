@@ -344,8 +344,10 @@ pub enum SignInError {
     #[error("ID token rejected: {0}")]
     IdToken(TokenError),
     #[error(
-        "access token rejected: {0}. The access token must be a JWT for the configured \
-         oidc.api_audience (Keycloak: add an audience mapper to the client)"
+        "access token rejected: {0}. The provider must issue JWT access tokens (not opaque \
+         ones) carrying oidc.api_audience in aud: set the client's access token format to JWT \
+         at the provider and give it that audience (Keycloak: an audience mapper; \
+         LemonLDAP::NG: the relying party's JWT access tokens and additional audiences)"
     )]
     AccessToken(Rejection),
     #[error("the refreshed ID token is for another user")]
@@ -399,7 +401,13 @@ pub async fn session_user_from_tokens(
         (Some(id_token), _) => {
             let id = state
                 .trust
-                .verify_id_token(id_token, PROVIDER_ISSUER, &settings.oidc.client_id, nonce)
+                .verify_id_token(
+                    id_token,
+                    PROVIDER_ISSUER,
+                    &settings.oidc.client_id,
+                    &settings.oidc.trusted_id_token_audiences(),
+                    nonce,
+                )
                 .await
                 .map_err(SignInError::IdToken)?;
             if previous_user.is_some() && id.subject() != previous_user {
