@@ -85,8 +85,10 @@ async fn sign_ins_succeed_when_the_provider_resets_connections_that_sat_idle() {
         statuses.iter().all(|s| s.is_redirection()),
         "every sign-in succeeds: {statuses:?}"
     );
+    // A reset connection leaves the pool; the next call opens a new one, which the pause
+    // after it makes idle again: every other sign-in meets a reset.
     assert!(
-        app.idp.stat("idle_connection_resets").await >= 3,
+        app.idp.stat("idle_connection_resets").await >= 2,
         "the provider did reset connections: {}",
         app.idp.stats().await
     );

@@ -559,6 +559,17 @@ async fn do_refresh_uncounted(
 mod tests {
     use serde_json::json;
 
+    /// An opaque access token's refusal names the provider setting in general terms.
+    #[test]
+    fn the_hint_for_an_opaque_access_token_asks_for_jwt_access_tokens() {
+        let refusal = super::SignInError::AccessToken(crate::trust::engine::Rejection::Invalid(
+            crate::trust::validate::TokenError::Malformed("a JWT has three dot-separated parts"),
+        ))
+        .to_string();
+        assert!(refusal.contains("JWT access tokens (not opaque ones)"), "{refusal}");
+        assert!(refusal.contains("oidc.api_audience"), "{refusal}");
+    }
+
     use super::beyond_need;
     use crate::settings::Settings;
     use crate::trust::claims::Claims;

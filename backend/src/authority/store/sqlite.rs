@@ -380,3 +380,80 @@ impl SqliteTables {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    fn key(kid: &str, alg: &str, created_at: i64) -> StoredKey {
+        StoredKey {
+            kid: kid.into(),
+            alg: alg.into(),
+            sealed_private: vec![1, 2, 3],
+            created_at,
+            retired_at: None,
+            publish_until: None,
+        }
+    }
+
+    /// A file from before the one-current-key rule, where two bridges each made an ES256 key:
+    /// opened now, the newer stays current, the older is retired but published for a day and
+    /// an hour, and no second current key can be made.
+    #[tokio::test]
+    async fn a_store_with_two_current_keys_of_one_algorithm_keeps_the_newest() {
+        let Ok(pool) = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+        else {
+            panic!("sqlite");
+        };
+        let Ok(_) = sqlx::query(
+            "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL,
+             sealed_private BLOB NOT NULL, created_at INTEGER NOT NULL, retired_at INTEGER,
+             publish_until INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        else {
+            panic!("old table");
+        };
+        for (kid, created_at) in [("es-a", 10), ("es-b", 10), ("es-old", 5)] {
+            let Ok(_) = sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, sealed_private, created_at) \
+                 VALUES (?, 'ES256', x'00', ?)",
+            )
+            .bind(kid)
+            .bind(created_at)
+            .execute(&pool)
+            .await
+            else {
+                panic!("old key");
+            };
+        }
+        let Ok(tables) = SqliteTables::new(pool.clone(), pool.clone()).await else {
+            panic!("open");
+        };
+        let Ok(keys) = tables.signing_keys().await else {
+            panic!("read");
+        };
+        let current: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid.as_str())
+            .collect();
+        assert_eq!(current, ["es-b"]);
+        for retired in keys.iter().filter(|k| k.retired_at.is_some()) {
+            let (Some(at), Some(until)) = (retired.retired_at, retired.publish_until) else {
+                panic!("{} retired without a publication end", retired.kid);
+            };
+            assert_eq!(until - at, REPAIRED_KEY_PUBLISH_SECS);
+        }
+        assert!(matches!(tables.create_first_key(&key("es-c", "ES256", 20)).await, Ok(false)));
+        assert!(matches!(tables.create_first_key(&key("rs-a", "RS256", 20)).await, Ok(true)));
+        // A rotation still works under the rule.
+        assert!(matches!(tables.rotate(&key("es-d", "ES256", 30), 30, 99).await, Ok(1)));
+    }
+}
