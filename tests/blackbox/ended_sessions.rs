@@ -103,6 +103,12 @@ async fn a_cookie_of_an_ended_session_is_counted_not_logged_as_suspicious() {
         StatusCode::UNAUTHORIZED
     );
 
+    let text = log.text();
+    assert!(
+        text.contains("malformed session id"),
+        "the log is captured: {text}"
+    );
+    assert!(!text.contains("record not found"), "{text}");
     let after = scrape(metrics_port).await;
     let name = "login_bridge_ended_session_cookies_total";
     // Other tests' bridges share the process's recorder: at least this test's three.
@@ -110,11 +116,5 @@ async fn a_cookie_of_an_ended_session_is_counted_not_logged_as_suspicious() {
         value(&after, name, &[]) - value(&before, name, &[]) >= 3.0,
         "{name} did not count the ended sessions:\n{after}"
     );
-    let text = log.text();
-    assert!(
-        text.contains("malformed session id"),
-        "the log is captured: {text}"
-    );
-    assert!(!text.contains("record not found"), "{text}");
     server.abort();
 }

@@ -87,6 +87,7 @@ async fn signed_token(address: &str, key: &crate::authority::KeyFile) -> String 
 }
 
 async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String)>) {
+
     let dir = tempfile::tempdir().unwrap();
     let kek = dir.path().join("kek");
     login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
@@ -115,6 +116,14 @@ async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String
         })
         .collect();
     let [listener_a, listener_b] = listeners;
+    // The store's tables are made first, as by an earlier start that stopped before its keys,
+    // or by an upgrade: PostgreSQL's migrations hold a lock, so bridges starting on a new
+    // database would reach their keys one after another. Now the three race for them.
+    let backend = login_bridge::session::store::SessionBackend::open(&settings[0].session)
+        .await
+        .unwrap();
+    backend.authority_store().await.unwrap();
+    drop(backend);
 
     // All three open the empty store at once.
     let (a, b, listed) = tokio::join!(
@@ -189,18 +198,18 @@ async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bridges_and_the_cli_starting_together_on_empty_sqlite_make_one_key_per_algorithm() {
     two_bridges_and_the_cli_start_together(None).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bridges_and_the_cli_starting_together_on_empty_redis_make_one_key_per_algorithm() {
     let server = RedisServer::start().await;
     two_bridges_and_the_cli_start_together(Some((StoreKind::Redis, server.url()))).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bridges_and_the_cli_starting_together_on_empty_postgres_make_one_key_per_algorithm() {
     let server = PostgresServer::start().await;
     two_bridges_and_the_cli_start_together(Some((StoreKind::Postgres, server.url()))).await;
