@@ -104,12 +104,23 @@ mod tests {
 
     #[test]
     fn a_cookie_of_an_ended_session_is_not_logged_as_suspicious() {
-        for directives in [None, Some("info"), Some("debug"), Some("warn,login_bridge=debug")] {
+        for directives in [
+            None,
+            Some("info"),
+            Some("debug"),
+            Some("warn,login_bridge=debug"),
+        ] {
             let text = filtered(directives);
             assert!(!text.contains("record not found"), "{directives:?}: {text}");
             assert!(text.contains("store failed"), "{directives:?}: {text}");
-            assert!(text.contains("malformed session id"), "{directives:?}: {text}");
-            assert!(text.contains("the provider does not answer"), "{directives:?}: {text}");
+            assert!(
+                text.contains("malformed session id"),
+                "{directives:?}: {text}"
+            );
+            assert!(
+                text.contains("the provider does not answer"),
+                "{directives:?}: {text}"
+            );
         }
         // An operator who names tower-sessions decides.
         let text = filtered(Some("info,tower_sessions_core=warn"));

@@ -95,7 +95,10 @@ async fn a_cookie_of_an_ended_session_is_counted_not_logged_as_suspicious() {
     // ended looks like to the bridge. Three requests with it, all anonymous.
     let ended = "AAAAAAAAAAAAAAAAAAAAAA";
     for _ in 0..3 {
-        assert_eq!(session_with(&address, ended).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            session_with(&address, ended).await,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // A cookie that is no session id at all still is worth a warning.
     assert_eq!(

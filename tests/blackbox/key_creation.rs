@@ -87,7 +87,6 @@ async fn signed_token(address: &str, key: &crate::authority::KeyFile) -> String 
 }
 
 async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String)>) {
-
     let dir = tempfile::tempdir().unwrap();
     let kek = dir.path().join("kek");
     login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
@@ -146,16 +145,17 @@ async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String
     let current = current_kids(&list);
     let algs: Vec<&str> = current.iter().map(|(alg, _)| alg.as_str()).collect();
     assert_eq!(algs.len(), 2, "one current key per algorithm:\n{list}");
-    assert!(
-        algs.contains(&"ES256") && algs.contains(&"RS256"),
-        "{list}"
-    );
+    assert!(algs.contains(&"ES256") && algs.contains(&"RS256"), "{list}");
     let es256 = current
         .iter()
         .find(|(alg, _)| alg == "ES256")
         .map(|(_, kid)| kid.clone())
         .unwrap();
-    assert_eq!(current_kids(&listed), current, "the first `keys list` saw the same keys");
+    assert_eq!(
+        current_kids(&listed),
+        current,
+        "the first `keys list` saw the same keys"
+    );
 
     // `keys export` prints what both bridges publish ...
     let exported: Value =

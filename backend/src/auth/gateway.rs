@@ -125,7 +125,9 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
             TokenError::Expired => "expired",
             TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
             TokenError::UntrustedIssuer | TokenError::WrongIssuer => "untrusted_issuer",
-            TokenError::WrongAudience { .. } | TokenError::WrongAuthorizedParty(_) => "wrong_audience",
+            TokenError::WrongAudience { .. } | TokenError::WrongAuthorizedParty(_) => {
+                "wrong_audience"
+            }
             TokenError::BadSignature | TokenError::UnknownKey => "bad_signature",
             TokenError::MissingClaim(_)
             | TokenError::InvalidClaim(_)

@@ -566,7 +566,10 @@ mod tests {
             crate::trust::validate::TokenError::Malformed("a JWT has three dot-separated parts"),
         ))
         .to_string();
-        assert!(refusal.contains("JWT access tokens (not opaque ones)"), "{refusal}");
+        assert!(
+            refusal.contains("JWT access tokens (not opaque ones)"),
+            "{refusal}"
+        );
         assert!(refusal.contains("oidc.api_audience"), "{refusal}");
     }
 

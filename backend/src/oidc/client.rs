@@ -399,7 +399,10 @@ mod tests {
         let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
             panic!("bind");
         };
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let answered = Arc::new(AtomicUsize::new(0));
         let count = answered.clone();
         tokio::spawn(async move {

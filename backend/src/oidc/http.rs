@@ -156,7 +156,10 @@ mod tests {
         let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
             panic!("bind");
         };
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let connections = Arc::new(AtomicUsize::new(0));
         let counted = connections.clone();
         tokio::spawn(async move {
@@ -208,6 +211,9 @@ mod tests {
             panic!("client");
         };
         let refused = http.get(&format!("http://127.0.0.1:{port}/"), None).await;
-        assert!(refused.as_ref().is_err_and(|e| !connection_lost(e)), "{refused:?}");
+        assert!(
+            refused.as_ref().is_err_and(|e| !connection_lost(e)),
+            "{refused:?}"
+        );
     }
 }

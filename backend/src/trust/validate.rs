@@ -100,7 +100,10 @@ pub enum TokenError {
     /// `found`: the token's audiences (not secret: they name services, not the user), cut to
     /// a few short ones; `expected`: what would have been accepted, in words.
     #[error("audience does not match: the token is for {found:?}, expected {expected}")]
-    WrongAudience { found: Vec<String>, expected: String },
+    WrongAudience {
+        found: Vec<String>,
+        expected: String,
+    },
     #[error("authorized party (azp) is not this client: {0}")]
     WrongAuthorizedParty(String),
     #[error("token type is not accepted here")]
@@ -272,7 +275,7 @@ fn check_header_slow(
         .parse::<Algorithm>()
         .ok()
         .filter(|a| allowed.contains(a))
-        .ok_or_else(|| not_allowed(&alg_name, allowed))?;
+        .ok_or_else(|| not_allowed(alg_name, allowed))?;
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(k)) => Some(k.clone()),
@@ -613,11 +616,9 @@ fn claim_checks(
             checks.push((
                 "azp",
                 match claims.get("azp") {
-                    Some(azp) if azp.as_str() != Some(*client_id) => {
-                        Err(TokenError::WrongAuthorizedParty(format!(
-                            "expected {client_id:?}"
-                        )))
-                    }
+                    Some(azp) if azp.as_str() != Some(*client_id) => Err(
+                        TokenError::WrongAuthorizedParty(format!("expected {client_id:?}")),
+                    ),
                     // OIDC Core §3.1.3.7, step 4: with several audiences the client must be
                     // named as the party the token was issued to.
                     None if several => Err(TokenError::WrongAuthorizedParty(format!(
@@ -955,7 +956,10 @@ mod tests {
         for alg in ["none", "None", "NONE", "HS256"] {
             assert_eq!(
                 check_header(&enc(json!({"alg": alg})), &[Algorithm::RS256]).err(),
-                Some(TokenError::AlgorithmNotAllowed(alg.into(), vec!["RS256".into()]))
+                Some(TokenError::AlgorithmNotAllowed(
+                    alg.into(),
+                    vec!["RS256".into()]
+                ))
             );
         }
         assert_eq!(
@@ -992,8 +996,10 @@ mod tests {
             Some("algorithm \"HS256\" is not allowed for this issuer (allowed: RS256, ES256)")
         );
         let aud = api();
-        let c = claims(json!({"iss": ISS, "aud": ["account", "other"], "sub": "alice-secret-id",
-                              "exp": NOW + 60}));
+        let c = claims(
+            json!({"iss": ISS, "aud": ["account", "other"], "sub": "alice-secret-id",
+                              "exp": NOW + 60}),
+        );
         let message = check_claims(c, None, &access(&aud), NOW)
             .err()
             .map(|e| e.to_string())
@@ -1004,7 +1010,9 @@ mod tests {
         );
         assert!(!message.contains("alice"), "{message}");
         // Many long audiences are cut short.
-        let many: Vec<String> = (0..50).map(|i| format!("{i}-{}", "x".repeat(500))).collect();
+        let many: Vec<String> = (0..50)
+            .map(|i| format!("{i}-{}", "x".repeat(500)))
+            .collect();
         let c = claims(json!({"iss": ISS, "aud": many, "exp": NOW + 60}));
         let message = check_claims(c, None, &access(&aud), NOW)
             .err()
@@ -1044,7 +1052,10 @@ mod tests {
             check_claims(token(aud, azp), None, &id_token(&trusted), NOW).err()
         };
         assert_eq!(check(json!(["ui", "my-api"]), Some("ui")), None);
-        assert_eq!(check(json!(["my-api", "ui", "other-app"]), Some("ui")), None);
+        assert_eq!(
+            check(json!(["my-api", "ui", "other-app"]), Some("ui")),
+            None
+        );
         assert_eq!(check(json!("ui"), None), None);
         assert_eq!(check(json!(["ui"]), None), None);
         // Several audiences without azp, or with azp naming another client.

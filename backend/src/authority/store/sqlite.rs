@@ -451,9 +451,18 @@ mod tests {
             };
             assert_eq!(until - at, REPAIRED_KEY_PUBLISH_SECS);
         }
-        assert!(matches!(tables.create_first_key(&key("es-c", "ES256", 20)).await, Ok(false)));
-        assert!(matches!(tables.create_first_key(&key("rs-a", "RS256", 20)).await, Ok(true)));
+        assert!(matches!(
+            tables.create_first_key(&key("es-c", "ES256", 20)).await,
+            Ok(false)
+        ));
+        assert!(matches!(
+            tables.create_first_key(&key("rs-a", "RS256", 20)).await,
+            Ok(true)
+        ));
         // A rotation still works under the rule.
-        assert!(matches!(tables.rotate(&key("es-d", "ES256", 30), 30, 99).await, Ok(1)));
+        assert!(matches!(
+            tables.rotate(&key("es-d", "ES256", 30), 30, 99).await,
+            Ok(1)
+        ));
     }
 }
