@@ -595,14 +595,13 @@ pub async fn verify_token(config: Config, token: &str) -> anyhow::Result<(String
     let Config {
         settings, issuers, ..
     } = config;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(settings.oidc.http_timeout_secs.min(5)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    let http = crate::oidc::http::ProviderHttp::new(Duration::from_secs(
+        settings.oidc.http_timeout_secs.min(5),
+    ))?;
     let engine = Arc::new(TrustEngine::new(
         issuers,
         settings.route_policies.clone(),
-        &http,
+        http.client(),
     ));
     let provider = ProviderClient::new(Arc::new(settings), http, engine.clone());
     let mut out = String::new();

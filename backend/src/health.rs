@@ -5,29 +5,43 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use crate::{oidc::client::ProviderClient, session::store::StoreProbe};
+use crate::{
+    authority::keyring::Authority, oidc::client::ProviderClient, session::store::StoreProbe,
+};
 
 /// The process is up and serving.
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when OIDC discovery has succeeded and the session store answers; else 503 with the
-/// reason. Bearer calls to `/api` need neither and keep working while this says 503: a load
+/// Ready when OIDC discovery has succeeded, the session store answers and (with
+/// `[authority]`) the bridge's signing keys are loaded; else 503 with the reason. Bearer calls to `/api` need neither and keep working while this says 503: a load
 /// balancer should stop sending sign-ins here, not API calls.
 pub async fn readyz(
     State(provider): State<Arc<ProviderClient>>,
     State(store): State<StoreProbe>,
+    State(authority): State<Option<Arc<Authority>>>,
 ) -> impl IntoResponse {
     let provider = match provider.ready() {
         Some(_) => Ok(()),
         None => Err(provider.not_ready_reason()),
     };
     let store = store.check().await;
-    match (provider, store) {
-        (Ok(()), Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        (provider, store) => {
-            let reasons: Vec<String> = [provider.err(), store.err()]
+    let keys = match authority.map(|a| a.missing_keys()) {
+        Some(missing) if !missing.is_empty() => Err(format!(
+            "no current signing key for {}",
+            missing
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => Ok(()),
+    };
+    match (provider, store, keys) {
+        (Ok(()), Ok(()), Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        (provider, store, keys) => {
+            let reasons: Vec<String> = [provider.err(), store.err(), keys.err()]
                 .into_iter()
                 .flatten()
                 .collect();

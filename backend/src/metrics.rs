@@ -40,6 +40,9 @@ pub const SESSIONS_CREATED: &str = "login_bridge_sessions_created_total";
 /// Signed-in sessions that ended, by reason.
 pub const SESSIONS_ENDED: &str = "login_bridge_sessions_ended_total";
 pub const LOCAL_SIGN_INS: &str = "login_bridge_local_sign_ins_total";
+/// Requests that carried the cookie of a session that has ended (logout, back-channel
+/// logout, idle or absolute timeout): an ordinary event, counted rather than logged.
+pub const ENDED_SESSION_COOKIES: &str = "login_bridge_ended_session_cookies_total";
 
 /// Buckets of [`HTTP_REQUEST_DURATION`]: from a cached-token API call (well under a
 /// millisecond) to a slow upstream.
@@ -122,6 +125,10 @@ fn describe() {
     describe_counter!(
         LOCAL_SIGN_INS,
         "Local-account sign-in attempts, by outcome (signed_in, failed, limited)"
+    );
+    describe_counter!(
+        ENDED_SESSION_COOKIES,
+        "Requests with the cookie of a session that has ended (logout, timeout)"
     );
 }
 
@@ -227,6 +234,11 @@ pub fn session_ended(reason: &'static str) {
 /// `limited` (refused by the attempt limits before any password was checked).
 pub fn local_sign_in(outcome: &'static str) {
     ::metrics::counter!(LOCAL_SIGN_INS, "outcome" => outcome).increment(1);
+}
+
+/// A request carried the cookie of a session the store no longer holds.
+pub fn ended_session_cookie() {
+    ::metrics::counter!(ENDED_SESSION_COOKIES).increment(1);
 }
 
 /// What a request was for: a small fixed set, never the path itself.

@@ -270,6 +270,11 @@ pub struct OidcSettings {
     /// Scopes besides `scopes` the access token may carry and still be handed to the SPA.
     #[serde(default)]
     pub extra_token_scopes: Vec<String>,
+    /// Audiences besides `client_id` an ID token may carry (OIDC Core §3.1.3.7): some
+    /// providers put a client's additional audiences (LemonLDAP::NG) into its ID tokens too.
+    /// `api_audience` is always trusted. With more than one audience, `azp` must be the client.
+    #[serde(default)]
+    pub trusted_id_token_audiences: Vec<String>,
     /// Where the provider sends the browser after end-session. Default:
     /// `<public_url>/login?signed_out=1`.
     #[serde(default)]
@@ -293,6 +298,17 @@ pub struct OidcSettings {
     pub jwks_refetch_cooldown_secs: u64,
     /// Timeout of every request to the provider.
     pub http_timeout_secs: u64,
+}
+
+impl OidcSettings {
+    /// The audiences an ID token may carry besides the client: `api_audience` and
+    /// `trusted_id_token_audiences`.
+    pub fn trusted_id_token_audiences(&self) -> Vec<String> {
+        std::iter::once(&self.api_audience)
+            .chain(&self.trusted_id_token_audiences)
+            .cloned()
+            .collect()
+    }
 }
 
 fn default_absolute_timeout() -> i64 {
@@ -441,6 +457,7 @@ impl Default for Settings {
                 api_audience: String::new(),
                 extra_token_audiences: Vec::new(),
                 extra_token_scopes: Vec::new(),
+                trusted_id_token_audiences: Vec::new(),
                 post_logout_redirect_uri: None,
                 silent_sso: true,
                 silent_sso_retry_secs: 300,

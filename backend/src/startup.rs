@@ -24,8 +24,9 @@ use crate::{
     demo_api::{self, ApiCallLog},
     health,
     metrics::{self, RequestMetrics},
-    oidc::client::ProviderClient,
+    oidc::{client::ProviderClient, http::ProviderHttp},
     session::{
+        ended::CountEndedSessions,
         store::SessionBackend,
         typed::{SessionIndexHandle, SessionLimits},
     },
@@ -92,16 +93,14 @@ impl Application {
                  gateway header; make sure only the gateway can reach it"
             );
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.oidc.http_timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
+        // Also the key-set client of every `[[issuers]]` entry: idle connections are dropped
+        // before a common keep-alive timeout ends (see `oidc::http`).
+        let http = ProviderHttp::new(Duration::from_secs(settings.oidc.http_timeout_secs))
             .context("cannot build the HTTP client")?;
         let trust = Arc::new(TrustEngine::new(
             issuers,
             settings.route_policies.clone(),
-            &http,
+            http.client(),
         ));
         trust.spawn_jwks_refresh();
         let provider = Arc::new(ProviderClient::new(settings.clone(), http, trust.clone()));
@@ -265,7 +264,7 @@ fn router<S: SessionStore + Clone>(
     } else {
         "lb_session"
     };
-    let sessions = SessionManagerLayer::new(store)
+    let sessions = SessionManagerLayer::new(CountEndedSessions(store))
         .with_name(cookie_name)
         .with_secure(settings.is_https())
         .with_http_only(true)

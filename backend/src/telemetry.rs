@@ -1,5 +1,9 @@
 //! Logging setup. Handlers touching tokens are `#[instrument(skip_all)]`, so tokens never
 //! reach a log line, in either format.
+//!
+//! One library line is kept out: tower-sessions' "possibly suspicious activity: record not
+//! found in store" WARN for every request with the cookie of an ended session (logout, back-
+//! channel logout, timeout), an ordinary event that `crate::session::ended` counts instead.
 
 use tracing::Dispatch;
 use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, util::SubscriberInitExt};
@@ -8,8 +12,27 @@ use crate::settings::LogFormat;
 
 /// Logs to stderr in `format`; level from `RUST_LOG` (default `info`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = subscriber(format, filter, std::io::stderr).try_init();
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let _ = subscriber(format, filter(directives.as_deref()), std::io::stderr).try_init();
+}
+
+/// Where tower-sessions logs a session cookie without a stored session (at WARN), and its
+/// other notes on loading (errors stay, at ERROR).
+const SESSION_LOAD_TARGET: &str = "tower_sessions_core::session";
+
+/// The filter of `directives` (`RUST_LOG`'s syntax; `info` when absent or invalid), with
+/// [`SESSION_LOAD_TARGET`] at `error` unless the directives name tower-sessions themselves.
+pub fn filter(directives: Option<&str>) -> EnvFilter {
+    let base = directives
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    if directives.is_some_and(|d| d.contains("tower_sessions")) {
+        return base;
+    }
+    match format!("{SESSION_LOAD_TARGET}=error").parse() {
+        Ok(quiet) => base.add_directive(quiet),
+        Err(_) => base,
+    }
 }
 
 /// The subscriber of [`init`], writing to `writer` (tests give it a buffer).
@@ -56,6 +79,52 @@ mod tests {
         fn make_writer(&'w self) -> Buffer {
             self.clone()
         }
+    }
+
+    /// The lines `filter(directives)` lets through of tower-sessions' notes on a cookie of an
+    /// ended session and on a malformed one, and of the bridge's own warnings.
+    fn filtered(directives: Option<&str>) -> String {
+        let buffer = Buffer::default();
+        let dispatch = subscriber(LogFormat::Text, filter(directives), buffer.clone());
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::warn!(
+                target: "tower_sessions_core::session",
+                "possibly suspicious activity: record not found in store"
+            );
+            tracing::error!(target: "tower_sessions_core::session", "store failed");
+            tracing::warn!(
+                target: "tower_sessions::service",
+                "possibly suspicious activity: malformed session id"
+            );
+            tracing::warn!("the provider does not answer");
+        });
+        let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn a_cookie_of_an_ended_session_is_not_logged_as_suspicious() {
+        for directives in [
+            None,
+            Some("info"),
+            Some("debug"),
+            Some("warn,login_bridge=debug"),
+        ] {
+            let text = filtered(directives);
+            assert!(!text.contains("record not found"), "{directives:?}: {text}");
+            assert!(text.contains("store failed"), "{directives:?}: {text}");
+            assert!(
+                text.contains("malformed session id"),
+                "{directives:?}: {text}"
+            );
+            assert!(
+                text.contains("the provider does not answer"),
+                "{directives:?}: {text}"
+            );
+        }
+        // An operator who names tower-sessions decides.
+        let text = filtered(Some("info,tower_sessions_core=warn"));
+        assert!(text.contains("record not found"), "{text}");
     }
 
     fn logged(format: LogFormat) -> String {

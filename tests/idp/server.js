@@ -8,7 +8,8 @@
 // Everything else goes to stderr. See README.md in this folder.
 
 import {
-  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, verify as cryptoVerify,
+  createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign,
+  verify as cryptoVerify,
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -44,6 +45,13 @@ const USAGE = `usage: node server.js [options]
   --bench-client-jwks FILE         also register client bench-client (client_credentials with
                                    private_key_jwt, public keys from this JWKS file), for
                                    bench/token-endpoint.sh; its access tokens are ES256 JWTs
+  --id-token-audience AUD          repeatable: an audience added to every ID token of the token
+                                   endpoint besides the client, with azp set to the client (as
+                                   LemonLDAP::NG does with a client's "additional audiences")
+  --reset-idle-connections-ms MS   a request of login-bridge (by its User-Agent) that arrives on
+                                   a kept-alive connection idle for MS ms or more is answered by
+                                   a reset, as when a server closes an idle connection just as
+                                   it is reused (counted in /test/stats idle_connection_resets)
   --exit-on-stdin-close            exit when stdin reaches EOF
   --help                           show this text`;
 
@@ -62,6 +70,8 @@ function parseArgs(argv) {
     signingKey: resolve(HERE, '../fixtures/idp-signing-key.pem'),
     exitOnStdinClose: false,
     benchClientJwks: undefined,
+    idTokenAudiences: [],
+    resetIdleConnectionsMs: undefined,
   };
   const valued = {
     '--host': (v) => { opts.host = v; },
@@ -76,6 +86,8 @@ function parseArgs(argv) {
     '--refresh-token-ttl': (v) => { opts.refreshTokenTtl = intArg('--refresh-token-ttl', v, 1, 86400 * 365); },
     '--signing-key': (v) => { opts.signingKey = resolve(v); },
     '--bench-client-jwks': (v) => { opts.benchClientJwks = resolve(v); },
+    '--id-token-audience': (v) => { opts.idTokenAudiences.push(v); },
+    '--reset-idle-connections-ms': (v) => { opts.resetIdleConnectionsMs = intArg('--reset-idle-connections-ms', v, 1, 3600 * 1000); },
   };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
@@ -177,10 +189,10 @@ function loadSigningJwk(path) {
   const kid = createHash('sha256')
     .update(JSON.stringify({ e: jwk.e, kty: 'RSA', n: jwk.n }))
     .digest('base64url');
-  return { jwk: { ...jwk, kid, alg: 'RS256', use: 'sig' }, publicKey: createPublicKey(key) };
+  return { jwk: { ...jwk, kid, alg: 'RS256', use: 'sig' }, publicKey: createPublicKey(key), privateKey: key };
 }
 
-const { jwk: signingJwk, publicKey } = loadSigningJwk(opts.signingKey);
+const { jwk: signingJwk, publicKey, privateKey } = loadSigningJwk(opts.signingKey);
 
 // ---------------------------------------------------------------- bench client (optional)
 
@@ -338,6 +350,7 @@ const stats = {
   token_requests: { authorization_code: 0, refresh_token: 0 },
   end_session_requests: 0,
   backchannel_logouts: { sent: 0, failed: 0 },
+  idle_connection_resets: 0,
 };
 
 // ---------------------------------------------------------------- provider
@@ -695,9 +708,43 @@ provider.use(async (ctx, next) => {
   }
 });
 
+// --id-token-audience: the ID token of a token response, with the extra audiences and azp,
+// signed again with the provider's key (oidc-provider always makes aud the client alone).
+if (opts.idTokenAudiences.length) {
+  provider.use(async (ctx, next) => {
+    await next();
+    const idToken = ctx.path === '/token' && ctx.status === 200 ? ctx.body?.id_token : undefined;
+    if (typeof idToken !== 'string') return;
+    const [h, p] = idToken.split('.');
+    const payload = JSON.parse(Buffer.from(p, 'base64url'));
+    payload.aud = [payload.aud, ...opts.idTokenAudiences];
+    payload.azp = opts.clientId;
+    const input = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+    const signature = cryptoSign('sha256', Buffer.from(input), privateKey).toString('base64url');
+    ctx.body = { ...ctx.body, id_token: `${input}.${signature}` };
+  });
+}
+
 // ---------------------------------------------------------------- run
 
-SERVER.on('request', provider.callback());
+const handle = provider.callback();
+if (opts.resetIdleConnectionsMs === undefined) {
+  SERVER.on('request', handle);
+} else {
+  // When each connection last finished an answer, to tell how long it has been idle.
+  const idleSince = new WeakMap();
+  SERVER.on('request', (req, res) => {
+    const since = idleSince.get(req.socket);
+    const ours = String(req.headers['user-agent'] || '').startsWith('login-bridge/');
+    if (ours && since !== undefined && Date.now() - since >= opts.resetIdleConnectionsMs) {
+      stats.idle_connection_resets += 1;
+      req.socket.resetAndDestroy();
+      return;
+    }
+    res.on('finish', () => idleSince.set(req.socket, Date.now()));
+    handle(req, res);
+  });
+}
 
 let stopping = false;
 function shutdown(code = 0) {

@@ -294,5 +294,6 @@ test('login form, code flow with PKCE, refresh, silent auth, logout', async () =
     end_session_requests: 1,
     // The session's end was posted to the client's back-channel URI (no bridge listens there).
     backchannel_logouts: { sent: 0, failed: 1 },
+    idle_connection_resets: 0, // --reset-idle-connections-ms is off
   });
 });

@@ -138,7 +138,9 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
             TokenError::Expired => "expired",
             TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
             TokenError::UntrustedIssuer | TokenError::WrongIssuer => "untrusted_issuer",
-            TokenError::WrongAudience | TokenError::WrongAuthorizedParty => "wrong_audience",
+            TokenError::WrongAudience { .. } | TokenError::WrongAuthorizedParty(_) => {
+                "wrong_audience"
+            }
             TokenError::BadSignature | TokenError::UnknownKey => "bad_signature",
             TokenError::MissingClaim(_)
             | TokenError::InvalidClaim(_)
@@ -148,7 +150,7 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
             | TokenError::NotALogoutToken(_) => "invalid",
             TokenError::TooLarge
             | TokenError::Malformed(_)
-            | TokenError::AlgorithmNotAllowed(_)
+            | TokenError::AlgorithmNotAllowed(..)
             | TokenError::ForbiddenHeader(_) => return None,
         },
     })

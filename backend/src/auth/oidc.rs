@@ -349,8 +349,10 @@ pub enum SignInError {
     #[error("ID token rejected: {0}")]
     IdToken(TokenError),
     #[error(
-        "access token rejected: {0}. The access token must be a JWT for the configured \
-         oidc.api_audience (Keycloak: add an audience mapper to the client)"
+        "access token rejected: {0}. The provider must issue JWT access tokens (not opaque \
+         ones) carrying oidc.api_audience in aud: set the client's access token format to JWT \
+         at the provider and give it that audience (Keycloak: an audience mapper; \
+         LemonLDAP::NG: the relying party's JWT access tokens and additional audiences)"
     )]
     AccessToken(Rejection),
     #[error("the refreshed ID token is for another user")]
@@ -404,7 +406,13 @@ pub async fn session_user_from_tokens(
         (Some(id_token), _) => {
             let id = state
                 .trust
-                .verify_id_token(id_token, PROVIDER_ISSUER, &settings.oidc.client_id, nonce)
+                .verify_id_token(
+                    id_token,
+                    PROVIDER_ISSUER,
+                    &settings.oidc.client_id,
+                    &settings.oidc.trusted_id_token_audiences(),
+                    nonce,
+                )
                 .await
                 .map_err(SignInError::IdToken)?;
             if previous_user.is_some() && id.subject() != previous_user {
@@ -555,6 +563,20 @@ async fn do_refresh_uncounted(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    /// An opaque access token's refusal names the provider setting in general terms.
+    #[test]
+    fn the_hint_for_an_opaque_access_token_asks_for_jwt_access_tokens() {
+        let refusal = super::SignInError::AccessToken(crate::trust::engine::Rejection::Invalid(
+            crate::trust::validate::TokenError::Malformed("a JWT has three dot-separated parts"),
+        ))
+        .to_string();
+        assert!(
+            refusal.contains("JWT access tokens (not opaque ones)"),
+            "{refusal}"
+        );
+        assert!(refusal.contains("oidc.api_audience"), "{refusal}");
+    }
 
     use super::beyond_need;
     use crate::settings::Settings;

@@ -173,19 +173,33 @@ impl Authority {
             retire_after: longest + settings.leeway_secs as i64,
         };
         authority.reload().await?;
-        let missing: Vec<SigningAlg> = authority
-            .needed
-            .iter()
-            .copied()
-            .filter(|a| authority.ring().current(*a).is_none())
-            .collect();
-        for alg in missing {
+        for alg in authority.missing_keys() {
             let key = authority.new_key(alg)?;
-            authority.store.insert_signing_key(&key).await?;
-            tracing::info!(kid = %key.kid, %alg, "created a signing key");
+            // Another replica or CLI run starting at the same moment may have created one
+            // since the read above: the store keeps the first and the reload below reads it,
+            // so every bridge signs with the key `keys export` prints.
+            if authority.store.create_first_key(&key).await? {
+                tracing::info!(kid = %key.kid, %alg, "created a signing key");
+            } else {
+                tracing::info!(%alg, "another bridge created the current signing key first; using it");
+            }
         }
         authority.reload().await?;
+        if let Some(alg) = authority.missing_keys().first() {
+            return Err(AuthorityError::NoKey(*alg));
+        }
         Ok(authority)
+    }
+
+    /// Algorithms in use that have no current key in memory (none once [`Self::open`]
+    /// returned; `/readyz` checks it).
+    pub fn missing_keys(&self) -> Vec<SigningAlg> {
+        let ring = self.ring();
+        self.needed
+            .iter()
+            .copied()
+            .filter(|a| ring.current(*a).is_none())
+            .collect()
     }
 
     /// The keys now.

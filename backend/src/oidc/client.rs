@@ -19,7 +19,10 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::discovery::{DiscoveryError, ProviderMetadata, fetch_metadata};
+use super::{
+    discovery::{DiscoveryError, ProviderMetadata, fetch_metadata},
+    http::ProviderHttp,
+};
 use crate::{
     settings::Settings,
     trust::{engine::TrustEngine, issuer::TrustedIssuer, jwks::JwksCache},
@@ -126,7 +129,7 @@ pub struct AuthorizationRequest<'a> {
 /// The configured provider and, once discovery succeeded, its metadata and keys.
 pub struct ProviderClient {
     settings: Arc<Settings>,
-    http: reqwest::Client,
+    http: ProviderHttp,
     trust: Arc<TrustEngine>,
     discovered: RwLock<Option<Arc<Discovered>>>,
     last_error: RwLock<String>,
@@ -135,13 +138,14 @@ pub struct ProviderClient {
     probe: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
-/// A reachability probe is reused this long, so a burst of sign-ins costs one request.
+/// A successful reachability probe is reused this long, so a burst of sign-ins costs one
+/// request.
 const PROBE_REUSE: Duration = Duration::from_secs(5);
 /// A probe that takes longer than this counts as "not reachable".
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ProviderClient {
-    pub fn new(settings: Arc<Settings>, http: reqwest::Client, trust: Arc<TrustEngine>) -> Self {
+    pub fn new(settings: Arc<Settings>, http: ProviderHttp, trust: Arc<TrustEngine>) -> Self {
         Self {
             settings,
             http,
@@ -153,13 +157,18 @@ impl ProviderClient {
         }
     }
 
-    /// Whether the provider answers now (its discovery document, within 2 s; one probe per 5 s
-    /// however many ask). A sign-in is not sent to a provider that is down: the browser would
-    /// land on a connection error at the provider's host instead of a readable page here.
+    /// Whether the provider answers now (its discovery document, within 2 s). A sign-in is not
+    /// sent to a provider that is down: the browser would land on a connection error at the
+    /// provider's host instead of a readable page here.
+    ///
+    /// A success is reused for 5 s, however many ask. A failure is reused only by callers
+    /// that waited for that very probe: the next sign-in asks again, so one failed probe does
+    /// not refuse sign-ins for seconds when the provider answers the next request.
     pub async fn reachable(&self) -> bool {
+        let asked = std::time::Instant::now();
         let mut last = self.probe.lock().await;
         if let Some((at, ok)) = *last
-            && at.elapsed() < PROBE_REUSE
+            && ((ok && at.elapsed() < PROBE_REUSE) || (!ok && at >= asked))
         {
             return ok;
         }
@@ -169,9 +178,7 @@ impl ProviderClient {
         );
         let ok = self
             .http
-            .get(url)
-            .timeout(PROBE_TIMEOUT)
-            .send()
+            .get(&url, Some(PROBE_TIMEOUT))
             .await
             .is_ok_and(|r| r.status().is_success());
         if !ok {
@@ -217,7 +224,7 @@ impl ProviderClient {
         let metadata = fetch_metadata(&self.http, &oidc.issuer).await?;
         let jwks = JwksCache::new(
             metadata.jwks_uri.clone(),
-            self.http.clone(),
+            self.http.client().clone(),
             Duration::from_secs(oidc.jwks_refetch_cooldown_secs),
         );
         jwks.refresh().await?;
@@ -372,5 +379,64 @@ fn provider_error<E: std::error::Error>(
             ProviderError::Unavailable(format!("token endpoint answered an invalid body: {e}"))
         }
         RequestTokenError::Other(m) => ProviderError::Unavailable(format!("token endpoint: {m}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A provider whose first answer is a 503 and every later one a 200; returns its address
+    /// and how many requests it answered.
+    async fn flaky_provider() -> (String, Arc<AtomicUsize>) {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+            panic!("bind");
+        };
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let status = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (format!("http://{address}"), answered)
+    }
+
+    #[tokio::test]
+    async fn one_failed_probe_does_not_refuse_the_next_sign_in() {
+        let (issuer, answered) = flaky_provider().await;
+        let mut settings = Settings::default();
+        settings.oidc.issuer = issuer;
+        let Ok(http) = ProviderHttp::new(Duration::from_secs(5)) else {
+            panic!("client");
+        };
+        let trust = Arc::new(TrustEngine::new(Vec::new(), Vec::new(), http.client()));
+        let provider = ProviderClient::new(Arc::new(settings), http, trust);
+        assert!(!provider.reachable().await, "the provider's 503");
+        assert!(provider.reachable().await, "asked again, it answers");
+        // A success is reused: no third request.
+        assert!(provider.reachable().await);
+        assert_eq!(answered.load(Ordering::SeqCst), 2);
     }
 }

@@ -3,6 +3,7 @@
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+use super::http::ProviderHttp;
 use crate::trust::jwks::JwksError;
 
 /// What discovery told us, checked.
@@ -85,7 +86,7 @@ const ASYMMETRIC: [Algorithm; 9] = [
 
 /// Fetches and checks the discovery document of `issuer`.
 pub async fn fetch_metadata(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     issuer: &str,
 ) -> Result<ProviderMetadata, DiscoveryError> {
     let url = format!(
@@ -93,8 +94,7 @@ pub async fn fetch_metadata(
         issuer.trim_end_matches('/')
     );
     let response = http
-        .get(&url)
-        .send()
+        .get(&url, None)
         .await
         .map_err(|e| DiscoveryError::Unreachable {
             url: url.clone(),

@@ -7,6 +7,7 @@
 //! `index` finds the sessions of a provider `sid`/`sub` (back-channel logout needs it), and
 //! `refresh` keeps the provider refresh of one session single-flight behind a small trait.
 
+pub mod ended;
 pub mod index;
 pub mod postgres;
 pub mod redis;

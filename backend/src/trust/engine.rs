@@ -244,20 +244,31 @@ impl TrustEngine {
     }
 
     /// Verifies an OIDC ID token of the issuer registered as `issuer_name` for this client
-    /// (`aud`, `azp`, `sub`, `iat`, and `nonce` when one was sent), with that issuer's keys,
-    /// algorithms and leeway: the same rules module as every other token.
+    /// (`aud`, where only `trusted_audiences` may stand beside the client, `azp`, `sub`, `iat`,
+    /// and `nonce` when one was sent), with that issuer's keys, algorithms and leeway: the same
+    /// rules module as every other token.
     pub async fn verify_id_token(
         &self,
         token: &str,
         issuer_name: &str,
         client_id: &str,
+        trusted_audiences: &[String],
         nonce: Option<&str>,
     ) -> Result<ValidatedToken, TokenError> {
         let Some(issuer) = self.issuer_named(issuer_name) else {
             crate::metrics::token_verification(false, TokenError::UntrustedIssuer.reason());
             return Err(TokenError::UntrustedIssuer);
         };
-        verify_kind(&issuer, token, TokenKind::Id { client_id, nonce }).await
+        verify_kind(
+            &issuer,
+            token,
+            TokenKind::Id {
+                client_id,
+                trusted_audiences,
+                nonce,
+            },
+        )
+        .await
     }
 
     /// Verifies an OIDC Back-Channel Logout token that the issuer registered as

@@ -250,12 +250,15 @@ impl JwksCache {
 
     async fn fetch_uncounted(&self) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .get(&self.url)
-            .send()
-            .await
-            .map_err(|e| self.fetch_error(e))?;
+        // A connection the server closed while idle, lost before any answer: once more. The
+        // pool has dropped it, and keeps no connection idle past `oidc::http::POOL_IDLE`.
+        let response = match self.http.get(&self.url).send().await {
+            Err(e) if crate::oidc::http::connection_lost(&e) => {
+                self.http.get(&self.url).send().await
+            }
+            sent => sent,
+        }
+        .map_err(|e| self.fetch_error(e))?;
         if !response.status().is_success() {
             return Err(JwksError::Status {
                 url: self.url.clone(),

@@ -37,10 +37,13 @@ pub enum TokenKind<'a> {
     /// An OAuth access token presented to an API: `aud` must contain one of `audiences`
     /// (an empty list means the issuer is configured not to check the audience).
     Access { audiences: &'a [String] },
-    /// An OIDC ID token for this client: `aud` is exactly this client, `azp` (if present) too,
+    /// An OIDC ID token for this client: `aud` holds this client, and besides it only
+    /// audiences the client trusts (`trusted_audiences`: OIDC Core §3.1.3.7, step 3); with
+    /// more than one audience `azp` must be present, and whenever present it is this client;
     /// `sub` and `iat` present, `nonce` equal when one was sent.
     Id {
         client_id: &'a str,
+        trusted_audiences: &'a [String],
         nonce: Option<&'a str>,
     },
     /// An OIDC Back-Channel Logout token for this client: `aud` contains this client, `iat`
@@ -82,8 +85,8 @@ pub enum TokenError {
     TooLarge,
     #[error("token is malformed: {0}")]
     Malformed(&'static str),
-    #[error("algorithm {0:?} is not allowed for this issuer")]
-    AlgorithmNotAllowed(String),
+    #[error("algorithm {0:?} is not allowed for this issuer (allowed: {list})", list = .1.join(", "))]
+    AlgorithmNotAllowed(String, Vec<String>),
     #[error("token header carries {0:?}; embedded or remote keys are never used")]
     ForbiddenHeader(&'static str),
     #[error("no key of this issuer matches the token's kid")]
@@ -102,10 +105,15 @@ pub enum TokenError {
     IssuedInFuture,
     #[error("issuer does not match")]
     WrongIssuer,
-    #[error("audience does not match")]
-    WrongAudience,
-    #[error("authorized party (azp) is not this client")]
-    WrongAuthorizedParty,
+    /// `found`: the token's audiences (not secret: they name services, not the user), cut to
+    /// a few short ones; `expected`: what would have been accepted, in words.
+    #[error("audience does not match: the token is for {found:?}, expected {expected}")]
+    WrongAudience {
+        found: Vec<String>,
+        expected: String,
+    },
+    #[error("authorized party (azp) is not this client: {0}")]
+    WrongAuthorizedParty(String),
     #[error("token type is not accepted here")]
     WrongType,
     #[error("nonce does not match this login")]
@@ -130,7 +138,7 @@ impl TokenError {
         match self {
             TokenError::TooLarge => "too_large",
             TokenError::Malformed(_) => "malformed",
-            TokenError::AlgorithmNotAllowed(_) => "algorithm",
+            TokenError::AlgorithmNotAllowed(..) => "algorithm",
             TokenError::ForbiddenHeader(_) => "forbidden_header",
             TokenError::UnknownKey => "unknown_key",
             TokenError::BadSignature => "signature",
@@ -140,8 +148,8 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
             TokenError::WrongIssuer | TokenError::UntrustedIssuer => "issuer",
-            TokenError::WrongAudience => "audience",
-            TokenError::WrongAuthorizedParty => "azp",
+            TokenError::WrongAudience { .. } => "audience",
+            TokenError::WrongAuthorizedParty(_) => "azp",
             TokenError::WrongType => "type",
             TokenError::NonceMismatch => "nonce",
             TokenError::NotALogoutToken(_) => "logout_token",
@@ -214,13 +222,46 @@ fn check_header(
         .parse::<Algorithm>()
         .ok()
         .filter(|a| allowed.contains(a))
-        .ok_or_else(|| TokenError::AlgorithmNotAllowed(alg_name.chars().take(32).collect()))?;
+        .ok_or_else(|| not_allowed(&alg_name, allowed))?;
     let kid = match h.kid {
         None => None,
         Some(Value::String(k)) => Some(k),
         Some(_) => return Err(TokenError::Malformed("kid is not a string")),
     };
     Ok((alg, kid, h.typ.map(std::borrow::Cow::into_owned)))
+}
+
+/// The refusal of `alg`: the name the token gave (cut short) and the algorithms allowed.
+fn not_allowed(alg: &str, allowed: &[Algorithm]) -> TokenError {
+    TokenError::AlgorithmNotAllowed(
+        alg.chars().take(32).collect(),
+        allowed.iter().map(|a| format!("{a:?}")).collect(),
+    )
+}
+
+/// Audiences shown in a refusal: at most this many, each cut to [`SHOWN_AUDIENCE_CHARS`], so
+/// a crafted token cannot flood a log line.
+const SHOWN_AUDIENCES: usize = 8;
+const SHOWN_AUDIENCE_CHARS: usize = 100;
+
+/// The refusal of a token for `found` when `expected` (in words) was wanted.
+fn wrong_audience(found: &[&str], expected: String) -> TokenError {
+    TokenError::WrongAudience {
+        found: found
+            .iter()
+            .take(SHOWN_AUDIENCES)
+            .map(|a| a.chars().take(SHOWN_AUDIENCE_CHARS).collect())
+            .collect(),
+        expected,
+    }
+}
+
+/// `"a"` or `one of ["a", "b"]`.
+fn one_of(allowed: &[String]) -> String {
+    match allowed {
+        [one] => format!("{one:?}"),
+        many => format!("one of {many:?}"),
+    }
 }
 
 /// A member that is there, whatever its value (`null` included).
@@ -258,7 +299,7 @@ fn check_header_slow(
         .parse::<Algorithm>()
         .ok()
         .filter(|a| allowed.contains(a))
-        .ok_or_else(|| TokenError::AlgorithmNotAllowed(alg_name.chars().take(32).collect()))?;
+        .ok_or_else(|| not_allowed(alg_name, allowed))?;
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(k)) => Some(k.clone()),
@@ -540,7 +581,7 @@ fn claim_checks(
                     } else if aud.iter().any(|a| allowed.iter().any(|x| x == a)) {
                         Ok(text(&|| format!("{aud:?}")))
                     } else {
-                        Err(TokenError::WrongAudience)
+                        Err(wrong_audience(&aud, one_of(allowed)))
                     }
                 }),
             ));
@@ -576,24 +617,42 @@ fn claim_checks(
                 ));
             }
         }
-        TokenKind::Id { client_id, nonce } => {
+        TokenKind::Id {
+            client_id,
+            trusted_audiences,
+            nonce,
+        } => {
+            let several = aud.as_ref().is_ok_and(|aud| aud.len() > 1);
             checks.push((
                 "aud",
                 aud.and_then(|aud| {
-                    if aud.is_empty() || aud.iter().any(|a| a != client_id) {
-                        Err(TokenError::WrongAudience)
+                    let untrusted =
+                        |a: &&str| a != client_id && !trusted_audiences.iter().any(|t| t == a);
+                    if aud.contains(client_id) && !aud.iter().any(untrusted) {
+                        Ok(format!("{aud:?}"))
                     } else {
-                        Ok((*client_id).to_string())
+                        let besides = if trusted_audiences.is_empty() {
+                            "nothing else".to_string()
+                        } else {
+                            format!("besides it only {trusted_audiences:?}")
+                        };
+                        Err(wrong_audience(&aud, format!("{client_id:?}, {besides}")))
                     }
                 }),
             ));
             checks.push((
                 "azp",
                 match claims.get("azp") {
-                    Some(azp) if azp.as_str() != Some(*client_id) => {
-                        Err(TokenError::WrongAuthorizedParty)
-                    }
-                    _ => Ok("this client or absent".into()),
+                    Some(azp) if azp.as_str() != Some(*client_id) => Err(
+                        TokenError::WrongAuthorizedParty(format!("expected {client_id:?}")),
+                    ),
+                    // OIDC Core §3.1.3.7, step 4: with several audiences the client must be
+                    // named as the party the token was issued to.
+                    None if several => Err(TokenError::WrongAuthorizedParty(format!(
+                        "the token has several audiences but no azp; expected {client_id:?}"
+                    ))),
+                    Some(_) => Ok("this client".into()),
+                    None => Ok("absent (one audience)".into()),
                 },
             ));
             checks.push((
@@ -643,7 +702,10 @@ fn assertion_checks(
             if aud.iter().any(|a| audiences.contains(a)) {
                 Ok(format!("{aud:?}"))
             } else {
-                Err(TokenError::WrongAudience)
+                Err(wrong_audience(
+                    &aud,
+                    one_of(&audiences.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+                ))
             }
         }),
     ));
@@ -680,7 +742,7 @@ fn logout_checks(
             if aud.contains(&client_id) {
                 Ok(client_id.to_string())
             } else {
-                Err(TokenError::WrongAudience)
+                Err(wrong_audience(&aud, format!("{client_id:?} among them")))
             }
         }),
     ));
@@ -795,11 +857,11 @@ mod tests {
             ),
             (
                 json!({"alg": "HS256"}),
-                TokenError::AlgorithmNotAllowed("HS256".into()),
+                TokenError::AlgorithmNotAllowed("HS256".into(), vec!["RS256".into()]),
             ),
             (
                 json!({"alg": "none"}),
-                TokenError::AlgorithmNotAllowed("none".into()),
+                TokenError::AlgorithmNotAllowed("none".into(), vec!["RS256".into()]),
             ),
         ] {
             assert_eq!(check_header(&h(header.clone()), rs), Err(want), "{header}");
@@ -862,7 +924,10 @@ mod tests {
         let c = claims(json!({"iss": ISS, "aud": "account", "exp": NOW + 60}));
         assert_eq!(
             check_claims(c, None, &access(&aud), NOW).err(),
-            Some(TokenError::WrongAudience)
+            Some(TokenError::WrongAudience {
+                found: vec!["account".into()],
+                expected: "\"my-api\"".into()
+            })
         );
         let c = claims(json!({"iss": ISS, "exp": NOW + 60}));
         assert_eq!(
@@ -903,6 +968,7 @@ mod tests {
             leeway_secs: 0,
             kind: TokenKind::Id {
                 client_id: "ui",
+                trusted_audiences: &[],
                 nonce,
             },
             required_typ: None,
@@ -915,10 +981,10 @@ mod tests {
             Some(TokenError::NonceMismatch)
         );
         let extra = json!({"iss": ISS, "aud": ["ui", "evil"], "exp": NOW + 60, "iat": NOW, "sub": "u", "nonce": "n1"});
-        assert_eq!(
+        assert!(matches!(
             check_claims(claims(extra), None, &expect(Some("n1")), NOW).err(),
-            Some(TokenError::WrongAudience)
-        );
+            Some(TokenError::WrongAudience { .. })
+        ));
         let no_iat = json!({"iss": ISS, "aud": "ui", "exp": NOW + 60, "sub": "u", "nonce": "n1"});
         assert_eq!(
             check_claims(claims(no_iat), None, &expect(Some("n1")), NOW).err(),
@@ -975,7 +1041,13 @@ mod tests {
             (json!({"sub": "svc-2"}), TokenError::WrongIssuer),
             (json!({"sub": 1}), TokenError::InvalidClaim("sub")),
             (json!({"iss": ["svc-1"]}), TokenError::InvalidClaim("iss")),
-            (json!({"aud": "https://other"}), TokenError::WrongAudience),
+            (
+                json!({"aud": "https://other"}),
+                TokenError::WrongAudience {
+                    found: vec!["https://other".into()],
+                    expected: "\"https://bridge\"".into(),
+                },
+            ),
             (
                 json!({"aud": ["https://bridge", 1]}),
                 TokenError::InvalidClaim("aud"),
@@ -1030,7 +1102,10 @@ mod tests {
         for alg in ["none", "None", "NONE", "HS256"] {
             assert_eq!(
                 check_header(&enc(json!({"alg": alg})), &[Algorithm::RS256]).err(),
-                Some(TokenError::AlgorithmNotAllowed(alg.into()))
+                Some(TokenError::AlgorithmNotAllowed(
+                    alg.into(),
+                    vec!["RS256".into()]
+                ))
             );
         }
         assert_eq!(
@@ -1048,6 +1123,121 @@ mod tests {
             )
             .err(),
             Some(TokenError::ForbiddenHeader("jwk"))
+        );
+    }
+
+    /// What a refusal says: the algorithms allowed, the audiences found and the one expected;
+    /// never a claim value of the user.
+    #[test]
+    fn refusals_name_what_was_expected_and_what_came() {
+        let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let refused = check_header(
+            &enc(json!({"alg": "HS256"})),
+            &[Algorithm::RS256, Algorithm::ES256],
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("algorithm \"HS256\" is not allowed for this issuer (allowed: RS256, ES256)")
+        );
+        let aud = api();
+        let c = claims(
+            json!({"iss": ISS, "aud": ["account", "other"], "sub": "alice-secret-id",
+                              "exp": NOW + 60}),
+        );
+        let message = check_claims(c, None, &access(&aud), NOW)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            message,
+            "audience does not match: the token is for [\"account\", \"other\"], expected \"my-api\""
+        );
+        assert!(!message.contains("alice"), "{message}");
+        // Many long audiences are cut short.
+        let many: Vec<String> = (0..50)
+            .map(|i| format!("{i}-{}", "x".repeat(500)))
+            .collect();
+        let c = claims(json!({"iss": ISS, "aud": many, "exp": NOW + 60}));
+        let message = check_claims(c, None, &access(&aud), NOW)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.len() < 1_200, "{}", message.len());
+    }
+
+    fn id_token<'a>(trusted: &'a [String]) -> Expectations<'a> {
+        Expectations {
+            issuer: ISS,
+            algorithms: &[Algorithm::RS256],
+            leeway_secs: 0,
+            kind: TokenKind::Id {
+                client_id: "ui",
+                trusted_audiences: trusted,
+                nonce: None,
+            },
+            required_typ: None,
+            required_claims: &[],
+        }
+    }
+
+    /// OIDC Core §3.1.3.7: extra audiences the client trusts (the API's, or listed) are
+    /// accepted when `azp` names the client; anything else is still refused.
+    #[test]
+    fn an_id_token_with_trusted_extra_audiences_needs_azp_to_be_this_client() {
+        let trusted = vec!["my-api".to_string(), "other-app".to_string()];
+        let token = |aud: Value, azp: Option<&str>| {
+            let mut c = json!({"iss": ISS, "aud": aud, "exp": NOW + 60, "iat": NOW, "sub": "u"});
+            if let Some(azp) = azp {
+                c["azp"] = json!(azp);
+            }
+            claims(c)
+        };
+        let check = |aud: Value, azp: Option<&str>| {
+            check_claims(token(aud, azp), None, &id_token(&trusted), NOW).err()
+        };
+        assert_eq!(check(json!(["ui", "my-api"]), Some("ui")), None);
+        assert_eq!(
+            check(json!(["my-api", "ui", "other-app"]), Some("ui")),
+            None
+        );
+        assert_eq!(check(json!("ui"), None), None);
+        assert_eq!(check(json!(["ui"]), None), None);
+        // Several audiences without azp, or with azp naming another client.
+        assert!(matches!(
+            check(json!(["ui", "my-api"]), None),
+            Some(TokenError::WrongAuthorizedParty(_))
+        ));
+        assert!(matches!(
+            check(json!(["ui", "my-api"]), Some("my-api")),
+            Some(TokenError::WrongAuthorizedParty(_))
+        ));
+        // An untrusted audience, or none that is this client.
+        assert_eq!(
+            check(json!(["ui", "my-api", "evil"]), Some("ui")),
+            Some(TokenError::WrongAudience {
+                found: vec!["ui".into(), "my-api".into(), "evil".into()],
+                expected: "\"ui\", besides it only [\"my-api\", \"other-app\"]".into(),
+            })
+        );
+        assert!(matches!(
+            check(json!(["my-api"]), Some("ui")),
+            Some(TokenError::WrongAudience { .. })
+        ));
+        // Without trusted audiences, an extra one is refused as before.
+        assert_eq!(
+            check_claims(
+                token(json!(["ui", "my-api"]), Some("ui")),
+                None,
+                &id_token(&[]),
+                NOW
+            )
+            .err(),
+            Some(TokenError::WrongAudience {
+                found: vec!["ui".into(), "my-api".into()],
+                expected: "\"ui\", nothing else".into(),
+            })
         );
     }
 }

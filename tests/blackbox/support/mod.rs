@@ -56,6 +56,8 @@ pub struct IdpOptions {
     pub backchannel_logout: bool,
     /// Lifetime of its refresh tokens (also its `refresh_expires_in`); its default if absent.
     pub refresh_token_ttl: Option<u64>,
+    /// More options of `tests/idp/server.js` (`--id-token-audience`...).
+    pub extra_args: Vec<String>,
 }
 
 impl TestIdp {
@@ -84,6 +86,7 @@ impl TestIdp {
                     .map(|ttl| vec!["--refresh-token-ttl".to_string(), ttl.to_string()])
                     .unwrap_or_default(),
             )
+            .args(&opts.extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -175,6 +178,10 @@ pub struct AppOptions {
     pub refresh_token_ttl: Option<u64>,
     /// `[local_accounts]`, as JSON.
     pub local_accounts: Option<Value>,
+    /// More options of the provider (`tests/idp/server.js`).
+    pub provider_args: Vec<String>,
+    /// `oidc.trusted_id_token_audiences`.
+    pub trusted_id_token_audiences: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -201,6 +208,8 @@ impl Default for AppOptions {
             provider_backchannel_logout: true,
             refresh_token_ttl: None,
             local_accounts: None,
+            provider_args: Vec::new(),
+            trusted_id_token_audiences: Vec::new(),
         }
     }
 }
@@ -288,6 +297,7 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
     s.oidc.silent_sso = opts.silent_sso;
     s.oidc.refresh_before_expiry_secs = opts.refresh_before_expiry_secs;
     s.oidc.leeway_secs = 5;
+    s.oidc.trusted_id_token_audiences = opts.trusted_id_token_audiences.clone();
     s.session.sqlite_path = opts
         .sqlite_path
         .clone()
@@ -369,6 +379,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         access_token_ttl: opts.access_token_ttl,
         backchannel_logout: opts.provider_backchannel_logout,
         refresh_token_ttl: opts.refresh_token_ttl,
+        extra_args: opts.provider_args.clone(),
     })
     .await;
     let dir = Arc::new(tempfile::tempdir().unwrap());

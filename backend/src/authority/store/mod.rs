@@ -41,6 +41,13 @@ pub enum AuthorityStoreError {
 
 type Result<T> = std::result::Result<T, AuthorityStoreError>;
 
+/// When a store from before the one-current-key rule holds several current keys of one
+/// algorithm (replicas that started together on an empty store each made one), all but the
+/// newest are retired and stay published this long: the longest token lifetime the settings
+/// allow (a day) and an hour of leeway, so every token they signed still verifies.
+/// `backend/migrations/postgres/0004_one_current_signing_key.sql` repeats the number.
+const REPAIRED_KEY_PUBLISH_SECS: i64 = 90_000;
+
 /// A signing key as stored.
 #[derive(Clone)]
 pub struct StoredKey {
@@ -203,8 +210,13 @@ impl AuthorityStore {
         each_engine!(self.signing_keys())
     }
 
-    pub async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
-        each_engine!(self.insert_signing_key(key))
+    /// Adds `key` as the current key of its algorithm, unless the store holds a current key
+    /// of that algorithm already: then nothing is written and the answer is false. One atomic
+    /// step in each engine (a unique index on the current key of each algorithm in SQL, one
+    /// script in Redis), so replicas and CLI runs that start together on an empty store agree
+    /// on one current key: the losers re-read the winner.
+    pub async fn create_first_key(&self, key: &StoredKey) -> Result<bool> {
+        each_engine!(self.create_first_key(key))
     }
 
     /// Replaces the current key of `alg` by `new` at once: the old one is retired and stays

@@ -51,20 +51,20 @@ impl PgTables {
         Ok(rows.iter().map(Self::key_row).collect())
     }
 
-    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
-        sqlx::query(
+    pub(super) async fn create_first_key(&self, key: &StoredKey) -> Result<bool> {
+        // The unique index on current keys (migration 0004) makes a second current key of
+        // `alg` a conflict: of concurrent inserts, one commits and the others do nothing.
+        let done = sqlx::query(
             "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, NULL, NULL) ON CONFLICT DO NOTHING",
         )
         .bind(&key.kid)
         .bind(&key.alg)
         .bind(&key.sealed_private)
         .bind(key.created_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn rotate(

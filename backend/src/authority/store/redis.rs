@@ -2,7 +2,9 @@
 //! `login-bridge:authority:`:
 //!
 //! - `signing-keys`: set of kids; `signing-key:{kid}`: hash (`alg`, `sealed_private` in
-//!   base64, `created_at`, and once retired `retired_at`, `publish_until`);
+//!   base64, `created_at`, and once retired `retired_at`, `publish_until`); at most one key of
+//!   each algorithm without `retired_at` (the current one), which the creation and rotation
+//!   scripts keep so;
 //! - `service-users`: set of user ids; `service-user-names`: hash name → id (names are
 //!   unique); `service-user:{id}`: hash (`name`, `roles`, `groups`, `permissions` as JSON
 //!   arrays, `disabled` `0`/`1`, `created_at`, optional `expires_at`);
@@ -47,13 +49,16 @@ redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
 
-/// Adds a signing key unless its kid exists (0).
-const INSERT_SIGNING_KEY: &str = r"
+/// Adds a current signing key unless its kid exists or a key of its algorithm is current
+/// already (0): one step, so replicas starting together on an empty store make one key.
+const CREATE_FIRST_KEY: &str = r"
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
+for _, kid in ipairs(redis.call('smembers', KEYS[1])) do
+  local f = redis.call('hmget', ARGV[5] .. kid, 'alg', 'retired_at')
+  if f[1] == ARGV[2] and not f[2] then return 0 end
+end
 redis.call('hset', KEYS[2], 'kid', ARGV[1], 'alg', ARGV[2], 'sealed_private', ARGV[3],
   'created_at', ARGV[4])
-if ARGV[5] ~= '' then redis.call('hset', KEYS[2], 'retired_at', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('hset', KEYS[2], 'publish_until', ARGV[6]) end
 redis.call('sadd', KEYS[1], ARGV[1])
 return 1
 ";
@@ -223,11 +228,11 @@ impl RedisKeys {
         Ok(keys)
     }
 
-    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
+    pub(super) async fn create_first_key(&self, key: &StoredKey) -> Result<bool> {
         let added: i64 = self
             .pool
             .eval(
-                INSERT_SIGNING_KEY,
+                CREATE_FIRST_KEY,
                 vec![
                     SIGNING_KEYS.to_string(),
                     format!("{SIGNING_KEY}{}", key.kid),
@@ -237,18 +242,11 @@ impl RedisKeys {
                     key.alg.clone(),
                     STANDARD.encode(&key.sealed_private),
                     key.created_at.to_string(),
-                    optional(key.retired_at),
-                    optional(key.publish_until),
+                    SIGNING_KEY.to_string(),
                 ],
             )
             .await?;
-        if added != 1 {
-            return Err(AuthorityStoreError::Refused(format!(
-                "signing key {} exists already",
-                key.kid
-            )));
-        }
-        Ok(())
+        Ok(added == 1)
     }
 
     pub(super) async fn rotate(
@@ -733,14 +731,11 @@ mod tests {
             retired_at: None,
             publish_until: None,
         };
-        ok(store.insert_signing_key(&stored("es-1", "ES256", 10))).await;
-        ok(store.insert_signing_key(&stored("rs-1", "RS256", 10))).await;
-        assert!(
-            store
-                .insert_signing_key(&stored("es-1", "ES256", 10))
-                .await
-                .is_err()
-        );
+        assert!(ok(store.create_first_key(&stored("es-1", "ES256", 10))).await);
+        assert!(ok(store.create_first_key(&stored("rs-1", "RS256", 10))).await);
+        // A second current ES256 key, or the same kid again, is not created.
+        assert!(!ok(store.create_first_key(&stored("es-0", "ES256", 9))).await);
+        assert!(!ok(store.create_first_key(&stored("es-1", "ES256", 10))).await);
         assert_eq!(
             ok(store.rotate(&stored("es-2", "ES256", 20), 20, 50)).await,
             1

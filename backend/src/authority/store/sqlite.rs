@@ -3,8 +3,8 @@
 
 use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 
-use super::{Result, ServiceKey, ServiceUser, StoredKey, list, text};
-use crate::authority::replay::ReplayLog;
+use super::{REPAIRED_KEY_PUBLISH_SECS, Result, ServiceKey, ServiceUser, StoredKey, list, text};
+use crate::{authority::replay::ReplayLog, clock::now};
 
 #[derive(Clone)]
 pub(super) struct SqliteTables {
@@ -58,11 +58,42 @@ impl SqliteTables {
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
+        Self::one_current_key_per_algorithm(&pool).await?;
         Ok(Self {
             replays: ReplayLog::start(pool.clone()),
             pool,
             readers,
         })
+    }
+
+    /// At most one current key per algorithm, enforced by a unique index. A file written
+    /// before the index existed may hold several (replicas that started together each made
+    /// one): all but the newest (the one the bridge signed with) are retired first, in the same
+    /// transaction, and stay published until every token they signed has expired.
+    async fn one_current_key_per_algorithm(pool: &SqlitePool) -> Result<()> {
+        let mut tx = pool.begin().await?;
+        let now = now();
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?, publish_until = ?
+             WHERE retired_at IS NULL AND EXISTS (
+                SELECT 1 FROM signing_keys newer
+                WHERE newer.alg = signing_keys.alg AND newer.retired_at IS NULL
+                  AND (newer.created_at > signing_keys.created_at
+                       OR (newer.created_at = signing_keys.created_at
+                           AND newer.kid > signing_keys.kid)))",
+        )
+        .bind(now)
+        .bind(now + REPAIRED_KEY_PUBLISH_SECS)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "CREATE UNIQUE INDEX IF NOT EXISTS signing_keys_one_current
+             ON signing_keys (alg) WHERE retired_at IS NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- signing keys ----
@@ -85,20 +116,19 @@ impl SqliteTables {
         Ok(rows.iter().map(Self::key_row).collect())
     }
 
-    pub(super) async fn insert_signing_key(&self, key: &StoredKey) -> Result<()> {
-        sqlx::query(
+    pub(super) async fn create_first_key(&self, key: &StoredKey) -> Result<bool> {
+        // The unique index on current keys makes a second current key of `alg` a conflict.
+        let done = sqlx::query(
             "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, retired_at, publish_until)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, NULL, NULL) ON CONFLICT DO NOTHING",
         )
         .bind(&key.kid)
         .bind(&key.alg)
         .bind(&key.sealed_private)
         .bind(key.created_at)
-        .bind(key.retired_at)
-        .bind(key.publish_until)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub(super) async fn rotate(
@@ -348,5 +378,91 @@ impl SqliteTables {
         Ok(sqlx::query_as("SELECT name, record FROM local_users")
             .fetch_all(&self.readers)
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    fn key(kid: &str, alg: &str, created_at: i64) -> StoredKey {
+        StoredKey {
+            kid: kid.into(),
+            alg: alg.into(),
+            sealed_private: vec![1, 2, 3],
+            created_at,
+            retired_at: None,
+            publish_until: None,
+        }
+    }
+
+    /// A file from before the one-current-key rule, where two bridges each made an ES256 key:
+    /// opened now, the newer stays current, the older is retired but published for a day and
+    /// an hour, and no second current key can be made.
+    #[tokio::test]
+    async fn a_store_with_two_current_keys_of_one_algorithm_keeps_the_newest() {
+        let Ok(pool) = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+        else {
+            panic!("sqlite");
+        };
+        let Ok(_) = sqlx::query(
+            "CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL,
+             sealed_private BLOB NOT NULL, created_at INTEGER NOT NULL, retired_at INTEGER,
+             publish_until INTEGER)",
+        )
+        .execute(&pool)
+        .await
+        else {
+            panic!("old table");
+        };
+        for (kid, created_at) in [("es-a", 10), ("es-b", 10), ("es-old", 5)] {
+            let Ok(_) = sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, sealed_private, created_at) \
+                 VALUES (?, 'ES256', x'00', ?)",
+            )
+            .bind(kid)
+            .bind(created_at)
+            .execute(&pool)
+            .await
+            else {
+                panic!("old key");
+            };
+        }
+        let Ok(tables) = SqliteTables::new(pool.clone(), pool.clone()).await else {
+            panic!("open");
+        };
+        let Ok(keys) = tables.signing_keys().await else {
+            panic!("read");
+        };
+        let current: Vec<&str> = keys
+            .iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid.as_str())
+            .collect();
+        assert_eq!(current, ["es-b"]);
+        for retired in keys.iter().filter(|k| k.retired_at.is_some()) {
+            let (Some(at), Some(until)) = (retired.retired_at, retired.publish_until) else {
+                panic!("{} retired without a publication end", retired.kid);
+            };
+            assert_eq!(until - at, REPAIRED_KEY_PUBLISH_SECS);
+        }
+        assert!(matches!(
+            tables.create_first_key(&key("es-c", "ES256", 20)).await,
+            Ok(false)
+        ));
+        assert!(matches!(
+            tables.create_first_key(&key("rs-a", "RS256", 20)).await,
+            Ok(true)
+        ));
+        // A rotation still works under the rule.
+        assert!(matches!(
+            tables.rotate(&key("es-d", "ES256", 30), 30, 99).await,
+            Ok(1)
+        ));
     }
 }
