@@ -298,6 +298,14 @@ async fn a_sprayer_over_many_accounts_from_one_address_is_refused_after_the_burs
         .parse()
         .unwrap();
     assert!((600..=900).contains(&retry), "Retry-After {retry}");
+    assert!(
+        location(&r).contains(&format!(
+            "Try%20again%20in%20{}%20minutes",
+            retry.div_ceil(60)
+        )),
+        "{}",
+        location(&r)
+    );
     assert_eq!(
         app.session(&client).await.status(),
         StatusCode::UNAUTHORIZED

@@ -277,9 +277,15 @@ fn wrong_credentials(return_to: &str) -> Response {
 
 fn too_many(wait: &TooMany, return_to: &str) -> Response {
     let secs = wait.retry_after.as_secs() + u64::from(wait.retry_after.subsec_nanos() > 0);
+    // The default limits recover in minutes: say so in minutes (Retry-After stays in seconds).
+    let when = if secs >= 120 {
+        format!("{} minutes", secs.div_ceil(60))
+    } else {
+        format!("{secs} s")
+    };
     let mut response = back_to_login(
         "too_many_attempts",
-        &format!("Too many sign-in attempts. Try again in {secs} s."),
+        &format!("Too many sign-in attempts. Try again in {when}."),
         return_to,
     );
     if let Ok(value) = secs.to_string().parse() {
