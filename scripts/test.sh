@@ -35,9 +35,25 @@ phase_done
 printf 'total: %ss\n' "$((SECONDS - started))"
 disk_free
 
-# One closing line for the whole run: every `test result:` of cargo plus node's pass/fail.
+# One closing line for the whole run: every `test result:` of cargo plus node's summary. A test
+# that did not run is no pass: any ignored (cargo), skipped, todo or cancelled (node) test fails
+# the run, and filtered-out tests are counted so a filter left in place shows.
 awk '
-  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-  /^# pass / { p += $3 } /^# fail / { f += $3 }
-  END { printf "\ntests: %d passed, %d failed\n", p, f; exit (f > 0) }
+  /^test result:/ {
+    for (i = 1; i < NF; i++) {
+      n = $i; w = $(i + 1); sub(/[;,.]$/, "", w)
+      if (w == "passed") p += n; else if (w == "failed") f += n
+      else if (w == "ignored") ig += n; else if (w == "filtered") fo += n
+    }
+  }
+  /^# (pass|fail|skipped|todo|cancelled) [0-9]+$/ {
+    if ($2 == "pass") p += $3; else if ($2 == "fail") f += $3
+    else if ($2 == "skipped") sk += $3; else if ($2 == "todo") td += $3; else c += $3
+  }
+  END {
+    printf "\ntests: %d passed, %d failed, %d ignored, %d filtered out, %d skipped, %d todo, %d cancelled\n",
+      p, f, ig, fo, sk, td, c
+    if (ig + sk + td + c > 0) print "FAIL: every test must run (none ignored, skipped, todo or cancelled)"
+    exit (f + ig + sk + td + c > 0)
+  }
 ' "$log"

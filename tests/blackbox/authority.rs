@@ -400,9 +400,7 @@ async fn introspection_needs_an_authorized_caller_and_says_nothing_about_bad_tok
         claims.insert(k.clone(), v.clone());
     }
     let expired = key.sign(&claims).unwrap();
-    let mut forged = plain_token.clone();
-    forged.pop();
-    forged.push(if plain_token.ends_with('A') { 'B' } else { 'A' });
+    let forged = with_tampered_signature(&plain_token);
     let foreign = sign_as_idp(&json!({"iss": app.idp.issuer, "sub": "x", "aud": AUDIENCE,
                                       "iat": now(), "exp": now() + 300}));
     for (why, token) in [
@@ -569,7 +567,28 @@ async fn private_keys_are_sealed_under_the_key_encryption_key() {
         rows.lines().next().unwrap(),
     )
     .unwrap();
-    assert!(EncodingKey::from_ec_der(&sealed).inner().len() == sealed.len());
+    // The stored bytes cannot sign as a PKCS#8 key; a genuine one (the control) can, so this
+    // fails if the store ever held the private key in the clear.
+    let signs = |der: &[u8]| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &json!({"sub": "x"}),
+            &EncodingKey::from_ec_der(der),
+        )
+        .is_ok()
+    };
+    let genuine_pem = std::fs::read_to_string(fixture("issuer-ec.pem")).unwrap();
+    let genuine: String = genuine_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let genuine =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, genuine).unwrap();
+    assert!(signs(&genuine), "control: a PKCS#8 P-256 key signs");
+    assert!(
+        !signs(&sealed),
+        "the stored key signs without the key-encryption key"
+    );
     let as_pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &sealed)

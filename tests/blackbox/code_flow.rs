@@ -97,21 +97,46 @@ async fn a_reused_state_is_rejected_with_400() {
     let again = client.get(&callback).send().await.unwrap();
 
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    // The bridge refused it itself, its `state` being spent: the provider was asked to exchange
+    // the code once, not a second time (which it would refuse, and the answer be the same 400).
+    assert_eq!(code_exchanges(&app).await, 1);
+}
+
+/// How many authorization codes the provider was asked to exchange (its own count).
+async fn code_exchanges(app: &TestApp) -> u64 {
+    app.idp.stat("token_requests.authorization_code").await
 }
 
 #[tokio::test]
 async fn a_missing_or_duplicated_state_is_rejected_with_400() {
     let app = spawn_app().await;
     let client = browser();
-    let _ = app.start_login(&client, "/").await;
-    for query in ["code=abc", "code=abc&state=a&state=b"] {
-        let r = client
-            .get(format!("{}/auth/callback?{query}", app.address))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+    // The provider's real answer to a pending login: a valid `state` and a valid code, so only
+    // the missing or repeated `state` can be what is refused.
+    let callback = app.callback_for(&client, "alice", "wonderland").await;
+    let state = query_param(&callback, "state").unwrap();
+    let mut missing = url::Url::parse(&callback).unwrap();
+    let kept: Vec<(String, String)> = missing
+        .query_pairs()
+        .filter(|(k, _)| k != "state")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    missing.query_pairs_mut().clear().extend_pairs(kept);
+    let duplicated = format!("{callback}&state={}", urlencoding::encode(&state));
+    for (what, url) in [("missing", missing.to_string()), ("duplicated", duplicated)] {
+        let r = client.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{what}");
+        assert_eq!(
+            app.session(&client).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
     }
+    assert_eq!(code_exchanges(&app).await, 0, "no code was exchanged");
+    // Neither refusal spent the login: the provider's answer as sent still signs in.
+    let r = client.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -147,6 +172,33 @@ async fn a_replayed_code_is_rejected() {
     let r = attacker.get(&replay).send().await.unwrap();
 
     app.assert_refused_without_session(&attacker, r).await;
+    // The bridge's part: it took the attacker's own pending login (its `state`, its PKCE
+    // verifier) and asked the provider, which refused the used code: a second exchange, no
+    // session. That login is spent now: the same answer again is refused by the bridge itself.
+    assert_eq!(code_exchanges(&app).await, 2);
+    let again = attacker.get(&replay).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(code_exchanges(&app).await, 2, "no third exchange");
+    // The victim's session is untouched.
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+
+    // A code intercepted before its use, injected into the attacker's login: the bridge
+    // exchanges it with the attacker's login's PKCE verifier, which is not the one the code
+    // was issued for, and the provider refuses it.
+    let victim = browser();
+    let intercepted = app.callback_for(&victim, "alice", "wonderland").await;
+    let code = query_param(&intercepted, "code").unwrap();
+    let third = app.start_login(&attacker, "/").await;
+    let injected = format!(
+        "{}/auth/callback?code={}&state={}&iss={}",
+        app.address,
+        urlencoding::encode(&code),
+        urlencoding::encode(&query_param(&third, "state").unwrap()),
+        urlencoding::encode(&app.idp.issuer)
+    );
+    let r = attacker.get(&injected).send().await.unwrap();
+    app.assert_refused_without_session(&attacker, r).await;
+    assert_eq!(code_exchanges(&app).await, 3);
 }
 
 #[tokio::test]

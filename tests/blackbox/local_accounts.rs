@@ -269,6 +269,49 @@ async fn attempts_from_one_address_are_limited_across_accounts() {
     );
 }
 
+/// Item 19 of issue 21: with the default limits (only the failure delay shortened, to keep the
+/// test quick), a password sprayer trying one guess on each of many accounts from one address
+/// is refused right after the per-address burst of 20, and told to come back in minutes, not
+/// seconds (one more attempt every 15 minutes; it was every 6 s, 14 400 guesses a day).
+#[tokio::test]
+async fn a_sprayer_over_many_accounts_from_one_address_is_refused_after_the_burst_for_minutes() {
+    let app = app_with_accounts(
+        json!({"failure_delay_ms": 0, "max_failure_delay_ms": 0}),
+        &["mallory-target"],
+    )
+    .await;
+    let client = browser();
+    for i in 0..20 {
+        let r = post_login(&app, &client, &format!("sprayed{i}"), "Summer2026!").await;
+        assert!(location(&r).contains("error=invalid_credentials"), "{i}");
+    }
+    // The 21st, on an account never tried before and with its right password: refused.
+    let r = post_login(&app, &client, "mallory-target", PASSWORD).await;
+    assert!(
+        location(&r).starts_with("/login?error=too_many_attempts"),
+        "{}",
+        location(&r)
+    );
+    let retry: u64 = r.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((600..=900).contains(&retry), "Retry-After {retry}");
+    assert!(
+        location(&r).contains(&format!(
+            "Try%20again%20in%20{}%20minutes",
+            retry.div_ceil(60)
+        )),
+        "{}",
+        location(&r)
+    );
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn a_form_post_from_another_site_or_without_origin_is_refused_and_signs_no_one_in() {
     let app = app_with_accounts(json!({}), &["grace"]).await;
@@ -367,6 +410,33 @@ async fn the_user_commands_refuse_bad_input_and_change_nothing() {
     assert!(list.starts_with("ivan (local-"), "{list}");
     assert!(list.contains("active roles=[\"operator\"]"), "{list}");
     assert!(!list.contains("argon2"), "never the hash: {list}");
+}
+
+/// Item 20 of issue 21: names are folded with NFKC, trimmed and lowercased, at `user add` and at
+/// sign-in alike: a look-alike in compatibility forms (fullwidth letters, a ligature) is the
+/// same name, so it cannot be added beside the existing one, and signs in as that account.
+#[tokio::test]
+async fn a_name_differing_only_by_compatibility_forms_is_the_same_account() {
+    let app = app_with_accounts(json!({}), &["alice", "fiona"]).await;
+    for look_alike in ["ａｌｉｃｅ", " ＡＬＩＣＥ ", "ﬁona"] {
+        let err = app
+            .admin_with_password(&["user", "add", look_alike], PASSWORD)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exists already"), "{look_alike:?}: {err}");
+    }
+    let list = app.admin(&["user", "list"]).await.unwrap();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    // The same fold at sign-in: the fullwidth name is alice.
+    let client = browser();
+    let r = post_login(&app, &client, "ａｌｉｃｅ", PASSWORD).await;
+    assert_eq!(location(&r), "/deep?x=1");
+    let info = app.session_info(&client).await;
+    assert_eq!(info.user.username.as_deref(), Some("alice"));
+    // The CLI's other commands fold too.
+    let out = app.admin(&["user", "disable", "ﬁona"]).await.unwrap();
+    assert!(out.contains("local user fiona disabled"), "{out}");
 }
 
 /// Accounts in a shared store: made through the CLI, they sign in; disabled, they are refused.

@@ -2,8 +2,10 @@
 //! public one, and its counters move as a real sign-in, API calls, refreshes and a logout
 //! happen.
 //!
-//! The metrics recorder is one per process and every test of this binary shares it, so the
-//! tests compare a counter before and after (it must have grown), never exact values.
+//! The metrics recorder is one per process and every test of this binary shares it: so each test
+//! here that counts runs alone in a child process of this test binary
+//! ([`in_a_process_of_its_own`]), where every sample is its own bridge's, and asserts exact
+//! deltas.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jsonwebtoken::Algorithm;
@@ -53,6 +55,36 @@ pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// How much the series grew between the two scrapes.
+fn delta(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    value(after, name, labels) - value(before, name, labels)
+}
+
+/// Whether this process is to run the calling test's body. In the test process: runs `test`
+/// (its full name) alone in a child process of this same test binary (`--exact`), so the
+/// process-wide recorder holds nothing of other tests' bridges; fails with its output if it
+/// failed; returns false. In that child: returns true.
+async fn in_a_process_of_its_own(test: &str) -> bool {
+    const ALONE: &str = "LOGIN_BRIDGE_METRICS_TEST_ALONE";
+    if std::env::var(ALONE).as_deref() == Ok(test) {
+        return true;
+    }
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1"])
+        .env(ALONE, test)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test}, alone in a process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
 /// Asserts that the series grew between the two scrapes.
 pub(crate) fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
     let (b, a) = (value(before, name, labels), value(after, name, labels));
@@ -68,6 +100,13 @@ fn access_claims(app: &TestApp) -> serde_json::Value {
 
 #[tokio::test]
 async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() {
+    if !in_a_process_of_its_own(
+        "metrics::metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener",
+    )
+    .await
+    {
+        return;
+    }
     let app = spawn_app_with(AppOptions {
         metrics: true,
         ..AppOptions::default()
@@ -117,6 +156,31 @@ async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() 
 
     let after = scrape(&app).await;
     let requests = "login_bridge_http_requests_total";
+    // Exactly what this test did: one good and three refused API calls, one health check, one
+    // sign-in, three refused tokens (one per reason), one logout.
+    let exactly = |n: f64, name: &str, labels: &[(&str, &str)]| {
+        assert_eq!(
+            delta(&before, &after, name, labels),
+            n,
+            "{name}{labels:?}\n{after}"
+        );
+    };
+    exactly(1.0, requests, &[("class", "api"), ("status", "2xx")]);
+    exactly(3.0, requests, &[("class", "api"), ("status", "4xx")]);
+    exactly(1.0, requests, &[("class", "health"), ("status", "2xx")]);
+    exactly(1.0, "login_bridge_sessions_created_total", &[]);
+    exactly(
+        1.0,
+        "login_bridge_sessions_ended_total",
+        &[("reason", "logout")],
+    );
+    for reason in ["malformed", "expired", "unknown_key"] {
+        exactly(
+            1.0,
+            "login_bridge_token_verifications_total",
+            &[("outcome", "invalid"), ("reason", reason)],
+        );
+    }
     assert_moved(
         &before,
         &after,
@@ -189,11 +253,13 @@ async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() 
     assert!(!body.contains("login_bridge_"), "public /metrics: {body}");
 }
 
-/// Each answer is counted once, not once per layer that wraps the router. Other tests of this
-/// binary may call `/healthz` meanwhile, so the bound is loose; counting twice doubles it.
+/// Each answer is counted once, not once per layer that wraps the router.
 #[tokio::test]
 async fn each_answer_is_counted_once() {
     const CALLS: f64 = 200.0;
+    if !in_a_process_of_its_own("metrics::each_answer_is_counted_once").await {
+        return;
+    }
     let app = spawn_app_with(AppOptions {
         metrics: true,
         ..AppOptions::default()
@@ -213,16 +279,10 @@ async fn each_answer_is_counted_once() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     let after = scrape(&app).await;
-    let counted = value(&after, requests, &health) - value(&before, requests, &health);
-    assert!(
-        (CALLS..CALLS * 1.5).contains(&counted),
-        "{CALLS} calls counted as {counted}"
-    );
-    let timed = value(&after, durations, &health[..1]) - value(&before, durations, &health[..1]);
-    assert!(
-        (CALLS..CALLS * 1.5).contains(&timed),
-        "{CALLS} calls timed {timed} times"
-    );
+    let counted = delta(&before, &after, requests, &health);
+    assert_eq!(counted, CALLS, "{CALLS} calls counted as {counted}");
+    let timed = delta(&before, &after, durations, &health[..1]);
+    assert_eq!(timed, CALLS, "{CALLS} calls timed {timed} times");
 }
 
 #[tokio::test]
@@ -240,6 +300,13 @@ async fn without_a_metrics_section_there_is_no_metrics_listener() {
 
 #[tokio::test]
 async fn concurrent_refreshes_count_one_started_and_the_others_coalesced() {
+    if !in_a_process_of_its_own(
+        "metrics::concurrent_refreshes_count_one_started_and_the_others_coalesced",
+    )
+    .await
+    {
+        return;
+    }
     let app = spawn_app_with(AppOptions {
         access_token_ttl: SHORT_TTL,
         refresh_before_expiry_secs: 60,
@@ -257,17 +324,28 @@ async fn concurrent_refreshes_count_one_started_and_the_others_coalesced() {
 
     assert!(answers.iter().all(|a| a.status() == StatusCode::OK));
     let after = scrape(&app).await;
-    assert_moved(&before, &after, "login_bridge_refreshes_started_total", &[]);
-    assert_moved(
+    // One refresh started, and the provider saw exactly one refresh grant.
+    let started = delta(&before, &after, "login_bridge_refreshes_started_total", &[]);
+    assert_eq!(started, 1.0, "{after}");
+    assert_eq!(app.idp.stat("token_requests.refresh_token").await, 1);
+    // Every other call that held the old refresh token shared it; a call that loaded the
+    // session once the refreshed one was saved needed no refresh, so it is in neither count.
+    let coalesced = delta(
         &before,
         &after,
         "login_bridge_refreshes_coalesced_total",
         &[],
     );
+    assert!((1.0..=9.0).contains(&coalesced), "{coalesced}\n{after}");
 }
 
 #[tokio::test]
 async fn a_refused_refresh_counts_as_failed_and_ends_the_session() {
+    if !in_a_process_of_its_own("metrics::a_refused_refresh_counts_as_failed_and_ends_the_session")
+        .await
+    {
+        return;
+    }
     let app = spawn_app_with(AppOptions {
         // The provider ends its session without telling the bridge: the refresh finds out.
         provider_backchannel_logout: false,
@@ -288,16 +366,21 @@ async fn a_refused_refresh_counts_as_failed_and_ends_the_session() {
 
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let after = scrape(&app).await;
-    assert_moved(
-        &before,
-        &after,
-        "login_bridge_refreshes_failed_total",
-        &[("reason", "refused")],
+    let failed = [("reason", "refused")];
+    let ended = [("reason", "refresh_refused")];
+    assert_eq!(
+        delta(
+            &before,
+            &after,
+            "login_bridge_refreshes_failed_total",
+            &failed
+        ),
+        1.0,
+        "{after}"
     );
-    assert_moved(
-        &before,
-        &after,
-        "login_bridge_sessions_ended_total",
-        &[("reason", "refresh_refused")],
+    assert_eq!(
+        delta(&before, &after, "login_bridge_sessions_ended_total", &ended),
+        1.0,
+        "{after}"
     );
 }

@@ -185,11 +185,22 @@ async fn privacyidea_accepts_the_token_the_spa_gets_and_refuses_the_providers() 
     let (status, body) = judged(pi.get("/token/", &bob).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["result"]["status"], true);
-    let (status, _) = judged(pi.get("/realm/", &bob).await).await;
-    assert_ne!(
+    // privacyIDEA's own refusal (not any non-200, which a 500 would be too).
+    let (status, body) = judged(pi.get("/realm/", &bob).await).await;
+    assert_eq!(
         status,
-        StatusCode::OK,
-        "a plain user's token must not reach /realm/"
+        StatusCode::UNAUTHORIZED,
+        "a plain user's token must not reach /realm/: {body}"
+    );
+    assert_eq!(body["result"]["status"], false, "{body}");
+    // 4306: the token is accepted as bob's, but bob lacks the admin role.
+    assert_eq!(body["result"]["error"]["code"], 4306, "{body}");
+    assert!(
+        body["result"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("necessary role"),
+        "{body}"
     );
 
     // alice is in pi-admins: an admin token, which reaches /realm/.
@@ -294,7 +305,16 @@ async fn privacyidea_behind_the_bridge_answers_the_spa_s_calls_with_a_minted_tok
         .collect();
     assert_eq!(serials, vec![serial.as_str()]);
     // The caller's own header never reaches privacyIDEA as such: a Bearer header would be
-    // refused there (401), and a bad token never leaves the bridge.
+    // refused there (401), and a bad token never leaves the bridge. privacyIDEA's log of the
+    // requests it answered shows it: a good call through the bridge is in it (the control),
+    // the bad one is not, and its 401 is the bridge's own.
+    let seen = pi.requests_answered().len();
+    assert_eq!(
+        call(Method::GET, "/token/").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let seen_after_good = pi.requests_answered();
+    assert_eq!(seen_after_good.len(), seen + 1, "{seen_after_good:?}");
     let r = client
         .get(format!("{}/pi/token/", app.address))
         .bearer_auth("not-a-token")
@@ -302,4 +322,23 @@ async fn privacyidea_behind_the_bridge_answers_the_spa_s_calls_with_a_minted_tok
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.starts_with(r#"Bearer realm="login-bridge", error="invalid_token""#),
+        "{challenge}"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token", "{body}");
+    assert!(
+        body.get("result").is_none(),
+        "not privacyIDEA's answer: {body}"
+    );
+    assert_eq!(
+        pi.requests_answered(),
+        seen_after_good,
+        "privacyIDEA saw no request"
+    );
 }

@@ -33,8 +33,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    Quota, RateLimiter,
     clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    state::keyed::DefaultKeyedStateStore,
 };
 use serde::Deserialize;
 use shared::session::User;
@@ -92,12 +94,16 @@ struct Failures {
     last_at: i64,
 }
 
+/// A keyed limiter on the clock `C` (the real one; a fake one in tests, to show minutes pass).
+type Limiter<K, C> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
 /// The sign-in's limits and the cost model for unknown users; one per replica.
-pub struct LocalLogin {
+pub struct LocalLogin<C: Clock = DefaultClock> {
     settings: LocalAccountsSettings,
-    per_account: DefaultKeyedRateLimiter<String>,
-    per_address: DefaultKeyedRateLimiter<IpAddr>,
-    clock: DefaultClock,
+    per_account: Limiter<String, C>,
+    per_address: Limiter<IpAddr, C>,
+    clock: C,
     failures: quick_cache::sync::Cache<Subject, Failures>,
     /// A hash of a random password with the same parameters: what an unknown user's attempt
     /// is checked against, so it costs the same time as a known user's.
@@ -119,19 +125,37 @@ fn quota(burst: u32, recovery_secs: u64) -> Quota {
 
 impl LocalLogin {
     pub fn new(settings: LocalAccountsSettings) -> Result<Self, local_users::LocalUserError> {
+        Self::with_clock(settings, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> LocalLogin<C> {
+    /// The limits on `clock` (tests pass a fake one to let minutes pass at once).
+    fn with_clock(
+        settings: LocalAccountsSettings,
+        clock: C,
+    ) -> Result<Self, local_users::LocalUserError> {
         let decoy = crate::authority::mint::random_id()
             .map_err(crate::authority::keyring::AuthorityError::from)?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(Self {
-            per_account: RateLimiter::keyed(quota(
-                settings.attempts_per_account,
-                settings.account_recovery_secs,
-            )),
-            per_address: RateLimiter::keyed(quota(
-                settings.attempts_per_address,
-                settings.address_recovery_secs,
-            )),
-            clock: DefaultClock::default(),
+            per_account: RateLimiter::new(
+                quota(
+                    settings.attempts_per_account,
+                    settings.account_recovery_secs,
+                ),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ),
+            per_address: RateLimiter::new(
+                quota(
+                    settings.attempts_per_address,
+                    settings.address_recovery_secs,
+                ),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ),
+            clock,
             failures: quick_cache::sync::Cache::new(FAILURE_ENTRIES),
             decoy_hash: local_users::hash_password(&decoy)?,
             hashing: Arc::new(Semaphore::new(cores)),
@@ -254,9 +278,15 @@ fn wrong_credentials(return_to: &str) -> Response {
 
 fn too_many(wait: &TooMany, return_to: &str) -> Response {
     let secs = wait.retry_after.as_secs() + u64::from(wait.retry_after.subsec_nanos() > 0);
+    // The default limits recover in minutes: say so in minutes (Retry-After stays in seconds).
+    let when = if secs >= 120 {
+        format!("{} minutes", secs.div_ceil(60))
+    } else {
+        format!("{secs} s")
+    };
     let mut response = back_to_login(
         "too_many_attempts",
-        &format!("Too many sign-in attempts. Try again in {secs} s."),
+        &format!("Too many sign-in attempts. Try again in {when}."),
         return_to,
     );
     if let Ok(value) = secs.to_string().parse() {
@@ -352,18 +382,20 @@ pub async fn login(
             _ => AppError::BadRequest("send the form fields username and password".into()),
         })?;
     let return_to = return_to::validate(&return_to).unwrap_or_else(|_| "/".into());
+    // Bounded before it is normalized: the fold's cost must not grow with what a client sends.
+    if username.len() > MAX_NAME_BYTES * 4 || password.len() > MAX_PASSWORD_BYTES {
+        return Ok(back_to_login(
+            "invalid_request",
+            "The username or password is too long.",
+            &return_to,
+        ));
+    }
+    // Folded as at `user add` (NFKC, trimmed, lowercased): `ａｌｉｃｅ` signs in as `alice`.
     let name = local_users::normalize_name(&username);
     if name.is_empty() || password.is_empty() {
         return Ok(back_to_login(
             "invalid_request",
             "Enter your username and password.",
-            &return_to,
-        ));
-    }
-    if name.len() > MAX_NAME_BYTES * 4 || password.len() > MAX_PASSWORD_BYTES {
-        return Ok(back_to_login(
-            "invalid_request",
-            "The username or password is too long.",
             &return_to,
         ));
     }
@@ -466,6 +498,57 @@ mod tests {
             "{refused:?}"
         );
         assert!(l.admit("bob", ip).is_ok(), "another account is not held up");
+    }
+
+    #[test]
+    fn the_default_limits_recover_in_minutes_not_seconds() {
+        let d = LocalAccountsSettings::default();
+        let per_account = quota(d.attempts_per_account, d.account_recovery_secs);
+        let per_address = quota(d.attempts_per_address, d.address_recovery_secs);
+        assert_eq!(per_account.burst_size().get(), 5);
+        assert_eq!(per_account.replenish_interval(), Duration::from_secs(600));
+        assert_eq!(per_address.burst_size().get(), 20);
+        assert_eq!(per_address.replenish_interval(), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_sprayer_pacing_a_guess_every_6_s_across_accounts_from_one_address_is_refused_after_the_burst()
+     {
+        // One address, a new account each time, so no per-account limit ever bites: only the
+        // per-address one stands between the sprayer and 600 guesses an hour.
+        let clock = governor::clock::FakeRelativeClock::default();
+        let l = LocalLogin::with_clock(LocalAccountsSettings::default(), clock.clone())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let ip = IpAddr::from([203, 0, 113, 66]);
+        let mut admitted = 0;
+        let mut first_refusal = None;
+        for i in 0..600 {
+            match l.admit(&format!("user{i}"), ip) {
+                Ok(()) => admitted += 1,
+                Err(t) => {
+                    first_refusal.get_or_insert((i, t.retry_after));
+                }
+            }
+            clock.advance(Duration::from_secs(6));
+        }
+        let (at, wait) = first_refusal.unwrap_or_else(|| unreachable!("never refused"));
+        assert_eq!(at, 20, "refused right after the burst of 20");
+        // 15 minutes less the 2 the burst took at this pace.
+        assert_eq!(wait, Duration::from_secs(13 * 60), "Retry-After");
+        // An hour of it: the burst, then one guess at 15, 30 and 45 minutes (600 before).
+        assert_eq!(admitted, 20 + 3);
+        // Recovery is one attempt per 15 minutes: not after 14, after 15.
+        let l = LocalLogin::with_clock(LocalAccountsSettings::default(), clock.clone())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        for i in 0..20 {
+            assert!(l.admit(&format!("user{i}"), ip).is_ok());
+        }
+        assert!(l.admit("another", ip).is_err());
+        clock.advance(Duration::from_secs(14 * 60));
+        assert!(l.admit("another", ip).is_err(), "not yet after 14 minutes");
+        clock.advance(Duration::from_secs(60));
+        assert!(l.admit("another", ip).is_ok(), "one more after 15 minutes");
+        assert!(l.admit("yet-another", ip).is_err(), "and only one");
     }
 
     #[test]

@@ -10,6 +10,8 @@ use argon2::{
     password_hash::{SaltString, rand_core::OsRng},
 };
 
+use unicode_normalization::UnicodeNormalization;
+
 use super::{
     keyring::AuthorityError,
     mint::random_id,
@@ -73,9 +75,14 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     }
 }
 
-/// The name as stored: trimmed and lowercased, so `Alice` and `alice` are one account.
+/// The name as stored and as looked up at sign-in: Unicode compatibility forms folded (NFKC:
+/// fullwidth `ａｌｉｃｅ` is `alice`, the ligature `ﬁ` is `fi`), trimmed and lowercased, so
+/// `Alice`, `ａｌｉｃｅ` and `alice` are one account and no look-alike can be added beside it.
 pub fn normalize_name(name: &str) -> String {
-    name.trim().to_lowercase()
+    let folded = name.nfkc().collect::<String>().trim().to_lowercase();
+    // Lowercasing can leave a string that NFKC would change again: once more makes the fold
+    // stable (folding a folded name changes nothing).
+    folded.nfkc().collect()
 }
 
 /// Refuses a name that is empty, too long, or holds anything but letters, digits, `-_.@`.
@@ -210,6 +217,26 @@ mod tests {
             hash_password("correct horse").unwrap_or_default(),
             "salted"
         );
+    }
+
+    #[test]
+    fn names_differing_only_by_compatibility_forms_fold_to_one() {
+        for (given, folded) in [
+            ("ａｌｉｃｅ", "alice"),
+            ("ＡＬＩＣＥ", "alice"),
+            ("\u{3000}alice\u{3000}", "alice"),
+            ("ﬁona", "fiona"),
+            ("ops\u{FF20}example", "ops@example"),
+            ("Ｋelvin", "kelvin"),
+            ("\u{212A}elvin", "kelvin"),
+        ] {
+            let name = normalize_name(given);
+            assert_eq!(name, folded, "{given:?}");
+            assert!(check_name(&name).is_ok(), "{given:?}");
+            assert_eq!(normalize_name(&name), name, "stable: {given:?}");
+        }
+        // Not a compatibility form: stays what it is, and is no valid name.
+        assert!(check_name(&normalize_name("аlice")).is_err(), "Cyrillic а");
     }
 
     #[test]

@@ -1006,3 +1006,20 @@ impl TrunkServe {
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 }
+
+/// `text` (a base64url value) with the character in its middle changed. Every bit of that
+/// character is data, whereas the last character of an unpadded base64url value may carry only
+/// padding bits, which a decoder may ignore: a value tampered there can decode to the original.
+pub fn with_a_middle_char_changed(text: &str) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let i = chars.len() / 2;
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
+/// `token` (a JWT) with one character in the middle of its signature changed, so the signature
+/// check itself is what refuses it (see [`with_a_middle_char_changed`]).
+pub fn with_tampered_signature(token: &str) -> String {
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    format!("{signed}.{}", with_a_middle_char_changed(signature))
+}

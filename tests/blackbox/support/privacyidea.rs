@@ -229,6 +229,17 @@ impl PrivacyIdea {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The requests this instance answered, in order, as its server logs them
+    /// (`GET /token/ HTTP/1.1`). werkzeug writes each line before the first byte of its answer,
+    /// so every request whose answer has arrived is listed.
+    pub fn requests_answered(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir().join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split('"').nth(1).map(str::to_owned))
+            .collect()
+    }
 }
 
 fn venv_dir() -> PathBuf {
