@@ -1045,7 +1045,7 @@ mod tests {
                 json!({"aud": "https://other"}),
                 TokenError::WrongAudience {
                     found: vec!["https://other".into()],
-                    expected: "\"https://bridge\"".into(),
+                    expected: "one of [\"https://bridge\", \"https://bridge/oauth/token\"]".into(),
                 },
             ),
             (
@@ -1091,7 +1091,10 @@ mod tests {
         );
         assert_eq!(
             header_kid(&token(json!({"alg": "HS256", "kid": "k1"})), es),
-            Err(TokenError::AlgorithmNotAllowed("HS256".into()))
+            Err(TokenError::AlgorithmNotAllowed(
+                "HS256".into(),
+                vec!["ES256".into()]
+            ))
         );
         assert!(header_kid("a.b", es).is_err());
     }
