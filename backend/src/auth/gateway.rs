@@ -124,15 +124,17 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
         Rejection::Invalid(e) => match e {
             TokenError::Expired => "expired",
             TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
-            TokenError::UntrustedIssuer | TokenError::WrongIssuer => "untrusted_issuer",
+            TokenError::UntrustedIssuer | TokenError::WrongIssuer | TokenError::UntrustedPeer => {
+                "untrusted_issuer"
+            }
             TokenError::WrongAudience | TokenError::WrongAuthorizedParty => "wrong_audience",
             TokenError::BadSignature | TokenError::UnknownKey => "bad_signature",
-            TokenError::MissingClaim(_)
-            | TokenError::InvalidClaim(_)
-            | TokenError::MissingRequiredClaim(_)
+            TokenError::MissingClaim(_) | TokenError::MissingRequiredClaim(_) => "missing_claim",
+            TokenError::InvalidClaim(_)
             | TokenError::WrongType
             | TokenError::NonceMismatch
-            | TokenError::NotALogoutToken(_) => "invalid",
+            | TokenError::NotALogoutToken(_)
+            | TokenError::Revoked => "invalid",
             TokenError::TooLarge
             | TokenError::Malformed(_)
             | TokenError::AlgorithmNotAllowed(_)
@@ -162,6 +164,10 @@ pub fn reason_words(code: &str) -> &'static str {
         "bad_signature" => {
             "Your gateway's sign-in token has a signature this site cannot verify. Sign in with \
              SSO."
+        }
+        "missing_claim" => {
+            "Your gateway's sign-in token lacks a claim this site needs to know who you are \
+             (such as your username). Sign in with SSO."
         }
         "policy" => "Your gateway's sign-in token does not allow access here. Sign in with SSO.",
         _ => "Your gateway's sign-in token was not accepted. Sign in with SSO.",
@@ -199,7 +205,7 @@ pub async fn sign_in_from_gateway(
         Err(why) => return Ok(GatewaySignIn::Refused(why)),
     };
     let names: Vec<&str> = gateway.issuers.iter().map(String::as_str).collect();
-    let principal = match state.trust.verify_as_one_of(token, &names).await {
+    let principal = match state.trust.verify_as_one_of(token, &names, peer).await {
         Ok(p) => p,
         Err(rejection) => {
             tracing::info!(reason = %rejection, "gateway JWT rejected");
@@ -326,6 +332,7 @@ mod tests {
             ("wrong_audience", "meant for another application"),
             ("bad_signature", "signature this site cannot verify"),
             ("policy", "does not allow access"),
+            ("missing_claim", "lacks a claim this site needs"),
             ("invalid", "was not accepted"),
         ];
         for (code, words) in cases {
