@@ -1178,8 +1178,16 @@ mod tests {
             Some(vec!["10.0.0.5/32".parse().unwrap()]),
             "the gateway's proxies"
         );
-        assert_eq!(proxies_of(&config, "gw-own"), Some(own.clone()), "its own list wins");
-        assert_eq!(proxies_of(&config, "api"), None, "not the gateway's: from any peer");
+        assert_eq!(
+            proxies_of(&config, "gw-own"),
+            Some(own.clone()),
+            "its own list wins"
+        );
+        assert_eq!(
+            proxies_of(&config, "api"),
+            None,
+            "not the gateway's: from any peer"
+        );
         assert_eq!(proxies_of(&config, "limited"), Some(own.clone()));
         // A gateway any peer may reach limits nothing.
         s.gateway = Some(gateway(&["gw"], true));

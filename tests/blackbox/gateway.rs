@@ -127,7 +127,10 @@ async fn assert_invalid_token(r: reqwest::Response, what: &str) -> String {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_token", "{what}: {body}");
-    body["error_description"].as_str().unwrap_or_default().to_string()
+    body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn sets_a_session_cookie(r: &reqwest::Response) -> bool {
@@ -662,7 +665,10 @@ async fn a_gateway_jwt_works_only_through_the_gateway_on_every_path() {
 async fn a_gateway_jwt_without_the_mapped_username_signs_nobody_in_and_is_refused_at_the_api() {
     let app = spawn_gateway_app("authorization").await;
     let mut nameless = claims("carol");
-    nameless.as_object_mut().unwrap().remove("preferred_username");
+    nameless
+        .as_object_mut()
+        .unwrap()
+        .remove("preferred_username");
     let jwt = gateway_jwt(&nameless);
     let client = browser_from(GATEWAY_PEER);
 
@@ -677,11 +683,8 @@ async fn a_gateway_jwt_without_the_mapped_username_signs_nobody_in_and_is_refuse
         app.session(&client).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let why = assert_invalid_token(
-        api_from(&client, &app, "/api/me", &jwt).await,
-        "at the API",
-    )
-    .await;
+    let why =
+        assert_invalid_token(api_from(&client, &app, "/api/me", &jwt).await, "at the API").await;
     assert!(why.contains("preferred_username"), "{why}");
     // With the username, the same JWT signs in.
     let r = open_page_with_bearer(&app, &client, "/", &gateway_jwt(&claims("carol"))).await;

@@ -253,18 +253,20 @@ async fn eventually(
 
 async fn a_disabled_users_tokens_stop_on_every_replica(kind: StoreKind) {
     let (upstream, reached) = crate::gateway::counting_upstream().await;
-    let replicas = two_replicas_with(
-        kind,
-        vec![json!({"prefix": "/up/", "url": upstream})],
-    )
-    .await;
+    let replicas = two_replicas_with(kind, vec![json!({"prefix": "/up/", "url": upstream})]).await;
     let (a, b) = (&replicas.a, &replicas.b);
     let key = create_service_user(a, "ci-job", &[]).await;
     let token = access_token(grant(a, &fresh_assertion(a, &key)).await).await;
     // Accepted everywhere, and so in each replica's verified-token cache.
     for app in [a, b] {
-        assert_eq!(app.api_get("/api/me", Some(&token)).await.status(), StatusCode::OK);
-        assert_eq!(app.api_get("/up/x", Some(&token)).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.api_get("/api/me", Some(&token)).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.api_get("/up/x", Some(&token)).await.status(),
+            StatusCode::OK
+        );
     }
     assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 2);
 
@@ -275,12 +277,19 @@ async fn a_disabled_users_tokens_stop_on_every_replica(kind: StoreKind) {
         .unwrap();
     let within = Duration::from_secs(10);
     for app in [a, b] {
-        eventually(within, "/api after disable", StatusCode::UNAUTHORIZED, async || {
-            app.api_get("/api/me", Some(&token)).await.status()
-        })
+        eventually(
+            within,
+            "/api after disable",
+            StatusCode::UNAUTHORIZED,
+            async || app.api_get("/api/me", Some(&token)).await.status(),
+        )
         .await;
         let r = app.api_get("/up/x", Some(&token)).await;
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "upstream after disable");
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "upstream after disable"
+        );
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
     }
     assert_eq!(

@@ -47,23 +47,24 @@ where
         let token = bearer_token(&parts.headers)?;
         let trust = Arc::<TrustEngine>::from_ref(state);
         let peer = super::gateway::peer_of(&parts.extensions);
-        let principal = trust
-            .verify_from(token, peer)
-            .await
-            .map_err(|rejection| match rejection {
-                Rejection::Invalid(TokenError::UntrustedIssuer) => {
-                    // Until discovery succeeds the provider's tokens cannot be told from foreign
-                    // ones: say "not ready" rather than "invalid".
-                    let provider = Arc::<ProviderClient>::from_ref(state);
-                    if provider.ready().is_none() {
-                        AppError::Unavailable(provider.not_ready_reason())
-                    } else {
-                        AppError::InvalidToken(TokenError::UntrustedIssuer.to_string())
+        let principal =
+            trust
+                .verify_from(token, peer)
+                .await
+                .map_err(|rejection| match rejection {
+                    Rejection::Invalid(TokenError::UntrustedIssuer) => {
+                        // Until discovery succeeds the provider's tokens cannot be told from foreign
+                        // ones: say "not ready" rather than "invalid".
+                        let provider = Arc::<ProviderClient>::from_ref(state);
+                        if provider.ready().is_none() {
+                            AppError::Unavailable(provider.not_ready_reason())
+                        } else {
+                            AppError::InvalidToken(TokenError::UntrustedIssuer.to_string())
+                        }
                     }
-                }
-                Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
-                Rejection::Policy(reason) => AppError::Forbidden(reason),
-            })?;
+                    Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
+                    Rejection::Policy(reason) => AppError::Forbidden(reason),
+                })?;
         // Inside a nested router the URI has lost its prefix; policies use the path the
         // client asked for.
         let path = parts

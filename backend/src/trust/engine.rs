@@ -592,13 +592,19 @@ mod tests {
         let secret = &[3u8; 32][..];
         let engine = TrustEngine::new(vec![], vec![], &reqwest::Client::new());
         engine.register(TrustedIssuer {
-            trusted_proxies: Some(vec!["10.0.0.5/32".parse().unwrap_or_else(|_| unreachable!())]),
+            trusted_proxies: Some(vec![
+                "10.0.0.5/32".parse().unwrap_or_else(|_| unreachable!()),
+            ]),
             ..issuer(secret)
         });
         let jwt = token(secret);
         assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 6]).await, "peer");
         assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 5]).await, "verified");
-        assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 6]).await, "peer", "a cache hit");
+        assert_eq!(
+            outcome_from(&engine, &jwt, [10, 0, 0, 6]).await,
+            "peer",
+            "a cache hit"
+        );
         assert_eq!(outcome(&engine, &jwt).await, "peer", "no known peer");
         assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 5]).await, "cached");
     }

@@ -191,20 +191,31 @@ mod tests {
         let number = claims(json!({"sub": "u1", "preferred_username": 7}));
         assert!(map_user(&mapping, &[&number]).is_err());
         // No `sub`, or an empty one: refused whatever `optional` says.
-        for c in [json!({"preferred_username": "a"}), json!({"sub": "", "preferred_username": "a"})] {
+        for c in [
+            json!({"preferred_username": "a"}),
+            json!({"sub": "", "preferred_username": "a"}),
+        ] {
             assert!(matches!(
                 map_user(&mapping, &[&claims(c)]),
                 Err(TokenError::MissingRequiredClaim(c)) if c == "sub"
             ));
         }
         // Name, email, groups, roles and the token name may be absent by default.
-        let user = map_user(&mapping, &[&claims(json!({"sub": "u1", "preferred_username": "a"}))])
-            .unwrap();
+        let user = map_user(
+            &mapping,
+            &[&claims(json!({"sub": "u1", "preferred_username": "a"}))],
+        )
+        .unwrap();
         assert_eq!((user.email, user.groups), (None, Vec::<String>::new()));
         // Marking `username` optional lets it be absent; leaving `email` out requires it.
         let custom = ClaimMapping {
-            optional: vec!["username".into(), "name".into(), "groups".into(), "roles".into(),
-                           "token_name".into()],
+            optional: vec![
+                "username".into(),
+                "name".into(),
+                "groups".into(),
+                "roles".into(),
+                "token_name".into(),
+            ],
             ..ClaimMapping::default()
         };
         assert!(matches!(
