@@ -6,7 +6,9 @@
 //! Only connections from `gateway.trusted_proxies` may do this. From any other peer the header
 //! means nothing for sign-in, and a custom header is removed by [`strip_untrusted_header`]
 //! before any handler sees it. The JWT is checked by the trust engine, restricted to the
-//! issuers named in `gateway.issuers` (`verify_as_one_of`).
+//! issuers named in `gateway.issuers` (`verify_as_one_of`). Those issuers are trusted for
+//! requests from `trusted_proxies` only, on every way in (`/api`, upstreams, `/auth/session`
+//! handing the JWT out): a gateway JWT sent straight from elsewhere is refused.
 
 use std::{
     net::{IpAddr, SocketAddr},

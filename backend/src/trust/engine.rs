@@ -265,12 +265,13 @@ impl TrustEngine {
         peer: Option<IpAddr>,
         now: i64,
     ) -> Option<(Result<Arc<Principal>, Rejection>, &'static str)> {
-        let mut issuer = None;
+        // Read under the one lookup the generation check makes anyway: no `Arc` cloned.
+        let mut from_peer = false;
         let p = self.cache.get(token, now, |iss| {
-            let found = self.read().get(iss).cloned()?;
-            let generation = found.key_generation();
-            issuer = Some(found);
-            Some(generation)
+            let issuers = self.read();
+            let found = issuers.get(iss)?;
+            from_peer = found.accepts_from(peer);
+            Some(found.key_generation())
         })?;
         let refused = |e: TokenError| {
             let reason = e.reason();
@@ -279,7 +280,7 @@ impl TrustEngine {
         if !allowed(only, &p.issuer_name) {
             return refused(TokenError::UntrustedIssuer);
         }
-        if !issuer.is_some_and(|i| i.accepts_from(peer)) {
+        if !from_peer {
             return refused(TokenError::UntrustedPeer);
         }
         if self.stopped(&p, now) {
