@@ -51,7 +51,7 @@ pub struct TrustEngine {
     /// Service users of the bridge whose tokens stop before their `exp`, by id: `None` for a
     /// disabled one, `Some(at)` for one that expires at `at`. Replaced whole by the
     /// authority every few seconds (see [`Self::set_stopped_service_users`]).
-    stopped_service_users: RwLock<Arc<StoppedServiceUsers>>,
+    stopped_service_users: RwLock<StoppedServiceUsers>,
 }
 
 /// See [`TrustEngine::set_stopped_service_users`].
@@ -92,7 +92,7 @@ impl TrustEngine {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        *current = Arc::new(stopped);
+        *current = stopped;
     }
 
     /// Whether `principal`'s holder was stopped before its token's `exp`: a service user of
@@ -405,6 +405,14 @@ impl TrustEngine {
             };
         };
         let result = check_decoded(&issuer, token, Some(payload), Some(&mut checks)).await;
+        if let Some(nets) = &issuer.trusted_proxies {
+            // Where the token would be accepted: the CLI has no peer to check.
+            let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+            checks.push(Check {
+                name: "trusted_proxies",
+                outcome: Ok(format!("accepted only from {}", nets.join(", "))),
+            });
+        }
         let (principal, policy) = match result {
             Ok(v) => match Principal::from_token(&issuer, &v, &token_digest(token)) {
                 Ok(p) => {
