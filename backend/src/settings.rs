@@ -562,13 +562,25 @@ impl Settings {
         if let Some(gateway) = &self.gateway {
             for name in &gateway.issuers {
                 // `oidc` is the login provider itself: a gateway in front may inject the
-                // provider's own access tokens (a Keycloak realm behind oauth2-proxy).
-                let known = name == PROVIDER_ISSUER || issuers.iter().any(|i| &i.name == name);
-                if !known {
-                    problems.push(format!(
+                // provider's own access tokens (a Keycloak realm behind oauth2-proxy). Its
+                // tokens stay accepted from any peer: the SPA of a code-flow sign-in sends
+                // them from wherever the browser is.
+                if name == PROVIDER_ISSUER {
+                    continue;
+                }
+                match issuers.iter_mut().find(|i| &i.name == name) {
+                    // A gateway's issuer is trusted for requests through the gateway only (a
+                    // stolen gateway JWT is worthless elsewhere), unless the entry says from
+                    // where itself.
+                    Some(issuer) => {
+                        if issuer.trusted_proxies.is_none() && !gateway.allow_any_peer {
+                            issuer.trusted_proxies = Some(gateway.trusted_proxies.clone());
+                        }
+                    }
+                    None => problems.push(format!(
                         "gateway.issuers: {name:?} is not the name of an [[issuers]] entry \
                          (or \"{PROVIDER_ISSUER}\", the login provider)"
-                    ));
+                    )),
                 }
             }
         }
@@ -800,6 +812,10 @@ impl Settings {
                  e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER)",
                 self.oidc.issuer
             )),
+        }
+        if let Some(problem) = self.claims.problem() {
+            // The login provider's mapping (`[claims]`).
+            problems.push(problem);
         }
         if self.oidc.client_id.is_empty() {
             problems.push(
@@ -1099,6 +1115,7 @@ mod tests {
             typ: None,
             jwks_refresh_secs: 300,
             jwks_refetch_cooldown_secs: 30,
+            trusted_proxies: None,
             claims: ClaimMapping::default(),
             policy: Policy::default(),
         }];
@@ -1153,6 +1170,99 @@ mod tests {
             jwt_endpoint_after_silent_miss: false,
         });
         assert!(s.validate().is_ok());
+    }
+
+    /// An `[[issuers]]` entry named `name` (its JWKS URL is not fetched to compile it).
+    fn url_issuer(name: &str, trusted_proxies: Option<Vec<ipnet::IpNet>>) -> IssuerSettings {
+        IssuerSettings {
+            trusted_proxies,
+            ..serde_json::from_value(serde_json::json!({
+                "name": name, "issuer": format!("https://{name}.example.org"),
+                "audiences": ["api"], "algorithms": ["RS256"],
+                "jwks_url": format!("https://{name}.example.org/jwks"),
+            }))
+            .unwrap()
+        }
+    }
+
+    fn gateway(issuers: &[&str], allow_any_peer: bool) -> GatewaySettings {
+        GatewaySettings {
+            issuers: issuers.iter().map(|i| (*i).to_owned()).collect(),
+            header: "authorization".into(),
+            trusted_proxies: vec!["10.0.0.5/32".parse().unwrap()],
+            allow_any_peer,
+            jwt_endpoint: None,
+            jwt_binding_ttl_secs: 300,
+            jwt_endpoint_after_silent_miss: false,
+        }
+    }
+
+    fn proxies_of(config: &Config, name: &str) -> Option<Vec<ipnet::IpNet>> {
+        config
+            .issuers
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.trusted_proxies.clone())
+    }
+
+    #[test]
+    fn a_gateways_issuers_are_trusted_from_its_proxies_only_unless_they_say_otherwise() {
+        let own: Vec<ipnet::IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
+        let mut s = valid();
+        s.issuers = vec![
+            url_issuer("gw", None),
+            url_issuer("gw-own", Some(own.clone())),
+            url_issuer("api", None),
+            url_issuer("limited", Some(own.clone())),
+        ];
+        s.gateway = Some(gateway(&["gw", "gw-own", PROVIDER_ISSUER], false));
+        let config = s.clone().compile().unwrap();
+        assert_eq!(
+            proxies_of(&config, "gw"),
+            Some(vec!["10.0.0.5/32".parse().unwrap()]),
+            "the gateway's proxies"
+        );
+        assert_eq!(
+            proxies_of(&config, "gw-own"),
+            Some(own.clone()),
+            "its own list wins"
+        );
+        assert_eq!(
+            proxies_of(&config, "api"),
+            None,
+            "not the gateway's: from any peer"
+        );
+        assert_eq!(proxies_of(&config, "limited"), Some(own.clone()));
+        // A gateway any peer may reach limits nothing.
+        s.gateway = Some(gateway(&["gw"], true));
+        assert_eq!(proxies_of(&s.clone().compile().unwrap(), "gw"), None);
+        // An empty list would accept the issuer from nowhere: refused, with the fix.
+        s.issuers = vec![url_issuer("nowhere", Some(Vec::new()))];
+        s.gateway = None;
+        let Err(SettingsError::Invalid(problems)) = s.compile() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("issuers[nowhere]: trusted_proxies is empty")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_optional_claim_is_refused_with_the_known_ones() {
+        let mut s = valid();
+        s.claims.optional = vec!["mail".into()];
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("expected invalid");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("claims.optional: \"mail\" is not a mapped field")),
+            "{problems:?}"
+        );
     }
 
     #[test]

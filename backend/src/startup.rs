@@ -20,7 +20,7 @@ use crate::{
         gateway::strip_untrusted_header, local::LocalLogin, page_open::open_page,
         routes as auth_routes,
     },
-    authority::{self, keyring::Authority},
+    authority::{self, keyring::Authority, service_users},
     demo_api::{self, ApiCallLog},
     health,
     metrics::{self, RequestMetrics},
@@ -113,6 +113,12 @@ impl Application {
                     Arc::new(Authority::open(a, &settings.origin(), profiles, store).await?);
                 trust.register(authority.trusted_issuer());
                 authority.spawn_reload(trust.clone());
+                service_users::publish_stopped(&authority.store, &trust).await?;
+                service_users::spawn_watch(
+                    authority.store.clone(),
+                    trust.clone(),
+                    Duration::from_secs(a.service_user_reload_secs),
+                );
                 Some(authority)
             }
             None => None,

@@ -2,9 +2,16 @@
 //! in; the same header from an untrusted peer means nothing; bad JWTs land on the login page
 //! with a reason and leave no session; malformed headers get a 400; another user's JWT
 //! replaces the session. The trusted peer is 127.0.0.2: the client binds its connections to it.
+//! The gateway's JWT itself is worthless from any other address, on every way in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use jsonwebtoken::Algorithm;
 use reqwest::{StatusCode, header};
@@ -85,6 +92,47 @@ async fn open_page_with_bearer(
     open_page(app, client, path, "authorization", &format!("Bearer {jwt}")).await
 }
 
+/// `GET path` at the bridge from `client`'s address, with `jwt` as Bearer.
+async fn api_from(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    jwt: &str,
+) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An API behind the bridge that answers 200 to everything and counts what reaches it.
+pub(crate) async fn counting_upstream() -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new().fallback(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { "ok" }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, count)
+}
+
+async fn assert_invalid_token(r: reqwest::Response, what: &str) -> String {
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{what}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token", "{what}: {body}");
+    body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn sets_a_session_cookie(r: &reqwest::Response) -> bool {
     r.headers()
         .get_all(header::SET_COOKIE)
@@ -110,8 +158,9 @@ async fn a_page_request_with_a_gateway_jwt_from_the_trusted_peer_signs_in_at_onc
         (info.expires_at - exp).abs() <= 2,
         "the JWT's exp bounds the session"
     );
-    // The API accepts it as Bearer (the gateway issuer is a trusted issuer).
-    let me = app.api_get("/api/me", Some(&info.auth_token)).await;
+    // The API accepts it as Bearer through the gateway (the gateway issuer is a trusted
+    // issuer, for the gateway's requests).
+    let me = api_from(&client, &app, "/api/me", &info.auth_token).await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(app.idp.stat("silent_authorization_requests").await, 0);
 }
@@ -516,4 +565,128 @@ async fn a_gateway_may_carry_the_login_providers_own_access_token() {
     assert_eq!(info.user.username.as_deref(), Some("alice"));
     assert_eq!(info.auth_token, token);
     assert_eq!(app.idp.stat("authorization_requests").await, 0);
+}
+
+/// A stolen gateway JWT must be worthless away from the gateway: `/api` (also once the token
+/// is in the verified-token cache) and the upstreams refuse it from any other address, and a
+/// session the gateway signed in does not hand it out there; behind the gateway all of it
+/// keeps working. Any `[[issuers]]` entry can be limited the same way.
+#[tokio::test]
+async fn a_gateway_jwt_works_only_through_the_gateway_on_every_path() {
+    let (upstream, reached) = counting_upstream().await;
+    let mut issuers = gateway_issuers();
+    issuers.push(json!({"name": "proxied", "issuer": "https://proxied.test",
+                        "audiences": [AUDIENCE], "algorithms": ["RS256"],
+                        "jwks_file": fixture("issuer-rsa-b.jwks.json"),
+                        "trusted_proxies": ["127.0.0.3/32"]}));
+    let app = spawn_app_with(AppOptions {
+        silent_sso: false,
+        issuers,
+        gateway: Some(json!({"issuers": ["gateway"], "trusted_proxies": ["127.0.0.2/32"]})),
+        upstreams: vec![json!({"prefix": "/up/", "url": upstream})],
+        ..AppOptions::default()
+    })
+    .await;
+    let gateway = browser_from(GATEWAY_PEER);
+    let outsider = browser_from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let jwt = gateway_jwt(&claims("carol"));
+
+    // /api: refused from elsewhere, before and after the gateway's call put it in the cache.
+    let why = assert_invalid_token(
+        api_from(&outsider, &app, "/api/me", &jwt).await,
+        "from elsewhere",
+    )
+    .await;
+    assert!(why.contains("trusted proxies"), "{why}");
+    let me = api_from(&gateway, &app, "/api/me", &jwt).await;
+    assert_eq!(me.status(), StatusCode::OK, "through the gateway");
+    assert_invalid_token(
+        api_from(&outsider, &app, "/api/me", &jwt).await,
+        "from elsewhere, cached",
+    )
+    .await;
+
+    // An upstream: never reached from elsewhere.
+    assert_invalid_token(
+        api_from(&outsider, &app, "/up/x", &jwt).await,
+        "upstream from elsewhere",
+    )
+    .await;
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+    let r = api_from(&gateway, &app, "/up/x", &jwt).await;
+    assert_eq!(r.status(), StatusCode::OK, "upstream through the gateway");
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    // A session signed in through the gateway hands the JWT out through the gateway only.
+    let r = open_page_with_bearer(&app, &gateway, "/", &jwt).await;
+    let cookie = format!("lb_session={}", session_cookie(&r));
+    assert_eq!(app.session_info(&gateway).await.auth_token, jwt);
+    let r = outsider
+        .get(format!("{}/auth/session", app.address))
+        .header(
+            shared::session::CSRF_HEADER,
+            shared::session::CSRF_HEADER_VALUE,
+        )
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&jwt), "never the token: {text}");
+    assert!(text.contains("only through the gateway"), "{text}");
+    // The session itself stays, for the browser behind the gateway.
+    assert_eq!(app.session_info(&gateway).await.auth_token, jwt);
+
+    // Any trusted issuer may be limited to its proxies (`trusted_proxies` on the entry).
+    let proxied = sign_with(
+        "issuer-rsa-b",
+        Algorithm::RS256,
+        None,
+        &json!({"iss": "https://proxied.test", "sub": "sub-dave", "aud": AUDIENCE,
+                "iat": now(), "exp": now() + 300, "preferred_username": "dave"}),
+    );
+    let its_proxy = browser_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    let me = api_from(&its_proxy, &app, "/api/me", &proxied).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    for elsewhere in [&outsider, &gateway] {
+        assert_invalid_token(
+            api_from(elsewhere, &app, "/api/me", &proxied).await,
+            "another issuer's proxy",
+        )
+        .await;
+    }
+}
+
+/// A claim the issuer's mapping names is required unless marked optional: a gateway JWT
+/// without the mapped username signs nobody in (the login page says why) and is refused at
+/// the API, rather than naming the user by `sub` alone.
+#[tokio::test]
+async fn a_gateway_jwt_without_the_mapped_username_signs_nobody_in_and_is_refused_at_the_api() {
+    let app = spawn_gateway_app("authorization").await;
+    let mut nameless = claims("carol");
+    nameless
+        .as_object_mut()
+        .unwrap()
+        .remove("preferred_username");
+    let jwt = gateway_jwt(&nameless);
+    let client = browser_from(GATEWAY_PEER);
+
+    let r = open_page_with_bearer(&app, &client, "/deep", &jwt).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&r),
+        login_bridge::auth::gateway::rejected_location("missing_claim", "/deep")
+    );
+    assert!(!sets_a_session_cookie(&r));
+    assert_eq!(
+        app.session(&client).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let why =
+        assert_invalid_token(api_from(&client, &app, "/api/me", &jwt).await, "at the API").await;
+    assert!(why.contains("preferred_username"), "{why}");
+    // With the username, the same JWT signs in.
+    let r = open_page_with_bearer(&app, &client, "/", &gateway_jwt(&claims("carol"))).await;
+    assert!(sets_a_session_cookie(&r));
 }

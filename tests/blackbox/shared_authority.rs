@@ -1,7 +1,8 @@
 //! The token authority across replicas: two bridges on one Redis, then on one PostgreSQL,
 //! share their signing keys, service users and replay records. An assertion one replica
-//! accepted is refused at the other, a user disabled through the CLI is refused everywhere,
-//! and a key rotated through the CLI reaches every replica at its next reload.
+//! accepted is refused at the other, a user disabled through the CLI is refused everywhere
+//! (its tokens too, at `/api` and the upstreams, within seconds), and a key rotated through
+//! the CLI reaches every replica at its next reload.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -40,6 +41,10 @@ struct Replicas {
 }
 
 async fn two_replicas(kind: StoreKind) -> Replicas {
+    two_replicas_with(kind, Vec::new()).await
+}
+
+async fn two_replicas_with(kind: StoreKind, upstreams: Vec<Value>) -> Replicas {
     let (store, url) = match kind {
         StoreKind::Redis => {
             let server = RedisServer::start().await;
@@ -64,6 +69,7 @@ async fn two_replicas(kind: StoreKind) -> Replicas {
             "key_encryption_key_file": kek.display().to_string(),
         })),
         store: Some((kind, url.clone())),
+        upstreams: upstreams.clone(),
         ..AppOptions::default()
     };
     let a = spawn_app_with(options()).await;
@@ -222,4 +228,94 @@ async fn a_key_rotated_on_one_replica_reaches_the_other_on_redis() {
 #[tokio::test]
 async fn a_key_rotated_on_one_replica_reaches_the_other_on_postgres() {
     a_rotation_reaches_the_other_replica(StoreKind::Postgres).await;
+}
+
+/// Polls `what` until it gives `want`, for at most `within`: the time the CLI promises.
+async fn eventually(
+    within: Duration,
+    what: &str,
+    want: StatusCode,
+    mut status: impl AsyncFnMut() -> StatusCode,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = status().await;
+        if now == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {now} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_disabled_users_tokens_stop_on_every_replica(kind: StoreKind) {
+    let (upstream, reached) = crate::gateway::counting_upstream().await;
+    let replicas = two_replicas_with(kind, vec![json!({"prefix": "/up/", "url": upstream})]).await;
+    let (a, b) = (&replicas.a, &replicas.b);
+    let key = create_service_user(a, "ci-job", &[]).await;
+    let token = access_token(grant(a, &fresh_assertion(a, &key)).await).await;
+    // Accepted everywhere, and so in each replica's verified-token cache.
+    for app in [a, b] {
+        assert_eq!(
+            app.api_get("/api/me", Some(&token)).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.api_get("/up/x", Some(&token)).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // Disabled through the CLI beside A: both replicas refuse the token within seconds (they
+    // re-read the store every 2 s by default), at /api and before any upstream.
+    a.admin(&["service-user", "disable", "ci-job"])
+        .await
+        .unwrap();
+    let within = Duration::from_secs(10);
+    for app in [a, b] {
+        eventually(
+            within,
+            "/api after disable",
+            StatusCode::UNAUTHORIZED,
+            async || app.api_get("/api/me", Some(&token)).await.status(),
+        )
+        .await;
+        let r = app.api_get("/up/x", Some(&token)).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "upstream after disable"
+        );
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_token");
+    }
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "no call reached the upstream"
+    );
+
+    // Enabled again, the same token works again (it was not expired, only stopped).
+    a.admin(&["service-user", "enable", "ci-job"])
+        .await
+        .unwrap();
+    for app in [a, b] {
+        eventually(within, "/api after enable", StatusCode::OK, async || {
+            app.api_get("/api/me", Some(&token)).await.status()
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_service_users_tokens_stop_on_every_replica_within_seconds_on_redis() {
+    a_disabled_users_tokens_stop_on_every_replica(StoreKind::Redis).await;
+}
+
+#[tokio::test]
+async fn a_disabled_service_users_tokens_stop_on_every_replica_within_seconds_on_postgres() {
+    a_disabled_users_tokens_stop_on_every_replica(StoreKind::Postgres).await;
 }

@@ -6,7 +6,9 @@
 //! Only connections from `gateway.trusted_proxies` may do this. From any other peer the header
 //! means nothing for sign-in, and a custom header is removed by [`strip_untrusted_header`]
 //! before any handler sees it. The JWT is checked by the trust engine, restricted to the
-//! issuers named in `gateway.issuers` (`verify_as_one_of`).
+//! issuers named in `gateway.issuers` (`verify_as_one_of`). Those issuers are trusted for
+//! requests from `trusted_proxies` only, on every way in (`/api`, upstreams, `/auth/session`
+//! handing the JWT out): a gateway JWT sent straight from elsewhere is refused.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -137,17 +139,19 @@ fn reason_code(rejection: &Rejection) -> Option<&'static str> {
         Rejection::Invalid(e) => match e {
             TokenError::Expired => "expired",
             TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
-            TokenError::UntrustedIssuer | TokenError::WrongIssuer => "untrusted_issuer",
+            TokenError::UntrustedIssuer | TokenError::WrongIssuer | TokenError::UntrustedPeer => {
+                "untrusted_issuer"
+            }
             TokenError::WrongAudience { .. } | TokenError::WrongAuthorizedParty(_) => {
                 "wrong_audience"
             }
             TokenError::BadSignature | TokenError::UnknownKey => "bad_signature",
-            TokenError::MissingClaim(_)
-            | TokenError::InvalidClaim(_)
-            | TokenError::MissingRequiredClaim(_)
+            TokenError::MissingClaim(_) | TokenError::MissingRequiredClaim(_) => "missing_claim",
+            TokenError::InvalidClaim(_)
             | TokenError::WrongType
             | TokenError::NonceMismatch
-            | TokenError::NotALogoutToken(_) => "invalid",
+            | TokenError::NotALogoutToken(_)
+            | TokenError::Revoked => "invalid",
             TokenError::TooLarge
             | TokenError::Malformed(_)
             | TokenError::AlgorithmNotAllowed(..)
@@ -177,6 +181,10 @@ pub fn reason_words(code: &str) -> &'static str {
         "bad_signature" => {
             "Your gateway's sign-in token has a signature this site cannot verify. Sign in with \
              SSO."
+        }
+        "missing_claim" => {
+            "Your gateway's sign-in token lacks a claim this site needs to know who you are \
+             (such as your username). Sign in with SSO."
         }
         "policy" => "Your gateway's sign-in token does not allow access here. Sign in with SSO.",
         _ => "Your gateway's sign-in token was not accepted. Sign in with SSO.",
@@ -214,7 +222,7 @@ pub async fn sign_in_from_gateway(
         Err(why) => return Ok(GatewaySignIn::Refused(why)),
     };
     let names: Vec<&str> = gateway.issuers.iter().map(String::as_str).collect();
-    let principal = match state.trust.verify_as_one_of(token, &names).await {
+    let principal = match state.trust.verify_as_one_of(token, &names, peer).await {
         Ok(p) => p,
         Err(rejection) => {
             tracing::info!(reason = %rejection, "gateway JWT rejected");
@@ -363,6 +371,7 @@ mod tests {
             ("wrong_audience", "meant for another application"),
             ("bad_signature", "signature this site cannot verify"),
             ("policy", "does not allow access"),
+            ("missing_claim", "lacks a claim this site needs"),
             ("invalid", "was not accepted"),
         ];
         for (code, words) in cases {

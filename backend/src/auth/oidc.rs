@@ -453,10 +453,16 @@ pub async fn session_user_from_tokens(
     }
     let mut principal = (*access).clone();
     // ID token first, then the access token (Keycloak puts roles only into the latter).
+    // The access token passed the same mapping on its own, so its claims hold every
+    // required one; a refusal here is kept all the same rather than assumed away.
+    let mapped = |sources: &[&Claims]| {
+        map_user(&settings.claims, sources)
+            .map_err(|e| SignInError::AccessToken(Rejection::Invalid(e)))
+    };
     principal.user = match (&id_claims, previous) {
-        (Some(id), _) => map_user(&settings.claims, &[id, &access_claims]),
+        (Some(id), _) => mapped(&[id, &access_claims])?,
         (None, Some(prev)) => {
-            let mut user = map_user(&settings.claims, &[&access_claims]);
+            let mut user = mapped(&[&access_claims])?;
             user.id = prev.principal.user.id.clone();
             user
         }

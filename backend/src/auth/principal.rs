@@ -3,7 +3,8 @@
 //! It reads exactly one `Authorization: Bearer` token (never the session cookie, never
 //! `?access_token=`), verifies it through the trust engine, and applies the route policies of
 //! the path the client asked for. An API answers 401 JSON with `WWW-Authenticate: Bearer`,
-//! never a redirect.
+//! never a redirect. The connection's peer goes with the token: an issuer trusted for its
+//! proxies only (a gateway's) is refused from anywhere else.
 
 use std::sync::Arc;
 
@@ -45,23 +46,25 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let token = bearer_token(&parts.headers)?;
         let trust = Arc::<TrustEngine>::from_ref(state);
-        let principal = trust
-            .verify(token)
-            .await
-            .map_err(|rejection| match rejection {
-                Rejection::Invalid(TokenError::UntrustedIssuer) => {
-                    // Until discovery succeeds the provider's tokens cannot be told from foreign
-                    // ones: say "not ready" rather than "invalid".
-                    let provider = Arc::<ProviderClient>::from_ref(state);
-                    if provider.ready().is_none() {
-                        AppError::Unavailable(provider.not_ready_reason())
-                    } else {
-                        AppError::InvalidToken(TokenError::UntrustedIssuer.to_string())
+        let peer = super::gateway::peer_of(&parts.extensions);
+        let principal =
+            trust
+                .verify_from(token, peer)
+                .await
+                .map_err(|rejection| match rejection {
+                    Rejection::Invalid(TokenError::UntrustedIssuer) => {
+                        // Until discovery succeeds the provider's tokens cannot be told from foreign
+                        // ones: say "not ready" rather than "invalid".
+                        let provider = Arc::<ProviderClient>::from_ref(state);
+                        if provider.ready().is_none() {
+                            AppError::Unavailable(provider.not_ready_reason())
+                        } else {
+                            AppError::InvalidToken(TokenError::UntrustedIssuer.to_string())
+                        }
                     }
-                }
-                Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
-                Rejection::Policy(reason) => AppError::Forbidden(reason),
-            })?;
+                    Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
+                    Rejection::Policy(reason) => AppError::Forbidden(reason),
+                })?;
         // Inside a nested router the URI has lost its prefix; policies use the path the
         // client asked for.
         let path = parts

@@ -1,15 +1,19 @@
 //! `GET /auth/session`: the token-mediating endpoint, the SPA's only source of its token.
 //! CSRF-protected; refreshes server-side before expiry; never hands out a refresh token.
+//! A session signed in through a gateway hands its gateway JWT only to requests through the
+//! gateway (the issuer's trusted proxies): outside, the JWT would be refused anyway, and a
+//! session cookie must not turn into a token usable elsewhere. What the SPA should hold
+//! outside the gateway is a minted token (`session.token_profile`).
 
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{Extensions, HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use shared::{error::ApiError, session::SessionInfo};
 
-use super::{csrf::require_same_origin, local, oidc};
+use super::{csrf::require_same_origin, gateway::peer_of, local, oidc};
 use crate::{
     authority::mint::Minted,
     clock::now,
@@ -23,9 +27,13 @@ use crate::{
 };
 
 fn unauthenticated(state: &AppState, silent_sso_tried: bool) -> Response {
+    unauthenticated_because(state, silent_sso_tried, "no signed-in session")
+}
+
+fn unauthenticated_because(state: &AppState, silent_sso_tried: bool, why: &str) -> Response {
     let body = ApiError {
         error: "unauthenticated".into(),
-        error_description: Some("no signed-in session".into()),
+        error_description: Some(why.into()),
         silent_sso_tried: Some(silent_sso_tried),
         local_accounts: state.settings.local_accounts.is_some().then_some(true),
     };
@@ -80,6 +88,7 @@ pub async fn session_info(
     State(state): State<AppState>,
     session: TypedSession,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> AppResult<Response> {
     require_same_origin(&headers, &state.settings.origin())?;
     let mut user = session.user().await?;
@@ -133,6 +142,21 @@ pub async fn session_info(
     }
     let (auth_token, expires_at) = match profile_token(&state, &session, &mut user).await? {
         Some(minted) => (minted.token, minted.expires_at),
+        None if matches!(user.sign_in, SignIn::Gateway { .. })
+            && state
+                .trust
+                .refuses_peer(&user.principal.issuer_name, peer_of(&extensions)) =>
+        {
+            // The session stays: the same browser behind the gateway goes on using it. No
+            // silent sign-in from here (it would replace the gateway's session unasked).
+            tracing::info!(user = %user.principal.user.id, "gateway session used from outside the gateway: its token is not handed out");
+            return Ok(unauthenticated_because(
+                &state,
+                true,
+                "this session was signed in through the gateway; its token is usable only \
+                 through the gateway",
+            ));
+        }
         None => {
             let (token, expires_at) = user.auth_token();
             (token.to_string(), expires_at)

@@ -350,15 +350,21 @@ impl Authority {
             leeway_secs: self.leeway as u64,
             required_claims: Vec::new(),
             typ: None,
+            // What a token carries besides `sub` is the profile's template to decide (a user
+            // signed in without a username gets tokens without one).
             claims: ClaimMapping {
                 roles: "roles".into(),
                 token_name: "client_id".into(),
+                optional: ["username", "name", "email", "groups", "roles", "token_name"]
+                    .map(String::from)
+                    .to_vec(),
                 ..ClaimMapping::default()
             },
             policy: Policy::default(),
             username_regex: None,
             jwks_refresh: self.reload_every,
             jwks_refetch_cooldown: self.reload_every,
+            trusted_proxies: None,
         }
     }
 

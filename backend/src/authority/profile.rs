@@ -39,6 +39,10 @@ pub struct AuthoritySettings {
     /// with a shared store, other replicas' keys).
     #[serde(default = "default_reload")]
     pub key_reload_secs: u64,
+    /// How often the bridge re-reads which service users are disabled or expire: their
+    /// tokens stop at `/api` and the upstreams within this many seconds, on every replica.
+    #[serde(default = "default_service_user_reload")]
+    pub service_user_reload_secs: u64,
     /// Clock skew allowed: on service users' assertions (`nbf`, `iat` in the future, `exp`)
     /// and on the bridge's own tokens at its API. A retired key stays published this much
     /// longer than the last token it signed.
@@ -54,6 +58,9 @@ fn default_service_lifetime() -> u64 {
 }
 fn default_reload() -> u64 {
     10
+}
+fn default_service_user_reload() -> u64 {
+    2
 }
 fn default_leeway() -> u64 {
     30

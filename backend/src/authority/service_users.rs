@@ -1,6 +1,13 @@
 //! Service users (ZITADEL's way): a non-interactive caller holds a key file with its private
 //! key and signs an RFC 7523 assertion to get an access token at `/oauth/token`. The bridge
 //! keeps only the public key. Roles and groups feed the same policies as every principal.
+//!
+//! A disabled or expired user's tokens stop before their `exp`: every replica re-reads which
+//! users are stopped from the shared store every few seconds ([`spawn_watch`]) and hands the
+//! trust engine the set, which it checks on every call (cached ones included) without a store
+//! round trip.
+
+use std::{sync::Arc, time::Duration};
 
 use super::{
     crypto::{Pkcs8, SigningAlg, SigningKey},
@@ -9,7 +16,10 @@ use super::{
     mint::random_id,
     store::{AuthorityStore, ServiceKey, ServiceUser},
 };
-use crate::clock::now;
+use crate::{
+    clock::now,
+    trust::engine::{StoppedServiceUsers, TrustEngine},
+};
 
 /// The permission that lets a service user call `/oauth/introspect`.
 pub const INTROSPECT: &str = "introspect";
@@ -160,4 +170,43 @@ pub async fn list(
         out.push((user, keys));
     }
     Ok(out)
+}
+
+/// The users whose tokens stop before their `exp`: disabled ones at once (`None`), the others
+/// with an expiry from that moment (`Some(at)`).
+pub async fn stopped(store: &AuthorityStore) -> Result<StoppedServiceUsers, ServiceUserError> {
+    Ok(store
+        .service_users()
+        .await?
+        .into_iter()
+        .filter_map(|u| match (u.disabled, u.expires_at) {
+            (true, _) => Some((u.id, None)),
+            (false, Some(at)) => Some((u.id, Some(at))),
+            (false, None) => None,
+        })
+        .collect())
+}
+
+/// Hands `trust` the stopped users now.
+pub async fn publish_stopped(
+    store: &AuthorityStore,
+    trust: &TrustEngine,
+) -> Result<(), ServiceUserError> {
+    trust.set_stopped_service_users(stopped(store).await?);
+    Ok(())
+}
+
+/// Re-reads the stopped users every `every` (what `service-user disable` promises: the tokens
+/// stop on every replica within that time). A failed read keeps the last set.
+pub fn spawn_watch(store: AuthorityStore, trust: Arc<TrustEngine>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = publish_stopped(&store, &trust).await {
+                tracing::warn!(error = %e, "reading disabled service users failed; keeping the last known set");
+            }
+        }
+    });
 }

@@ -55,7 +55,7 @@ impl VerifiedCache {
         &self,
         token: &str,
         now: i64,
-        generation_of: impl Fn(&str) -> Option<u64>,
+        generation_of: impl FnOnce(&str) -> Option<u64>,
     ) -> Option<Arc<Principal>> {
         let entry = self.entries.get(token)?;
         let fresh = now < entry.principal.expires_at

@@ -6,9 +6,15 @@
 //! like any configured issuer, so its access tokens take the same single path as every other
 //! token, whether they arrive at `/api` or from the code flow. Tokens already verified are
 //! remembered (see [`super::cache`]).
+//!
+//! Two things are checked on every call, cached or not, because they can change while a
+//! token stays valid: whether its issuer accepts tokens from the request's peer (an issuer
+//! limited to `trusted_proxies`), and whether its holder was stopped (a disabled or expired
+//! service user, from a snapshot the authority refreshes; never a store round trip here).
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -16,7 +22,7 @@ use std::{
 use super::{
     cache::VerifiedCache,
     claims::Claims,
-    issuer::{IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
+    issuer::{BRIDGE_ISSUER, IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
     policy::{admit, authorize},
     principal::{Principal, token_digest},
     validate::{
@@ -42,7 +48,14 @@ pub struct TrustEngine {
     issuers: RwLock<HashMap<String, Arc<TrustedIssuer>>>,
     route_policies: Vec<RoutePolicy>,
     cache: VerifiedCache,
+    /// Service users of the bridge whose tokens stop before their `exp`, by id: `None` for a
+    /// disabled one, `Some(at)` for one that expires at `at`. Replaced whole by the
+    /// authority every few seconds (see [`Self::set_stopped_service_users`]).
+    stopped_service_users: RwLock<StoppedServiceUsers>,
 }
+
+/// See [`TrustEngine::set_stopped_service_users`].
+pub type StoppedServiceUsers = HashMap<String, Option<i64>>;
 
 /// Memory the verified-token cache may hold: about 1 000 of the demo provider's tokens (an
 /// entry holds the token's text, the mapped user and the claims' JSON text, about 2 KiB). A miss
@@ -68,6 +81,38 @@ impl TrustEngine {
             issuers: RwLock::new(issuers),
             route_policies,
             cache: VerifiedCache::new(CACHE_BUDGET_BYTES),
+            stopped_service_users: RwLock::default(),
+        }
+    }
+
+    /// Which service users' tokens the bridge no longer accepts (disabled: `None`; expiring:
+    /// `Some(at)`), read from the authority's store, on every replica, every few seconds.
+    pub fn set_stopped_service_users(&self, stopped: StoppedServiceUsers) {
+        let mut current = match self.stopped_service_users.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        *current = stopped;
+    }
+
+    /// Whether `principal`'s holder was stopped before its token's `exp`: a service user of
+    /// the bridge (its tokens name it in `client_id`, as introspection reads them) that is
+    /// disabled or expired. Other issuers' tokens cost one comparison.
+    fn stopped(&self, principal: &Principal, now: i64) -> bool {
+        if principal.issuer_name != BRIDGE_ISSUER {
+            return false;
+        }
+        let Some(client) = principal.token_name.as_deref() else {
+            return false;
+        };
+        let stopped = match self.stopped_service_users.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match stopped.get(client) {
+            None => false,
+            Some(None) => true,
+            Some(Some(at)) => now >= *at,
         }
     }
 
@@ -135,9 +180,21 @@ impl TrustEngine {
         }
     }
 
-    /// Verifies a bearer token of any trusted issuer and applies that issuer's policy.
+    /// Verifies a bearer token of any trusted issuer and applies that issuer's policy, for a
+    /// token that reached the bridge on no connection of a peer's own (one it minted or was
+    /// sent by its provider): an issuer limited to trusted proxies refuses it.
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, Rejection> {
-        self.verify_restricted(token, None).await
+        self.verify_restricted(token, None, None).await
+    }
+
+    /// Like [`Self::verify`], for a token a request from `peer` carried (`None`: the peer is
+    /// unknown): an issuer limited to trusted proxies accepts it from those only.
+    pub async fn verify_from(
+        &self,
+        token: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, Rejection> {
+        self.verify_restricted(token, None, peer).await
     }
 
     /// Like [`Self::verify`], accepting only tokens of the issuer registered as `issuer_name`
@@ -147,17 +204,26 @@ impl TrustEngine {
         token: &str,
         issuer_name: &str,
     ) -> Result<Arc<Principal>, Rejection> {
-        self.verify_restricted(token, Some(std::slice::from_ref(&issuer_name)))
+        self.verify_restricted(token, Some(std::slice::from_ref(&issuer_name)), None)
             .await
     }
 
-    /// Like [`Self::verify_as`], for a way in that trusts several named issuers (a gateway).
+    /// Like [`Self::verify_from`], for a way in that trusts several named issuers (a gateway).
     pub async fn verify_as_one_of(
         &self,
         token: &str,
         issuer_names: &[&str],
+        peer: Option<IpAddr>,
     ) -> Result<Arc<Principal>, Rejection> {
-        self.verify_restricted(token, Some(issuer_names)).await
+        self.verify_restricted(token, Some(issuer_names), peer)
+            .await
+    }
+
+    /// Whether the issuer registered as `issuer_name` refuses its tokens from `peer` (it is
+    /// limited to trusted proxies, and `peer` is none of them).
+    pub fn refuses_peer(&self, issuer_name: &str, peer: Option<IpAddr>) -> bool {
+        self.issuer_named(issuer_name)
+            .is_some_and(|i| !i.accepts_from(peer))
     }
 
     /// Every bearer-style verification passes here once, so it is counted here.
@@ -165,8 +231,9 @@ impl TrustEngine {
         &self,
         token: &str,
         only: Option<&[&str]>,
+        peer: Option<IpAddr>,
     ) -> Result<Arc<Principal>, Rejection> {
-        let (result, reason) = self.verify_uncounted(token, only).await;
+        let (result, reason) = self.verify_uncounted(token, only, peer).await;
         crate::metrics::token_verification(result.is_ok(), reason);
         result
     }
@@ -180,32 +247,46 @@ impl TrustEngine {
         &self,
         token: &str,
         only: Option<&[&str]>,
+        peer: Option<IpAddr>,
     ) -> (Result<Arc<Principal>, Rejection>, &'static str) {
         let now = crate::clock::now();
-        match self.cached(token, only, now) {
+        match self.cached(token, only, peer, now) {
             Some(answer) => answer,
-            None => Box::pin(self.verify_and_remember(token, only, now)).await,
+            None => Box::pin(self.verify_and_remember(token, only, peer, now)).await,
         }
     }
 
-    /// The answer for a token verified before and still fresh, if it is one.
+    /// The answer for a token verified before and still fresh, if it is one. What may have
+    /// changed since (the peer, the holder's state) is checked as on a miss.
     fn cached(
         &self,
         token: &str,
         only: Option<&[&str]>,
+        peer: Option<IpAddr>,
         now: i64,
     ) -> Option<(Result<Arc<Principal>, Rejection>, &'static str)> {
+        // Read under the one lookup the generation check makes anyway: no `Arc` cloned.
+        let mut from_peer = false;
         let p = self.cache.get(token, now, |iss| {
-            self.read().get(iss).map(|i| i.key_generation())
+            let issuers = self.read();
+            let found = issuers.get(iss)?;
+            from_peer = found.accepts_from(peer);
+            Some(found.key_generation())
         })?;
-        Some(if allowed(only, &p.issuer_name) {
-            (Ok(p), "cached")
-        } else {
-            (
-                Err(TokenError::UntrustedIssuer.into()),
-                TokenError::UntrustedIssuer.reason(),
-            )
-        })
+        let refused = |e: TokenError| {
+            let reason = e.reason();
+            Some((Err(e.into()), reason))
+        };
+        if !allowed(only, &p.issuer_name) {
+            return refused(TokenError::UntrustedIssuer);
+        }
+        if !from_peer {
+            return refused(TokenError::UntrustedPeer);
+        }
+        if self.stopped(&p, now) {
+            return refused(TokenError::Revoked);
+        }
+        Some((Ok(p), "cached"))
     }
 
     /// The full check of a token not in the cache: issuer, signature, claims, policy; a
@@ -214,6 +295,7 @@ impl TrustEngine {
         &self,
         token: &str,
         only: Option<&[&str]>,
+        peer: Option<IpAddr>,
         now: i64,
     ) -> (Result<Arc<Principal>, Rejection>, &'static str) {
         let invalid = |e: TokenError| {
@@ -228,18 +310,30 @@ impl TrustEngine {
         let Some(issuer) = self.issuer_for(iss).filter(|i| allowed(only, &i.name)) else {
             return invalid(TokenError::UntrustedIssuer);
         };
+        // Before any signature work: from this peer, no token of the issuer would do.
+        if !issuer.accepts_from(peer) {
+            return invalid(TokenError::UntrustedPeer);
+        }
         // The generation before verification: if keys change meanwhile, the entry is void.
         let generation = issuer.key_generation();
         let validated = match check_decoded(&issuer, token, Some(payload), None).await {
             Ok(v) => v,
             Err(e) => return invalid(e),
         };
-        let principal = Principal::from_token(&issuer, &validated, &token_digest(token));
+        let principal = match Principal::from_token(&issuer, &validated, &token_digest(token)) {
+            Ok(p) => p,
+            Err(e) => return invalid(e),
+        };
         if let Err(why) = admit(&issuer, &principal, &validated.claims) {
             return (Err(Rejection::Policy(why)), "policy");
         }
         let principal = Arc::new(principal);
         self.cache.insert(token, principal.clone(), generation, now);
+        if self.stopped(&principal, now) {
+            // Cached all the same: the check runs on every hit too, and the user may be
+            // enabled again.
+            return invalid(TokenError::Revoked);
+        }
         (Ok(principal), "verified")
     }
 
@@ -322,12 +416,28 @@ impl TrustEngine {
             };
         };
         let result = check_decoded(&issuer, token, Some(payload), Some(&mut checks)).await;
+        if let Some(nets) = &issuer.trusted_proxies {
+            // Where the token would be accepted: the CLI has no peer to check.
+            let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+            checks.push(Check {
+                name: "trusted_proxies",
+                outcome: Ok(format!("accepted only from {}", nets.join(", "))),
+            });
+        }
         let (principal, policy) = match result {
-            Ok(v) => {
-                let p = Principal::from_token(&issuer, &v, &token_digest(token));
-                let policy = admit(&issuer, &p, &v.claims);
-                (Some(p), Some(policy))
-            }
+            Ok(v) => match Principal::from_token(&issuer, &v, &token_digest(token)) {
+                Ok(p) => {
+                    let policy = admit(&issuer, &p, &v.claims);
+                    (Some(p), Some(policy))
+                }
+                Err(e) => {
+                    checks.push(Check {
+                        name: "claims mapping",
+                        outcome: Err(e),
+                    });
+                    (None, None)
+                }
+            },
             Err(_) => (None, None),
         };
         Explanation {
@@ -463,13 +573,21 @@ mod tests {
             username_regex: None,
             jwks_refresh: Duration::from_secs(60),
             jwks_refetch_cooldown: Duration::from_secs(60),
+            trusted_proxies: None,
         }
     }
 
     fn token(secret: &[u8]) -> String {
-        let claims = serde_json::json!({
-            "iss": ISS, "aud": "api", "sub": "alice", "exp": crate::clock::now() + 600,
-        });
+        token_with(
+            secret,
+            serde_json::json!({
+                "iss": ISS, "aud": "api", "sub": "alice", "exp": crate::clock::now() + 600,
+                "preferred_username": "alice",
+            }),
+        )
+    }
+
+    fn token_with(secret: &[u8], claims: serde_json::Value) -> String {
         encode(
             &Header::new(Algorithm::HS256),
             &claims,
@@ -479,7 +597,89 @@ mod tests {
     }
 
     async fn outcome(engine: &TrustEngine, token: &str) -> &'static str {
-        engine.verify_uncounted(token, None).await.1
+        engine.verify_uncounted(token, None, None).await.1
+    }
+
+    async fn outcome_from(engine: &TrustEngine, token: &str, peer: [u8; 4]) -> &'static str {
+        let peer = Some(std::net::IpAddr::from(peer));
+        engine.verify_uncounted(token, None, peer).await.1
+    }
+
+    /// A gateway's JWT verified once from the gateway sits in the cache: a hit must not
+    /// admit it from another address.
+    #[tokio::test]
+    async fn a_token_of_an_issuer_limited_to_its_proxies_is_refused_elsewhere_cached_or_not() {
+        let secret = &[3u8; 32][..];
+        let engine = TrustEngine::new(vec![], vec![], &reqwest::Client::new());
+        engine.register(TrustedIssuer {
+            trusted_proxies: Some(vec![
+                "10.0.0.5/32".parse().unwrap_or_else(|_| unreachable!()),
+            ]),
+            ..issuer(secret)
+        });
+        let jwt = token(secret);
+        assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 6]).await, "peer");
+        assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 5]).await, "verified");
+        assert_eq!(
+            outcome_from(&engine, &jwt, [10, 0, 0, 6]).await,
+            "peer",
+            "a cache hit"
+        );
+        assert_eq!(outcome(&engine, &jwt).await, "peer", "no known peer");
+        assert_eq!(outcome_from(&engine, &jwt, [10, 0, 0, 5]).await, "cached");
+    }
+
+    /// A service user disabled (or expired) after its token was verified: refused on the next
+    /// call, though the token sits in the cache; enabled again, accepted again.
+    #[tokio::test]
+    async fn a_stopped_service_users_token_is_refused_cached_or_not() {
+        let secret = &[4u8; 32][..];
+        let engine = TrustEngine::new(vec![], vec![], &reqwest::Client::new());
+        let mut bridge = issuer(secret);
+        bridge.name = BRIDGE_ISSUER.into();
+        bridge.claims.token_name = "client_id".into();
+        engine.register(bridge);
+        let now = crate::clock::now();
+        let jwt = token_with(
+            secret,
+            serde_json::json!({"iss": ISS, "aud": "api", "sub": "svc-1", "client_id": "svc-1",
+                               "preferred_username": "ci", "exp": now + 600}),
+        );
+        let stop = |at: Option<i64>| {
+            engine.set_stopped_service_users(HashMap::from([("svc-1".to_owned(), at)]));
+        };
+        assert_eq!(outcome(&engine, &jwt).await, "verified");
+        stop(None);
+        assert_eq!(outcome(&engine, &jwt).await, "revoked", "disabled");
+        engine.set_stopped_service_users(HashMap::new());
+        assert_eq!(outcome(&engine, &jwt).await, "cached", "enabled again");
+        stop(Some(now + 300));
+        assert_eq!(outcome(&engine, &jwt).await, "cached", "expires later");
+        stop(Some(now - 1));
+        assert_eq!(outcome(&engine, &jwt).await, "revoked", "expired");
+        // Another user's stop touches nobody else.
+        engine.set_stopped_service_users(HashMap::from([("svc-2".to_owned(), None)]));
+        assert_eq!(outcome(&engine, &jwt).await, "cached");
+    }
+
+    #[tokio::test]
+    async fn a_token_without_a_required_mapped_claim_proves_nobody() {
+        let secret = &[5u8; 32][..];
+        let engine = TrustEngine::new(vec![], vec![], &reqwest::Client::new());
+        engine.register(issuer(secret));
+        let jwt = token_with(
+            secret,
+            serde_json::json!({"iss": ISS, "aud": "api", "sub": "alice",
+                               "exp": crate::clock::now() + 600}),
+        );
+        let (result, reason) = engine.verify_uncounted(&jwt, None, None).await;
+        assert_eq!(reason, "claims");
+        let Err(Rejection::Invalid(TokenError::MissingRequiredClaim(claim))) = result else {
+            panic!("not refused for the missing claim");
+        };
+        assert_eq!(claim, "preferred_username");
+        let explained = engine.explain(&jwt).await;
+        assert!(!explained.accepted());
     }
 
     /// The bridge's own issuer is registered anew with its keys when they change (a rotation, a

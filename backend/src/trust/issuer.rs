@@ -4,8 +4,12 @@
 //! claiming issuer A is never checked with issuer B's keys). Algorithms come from the
 //! configuration, never from the token, and must fit the key source: HMAC algorithms only with
 //! an HMAC secret, asymmetric ones only with public keys (no key confusion).
+//!
+//! An issuer may be trusted for requests from some peers only (`trusted_proxies`): a
+//! gateway's JWT is meant to arrive through the gateway, and a stolen one must be worthless
+//! from anywhere else. The issuers `[gateway] issuers` names get the gateway's proxies.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use regex::Regex;
@@ -67,6 +71,11 @@ pub struct IssuerSettings {
     /// Minimum time between two fetches caused by unknown `kid`s (`jwks_url` only).
     #[serde(default = "default_cooldown")]
     pub jwks_refetch_cooldown_secs: u64,
+    /// Accept this issuer's tokens only on connections from these peers (CIDRs, e.g. the
+    /// gateway's address), on every way in. Absent: from any peer (an issuer that
+    /// `[gateway] issuers` names gets the gateway's `trusted_proxies`, unless set here).
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     #[serde(default)]
     pub claims: ClaimMapping,
     #[serde(default)]
@@ -157,6 +166,20 @@ pub struct Issuer<K> {
     pub username_regex: Option<Regex>,
     pub jwks_refresh: Duration,
     pub jwks_refetch_cooldown: Duration,
+    /// The only peers whose requests may carry this issuer's tokens; `None`: any peer.
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+}
+
+impl<K> Issuer<K> {
+    /// Whether a token of this issuer may be accepted on a connection from `peer` (`None`:
+    /// the peer is not known, which a restricted issuer refuses). A few CIDR comparisons:
+    /// checked on every call, the verified-token cache's hits included.
+    pub fn accepts_from(&self, peer: Option<IpAddr>) -> bool {
+        match &self.trusted_proxies {
+            None => true,
+            Some(nets) => peer.is_some_and(|p| nets.iter().any(|n| n.contains(&p))),
+        }
+    }
 }
 
 /// An `[[issuers]]` entry after every check: algorithms parsed, key material read, the
@@ -208,6 +231,7 @@ impl TrustedIssuer {
             username_regex,
             jwks_refresh,
             jwks_refetch_cooldown,
+            trusted_proxies,
         } = spec;
         let keys = match keys {
             KeySpec::JwksUrl(url) => IssuerKeys::Remote(Arc::new(JwksCache::new(
@@ -231,6 +255,7 @@ impl TrustedIssuer {
             username_regex,
             jwks_refresh,
             jwks_refetch_cooldown,
+            trusted_proxies,
         }
     }
 
@@ -257,6 +282,9 @@ impl TrustedIssuer {
             username_regex: None,
             jwks_refresh: Duration::from_secs(default_jwks_refresh()),
             jwks_refetch_cooldown: jwks.cooldown(),
+            // The SPA's own Bearer calls carry the provider's tokens from wherever the browser
+            // is, also when a gateway in front injects them (see `Settings::compile`).
+            trusted_proxies: None,
             keys: IssuerKeys::Remote(jwks),
         }
     }
@@ -294,6 +322,17 @@ impl IssuerSpec {
         }
         if s.algorithms.is_empty() {
             return Err(at("algorithms is empty: list e.g. [\"RS256\"]".into()));
+        }
+        if s.trusted_proxies.as_ref().is_some_and(Vec::is_empty) {
+            return Err(at(
+                "trusted_proxies is empty, so no request could carry its tokens: list the \
+                 proxies' addresses (CIDRs such as \"10.0.0.5/32\"), or leave it out to accept \
+                 them from any peer"
+                    .into(),
+            ));
+        }
+        if let Some(problem) = s.claims.problem() {
+            return Err(at(problem));
         }
         let algorithms = s
             .algorithms
@@ -415,6 +454,7 @@ impl IssuerSpec {
             username_regex,
             jwks_refresh: Duration::from_secs(s.jwks_refresh_secs.max(10)),
             jwks_refetch_cooldown: Duration::from_secs(s.jwks_refetch_cooldown_secs),
+            trusted_proxies: s.trusted_proxies.clone(),
         })
     }
 }

@@ -13,7 +13,7 @@ use super::{
     claims::{Claims, Value as ClaimValue},
     issuer::TrustedIssuer,
     mapping::{lookup, map_user},
-    validate::ValidatedToken,
+    validate::{TokenError, ValidatedToken},
 };
 
 /// The caller, as proven by a validated token. Every way in ends in one of these: the `/api`
@@ -85,13 +85,14 @@ impl TokenClaims {
 
 impl Principal {
     /// The principal a validated token of `issuer` proves; `token_digest` is the SHA-256 of
-    /// the whole token (see [`token_digest`]).
+    /// the whole token (see [`token_digest`]). A token lacking a claim the issuer's mapping
+    /// requires proves nobody.
     pub fn from_token(
         issuer: &TrustedIssuer,
         validated: &ValidatedToken,
         token_digest: &[u8; 32],
-    ) -> Self {
-        let user = map_user(&issuer.claims, &[&validated.claims]);
+    ) -> Result<Self, TokenError> {
+        let user = map_user(&issuer.claims, &[&validated.claims])?;
         let access_level = user
             .groups
             .iter()
@@ -100,7 +101,7 @@ impl Principal {
         let token_name = lookup(&validated.claims, &issuer.claims.token_name)
             .and_then(ClaimValue::as_str)
             .map(str::to_owned);
-        Principal {
+        Ok(Principal {
             user,
             issuer: validated.issuer.clone(),
             issuer_name: issuer.name.clone(),
@@ -110,7 +111,7 @@ impl Principal {
             access_level,
             claims: TokenClaims(validated.claims.text().clone()),
             api_json: ApiJson::default(),
-        }
+        })
     }
 
     /// The principal as an API answers "who am I" (`shared::api::Me` as JSON), written on

@@ -124,6 +124,13 @@ pub enum TokenError {
     MissingRequiredClaim(String),
     #[error("issuer is not trusted")]
     UntrustedIssuer,
+    /// The issuer is trusted for requests from its `trusted_proxies` only (a gateway's).
+    #[error("this issuer's tokens are accepted only through its trusted proxies")]
+    UntrustedPeer,
+    /// A valid token whose holder was stopped before its `exp` (a disabled or expired
+    /// service user).
+    #[error("the token's user is disabled or expired")]
+    Revoked,
 }
 
 impl From<NotClaims> for TokenError {
@@ -153,6 +160,8 @@ impl TokenError {
             TokenError::WrongType => "type",
             TokenError::NonceMismatch => "nonce",
             TokenError::NotALogoutToken(_) => "logout_token",
+            TokenError::UntrustedPeer => "peer",
+            TokenError::Revoked => "revoked",
         }
     }
 }

@@ -151,7 +151,8 @@ async fn authenticate(
         return Err(missing);
     };
     // The header only counts from a trusted peer (the strip middleware also removed it).
-    let trusted = peer_of(&parts.extensions).is_some_and(|peer| gateway.trusts(peer));
+    let peer = peer_of(&parts.extensions);
+    let trusted = peer.is_some_and(|peer| gateway.trusts(peer));
     let Some(token) = parts
         .headers
         .get(gateway.header.as_str())
@@ -165,7 +166,7 @@ async fn authenticate(
     let names: Vec<&str> = gateway.issuers.iter().map(String::as_str).collect();
     let principal = state
         .trust
-        .verify_as_one_of(&token, &names)
+        .verify_as_one_of(&token, &names, peer)
         .await
         .map_err(|r| match r {
             Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),

@@ -103,7 +103,7 @@ pub fn gateway_token() -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::RS256),
         &json!({"iss": "https://gateway.example", "sub": "u-1", "aud": "my-api",
-                "iat": now, "exp": now + 600}),
+                "iat": now, "exp": now + 600, "preferred_username": "user-1"}),
         &EncodingKey::from_rsa_pem(&pem).unwrap(),
     )
     .unwrap()
