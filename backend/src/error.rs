@@ -54,16 +54,6 @@ impl AppError {
     }
 }
 
-/// A session store failure is the bridge's problem, not the client's: a 503 saying nothing
-/// of the cause (an unreachable store comes back; the client may try again). Every such
-/// failure that reaches a client passes here, so it is counted here.
-impl From<crate::session::typed::SessionError> for AppError {
-    fn from(e: crate::session::typed::SessionError) -> Self {
-        crate::metrics::store_error(e.source_name());
-        Self::StoreUnavailable(e.to_string())
-    }
-}
-
 /// A request without one usable bearer token: missing is "unauthenticated", two headers a
 /// bad request, anything else an invalid token.
 impl From<crate::trust::bearer::BearerError> for AppError {

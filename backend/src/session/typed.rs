@@ -98,6 +98,17 @@ pub struct TypedSession {
     limits: SessionLimits,
 }
 
+/// A session store failure is the bridge's problem, not the client's: a 503 saying nothing
+/// of the cause (an unreachable store comes back; the client may try again). Every such
+/// failure that reaches a client passes here, so it is counted here. (Beside the session's
+/// error, so `error.rs` needs nothing of the session module.)
+impl From<SessionError> for crate::error::AppError {
+    fn from(e: SessionError) -> Self {
+        crate::metrics::store_error(e.source_name());
+        Self::StoreUnavailable(e.to_string())
+    }
+}
+
 impl<S> FromRequestParts<S> for TypedSession
 where
     S: Send + Sync,
