@@ -13,7 +13,7 @@
 //! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
 //! not this module's: it imports neither `auth` nor the app.
 
-use gloo_net::http::{RequestBuilder, Response};
+use gloo_net::http::RequestBuilder;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::error::ApiError;
@@ -22,8 +22,8 @@ use shared::upstreams::Upstreams;
 use web_sys::RequestCredentials;
 
 /// The HTTP method of a REST call (`Method::GET`, `Method::POST`, ...): gloo-net's, which is
-/// the `http` crate's.
-pub use gloo_net::http::Method;
+/// the `http` crate's; and gloo-net's answer, as [`crate::auth::AuthState::call_json`] returns it.
+pub use gloo_net::http::{Method, Response};
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";

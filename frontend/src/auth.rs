@@ -14,14 +14,13 @@
 
 use std::time::Duration;
 
-use gloo_net::http::Response;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::session::{SessionInfo, User};
 
-use crate::api::{self, Api, Method};
+use crate::api::{self, Api, Method, Response};
 use crate::{clock, nav};
 
 /// Seconds between two checks of `/auth/session` while signed in. The answer is the token to
