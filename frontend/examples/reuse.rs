@@ -1,11 +1,12 @@
 //! Another Leptos (CSR) app, served by the bridge, using the login-bridge SPA's `auth` and `api`
-//! modules: the token lives in [`AuthState`], every REST call carries it as a Bearer token, and
-//! a stale token is refreshed once before the user is treated as signed out.
+//! modules: the token lives in [`AuthState`], every REST call (gloo-net, JSON through serde)
+//! carries it as a Bearer token, and a stale token is refreshed once before the user is treated
+//! as signed out.
 //!
 //! The README shows this file; `cargo clippy -p frontend --target wasm32-unknown-unknown
 //! --all-targets` (scripts/test.sh) keeps it compiling.
 
-use frontend::api::Method;
+use frontend::api::{self, Method};
 use frontend::auth::{AuthState, AuthStatus};
 use frontend::nav;
 use leptos::prelude::*;
@@ -41,7 +42,7 @@ fn Notes() -> impl IntoView {
         let text = text.clone();
         async move {
             let note = NewNote { text: &text };
-            auth.call::<_, Note>(Method::Post, "/api/notes", Some(&note))
+            auth.call::<_, Note>(Method::POST, "/api/notes", Some(&note))
                 .await
         }
     });
@@ -49,6 +50,15 @@ fn Notes() -> impl IntoView {
     let remove = Action::new_local(move |id: &u64| {
         let path = format!("/api/notes/{id}");
         async move { auth.api().delete::<()>(&path).await }
+    });
+    // Or gloo-net's own request builder, already carrying the Bearer token: add what you need,
+    // send it, and read the answer with serde.
+    let search = Action::new_local(move |text: &String| {
+        let request = auth
+            .api()
+            .request(Method::GET, "/api/notes")
+            .query([("q", text.as_str())]);
+        async move { api::into_json::<Vec<Note>>(request.send().await?).await }
     });
 
     let sign_in = move || nav::sign_in_url(&nav::current_path_and_query(), false);
@@ -81,6 +91,10 @@ fn Notes() -> impl IntoView {
             <button on:click=move |_| {
                 add.dispatch("Hello".to_owned());
             }>"Add a note"</button>
+            <button on:click=move |_| {
+                search.dispatch("Hello".to_owned());
+            }>"Find my greetings"</button>
+            <p>{move || search.value().get().and_then(Result::ok).map(|found| found.len())}</p>
         </Show>
     }
 }

@@ -1,6 +1,6 @@
 //! Transport: everything the SPA says to the bridge over HTTP, and nothing about who is signed
-//! in. This is the only module that calls the browser's `fetch`, so there is one place that
-//! decides how requests are authenticated:
+//! in. This is the only module that sends requests (with gloo-net, JSON through serde_json), so
+//! there is one place that decides how requests are authenticated:
 //!
 //! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
 //!   body) with `Authorization: Bearer <token>`;
@@ -13,15 +13,17 @@
 //! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
 //! not this module's: it imports neither `auth` nor the app.
 
+use gloo_net::http::RequestBuilder;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
-use wasm_bindgen_futures::JsFuture;
-use web_sys::wasm_bindgen::{JsCast, JsValue};
-use web_sys::{Headers, RequestCredentials, RequestInit, Response};
+use shared::upstreams::Upstreams;
+use web_sys::RequestCredentials;
 
-use crate::json::{self, Decode, Json};
+/// The HTTP method of a REST call (`Method::GET`, `Method::POST`, ...): gloo-net's, which is
+/// the `http` crate's; and gloo-net's answer, as [`crate::auth::AuthState::call_json`] returns it.
+pub use gloo_net::http::{Method, Response};
 
 const SESSION_PATH: &str = "/auth/session";
 const LOGOUT_PATH: &str = "/auth/logout";
@@ -60,31 +62,17 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<JsValue> for Error {
-    /// What the browser threw: `fetch` fails with a `TypeError` when the network does.
-    fn from(err: JsValue) -> Self {
-        Self::Transport(String::from(web_sys::js_sys::Error::from(err).to_string()))
+impl From<gloo_net::Error> for Error {
+    /// What gloo-net reports: the browser's `fetch` failed (a network error), or serde_json
+    /// could not read a body.
+    fn from(err: gloo_net::Error) -> Self {
+        Self::Transport(err.to_string())
     }
 }
 
-/// The HTTP methods a REST call may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
-
-impl Method {
-    /// The method's name on the wire.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-        }
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Self::Transport(err.to_string())
     }
 }
 
@@ -113,9 +101,21 @@ impl Api {
         Self { token }
     }
 
-    /// `GET path`, decoding the JSON answer as `T`.
+    /// A gloo-net request for `method path` that accepts JSON and carries the bearer token;
+    /// add a body or headers, then `send()` it and read the answer with [`into_json`].
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = RequestBuilder::new(path)
+            .method(method)
+            .header("accept", "application/json");
+        match &self.token {
+            Some(token) => request.header("authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// `GET path`, the JSON answer read as `T`.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        from_json(&self.send_json(Method::Get, path, None).await?)
+        self.send::<(), T>(Method::GET, path, None).await
     }
 
     /// `POST path` with `body` as JSON.
@@ -124,7 +124,7 @@ impl Api {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        self.send(Method::Post, path, Some(body)).await
+        self.send(Method::POST, path, Some(body)).await
     }
 
     /// `PUT path` with `body` as JSON.
@@ -133,173 +133,99 @@ impl Api {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        self.send(Method::Put, path, Some(body)).await
+        self.send(Method::PUT, path, Some(body)).await
     }
 
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        from_json(&self.send_json(Method::Delete, path, None).await?)
+        self.send::<(), T>(Method::DELETE, path, None).await
     }
 
-    /// Sends `method path` with an optional JSON body and decodes the JSON answer as `T`.
+    /// Sends `method path` with an optional JSON body and reads the JSON answer as `T`.
     ///
-    /// An empty 2xx body (e.g. `204 No Content`) decodes as JSON `null`, so `T = ()` or an
+    /// An empty 2xx body (e.g. `204 No Content`) reads as JSON `null`, so `T = ()` or an
     /// `Option` fits it.
     pub async fn send<B, T>(&self, method: Method, path: &str, body: Option<&B>) -> Result<T, Error>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let body = body.map(to_json).transpose()?;
-        from_json(&self.send_json(method, path, body).await?)
+        let body = body.map(serde_json::to_string).transpose()?;
+        into_json(self.send_json(method, path, body).await?).await
     }
 
-    /// Sends `method path` with `body` (already JSON) and returns the 2xx answer's body as it
-    /// came. Not generic, so every call shares one copy of the request code in the WASM.
+    /// Sends `method path` with `body` (already JSON) and returns the 2xx answer. Not generic,
+    /// so every call shares one copy of the request code in the WASM (and
+    /// [`crate::auth::AuthState::call`] can send the same body twice).
     pub async fn send_json(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<String, Error> {
-        let headers = Headers::new()?;
-        headers.set("accept", "application/json")?;
-        if let Some(token) = &self.token {
-            headers.set("authorization", &["Bearer ", token].concat())?;
-        }
-        if body.is_some() {
-            headers.set("content-type", "application/json")?;
-        }
-        fetch(method, path, &headers, body, None).await
+    ) -> Result<Response, Error> {
+        let request = self.request(method, path);
+        let response = match body {
+            Some(body) => {
+                request
+                    .header("content-type", "application/json")
+                    .body(body)?
+                    .send()
+                    .await?
+            }
+            None => request.send().await?,
+        };
+        ok(response).await
     }
 }
 
 /// `GET /auth/session`: the SPA's only source of its bearer token.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    decode(&with_session_cookie(Method::Get, SESSION_PATH).await?)
+    into_json(with_session_cookie(Method::GET, SESSION_PATH).await?).await
+}
+
+/// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
+pub async fn logout() -> Result<LogoutResponse, Error> {
+    into_json(with_session_cookie(Method::POST, LOGOUT_PATH).await?).await
 }
 
 /// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
 /// `privacyidea`), as `GET /auth/upstreams` announces it; `None` when there is none or the
 /// bridge could not say.
 pub async fn upstream_prefix(ui: &str) -> Option<String> {
-    let text = Api::default()
-        .send_json(Method::Get, UPSTREAMS_PATH, None)
-        .await
-        .ok()?;
-    prefix_for_ui(&Json::parse(&text).ok()?, ui)
-}
-
-/// In an answer of `/auth/upstreams` (`{"upstreams": [{"name", "prefix", "ui"}]}`), the prefix
-/// of the first entry for `ui`.
-pub fn prefix_for_ui(answer: &Json, ui: &str) -> Option<String> {
-    match answer.get("upstreams") {
-        Json::Array(entries) => entries
-            .iter()
-            .find(|entry| matches!(entry.get("ui"), Json::String(name) if name == ui))
-            .and_then(|entry| entry.opt_string("prefix").ok().flatten()),
-        _ => None,
-    }
-}
-
-/// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
-pub async fn logout() -> Result<LogoutResponse, Error> {
-    decode(&with_session_cookie(Method::Post, LOGOUT_PATH).await?)
+    let answer: Upstreams = Api::default().get(UPSTREAMS_PATH).await.ok()?;
+    answer.prefix_for(ui).map(str::to_owned)
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
 /// no bearer token.
-async fn with_session_cookie(method: Method, path: &str) -> Result<String, Error> {
-    let headers = Headers::new()?;
-    headers.set(CSRF_HEADER, CSRF_HEADER_VALUE)?;
-    headers.set("accept", "application/json")?;
-    fetch(
-        method,
-        path,
-        &headers,
-        None,
-        Some(RequestCredentials::SameOrigin),
-    )
-    .await
+async fn with_session_cookie(method: Method, path: &str) -> Result<Response, Error> {
+    let response = Api::default()
+        .request(method, path)
+        .header(CSRF_HEADER, CSRF_HEADER_VALUE)
+        .credentials(RequestCredentials::SameOrigin)
+        .send()
+        .await?;
+    ok(response).await
 }
 
-/// One `fetch`: the body of a 2xx answer, or [`Error::Status`] for any other status.
-async fn fetch(
-    method: Method,
-    path: &str,
-    headers: &Headers,
-    body: Option<String>,
-    credentials: Option<RequestCredentials>,
-) -> Result<String, Error> {
-    let init = RequestInit::new();
-    init.set_method(method.as_str());
-    init.set_headers(headers);
-    if let Some(body) = body {
-        init.set_body(&JsValue::from(body));
-    }
-    if let Some(credentials) = credentials {
-        init.set_credentials(credentials);
-    }
-    let response: Response =
-        JsFuture::from(leptos::prelude::window().fetch_with_str_and_init(path, &init))
-            .await?
-            .unchecked_into();
-    let status = response.status();
-    let text = JsFuture::from(response.text()?)
-        .await?
-        .as_string()
-        .unwrap_or_default();
+/// The answer itself when its status is 2xx, otherwise [`Error::Status`] with the bridge's
+/// [`ApiError`] body.
+async fn ok(response: Response) -> Result<Response, Error> {
     if response.ok() {
-        return Ok(text);
+        return Ok(response);
     }
+    let status = response.status();
     // A proxy in front of the bridge may answer with HTML; keep the status meaningful anyway.
-    let body = decode::<ApiError>(&text)
-        .unwrap_or_else(|_| ApiError::new(format!("http_{status}"), response.status_text()));
+    let body = match response.json::<ApiError>().await {
+        Ok(body) => body,
+        Err(_) => ApiError::new(format!("http_{status}"), response.status_text()),
+    };
     Err(Error::Status { status, body })
 }
 
-/// Decodes a JSON answer as any serde type (see [`crate::json`]); an empty body reads as `null`.
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
-    json::from_json(text).map_err(|err| Error::Transport(err.to_string()))
-}
-
-/// Decodes a JSON answer as one of the bridge's own types, by hand (see [`crate::json`]).
-pub fn decode<T: Decode>(text: &str) -> Result<T, Error> {
-    json::decode(text).map_err(|err| Error::Transport(err.to_string()))
-}
-
-/// Encodes a request body as JSON.
-pub fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<String, Error> {
-    json::to_json(body).map_err(|err| Error::Transport(err.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(prefix: &str, ui: Option<&str>) -> Json {
-        let mut members = vec![("prefix".to_owned(), Json::String(prefix.to_owned()))];
-        if let Some(ui) = ui {
-            members.push(("ui".to_owned(), Json::String(ui.to_owned())));
-        }
-        Json::Object(members)
-    }
-
-    #[test]
-    fn the_prefix_of_the_entry_for_the_page_is_found() {
-        let answer = Json::Object(vec![(
-            "upstreams".to_owned(),
-            Json::Array(vec![
-                entry("/other/", None),
-                entry("/x/", Some("other")),
-                entry("/pi/", Some("privacyidea")),
-            ]),
-        )]);
-        assert_eq!(
-            prefix_for_ui(&answer, "privacyidea").as_deref(),
-            Some("/pi/")
-        );
-        assert_eq!(prefix_for_ui(&answer, "nothing"), None);
-        assert_eq!(prefix_for_ui(&Json::Null, "privacyidea"), None);
-    }
+/// Reads a 2xx answer's JSON body as `T` (serde_json); an empty body reads as `null`.
+pub async fn into_json<T: DeserializeOwned>(response: Response) -> Result<T, Error> {
+    let text = response.text().await?;
+    let json = if text.is_empty() { "null" } else { &text };
+    Ok(serde_json::from_str(json)?)
 }

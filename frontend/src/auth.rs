@@ -20,8 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::session::{SessionInfo, User};
 
-use crate::api::{self, Api, Method};
-use crate::json::Decode;
+use crate::api::{self, Api, Method, Response};
 use crate::{clock, nav};
 
 /// Seconds between two checks of `/auth/session` while signed in. The answer is the token to
@@ -101,6 +100,11 @@ impl AuthState {
         self.user.get()
     }
 
+    /// The signed-in user, without subscribing to changes (for a request being built).
+    pub fn user_untracked(&self) -> Option<User> {
+        self.user.get_untracked()
+    }
+
     /// Why the last session check failed for a reason other than "not signed in" (tracked).
     pub fn problem(&self) -> Option<String> {
         self.problem.get()
@@ -141,19 +145,14 @@ impl AuthState {
         Api::new(self.auth_token.get_untracked())
     }
 
-    /// `GET path` on one of the bridge's own APIs, decoded by hand ([`Decode`]: no serde code
-    /// per type in the WASM); otherwise as [`Self::get_json`].
-    pub async fn get_decoded<T: Decode>(self, path: &str) -> Result<T, api::Error> {
-        api::decode(&self.call_json(Method::Get, path, None).await?)
-    }
-
-    /// `GET path` on a REST API with the current token: see [`Self::call`].
+    /// `GET path` on a REST API with the current token, the JSON answer read as `T`: see
+    /// [`Self::call`].
     pub async fn get_json<T: DeserializeOwned>(self, path: &str) -> Result<T, api::Error> {
-        api::from_json(&self.call_json(Method::Get, path, None).await?)
+        self.call::<(), T>(Method::GET, path, None).await
     }
 
     /// `method path` on a REST API with an optional JSON body, authenticated with the current
-    /// `auth_token`, the answer decoded from JSON.
+    /// `auth_token`, the JSON answer read as `T` (serde_json).
     ///
     /// A `401` usually means our copy of the token is stale (the bridge refreshes tokens
     /// server-side), so the session is fetched once more and the call retried once. If the API
@@ -169,20 +168,24 @@ impl AuthState {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let body = body.map(api::to_json).transpose()?;
-        api::from_json(&self.call_json(method, path, body).await?)
+        let body = body.map(serde_json::to_string).transpose()?;
+        api::into_json(self.call_json(method, path, body).await?).await
     }
 
-    /// [`Self::call`] with the body already JSON and the answer left as JSON text. Not generic,
-    /// so every call shares one copy of the retry logic in the WASM.
+    /// [`Self::call`] with the body already JSON, returning gloo-net's 2xx answer as it came.
+    /// Not generic, so every call shares one copy of the retry logic in the WASM.
     pub async fn call_json(
         self,
         method: Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<String, api::Error> {
+    ) -> Result<Response, api::Error> {
         if self.auth_token.with_untracked(Option::is_some) {
-            match self.api().send_json(method, path, body.clone()).await {
+            match self
+                .api()
+                .send_json(method.clone(), path, body.clone())
+                .await
+            {
                 Err(err) if err.is_unauthenticated() => {}
                 answer => return answer,
             }

@@ -3,10 +3,10 @@
 //! - [`auth`]: the [`auth::AuthState`] context — the bridge's `auth_token` in memory, the user,
 //!   the refresh schedule, silent SSO at start-up, sign-out, and REST calls that refresh the
 //!   token once on a `401`;
-//! - [`api`]: transport — [`api::Api`] sends REST calls with `Authorization: Bearer`, and the
-//!   `/auth/session` and `/auth/logout` calls;
-//! - [`nav`], [`clock`] and [`json`]: the addresses, the wall clock and the JSON decoding those
-//!   two need.
+//! - [`api`]: transport with gloo-net — [`api::Api`] sends REST calls with `Authorization:
+//!   Bearer`, and the `/auth/session` and `/auth/logout` calls; JSON bodies through serde_json
+//!   into the bridge's own types (`shared`) or any of yours;
+//! - [`nav`] and [`clock`]: the addresses and the wall clock those two need.
 //!
 //! The app in this crate's binary (`main.rs`, its router and pages) is one user of it; the
 //! `reuse` example is another.
@@ -14,5 +14,4 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
-pub mod json;
 pub mod nav;

@@ -1,9 +1,13 @@
 //! The SPA's client-side routing, by hand: the browser's path and query as one signal, kept in
 //! step with the History API, and a [`Link`] that navigates without reloading the page.
 //!
-//! Why not `leptos_router`: the SPA has three fixed pages and no nested or parameterised routes,
-//! and the router's generic matching and view machinery was a large share of the WASM bundle
-//! (see the README's figures). Which page a path shows is decided by [`Page::from_path`].
+//! Why not `leptos_router`: the SPA has four fixed pages and no nested or parameterised routes,
+//! and the router's generic matching and view machinery is a large share of the WASM bundle.
+//! Measured on 2026-12-06 (release build, wasm-opt -Oz, the same pages with gloo-net, serde and
+//! `LocalResource`): with this router the wasm is 333 158 B raw, 112 089 B brotli (q11); with
+//! `leptos_router` 0.8.17 (`<Router>`, `<Routes>` from `Page`, `<A>`, `use_navigate`,
+//! `use_query_map`) 440 452 B raw, 145 915 B brotli: +33.8 KB on a first load budgeted at
+//! 100 KB. Which page a path shows is decided by [`Page::from_path`].
 
 use leptos::ev::{MouseEvent, popstate};
 use leptos::prelude::*;

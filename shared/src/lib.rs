@@ -139,6 +139,38 @@ pub mod api {
     }
 }
 
+pub mod upstreams {
+    //! `GET /auth/upstreams`: which of the SPA's pages an API behind the bridge offers.
+    use serde::{Deserialize, Serialize};
+
+    /// The answer: every upstream that names a UI page (none is an empty list).
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Upstreams {
+        pub upstreams: Vec<UpstreamPage>,
+    }
+
+    /// One upstream with a UI page: the SPA links `ui` and calls the API under `prefix`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UpstreamPage {
+        pub name: String,
+        /// Where the bridge proxies the API, e.g. `/pi/`.
+        pub prefix: String,
+        /// The SPA page that works with it, e.g. `privacyidea`.
+        #[serde(default)]
+        pub ui: Option<String>,
+    }
+
+    impl Upstreams {
+        /// The prefix of the first upstream for the page `ui`.
+        pub fn prefix_for(&self, ui: &str) -> Option<&str> {
+            self.upstreams
+                .iter()
+                .find(|upstream| upstream.ui.as_deref() == Some(ui))
+                .map(|upstream| upstream.prefix.as_str())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::session::{SessionInfo, User};
@@ -153,6 +185,17 @@ mod tests {
         let printed = format!("{info:?}");
         assert!(!printed.contains("eyJsecret"), "{printed}");
         assert!(printed.contains("***"));
+    }
+
+    #[test]
+    fn the_prefix_of_the_first_upstream_for_a_page_is_found() {
+        let answer: super::upstreams::Upstreams = serde_json::from_str(
+            r#"{"upstreams": [{"name": "a", "prefix": "/a/", "ui": "other"},
+                              {"name": "pi", "prefix": "/pi/", "ui": "privacyidea"}]}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(answer.prefix_for("privacyidea"), Some("/pi/"));
+        assert_eq!(answer.prefix_for("nothing"), None);
     }
 
     #[test]

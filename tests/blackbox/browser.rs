@@ -924,3 +924,40 @@ async fn a_local_user_signs_in_with_the_login_form_and_the_ui_works_with_its_min
     assert_eq!(browser.session_token().await, None);
     browser.close().await;
 }
+
+/// The SPA's own navigation: a nav link changes the page without a reload, and the browser's
+/// Back and Forward buttons move between the pages the same way, each showing its data.
+#[tokio::test]
+async fn back_and_forward_move_between_the_spas_pages_without_reloading_it() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    // A mark on this page's window: a reload or a new document would lose it.
+    browser
+        .client
+        .execute("window.__spa_mark = 'kept'; return null", vec![])
+        .await
+        .unwrap();
+    let mark = || async {
+        browser
+            .client
+            .execute("return window.__spa_mark || null", vec![])
+            .await
+            .unwrap()
+    };
+
+    browser.click("nav a[href='/api-demo']").await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    assert_eq!(browser.url().await.path(), "/api-demo");
+
+    browser.client.back().await.unwrap();
+    browser.wait_for_text("#user-username", "alice").await;
+    assert_eq!(browser.url().await.path(), "/");
+
+    browser.client.forward().await.unwrap();
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    assert_eq!(browser.url().await.path(), "/api-demo");
+    assert_eq!(mark().await, json!("kept"), "the SPA was never reloaded");
+    browser.close().await;
+}

@@ -3,34 +3,19 @@
 //! with the fingerprint of the token it arrived with.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use shared::api::{ApiCall, ApiCalls, Me};
 
-use frontend::api;
 use frontend::auth::AuthState;
 use frontend::clock;
 
 #[component]
 pub fn ApiDemo() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = RwSignal::new(None::<Result<Me, api::Error>>);
-    let calls = RwSignal::new(None::<Result<ApiCalls, api::Error>>);
-    let loading_calls = RwSignal::new(false);
-    let load_calls = move || {
-        loading_calls.set(true);
-        spawn_local(async move {
-            let answer = auth.get_decoded::<ApiCalls>("/api/calls").await;
-            calls.set(Some(answer));
-            loading_calls.set(false);
-        });
-    };
-    spawn_local(async move {
-        let answer = auth.get_decoded::<Me>("/api/me").await;
-        // The page may be gone by now (its signals with it): then there is nothing to show.
-        if me.try_set(Some(answer)).is_none() {
-            // Only once `/api/me` has answered, so the list already shows that call.
-            load_calls();
-        }
+    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
+    let calls = LocalResource::new(move || async move {
+        // Only once `/api/me` has answered, so the list already shows that call.
+        let _ = me.await;
+        auth.get_json::<ApiCalls>("/api/calls").await
     });
 
     let username = move || {
@@ -49,7 +34,7 @@ pub fn ApiDemo() -> impl IntoView {
             <h1>"API demo"</h1>
             <p>"Signed in to the API as " <span id="api-demo-user">{username}</span></p>
             {me_error}
-            <button id="reload-calls" disabled=move || loading_calls.get() on:click=move |_| load_calls()>
+            <button id="reload-calls" on:click=move |_| calls.refetch()>
                 "Reload calls"
             </button>
             {move || match calls.get() {

@@ -5,21 +5,16 @@
 use std::time::Duration;
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use shared::api::Me;
 
-use frontend::api;
 use frontend::auth::AuthState;
 use frontend::clock;
 
 #[component]
 pub fn Home() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = RwSignal::new(None::<Result<Me, api::Error>>);
-    spawn_local(async move {
-        let answer = auth.get_decoded::<Me>("/api/me").await;
-        me.set(Some(answer));
-    });
+    // Loaded once per visit of the page: `None` until the API has answered.
+    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
 
     view! {
         <section class="card">

@@ -3,148 +3,169 @@
 //! comes from `GET /auth/upstreams`), so every call carries the SPA's own bearer token and the
 //! bridge swaps it for the token privacyIDEA accepts; a `401` refreshes once, as for `/api`.
 //!
-//! Kept small for the SPA's size budget (README, Figures): privacyIDEA's answers are read
-//! straight from [`Json`] (two fields, not worth a type each), every signal is an
-//! `Option<String>` or a `bool` and every view a shape the other pages already have (a new
-//! signal type or view shape costs WASM), so the list is text, one token per line.
+//! The list loads as a [`LocalResource`] and the enrolment is an [`Action`]; once it succeeds
+//! the list loads again. Only the few fields of privacyIDEA's answers that the page shows are
+//! declared; serde skips the rest.
 
 use leptos::prelude::*;
-use leptos::task::spawn_local;
+use serde::{Deserialize, Serialize};
 
 use frontend::api::{self, Method};
 use frontend::auth::AuthState;
-use frontend::json::{DecodeError, Json};
 use frontend::nav;
 
-/// The page's state; `Copy`, so every closure and future can take it.
-#[derive(Clone, Copy)]
-struct Tokens {
-    auth: AuthState,
-    /// Where the bridge proxies privacyIDEA (e.g. `/pi/`), once known.
-    prefix: RwSignal<Option<String>>,
-    /// One line per token, `None` until privacyIDEA has answered.
-    lines: RwSignal<Option<String>>,
-    /// Says which token was enrolled last.
-    enrolled: RwSignal<Option<String>>,
-    error: RwSignal<Option<String>>,
-    busy: RwSignal<bool>,
+/// privacyIDEA's answer of `GET token/`: `{"result": {"value": {"tokens": [...]}}}`.
+#[derive(Deserialize)]
+struct TokenList {
+    result: TokenListResult,
 }
 
-impl Tokens {
-    /// Finds privacyIDEA behind the bridge, then lists the tokens.
-    async fn start(self) {
-        match api::upstream_prefix("privacyidea").await {
-            Some(prefix) => {
-                self.prefix.set(Some(prefix));
-                self.load().await;
-            }
-            None => self.show(Err("This bridge does not proxy privacyIDEA.".to_owned())),
-        }
-    }
+#[derive(Deserialize)]
+struct TokenListResult {
+    value: TokenListValue,
+}
 
-    /// `GET token/`: `{"result": {"value": {"tokens": [{"serial", "tokentype", ...}]}}}`.
-    async fn load(self) {
-        let answer = self
-            .call(Method::Get, "token/", None)
-            .await
-            .and_then(|json| {
-                let tokens = json.get("result").get("value").list("tokens", describe);
-                tokens
-                    .map(|lines| lines.join("\n"))
-                    .map_err(|e| e.to_string())
-            });
-        self.show(answer.map(|lines| (self.lines, lines)));
-    }
+#[derive(Deserialize)]
+struct TokenListValue {
+    tokens: Vec<Token>,
+}
 
-    /// `POST token/init` (privacyIDEA reads a JSON body as it reads a form), then the list
-    /// again. The new serial is `detail.serial`.
-    async fn enroll(self) {
-        self.busy.set(true);
-        self.error.set(None);
-        let body = r#"{"type":"hotp","genkey":"1"}"#.to_owned();
-        let answer = self.call(Method::Post, "token/init", Some(body)).await;
-        let serial = answer.and_then(|json| {
-            json.get("detail")
-                .string("serial")
-                .map_err(|e| e.to_string())
-        });
-        let enrolled = serial.is_ok();
-        self.show(serial.map(|serial| (self.enrolled, ["Enrolled ", &serial].concat())));
-        if enrolled {
-            self.load().await;
-        }
-        _ = self.busy.try_set(false);
-    }
+/// One token, as the page lists it.
+#[derive(Deserialize)]
+struct Token {
+    serial: String,
+    #[serde(default)]
+    tokentype: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    description: Option<String>,
+}
 
-    /// `method <prefix><tail>` with the bearer token; privacyIDEA's answer as JSON.
-    ///
-    /// privacyIDEA scopes a user token to its own user and ignores `user`; an admin token (the
-    /// `pi-admins` group) would list everyone's tokens, and enroll for no one, without it.
-    async fn call(self, method: Method, tail: &str, body: Option<String>) -> Result<Json, String> {
-        let user = self.auth.user().and_then(|user| user.username);
-        let user = user.map(|name| ["?user=", &nav::encode(&name)].concat());
-        let prefix = self.prefix.get_untracked().unwrap_or_default();
-        let path = [&prefix, tail, &user.unwrap_or_default()].concat();
-        let text = self
-            .auth
-            .call_json(method, &path, body)
-            .await
-            .map_err(|e| e.to_string())?;
-        Json::parse(&text).map_err(|e| e.to_string())
-    }
-
-    /// Sets `signal` to the text, or shows the error; the page may be gone by now.
-    fn show(self, answer: Result<(RwSignal<Option<String>>, String), String>) {
-        let (signal, text) = match answer {
-            Ok(shown) => shown,
-            Err(err) => (self.error, err),
+impl Token {
+    /// The token as a line: `serial · type · active · description`.
+    fn line(self) -> String {
+        let active = if self.active == Some(true) {
+            "active"
+        } else {
+            "disabled"
         };
-        _ = signal.try_set(Some(text));
+        [
+            self.serial,
+            self.tokentype.unwrap_or_default(),
+            active.to_owned(),
+            self.description.unwrap_or_default(),
+        ]
+        .join(" · ")
+        .replace('\n', " ")
     }
 }
 
-/// One token of the list as a line: `serial · type · active · description`.
-fn describe(token: &Json) -> Result<String, DecodeError> {
-    let active = if token.opt_bool("active")? == Some(true) {
-        "active"
-    } else {
-        "disabled"
+/// The body of `POST token/init` (privacyIDEA reads a JSON body as it reads a form).
+#[derive(Serialize)]
+struct Enroll {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    genkey: &'static str,
+}
+
+/// privacyIDEA's answer of `POST token/init`: the new serial is `detail.serial`.
+#[derive(Deserialize)]
+struct Enrolled {
+    detail: EnrolledDetail,
+}
+
+#[derive(Deserialize)]
+struct EnrolledDetail {
+    serial: String,
+}
+
+/// `<prefix><tail>` for the signed-in user.
+///
+/// privacyIDEA scopes a user token to its own user and ignores `user`; an admin token (the
+/// `pi-admins` group) would list everyone's tokens, and enroll for no one, without it.
+fn path(auth: AuthState, prefix: &str, tail: &str) -> String {
+    let user = auth.user_untracked().and_then(|user| user.username);
+    let user = user.map(|name| ["?user=", &nav::encode(&name)].concat());
+    [prefix, tail, &user.unwrap_or_default()].concat()
+}
+
+/// What the page lists: where privacyIDEA is, and one line per token.
+#[derive(Clone)]
+struct Listed {
+    prefix: String,
+    lines: String,
+}
+
+/// Finds privacyIDEA behind the bridge (`/auth/upstreams`), then lists the user's tokens.
+async fn list(auth: AuthState) -> Result<Listed, String> {
+    let Some(prefix) = api::upstream_prefix("privacyidea").await else {
+        return Err("This bridge does not proxy privacyIDEA.".to_owned());
     };
-    let line = [
-        token.string("serial")?,
-        token.opt_string("tokentype")?.unwrap_or_default(),
-        active.to_owned(),
-        token.opt_string("description")?.unwrap_or_default(),
-    ]
-    .join(" · ");
-    Ok(line.replace('\n', " "))
+    let list: TokenList = auth
+        .get_json(&path(auth, &prefix, "token/"))
+        .await
+        .map_err(|err| err.to_string())?;
+    let lines: Vec<String> = list
+        .result
+        .value
+        .tokens
+        .into_iter()
+        .map(Token::line)
+        .collect();
+    Ok(Listed {
+        prefix,
+        lines: lines.join("\n"),
+    })
 }
 
 #[component]
 pub fn PrivacyIdea() -> impl IntoView {
-    let page = Tokens {
-        auth: AuthState::from_context(),
-        prefix: RwSignal::new(None),
-        lines: RwSignal::new(None),
-        enrolled: RwSignal::new(None),
-        error: RwSignal::new(None),
-        busy: RwSignal::new(false),
+    let auth = AuthState::from_context();
+    let tokens = LocalResource::new(move || list(auth));
+    let enroll = Action::new_local(move |prefix: &String| {
+        let path = path(auth, prefix, "token/init");
+        async move {
+            let body = Enroll {
+                kind: "hotp",
+                genkey: "1",
+            };
+            let answer = auth
+                .call::<_, Enrolled>(Method::POST, &path, Some(&body))
+                .await;
+            if answer.is_ok() {
+                tokens.refetch();
+            }
+            answer.map(|enrolled| ["Enrolled ", &enrolled.detail.serial].concat())
+        }
+    });
+    let listed = move || tokens.get().and_then(Result::ok);
+    let enroll_now = move |_| {
+        if let Some(Listed { prefix, .. }) = listed() {
+            enroll.dispatch(prefix);
+        }
     };
-    spawn_local(page.start());
+
+    let error = move || {
+        let list = tokens.get().and_then(Result::err);
+        let enrolment = enroll.value().get().and_then(|answer| answer.err());
+        list.or(enrolment.map(|err| err.to_string()))
+            .map(|err| view! { <p class="error" id="pi-error">{err}</p> })
+    };
 
     view! {
         <section class="card">
             <h1>"privacyIDEA tokens"</h1>
-            <pre id="pi-tokens">{move || page.lines.get()}</pre>
+            <pre id="pi-tokens">{move || listed().map(|listed| listed.lines)}</pre>
             <button
                 id="pi-enroll"
-                disabled=move || page.busy.get() || page.prefix.with(Option::is_none)
-                on:click=move |_| spawn_local(page.enroll())
+                disabled=move || enroll.pending().get() || listed().is_none()
+                on:click=enroll_now
             >
                 "Enroll an HOTP token"
             </button>
-            <p id="pi-enrolled">{move || page.enrolled.get()}</p>
-            {move || page.error.get().map(|err| view! { <p class="error" id="pi-error">{err}</p> })}
+            <p id="pi-enrolled">{move || enroll.value().get().and_then(Result::ok)}</p>
+            {error}
         </section>
     }
 }
