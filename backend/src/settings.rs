@@ -100,6 +100,25 @@ pub struct Settings {
     /// How log lines are written.
     #[serde(default)]
     pub log: LogSettings,
+    /// What the web UI calls the product.
+    #[serde(default)]
+    pub ui: UiSettings,
+}
+
+/// `[ui]`: what the bridge fills into the SPA's `index.html` when it serves it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// The product's name: the page title, and the heading of the sign-in card.
+    pub title: String,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            title: "login-bridge".to_owned(),
+        }
+    }
 }
 
 /// `[metrics]`: where `GET /metrics` is served. Never on the public listener: counters tell
@@ -501,6 +520,7 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             metrics: MetricsSettings::default(),
             log: LogSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -812,6 +832,11 @@ impl Settings {
                  e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER)",
                 self.oidc.issuer
             )),
+        }
+        let title = self.ui.title.trim();
+        if title.is_empty() || title.chars().count() > 80 || title.chars().any(char::is_control) {
+            problems
+                .push("ui.title: give the product's name, 1 to 80 characters on one line".into());
         }
         if let Some(problem) = self.claims.problem() {
             // The login provider's mapping (`[claims]`).
