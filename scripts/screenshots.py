@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Takes the UI's screenshots (called by scripts/screenshots.sh, which starts the bridge):
-the sign-in page, then alice signed in through the demo provider, her home page and the API
+the sign-in page (and, on a phone, with a wrong password's message), then alice signed in through the demo provider, her home page and the API
 demo page, each at 1280 px and at 360 px wide. WebDriver over HTTP as in
 bench/browser-session.py (its Driver is reused); the width is set with Chrome's device metrics
 (a window cannot be made that narrow).
@@ -40,6 +40,12 @@ def main():
             d.goto(f"{base}/login")
             d.find("#local-username")
             shoot(d, out, f"sign-in-{size}")
+        # The card with a message: a wrong password for the demo's local account.
+        d.fill("#local-username", "admin")
+        d.fill("#local-password", "not the password")
+        d.click("#local-submit")
+        d.wait_text("#login-message", "Wrong username or password")
+        shoot(d, out, "sign-in-error-phone")
         set_size(d, "desktop")
         d.click("#sso-login")
         d.fill("#username", "alice")

@@ -992,6 +992,25 @@ mod tests {
     }
 
     #[test]
+    fn the_ui_title_defaults_to_the_product_and_must_be_one_short_line() {
+        assert_eq!(valid().ui.title, "login-bridge");
+        for bad in ["", "  ", "two\nlines", &"x".repeat(81)] {
+            let mut s = valid();
+            s.ui.title = bad.to_owned();
+            let Err(SettingsError::Invalid(problems)) = s.validate() else {
+                panic!("{bad:?} accepted");
+            };
+            assert!(
+                problems.iter().any(|p| p.contains("ui.title")),
+                "{problems:?}"
+            );
+        }
+        let mut s = valid();
+        s.ui.title = "Acme Staff Portal".into();
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
     fn keycloaks_default_account_audience_is_refused() {
         let mut s = valid();
         s.oidc.api_audience = "account".into();

@@ -1113,7 +1113,20 @@ async fn a_local_user_signs_in_with_the_keyboard_alone_on_a_labelled_form_that_f
     );
     assert_eq!(fits[3], "Acme <Staff> Portal", "the tab's title");
 
-    // What a screen reader announces for each field, and what a password manager reads.
+    // What a screen reader announces for each field (from its `<label for>`, not a
+    // placeholder), and what a password manager reads.
+    let labels = browser
+        .client
+        .execute(
+            "return ['local-username', 'local-password'].map(id => {
+               const labels = document.getElementById(id).labels;
+               return labels.length === 1 && labels[0].htmlFor === id ? labels[0].textContent : null;
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(labels, json!(["Username", "Password"]), "one label each");
     assert_eq!(browser.accessible_name("#local-username").await, "Username");
     assert_eq!(browser.accessible_name("#local-password").await, "Password");
     assert_eq!(
