@@ -23,9 +23,6 @@ use crate::router::Router;
 /// `autocomplete` lets password managers fill them.
 const LOCAL_FIELDS: &str = r#"<p class="divider">or sign in with a local account</p><div class="field"><label for="local-username">Username</label><input id="local-username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required></div><div class="field"><label for="local-password">Password</label><input id="local-password" name="password" type="password" autocomplete="current-password" required></div><button id="local-submit" class="secondary" type="submit">Sign in</button>"#;
 
-/// The product's mark beside its name (the favicon's drawing), decorative only.
-const MARK: &str = r##"<svg aria-hidden="true" width="32" height="32" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1d5bd6"/><path d="M5 21h22M8 21v-3a8 8 0 0 1 16 0v3" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round"/><circle cx="16" cy="15" r="2.5" fill="#fff"/></svg>"##;
-
 /// The product's name: the page's `<title>`, which the bridge fills from `ui.title` (under
 /// `trunk serve`, the file's own "login-bridge").
 pub fn product_name() -> String {
@@ -63,9 +60,10 @@ pub fn Login() -> impl IntoView {
     let mounted = RwSignal::new(false);
     Effect::new(move || mounted.set(true));
     view! {
-        <section class="card signin" aria-labelledby="login-heading">
-            <p class="product"><span inner_html=MARK></span>{product_name()}</p>
-            <h1 id="login-heading">"Sign in"</h1>
+        <section class="card signin">
+            // The product's mark comes from the style sheet (`.product::before`).
+            <p class="product">{product_name()}</p>
+            <h1>"Sign in"</h1>
             <p id="login-message" role="status" aria-live="polite">
                 {move || if mounted.get() { message() } else { None }}
             </p>
