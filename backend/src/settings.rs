@@ -100,6 +100,25 @@ pub struct Settings {
     /// How log lines are written.
     #[serde(default)]
     pub log: LogSettings,
+    /// What the web UI calls the product.
+    #[serde(default)]
+    pub ui: UiSettings,
+}
+
+/// `[ui]`: what the bridge fills into the SPA's `index.html` when it serves it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// The product's name: the page title, and the heading of the sign-in card.
+    pub title: String,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self {
+            title: "login-bridge".to_owned(),
+        }
+    }
 }
 
 /// `[metrics]`: where `GET /metrics` is served. Never on the public listener: counters tell
@@ -501,6 +520,7 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             metrics: MetricsSettings::default(),
             log: LogSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -813,6 +833,11 @@ impl Settings {
                 self.oidc.issuer
             )),
         }
+        let title = self.ui.title.trim();
+        if title.is_empty() || title.chars().count() > 80 || title.chars().any(char::is_control) {
+            problems
+                .push("ui.title: give the product's name, 1 to 80 characters on one line".into());
+        }
         if let Some(problem) = self.claims.problem() {
             // The login provider's mapping (`[claims]`).
             problems.push(problem);
@@ -964,6 +989,25 @@ mod tests {
                 .any(|p| p.contains("BRIDGE_OIDC__CLIENT_SECRET"))
         );
         assert!(problems.iter().any(|p| p.contains("oidc.issuer")));
+    }
+
+    #[test]
+    fn the_ui_title_defaults_to_the_product_and_must_be_one_short_line() {
+        assert_eq!(valid().ui.title, "login-bridge");
+        for bad in ["", "  ", "two\nlines", &"x".repeat(81)] {
+            let mut s = valid();
+            s.ui.title = bad.to_owned();
+            let Err(SettingsError::Invalid(problems)) = s.validate() else {
+                panic!("{bad:?} accepted");
+            };
+            assert!(
+                problems.iter().any(|p| p.contains("ui.title")),
+                "{problems:?}"
+            );
+        }
+        let mut s = valid();
+        s.ui.title = "Acme Staff Portal".into();
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Application {
         };
         tokio::spawn(provider.clone().discover_until_ready());
         let state = AppState::new(AppStateInner {
-            spa: Arc::new(SpaIndex::load(&settings.dist_dir)),
+            spa: Arc::new(SpaIndex::load(&settings.dist_dir, settings.ui.title.trim())),
             sessions: SessionIndexHandle(
                 backend.index(),
                 SessionLimits {
@@ -304,11 +304,9 @@ fn router<S: SessionStore + Clone>(
         None => router,
     };
     // The upstreams' listing is the bridge's own answer: inside the shell, with its headers.
-    let router = if upstreams.is_empty() {
-        router
-    } else {
-        router.merge(upstream::routes::listing(&upstreams))
-    };
+    // Answered with none configured too (`{"upstreams": []}`): the SPA asks on every page
+    // load, and a 404 would be a failed request in every browser console.
+    let router = router.merge(upstream::routes::listing(&upstreams));
     let strips = matches!(&settings.gateway, Some(g) if !g.uses_authorization());
     let cors = cors::layer(&settings.cors, headers.clone());
     // Nothing else around the main router: one shell does everything. Otherwise the headers

@@ -85,6 +85,7 @@ fn NavBar(with_pi: RwSignal<bool>) -> impl IntoView {
     view! {
         <header>
             <nav>
+                <span class="brand">{crate::pages::login::product_name()}</span>
                 <Link page=Page::Home>"Home"</Link>
                 <Link page=Page::ApiDemo>"API demo"</Link>
                 {move || with_pi.get().then(|| view! { <Link page=Page::PrivacyIdea>"privacyIDEA"</Link> })}

@@ -91,6 +91,8 @@ impl Browser {
                 ]
             }),
         );
+        // Chromium's console, failed loads included, readable through `se/log`.
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
         let client = ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps)
@@ -959,5 +961,326 @@ async fn back_and_forward_move_between_the_spas_pages_without_reloading_it() {
     browser.wait_for_text("#api-demo-user", "alice").await;
     assert_eq!(browser.url().await.path(), "/api-demo");
     assert_eq!(mark().await, json!("kept"), "the SPA was never reloaded");
+    browser.close().await;
+}
+
+/// A WebDriver command fantoccini has no method for, sent as it is (relative to the session):
+/// ChromeDriver's browser log (`se/log`), an element's computed accessible name
+/// (`element/{id}/computedlabel`, WebDriver's own), Chrome DevTools commands
+/// (`goog/cdp/execute`).
+#[derive(Debug)]
+struct RawCommand {
+    method: axum::http::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for RawCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(|b| b.to_string()),
+        )
+    }
+}
+
+impl Browser {
+    async fn raw(
+        &self,
+        method: axum::http::Method,
+        path: String,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        self.client
+            .issue_cmd(RawCommand { method, path, body })
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver command failed: {e}"))
+    }
+
+    /// Chrome's device metrics (a window cannot be made as narrow as a phone); `None` goes
+    /// back to the window's own size. The page is laid out anew at once.
+    async fn set_viewport_width(&self, width: Option<u32>) {
+        let (cmd, params) = match width {
+            Some(width) => (
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": 780, "deviceScaleFactor": 1, "mobile": true}),
+            ),
+            None => ("Emulation.clearDeviceMetricsOverride", json!({})),
+        };
+        self.raw(
+            axum::http::Method::POST,
+            "goog/cdp/execute".into(),
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await;
+    }
+
+    /// The accessible name Chromium computes for the element, as a screen reader gets it.
+    async fn accessible_name(&self, css: &str) -> String {
+        self.wait_for(css).await;
+        let el = self.client.find(Locator::Css(css)).await.unwrap();
+        let name = self
+            .raw(
+                axum::http::Method::GET,
+                format!("element/{}/computedlabel", el.element_id()),
+                None,
+            )
+            .await;
+        name.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Presses the keys of `keys` one after the other on whatever has the focus (WebDriver's
+    /// key actions: what a keyboard does, no element targeted).
+    async fn press(&self, keys: &str) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let mut actions = KeyActions::new("keyboard".into());
+        for key in keys.chars() {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+        self.client.perform_actions(actions).await.unwrap();
+    }
+
+    /// The `id` of the focused element (empty for none or the body).
+    async fn focused_id(&self) -> String {
+        let id = self
+            .client
+            .execute(
+                "return document.activeElement ? document.activeElement.id : ''",
+                vec![],
+            )
+            .await
+            .unwrap();
+        id.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// What the browser logged since the last call (ChromeDriver hands each entry out once).
+    async fn browser_log(&self) -> Vec<serde_json::Value> {
+        let log = self
+            .raw(
+                axum::http::Method::POST,
+                "se/log".into(),
+                Some(json!({"type": "browser"})),
+            )
+            .await;
+        log.as_array().cloned().unwrap_or_default()
+    }
+
+    /// This document's loads that got an error status, as the page's own resource timing
+    /// records them (`responseStatus`), but the session check's expected `401` before
+    /// sign-in.
+    async fn failed_loads_of_this_page(&self) -> Vec<String> {
+        let failed = self
+            .client
+            .execute(
+                r#"return performance.getEntriesByType('navigation')
+                     .concat(performance.getEntriesByType('resource'))
+                     .filter(e => e.responseStatus >= 400
+                       && !(e.responseStatus === 401 && new URL(e.name).pathname === '/auth/session'))
+                     .map(e => e.name + ' ' + e.responseStatus);"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(failed).unwrap()
+    }
+}
+
+/// Entries of Chromium's log that are errors, but the expected `401` of `/auth/session` (the
+/// SPA's session check before sign-in).
+fn unexpected_errors(log: &[serde_json::Value]) -> Vec<String> {
+    log.iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .filter(|m| !(m.contains("/auth/session - ") && m.contains("status of 401")))
+        .collect()
+}
+
+/// Issue 22, acceptance 4: the sign-in card shows the configured product name; its fields are
+/// named for assistive technology by their labels and filled in by password managers; it fits
+/// a 360 px screen without sideways scrolling; and a local user signs in with the keyboard
+/// alone: Tab past the SSO button (which comes first) to the username, type, Tab, type, Enter.
+#[tokio::test]
+async fn a_local_user_signs_in_with_the_keyboard_alone_on_a_labelled_form_that_fits_a_phone_screen()
+{
+    let mut opts = crate::local_accounts::local_options(json!({}));
+    opts.ui_title = Some("Acme <Staff> Portal".into());
+    let app = spawn_app_with(opts).await;
+    app.admin_with_password(
+        &["user", "add", "olivia", "--role", "operator"],
+        crate::local_accounts::PASSWORD,
+    )
+    .await
+    .unwrap();
+    let browser = Browser::start().await;
+
+    // A phone's width: the whole card is in view, nothing scrolls sideways.
+    browser.set_viewport_width(Some(360)).await;
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser
+        .wait_for_text(".signin .product", "Acme <Staff> Portal")
+        .await;
+    assert!(browser.is_displayed("#local-username").await);
+    let fits = browser
+        .client
+        .execute(
+            "const d = document.documentElement;
+             return [window.innerWidth, d.scrollWidth, d.clientWidth, document.title];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits[0], 360, "the page is laid out at 360 px: {fits}");
+    assert!(
+        fits[1].as_u64() <= fits[2].as_u64(),
+        "no horizontal scroll at 360 px: {fits}"
+    );
+    assert_eq!(fits[3], "Acme <Staff> Portal", "the tab's title");
+
+    // What a screen reader announces for each field (from its `<label for>`, not a
+    // placeholder), and what a password manager reads.
+    let labels = browser
+        .client
+        .execute(
+            "return ['local-username', 'local-password'].map(id => {
+               const labels = document.getElementById(id).labels;
+               return labels.length === 1 && labels[0].htmlFor === id ? labels[0].textContent : null;
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(labels, json!(["Username", "Password"]), "one label each");
+    assert_eq!(browser.accessible_name("#local-username").await, "Username");
+    assert_eq!(browser.accessible_name("#local-password").await, "Password");
+    assert_eq!(
+        browser.accessible_name("#sso-login").await,
+        "Sign in with SSO"
+    );
+    assert_eq!(browser.accessible_name("#local-submit").await, "Sign in");
+    for (css, autocomplete) in [
+        ("#local-username", "username"),
+        ("#local-password", "current-password"),
+    ] {
+        let el = browser.client.find(Locator::Css(css)).await.unwrap();
+        assert_eq!(
+            el.attr("autocomplete").await.unwrap().as_deref(),
+            Some(autocomplete),
+            "{css}"
+        );
+    }
+    let live = browser
+        .client
+        .find(Locator::Css("#login-message"))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.attr("aria-live").await.unwrap().as_deref(),
+        Some("polite")
+    );
+
+    // The keyboard alone, at a laptop's width, from a freshly loaded page (nothing focused).
+    browser.set_viewport_width(None).await;
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser.wait_for("#local-username").await;
+    assert_eq!(browser.focused_id().await, "", "nothing has the focus yet");
+    let mut passed = Vec::new();
+    while browser.focused_id().await != "local-username" {
+        assert!(
+            passed.len() < 8,
+            "Tab never reached the username: {passed:?}"
+        );
+        browser.press("\u{E004}").await;
+        passed.push(browser.focused_id().await);
+    }
+    assert!(
+        passed.iter().any(|id| id == "sso-login"),
+        "the SSO button comes before the local form: {passed:?}"
+    );
+    browser.press("olivia\u{E004}").await;
+    assert_eq!(browser.focused_id().await, "local-password");
+    browser
+        .press(&format!("{}\u{E007}", crate::local_accounts::PASSWORD))
+        .await;
+    browser.wait_for_text("#user-username", "olivia").await;
+    assert_eq!(browser.url().await.path(), "/");
+    assert!(browser.session_token().await.is_some(), "signed in");
+    browser.close().await;
+}
+
+/// Issue 22, acceptance 5: the sign-in page, the home page and the API demo page (each loaded
+/// afresh, signed out and signed in) make no request that fails, and log no error, but the
+/// session check's `401` before sign-in: no missing favicon, no `404` from `/auth/upstreams`
+/// (no upstream is configured here).
+#[tokio::test]
+async fn no_page_of_the_ui_logs_a_failed_request_but_the_session_check_before_sign_in() {
+    let app = spawn_app_with(crate::local_accounts::local_options(json!({}))).await;
+    app.admin_with_password(
+        &["user", "add", "olivia", "--role", "operator"],
+        crate::local_accounts::PASSWORD,
+    )
+    .await
+    .unwrap();
+    let browser = Browser::start().await;
+    let mut failed = Vec::new();
+
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser.wait_for("#local-username").await;
+    failed.extend(browser.failed_loads_of_this_page().await);
+    browser
+        .submit_local_form("olivia", crate::local_accounts::PASSWORD)
+        .await;
+    browser.wait_for_text("#user-username", "olivia").await;
+    failed.extend(browser.failed_loads_of_this_page().await);
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for("#api-calls").await;
+    failed.extend(browser.failed_loads_of_this_page().await);
+    browser.goto(&format!("{}/", app.address)).await;
+    browser.wait_for_text("#user-username", "olivia").await;
+    failed.extend(browser.failed_loads_of_this_page().await);
+
+    // The icon the page links is there (the browser fetches it on its own schedule: ask for it
+    // here rather than wait for that).
+    let icon = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const link = document.querySelector('link[rel~=icon]');
+               if (!link) { done('no icon link'); return; }
+               fetch(link.href).then(r => done(r.status + ' ' + r.headers.get('content-type')),
+                                     e => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(icon, "200 image/svg+xml", "the favicon");
+    // One more page load, so the log surely holds everything the pages before it logged.
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for("#api-calls").await;
+    let log = browser.browser_log().await;
+    assert!(
+        log.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("/auth/session - ") && m.contains("401"))),
+        "the log is read (it holds the expected 401): {log:?}"
+    );
+    failed.extend(unexpected_errors(&log));
+    assert!(
+        failed.is_empty(),
+        "failed loads or logged errors: {failed:#?}"
+    );
     browser.close().await;
 }

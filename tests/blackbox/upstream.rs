@@ -807,3 +807,15 @@ async fn a_proxied_answer_gets_nosniff_and_never_sets_the_bridge_s_session_cooki
         .collect();
     assert_eq!(cookies, vec!["theme=dark; Path=/"]);
 }
+
+/// Issue 22: the SPA asks `/auth/upstreams` on every page load; with no upstream configured
+/// the answer is an empty listing, not a `404` that every browser console would show.
+#[tokio::test]
+async fn with_no_upstream_configured_the_listing_is_empty_rather_than_missing() {
+    let app = spawn_app().await;
+    let r = reqwest::get(format!("{}/auth/upstreams", app.address))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"upstreams": []}));
+}

@@ -21,8 +21,13 @@ const NOT_BUILT: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><tit
 (or <code>trunk build --release</code>) and restart, or set <code>dist_dir</code>.</p></body></html>";
 
 impl SpaIndex {
-    pub fn load(dist: &Path) -> Self {
-        let html = std::fs::read_to_string(dist.join("index.html")).ok();
+    /// Reads `dist/index.html` and puts `title` (`ui.title`) into its `<title>`, where the SPA
+    /// reads the product's name from (so `trunk serve`, with no bridge in front of the page,
+    /// shows the name the file carries).
+    pub fn load(dist: &Path, title: &str) -> Self {
+        let html = std::fs::read_to_string(dist.join("index.html"))
+            .ok()
+            .map(|html| with_title(&html, title));
         if html.is_none() {
             tracing::warn!(dist = %dist.display(), "no index.html in dist_dir: the UI is not built");
         }
@@ -45,6 +50,28 @@ impl SpaIndex {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
     }
+}
+
+/// `html` with the text of its first `<title>` element replaced by `title`, HTML-escaped;
+/// unchanged when it has none.
+fn with_title(html: &str, title: &str) -> String {
+    let Some(open) = html.find("<title>") else {
+        return html.to_owned();
+    };
+    let start = open + "<title>".len();
+    let Some(len) = html[start..].find("</title>") else {
+        return html.to_owned();
+    };
+    let mut escaped = String::with_capacity(title.len());
+    for c in title.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            _ => escaped.push(c),
+        }
+    }
+    [&html[..start], &escaped, &html[start + len..]].concat()
 }
 
 /// `script-src` allows the bundle from this origin, WASM compilation, and exactly the inline
@@ -118,6 +145,17 @@ pub fn not_a_page(method: &Method, path: &str) -> Option<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configured_title_replaces_the_page_title_escaped() {
+        let html = "<head><title>login-bridge</title></head><body><title>x</title></body>";
+        assert_eq!(
+            with_title(html, "Acme <SSO> & more"),
+            "<head><title>Acme &lt;SSO&gt; &amp; more</title></head><body><title>x</title></body>"
+        );
+        assert_eq!(with_title("<p>no title</p>", "Acme"), "<p>no title</p>");
+        assert_eq!(with_title("<title>open", "Acme"), "<title>open");
+    }
 
     #[test]
     fn csp_allows_exactly_the_inline_bootstrap_script() {

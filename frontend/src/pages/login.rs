@@ -6,6 +6,10 @@
 //! The form is plain HTML posting to the bridge (`/auth/local/login`), no script: the bridge
 //! answers with a redirect to `return_to`, or back here with an error this page words like any
 //! other. The password never passes through the app's code.
+//!
+//! The page is one centred card: the product's name (`ui.title`, which the bridge writes into
+//! `index.html`'s `<title>`), the SSO button first, then the local accounts' labelled fields
+//! under a divider. Messages go to a live region, so a screen reader announces them.
 
 use leptos::prelude::*;
 
@@ -15,8 +19,15 @@ use frontend::nav::{safe_return_to, sign_in_url};
 use crate::router::Router;
 
 /// The local accounts' form fields: static markup, which costs the WASM far less than built
-/// elements (the SPA has a size budget).
-const LOCAL_FIELDS: &str = r#"<input id="local-username" name="username" autocomplete="username" placeholder="Username" required><input id="local-password" name="password" type="password" autocomplete="current-password" placeholder="Password" required><button id="local-submit" type="submit">Sign in</button>"#;
+/// elements (the SPA has a size budget). Labels name the inputs for assistive technology;
+/// `autocomplete` lets password managers fill them.
+const LOCAL_FIELDS: &str = r#"<p class="divider">or sign in with a local account</p><div class="field"><label for="local-username">Username</label><input id="local-username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required></div><div class="field"><label for="local-password">Password</label><input id="local-password" name="password" type="password" autocomplete="current-password" required></div><button id="local-submit" class="secondary" type="submit">Sign in</button>"#;
+
+/// The product's name: the page's `<title>`, which the bridge fills from `ui.title` (under
+/// `trunk serve`, the file's own "login-bridge").
+pub fn product_name() -> String {
+    document().title()
+}
 
 /// `error_description` comes from the URL, so anyone can craft one: show it as text only
 /// (Leptos escapes it) and not at any length.
@@ -44,10 +55,18 @@ pub fn Login() -> impl IntoView {
         .or_else(|| auth.problem())
     };
     let sso_href = move || sign_in_url(&return_to(), false);
+    // The live region is in the page before its text: text that arrives with the region
+    // itself is not announced by every screen reader.
+    let mounted = RwSignal::new(false);
+    Effect::new(move || mounted.set(true));
     view! {
-        <section class="card">
+        <section class="card signin">
+            // The product's mark comes from the style sheet (`.product::before`).
+            <p class="product">{product_name()}</p>
             <h1>"Sign in"</h1>
-            <p id="login-message">{message}</p>
+            <p id="login-message" role="status" aria-live="polite">
+                {move || if mounted.get() { message() } else { None }}
+            </p>
             // A plain link: a full navigation to the bridge, not a client-side route.
             <a id="sso-login" class="button" href=sso_href>
                 "Sign in with SSO"

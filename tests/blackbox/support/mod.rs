@@ -182,6 +182,8 @@ pub struct AppOptions {
     pub provider_args: Vec<String>,
     /// `oidc.trusted_id_token_audiences`.
     pub trusted_id_token_audiences: Vec<String>,
+    /// `ui.title`, when not the default.
+    pub ui_title: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -210,6 +212,7 @@ impl Default for AppOptions {
             local_accounts: None,
             provider_args: Vec::new(),
             trusted_id_token_audiences: Vec::new(),
+            ui_title: None,
         }
     }
 }
@@ -362,6 +365,9 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .map(|v| serde_json::from_value(v.clone()).unwrap());
     if opts.metrics {
         s.metrics.listen = Some(([127, 0, 0, 1], 0).into());
+    }
+    if let Some(title) = &opts.ui_title {
+        s.ui.title = title.clone();
     }
     s.validate().unwrap();
     s
