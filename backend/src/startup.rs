@@ -38,7 +38,7 @@ use crate::{
         cors,
         headers::SecurityHeaders,
         shell::{Shell, ShellParts},
-        spa::SpaIndex,
+        spa::{self, SpaIndex},
     },
 };
 
@@ -283,9 +283,12 @@ fn router<S: SessionStore + Clone>(
             settings.session.idle_timeout_secs,
         )));
     let spa_files = ServeDir::new(&settings.dist_dir)
+        .precompressed_br()
+        .precompressed_gzip()
         .append_index_html_on_directories(false)
         .call_fallback_on_method_not_allowed(true)
         .fallback(any(open_page).with_state(state.clone()));
+    let spa_files = tower::Layer::layer(&middleware::from_fn(spa::file_cache_headers), spa_files);
     let browser = auth_routes::router(local)
         .fallback_service(spa_files)
         .layer(sessions);
@@ -304,11 +307,8 @@ fn router<S: SessionStore + Clone>(
         None => router,
     };
     // The upstreams' listing is the bridge's own answer: inside the shell, with its headers.
-    let router = if upstreams.is_empty() {
-        router
-    } else {
-        router.merge(upstream::routes::listing(&upstreams))
-    };
+    // Also without upstreams (an empty list), so the SPA's question is never a failed request.
+    let router = router.merge(upstream::routes::listing(&upstreams));
     let strips = matches!(&settings.gateway, Some(g) if !g.uses_authorization());
     let cors = cors::layer(&settings.cors, headers.clone());
     // Nothing else around the main router: one shell does everything. Otherwise the headers

@@ -182,6 +182,8 @@ pub struct AppOptions {
     pub provider_args: Vec<String>,
     /// `oidc.trusted_id_token_audiences`.
     pub trusted_id_token_audiences: Vec<String>,
+    /// `dist_dir`, when not the project's `dist/`.
+    pub dist_dir: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -210,6 +212,7 @@ impl Default for AppOptions {
             local_accounts: None,
             provider_args: Vec::new(),
             trusted_id_token_audiences: Vec::new(),
+            dist_dir: None,
         }
     }
 }
@@ -287,7 +290,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
             .unwrap_or_else(|| format!("http://localhost:{port}"))
             .parse()
             .unwrap(),
-        dist_dir: repo_root().join("dist"),
+        dist_dir: opts
+            .dist_dir
+            .clone()
+            .unwrap_or_else(|| repo_root().join("dist")),
         ..Settings::default()
     };
     s.oidc.issuer = issuer.to_string();
