@@ -127,7 +127,10 @@ async fn assert_delivery(
     );
     let csp = header(&h, header::CONTENT_SECURITY_POLICY).unwrap();
     if file.ends_with(".html") {
-        assert!(csp.contains("script-src 'self'"), "{what}: the SPA's CSP: {csp}");
+        assert!(
+            csp.contains("script-src 'self'"),
+            "{what}: the SPA's CSP: {csp}"
+        );
     } else {
         assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{what}");
     }
@@ -150,9 +153,15 @@ async fn every_spa_file_is_sent_precompressed_as_accepted_with_its_caching_heade
         "index.html.br",
         "favicon.svg.gz",
     ] {
-        assert!(dist.path().join(compressed).is_file(), "{compressed} written");
+        assert!(
+            dist.path().join(compressed).is_file(),
+            "{compressed} written"
+        );
     }
-    assert!(!dist.path().join("tiny.txt.br").exists(), "no variant larger than its file");
+    assert!(
+        !dist.path().join("tiny.txt.br").exists(),
+        "no variant larger than its file"
+    );
     let app = spawn_app_with(AppOptions {
         dist_dir: Some(dist.path().to_path_buf()),
         ..AppOptions::default()
@@ -202,6 +211,9 @@ async fn a_browser_with_a_current_copy_of_the_page_gets_304() {
         .unwrap();
 
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(header(again.headers(), header::CACHE_CONTROL), Some(NO_CACHE));
+    assert_eq!(
+        header(again.headers(), header::CACHE_CONTROL),
+        Some(NO_CACHE)
+    );
     assert!(again.bytes().await.unwrap().is_empty());
 }

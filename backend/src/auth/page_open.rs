@@ -45,7 +45,9 @@ pub async fn open_page(
                 return Redirect::to(&rejected_location(reason, &here(&uri))).into_response();
             }
             // On the login page itself: the page, which already says why.
-            Ok(GatewaySignIn::Rejected(_)) => return state.spa.page_response(&method, &headers).await,
+            Ok(GatewaySignIn::Rejected(_)) => {
+                return state.spa.page_response(&method, &headers).await;
+            }
             Ok(GatewaySignIn::Refused(why)) => {
                 return failure_page(StatusCode::BAD_REQUEST, &format!("Sign-in refused: {why}."));
             }
