@@ -6,14 +6,19 @@ demo provider and a bridge; usable against any bridge whose provider signs alice
 
     bench/spa-transfer.py BRIDGE_URL [ROUNDS=5]
 
+With BENCH_IDP_HOST=localhost, bench/spa-transfer.sh puts the provider on the bridge's site
+(as login.example.org is to app.example.org): Chromium then keeps one renderer through the
+silent sign-in's redirects instead of starting another after the trip through a foreign site.
+
 1. Bytes: a fresh profile opens BRIDGE_URL/ (silent SSO finds no provider session: the login
    page), then reloads it, then opens it again. For each, Chromium's own network log
    (`goog:loggingPrefs` performance: `Network.responseReceived` and `Network.loadingFinished`'s
    `encodedDataLength`) gives every response's bytes on the wire; the body bytes are those minus
    its header bytes; an answer from the cache counts 0. Redirects count their headers.
-2. Time (ROUNDS each, medians): signed in, the time from a navigation to /api-demo to the end of
-   its first /api/ response, with the bridge session open, and with only the provider's SSO
-   session (the bridge's cookie deleted before each navigation: silent SSO signs in first).
+2. Time (ROUNDS each, medians): signed in, the time from a navigation to /api-demo (from
+   about:blank) to the end of its first /api/ response, with the bridge session open, and with
+   only the provider's SSO session (the bridge's cookie deleted before each navigation: silent
+   SSO signs in first).
    Clock: the wall time before the WebDriver navigation to the Resource Timing `responseEnd`.
 Exits non-zero if a step does not show what a user would see."""
 import json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
@@ -102,6 +107,19 @@ class Driver:
         entries = self.s("POST", "/se/log", {"type": "performance"})
         return [json.loads(e["message"])["message"] for e in entries]
 
+    def settled_log(self, quiet=0.5):
+        """The network events until none has come for `quiet` seconds: the SPA's own calls
+        (`/auth/session`, `/auth/upstreams`) may end after the page shows."""
+        events, last = [], time.monotonic()
+        while time.monotonic() - last < quiet:
+            more = self.network_log()
+            if more:
+                events += more
+                last = time.monotonic()
+            else:
+                time.sleep(0.05)
+        return events
+
     def quit(self):
         try:
             self.s("DELETE", "")
@@ -167,6 +185,27 @@ def first_api_ms(d, started):
         time.sleep(0.05)
 
 
+def phases(events):
+    """(ms from the navigation's first request to its final document's answer, ms from there
+    to the end of the first /api/ response), from Chromium's network log."""
+    start = doc = api = None
+    urls = {}
+    for e in events:
+        method, p = e.get("method"), e.get("params", {})
+        if method == "Network.requestWillBeSent":
+            urls[p["requestId"]] = p["request"]["url"]
+            if p.get("type") == "Document" and start is None:
+                start = p["timestamp"]
+        elif method == "Network.responseReceived" and p.get("type") == "Document":
+            doc = p["timestamp"]
+        elif method == "Network.loadingFinished" and api is None:
+            if urlsplit(urls.get(p["requestId"], "")).path.startswith("/api/"):
+                api = p["timestamp"]
+    if None in (start, doc, api):
+        return None
+    return (doc - start) * 1000, (api - doc) * 1000
+
+
 def main():
     base = sys.argv[1].rstrip("/")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -177,13 +216,13 @@ def main():
         d.goto(f"{base}/")
         d.find("#sso-login")
         first = report("first load (fresh profile, no provider session)",
-                       transfers(d.network_log()), origin)
+                       transfers(d.settled_log()), origin)
         d.s("POST", "/refresh", {})
         d.find("#sso-login")
-        reload = report("reload", transfers(d.network_log()), origin)
+        reload = report("reload", transfers(d.settled_log()), origin)
         d.goto(f"{base}/")
         d.find("#sso-login")
-        again = report("opened again", transfers(d.network_log()), origin)
+        again = report("opened again", transfers(d.settled_log()), origin)
 
         # Signed in through the provider's form: both sessions open.
         d.click("#sso-login")
@@ -191,18 +230,29 @@ def main():
         d.fill("#password", "wonderland")
         d.click("#sign-in")
         d.wait_text("#user-username", "alice")
-        with_session, with_sso = [], []
+        with_session, with_sso, session_phases, sso_phases = [], [], [], []
         for _ in range(rounds):
+            # Each navigation comes from outside the UI (as from a bookmark or a link), so both
+            # start alike: otherwise the open-session case reloads the page it is on and keeps
+            # that renderer's compiled wasm, while the silent sign-in's trip through the
+            # provider's site gets a fresh renderer, which compiles the wasm again.
+            d.goto("about:blank")
+            d.network_log()
             started = time.time()
             d.goto(f"{base}/api-demo")
             with_session.append(first_api_ms(d, started))
             d.wait_text("#api-demo-user", "alice")
-            # Only the bridge's cookies go (the provider is another host): silent SSO next.
-            d.s("DELETE", "/cookie")
+            session_phases.append(phases(d.network_log()))
+            # Only the bridge's session cookie goes, the provider's stays: silent SSO next.
+            for name in ("lb_session", "__Host-lb_session"):
+                d.s("DELETE", f"/cookie/{name}")
+            d.goto("about:blank")
+            d.network_log()
             started = time.time()
             d.goto(f"{base}/api-demo")
             with_sso.append(first_api_ms(d, started))
             d.wait_text("#api-demo-user", "alice")
+            sso_phases.append(phases(d.network_log()))
             if not urlsplit(d.s("GET", "/url")).path == "/api-demo":
                 sys.exit("bench: silent SSO did not come back to /api-demo")
         a, b = statistics.median(with_session), statistics.median(with_sso)
@@ -210,6 +260,12 @@ def main():
         print("  bridge session open: " + ", ".join(f"{x:.0f}" for x in with_session))
         print("  SSO session only:    " + ", ".join(f"{x:.0f}" for x in with_sso))
         print(f"  medians {a:.0f} ms and {b:.0f} ms: ratio {b / a:.2f} (target ≤ 1.3)")
+        for name, rows in (("bridge session open", session_phases), ("SSO session only", sso_phases)):
+            rows = [r for r in rows if r]
+            if rows:
+                print(f"  {name}: median {statistics.median(r[0] for r in rows):.0f} ms until the "
+                      f"page's answer (redirects included), then "
+                      f"{statistics.median(r[1] for r in rows):.0f} ms to the first /api/ answer")
         print(f"\nsummary: first load {first[0]} B bodies ({first[1]} B with headers); "
               f"reload {reload[0]} B ({reload[1]} B); opened again {again[0]} B ({again[1]} B); "
               f"silent SSO / open session {b / a:.2f}")
