@@ -32,7 +32,10 @@ start_provider() {
   [ -d tests/idp/node_modules/oidc-provider ] || scripts/install-deps.sh
   local args=() uri
   for uri in "$@"; do args+=(--redirect-uri "$uri"); done
-  node tests/idp/server.js --port 0 "${args[@]}" < /dev/null > "$work/idp.out" 2>/dev/null &
+  # BENCH_IDP_HOST: the provider's host (its issuer's), 127.0.0.1 unless set; `localhost`
+  # puts it on the bridge's site, as a provider at login.example.org is to app.example.org.
+  node tests/idp/server.js --host "${BENCH_IDP_HOST:-127.0.0.1}" --port 0 "${args[@]}" \
+    < /dev/null > "$work/idp.out" 2>/dev/null &
   idp=$!
   for _ in $(seq 100); do grep -q LISTENING "$work/idp.out" 2>/dev/null && break; sleep 0.1; done
   issuer=$(sed -n 's/^LISTENING //p' "$work/idp.out")

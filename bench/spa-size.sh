@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# What a browser downloads for the SPA: raw, gzip (-9) and brotli (quality 11) sizes of the
-# release build's wasm and JavaScript (Trunk's wasm-bindgen glue plus loader.js), and their total.
+# What a browser transfers for the SPA's first load, as the bridge sends it: a bridge serving
+# dist/ is asked for the page and for every file the page loads (its stylesheet, loader.js, the
+# wasm-bindgen JS and the wasm, as named in index.html), once with `Accept-Encoding: br`, once
+# with `gzip` and once with neither, and the body bytes on the wire are summed (the encoded
+# bytes, as curl receives them; response headers are shown apart). Not the sizes of files in
+# dist/: what counts is what the bridge actually sends.
 #
-#   bench/spa-size.sh               build the UI (scripts/build-ui.sh), then measure dist/
+#   bench/spa-size.sh               build the UI (scripts/build-ui.sh), then measure
 #   bench/spa-size.sh --no-build    measure the dist/ that is there
-#   bench/spa-size.sh --check       also fail when the gzip total of wasm + JS exceeds the budget
+#   bench/spa-size.sh --check       also fail when the brotli first load exceeds the budget
 #
-# brotli comes from Node's zlib (Node is needed for the build anyway), so nothing else is installed.
+# The bridge is this checkout's debug build ($BENCH_BRIDGE_BIN when set): the bytes it sends
+# do not depend on the build profile, and `cargo test` needs that build anyway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The budget, in bytes of gzip -9 over wasm + JS: 100 KB, counted as 100 000 bytes (not KiB).
-BUDGET_GZIP_BYTES=100000
+# The budget, in body bytes of the first load with brotli: 100 KB, counted as 100 000 bytes.
+BUDGET_BROTLI_BYTES=100000
 
 build=1 check=0
 for arg in "$@"; do
@@ -22,56 +27,65 @@ for arg in "$@"; do
   esac
 done
 [ "$build" -eq 1 ] && scripts/build-ui.sh >&2
+[ -f dist/index.html ] || { echo "no dist/index.html: run scripts/build-ui.sh first" >&2; exit 1; }
 
-shopt -s nullglob
-wasm=(dist/*.wasm)
-js=(dist/*.js)
-other=(dist/*.css dist/*.html)
-if [ ${#wasm[@]} -ne 1 ] || [ ${#js[@]} -eq 0 ]; then
-  echo "dist/ does not hold one .wasm and its .js: run scripts/build-ui.sh first" >&2
-  exit 1
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+if [ -z "${BENCH_BRIDGE_BIN:-}" ]; then
+  cargo build -q -p login-bridge
+  target_dir=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+  export BENCH_BRIDGE_BIN="$target_dir/debug/login-bridge"
 fi
+start_provider_and_bridge
+base="http://127.0.0.1:$bridge_port"
 
-# One line per file (kind, raw, gzip, brotli, name), then a sum per kind and the budget verdict.
-node - "$BUDGET_GZIP_BYTES" "$check" "${wasm[@]}" -- "${js[@]}" -- "${other[@]}" <<'EOF'
+# The page, then what it names from this origin: href, src, data-js and data-wasm values.
+curl -fsS "$base/" -o "$work/index.html"
+mapfile -t files < <(grep -oE '(href|src|data-js|data-wasm)="/[^"/][^"]*"' "$work/index.html" \
+  | sed -E 's/^[^"]*"(.*)"$/\1/' | awk '!seen[$0]++')
+[ ${#files[@]} -gt 0 ] || { echo "bench: index.html names no file" >&2; exit 1; }
+paths=(/ "${files[@]}")
+
+# One line per file and encoding: path, encoding asked, body bytes, header bytes,
+# Content-Encoding got (- for none), Cache-Control.
+for encoding in br gzip identity; do
+  for path in "${paths[@]}"; do
+    accept=(-H "Accept-Encoding: $encoding")
+    [ "$encoding" = identity ] && accept=(-H "Accept-Encoding:")
+    curl -fsS "${accept[@]}" -o /dev/null \
+      -w "$path $encoding %{size_download} %{size_header} %header{content-encoding} %header{cache-control}\n" \
+      "$base$path"
+  done
+done > "$work/sizes"
+
+node - "$BUDGET_BROTLI_BYTES" "$check" "$work/sizes" <<'EOF'
 const fs = require("fs");
-const zlib = require("zlib");
-const { execFileSync } = require("child_process");
-const [budget, check, ...rest] = process.argv.slice(2);
-const groups = [[], [], []];
-let g = 0;
-for (const arg of rest) (arg === "--" ? g++ : groups[g].push(arg));
-const [wasm, js, other] = groups;
-
-const measure = (file) => {
-  const data = fs.readFileSync(file);
-  return {
-    file,
-    raw: data.length,
-    // The gzip CLI, as the README's figures were always measured.
-    gzip: execFileSync("gzip", ["-9c", file], { maxBuffer: 1 << 26 }).length,
-    brotli: zlib.brotliCompressSync(data, {
-      params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length },
-    }).length,
-  };
-};
-const sum = (rows) => rows.reduce((a, r) => ({ raw: a.raw + r.raw, gzip: a.gzip + r.gzip, brotli: a.brotli + r.brotli }), { raw: 0, gzip: 0, brotli: 0 });
-const line = (what, r) => console.log(`${what.padEnd(42)} ${String(r.raw).padStart(9)} ${String(r.gzip).padStart(9)} ${String(r.brotli).padStart(9)}`);
-
-console.log(`${"file".padEnd(42)} ${"raw".padStart(9)} ${"gzip -9".padStart(9)} ${"brotli".padStart(9)}`);
-const wasmRows = wasm.map(measure);
-const jsRows = js.map(measure);
-const otherRows = other.map(measure);
-for (const r of [...wasmRows, ...jsRows, ...otherRows]) line(r.file, r);
-const wasmSum = sum(wasmRows);
-const jsSum = sum(jsRows);
-const total = sum([...wasmRows, ...jsRows]);
-console.log("-".repeat(72));
-line("wasm", wasmSum);
-line("JS (glue + loader)", jsSum);
-line("total wasm + JS", total);
-line("everything in dist/ (+ CSS, HTML)", sum([...wasmRows, ...jsRows, ...otherRows]));
-const verdict = total.gzip <= Number(budget) ? "within" : "OVER";
-console.log(`budget: ${budget} B gzip for wasm + JS; ${total.gzip} B is ${verdict} it (${(100 * total.gzip / Number(budget)).toFixed(1)}%)`);
+const [budget, check, sizesFile] = process.argv.slice(2);
+const rows = fs.readFileSync(sizesFile, "utf8").trim().split("\n").map((line) => {
+  const [path, asked, body, headers, ...rest] = line.split(" ");
+  // An absent Content-Encoding leaves an empty field: "a b 1 2  no-cache".
+  const got = rest[0] || "-";
+  return { path, asked, got, body: Number(body), headers: Number(headers), cache: rest.slice(1).join(" ") };
+});
+const byPath = new Map();
+for (const r of rows) {
+  if (!byPath.has(r.path)) byPath.set(r.path, {});
+  byPath.get(r.path)[r.asked] = r;
+}
+const num = (n) => String(n).padStart(9);
+console.log(`${"first load, as the bridge sends it".padEnd(44)} ${"brotli".padStart(9)} ${"gzip".padStart(9)} ${"none".padStart(9)}  cache-control`);
+for (const [path, r] of byPath) {
+  console.log(`${path.padEnd(44)} ${num(r.br.body)} ${num(r.gzip.body)} ${num(r.identity.body)}  ${r.br.cache}`);
+  if (r.br.got !== "br" || r.gzip.got !== "gzip") {
+    console.log(`  (${path}: sent as ${r.br.got} for br, ${r.gzip.got} for gzip: no precompressed variant?)`);
+  }
+}
+const total = (asked, what) => rows.filter((r) => r.asked === asked).reduce((a, r) => a + r[what], 0);
+console.log("-".repeat(80));
+console.log(`${"total body bytes".padEnd(44)} ${num(total("br", "body"))} ${num(total("gzip", "body"))} ${num(total("identity", "body"))}`);
+console.log(`${"total with response headers".padEnd(44)} ${num(total("br", "body") + total("br", "headers"))} ${num(total("gzip", "body") + total("gzip", "headers"))} ${num(total("identity", "body") + total("identity", "headers"))}`);
+const brotli = total("br", "body");
+const verdict = brotli <= Number(budget) ? "within" : "OVER";
+console.log(`budget: ${budget} B brotli for the first load; ${brotli} B is ${verdict} it (${(100 * brotli / Number(budget)).toFixed(1)}%)`);
 if (check === "1" && verdict === "OVER") process.exit(1);
 EOF

@@ -14,3 +14,15 @@ for index in "$registry"*/; do
 done
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} $remap"
 trunk build --release "$@"
+# Beside every file Trunk wrote, its brotli (quality 11) and gzip (level 9) variant, which the
+# bridge sends by Accept-Encoding. Trunk replaces dist/ on each build, and the script drops any
+# variant whose file is gone, so nothing stale is served.
+dist=dist
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dist) dist=${2:-dist}; shift; shift || true ;;
+    --dist=*) dist=${1#--dist=}; shift ;;
+    *) shift ;;
+  esac
+done
+node tools/precompress.mjs "$dist"

@@ -18,7 +18,7 @@ step "install dependencies"
 scripts/install-deps.sh
 step "build the UI (trunk build --release)"
 scripts/build-ui.sh
-step "SPA size: wasm + JS within the gzip budget (bench/spa-size.sh)"
+step "SPA size: the first load the bridge sends, brotli, within 100 000 B (bench/spa-size.sh)"
 bench/spa-size.sh --no-build --check
 step "rustfmt"
 cargo fmt --all -- --check

@@ -38,7 +38,7 @@ use crate::{
         cors,
         headers::SecurityHeaders,
         shell::{Shell, ShellParts},
-        spa::SpaIndex,
+        spa::{self, SpaIndex},
     },
 };
 
@@ -283,9 +283,12 @@ fn router<S: SessionStore + Clone>(
             settings.session.idle_timeout_secs,
         )));
     let spa_files = ServeDir::new(&settings.dist_dir)
+        .precompressed_br()
+        .precompressed_gzip()
         .append_index_html_on_directories(false)
         .call_fallback_on_method_not_allowed(true)
         .fallback(any(open_page).with_state(state.clone()));
+    let spa_files = tower::Layer::layer(&middleware::from_fn(spa::file_cache_headers), spa_files);
     let browser = auth_routes::router(local)
         .fallback_service(spa_files)
         .layer(sessions);

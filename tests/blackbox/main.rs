@@ -19,6 +19,7 @@ mod provider_quirks;
 mod replicas;
 mod session_hardening;
 mod shared_authority;
+mod spa_delivery;
 mod spa_source;
 mod support;
 mod test_gateway;

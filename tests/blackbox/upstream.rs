@@ -226,6 +226,19 @@ async fn the_upstream_gets_the_configured_token_and_claims_and_nothing_of_the_ca
 }
 
 #[tokio::test]
+async fn without_upstreams_the_listing_is_an_empty_list_not_a_missing_route() {
+    // The SPA asks on every page load; a 404 would be a failed request in every console.
+    let app = spawn_app().await;
+
+    let r = reqwest::get(format!("{}/auth/upstreams", app.address))
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"upstreams": []}));
+}
+
+#[tokio::test]
 async fn refused_calls_never_reach_the_upstream() {
     let up = TestUpstream::start().await;
     let app = spawn_app_with(AppOptions {
@@ -806,16 +819,4 @@ async fn a_proxied_answer_gets_nosniff_and_never_sets_the_bridge_s_session_cooki
         .map(|v| v.to_str().unwrap())
         .collect();
     assert_eq!(cookies, vec!["theme=dark; Path=/"]);
-}
-
-/// Issue 22: the SPA asks `/auth/upstreams` on every page load; with no upstream configured
-/// the answer is an empty listing, not a `404` that every browser console would show.
-#[tokio::test]
-async fn with_no_upstream_configured_the_listing_is_empty_rather_than_missing() {
-    let app = spawn_app().await;
-    let r = reqwest::get(format!("{}/auth/upstreams", app.address))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"upstreams": []}));
 }

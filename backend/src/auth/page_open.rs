@@ -40,12 +40,14 @@ pub async fn open_page(
     if method == Method::GET && is_navigation(&headers) {
         match sign_in_from_gateway(&state, &session, &headers, peer_of(&extensions)).await {
             Ok(GatewaySignIn::NotApplicable) => {}
-            Ok(GatewaySignIn::SignedIn) => return state.spa.page_response(),
+            Ok(GatewaySignIn::SignedIn) => return state.spa.page_response(&method, &headers).await,
             Ok(GatewaySignIn::Rejected(reason)) if path != "/login" => {
                 return Redirect::to(&rejected_location(reason, &here(&uri))).into_response();
             }
             // On the login page itself: the page, which already says why.
-            Ok(GatewaySignIn::Rejected(_)) => return state.spa.page_response(),
+            Ok(GatewaySignIn::Rejected(_)) => {
+                return state.spa.page_response(&method, &headers).await;
+            }
             Ok(GatewaySignIn::Refused(why)) => {
                 return failure_page(StatusCode::BAD_REQUEST, &format!("Sign-in refused: {why}."));
             }
@@ -67,7 +69,7 @@ pub async fn open_page(
             }
         }
     }
-    state.spa.page_response()
+    state.spa.page_response(&method, &headers).await
 }
 
 /// Whether a silent sign-in was tried for this browser recently. Fails towards "yes": a

@@ -184,6 +184,8 @@ pub struct AppOptions {
     pub trusted_id_token_audiences: Vec<String>,
     /// `ui.title`, when not the default.
     pub ui_title: Option<String>,
+    /// `dist_dir`, when not the project's `dist/`.
+    pub dist_dir: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -213,6 +215,7 @@ impl Default for AppOptions {
             provider_args: Vec::new(),
             trusted_id_token_audiences: Vec::new(),
             ui_title: None,
+            dist_dir: None,
         }
     }
 }
@@ -290,7 +293,10 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
             .unwrap_or_else(|| format!("http://localhost:{port}"))
             .parse()
             .unwrap(),
-        dist_dir: repo_root().join("dist"),
+        dist_dir: opts
+            .dist_dir
+            .clone()
+            .unwrap_or_else(|| repo_root().join("dist")),
         ..Settings::default()
     };
     s.oidc.issuer = issuer.to_string();
