@@ -169,7 +169,18 @@ impl AuthState {
         T: DeserializeOwned,
     {
         let body = body.map(serde_json::to_string).transpose()?;
-        api::into_json(self.call_json(method, path, body).await?).await
+        api::parse_json(&self.call_text(method, path, body).await?)
+    }
+
+    /// [`Self::call_json`], then the 2xx answer's body as text. Not generic, so only the
+    /// parsing is instantiated per answer type in the WASM.
+    pub async fn call_text(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, api::Error> {
+        api::text(self.call_json(method, path, body).await?).await
     }
 
     /// [`Self::call`] with the body already JSON, returning gloo-net's 2xx answer as it came.
