@@ -12,6 +12,9 @@
 //! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
 //! neither the app nor its router, so another Leptos app can use it as it is.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use leptos::prelude::*;
@@ -143,6 +146,12 @@ impl AuthState {
     /// calling this does not re-run when the token is refreshed).
     pub fn api(&self) -> Api {
         Api::new(self.auth_token.get_untracked())
+    }
+
+    /// `GET path` on a REST API with the current token, the 2xx answer's body as text (see
+    /// [`Self::call`]): what a [`body_resource`] loads.
+    pub async fn get_text(self, path: &str) -> Body {
+        self.call_text(Method::GET, path, None).await
     }
 
     /// `GET path` on a REST API with the current token, the JSON answer read as `T`: see
@@ -321,6 +330,30 @@ impl AuthState {
             },
         }
     }
+}
+
+/// A 2xx answer's body as it came (JSON text), or why there is none: what a
+/// [`body_resource`] holds. The page reads it as its own type with [`api::parse_json`] where it
+/// shows it.
+pub type Body = Result<String, api::Error>;
+
+/// How a [`body_resource`] loads, with its future boxed: one type for every page.
+type LoadBody = Rc<dyn Fn() -> Pin<Box<dyn Future<Output = Body>>>>;
+
+/// A `LocalResource` of an answer's body, loaded by `load` (e.g. `move || auth.get_text(path)`).
+///
+/// Every resource made here has one type, so Leptos's resource machinery (the async derived
+/// signal, its scoped future) is in the WASM once instead of once per resource: each copy
+/// costs the first load about 1 KB (brotli). Only the page's parsing of the body is per type.
+pub fn body_resource<Fut>(load: impl Fn() -> Fut + 'static) -> LocalResource<Body>
+where
+    Fut: Future<Output = Body> + 'static,
+{
+    erased_body_resource(Rc::new(move || Box::pin(load())))
+}
+
+fn erased_body_resource(load: LoadBody) -> LocalResource<Body> {
+    LocalResource::new(move || load())
 }
 
 /// Writes `value` only if it differs. A plain `set` notifies even when nothing changed, and a
