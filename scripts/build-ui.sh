@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Leptos SPA into dist/ with Trunk (release: wasm-opt -Oz, profile wasm-release).
+# Builds the Leptos SPA into dist/ with Trunk (release: profile wasm-release, wasm-opt as
+# frontend/index.html says, index.html and CSS minified), then minifies the wasm-bindgen glue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -14,3 +15,6 @@ for index in "$registry"*/; do
 done
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} $remap"
 trunk build --release "$@"
+# Trunk's JS minifier fails on the wasm-bindgen glue (it warns and leaves it); terser
+# (tools/) minifies it and the script updates index.html's integrity hash for it.
+node tools/minify-glue.mjs dist
