@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Leptos SPA into dist/ with Trunk (release: wasm-opt -Oz, profile wasm-release).
+# Builds the Leptos SPA into dist/ with Trunk (release: profile wasm-release, wasm-opt as
+# frontend/index.html says, index.html and CSS minified), then minifies the wasm-bindgen glue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
@@ -25,4 +26,8 @@ while [ $# -gt 0 ]; do
     *) shift ;;
   esac
 done
+# Trunk's JS minifier fails on the wasm-bindgen glue (it warns and leaves it); terser
+# (tools/) minifies it and the script updates index.html's integrity hash for it.
+node tools/minify-glue.mjs "$dist"
+# Then, beside every file, its precompressed variants (after the glue is minified).
 node tools/precompress.mjs "$dist"

@@ -41,9 +41,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 
-# npm: wasm-opt (binaryen 132; Debian's 108 breaks the app) and the test/demo OIDC provider.
-if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
-  log "npm ci (tools: binaryen)"; (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+# npm: wasm-opt (binaryen 132; Debian's 108 breaks the app), terser (minifies the SPA's
+# wasm-bindgen glue, tools/minify-glue.mjs) and the test/demo OIDC provider.
+if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ ! -d tools/node_modules/terser ]; then
+  log "npm ci (tools: binaryen, terser)"; (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if [ ! -d tests/idp/node_modules/oidc-provider ]; then
   log "npm ci (tests/idp: oidc-provider)"; (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)

@@ -12,6 +12,9 @@
 //! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
 //! neither the app nor its router, so another Leptos app can use it as it is.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
 
 use leptos::prelude::*;
@@ -145,6 +148,12 @@ impl AuthState {
         Api::new(self.auth_token.get_untracked())
     }
 
+    /// `GET path` on a REST API with the current token, the 2xx answer's body as text (see
+    /// [`Self::call`]): what a [`body_resource`] loads.
+    pub async fn get_text(self, path: &str) -> Body {
+        self.call_text(Method::GET, path, None).await
+    }
+
     /// `GET path` on a REST API with the current token, the JSON answer read as `T`: see
     /// [`Self::call`].
     pub async fn get_json<T: DeserializeOwned>(self, path: &str) -> Result<T, api::Error> {
@@ -169,7 +178,18 @@ impl AuthState {
         T: DeserializeOwned,
     {
         let body = body.map(serde_json::to_string).transpose()?;
-        api::into_json(self.call_json(method, path, body).await?).await
+        api::parse_json(&self.call_text(method, path, body).await?)
+    }
+
+    /// [`Self::call_json`], then the 2xx answer's body as text. Not generic, so only the
+    /// parsing is instantiated per answer type in the WASM.
+    pub async fn call_text(
+        self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<String, api::Error> {
+        api::text(self.call_json(method, path, body).await?).await
     }
 
     /// [`Self::call`] with the body already JSON, returning gloo-net's 2xx answer as it came.
@@ -310,6 +330,30 @@ impl AuthState {
             },
         }
     }
+}
+
+/// A 2xx answer's body as it came (JSON text), or why there is none: what a
+/// [`body_resource`] holds. The page reads it as its own type with [`api::parse_json`] where it
+/// shows it.
+pub type Body = Result<String, api::Error>;
+
+/// How a [`body_resource`] loads, with its future boxed: one type for every page.
+type LoadBody = Rc<dyn Fn() -> Pin<Box<dyn Future<Output = Body>>>>;
+
+/// A `LocalResource` of an answer's body, loaded by `load` (e.g. `move || auth.get_text(path)`).
+///
+/// Every resource made here has one type, so Leptos's resource machinery (the async derived
+/// signal, its scoped future) is in the WASM once instead of once per resource: each copy
+/// costs the first load about 1 KB (brotli). Only the page's parsing of the body is per type.
+pub fn body_resource<Fut>(load: impl Fn() -> Fut + 'static) -> LocalResource<Body>
+where
+    Fut: Future<Output = Body> + 'static,
+{
+    erased_body_resource(Rc::new(move || Box::pin(load())))
+}
+
+fn erased_body_resource(load: LoadBody) -> LocalResource<Body> {
+    LocalResource::new(move || load())
 }
 
 /// Writes `value` only if it differs. A plain `set` notifies even when nothing changed, and a

@@ -5,27 +5,31 @@
 use leptos::prelude::*;
 use shared::api::{ApiCall, ApiCalls, Me};
 
-use frontend::auth::AuthState;
+use frontend::api::parse_json;
+use frontend::auth::{AuthState, body_resource};
 use frontend::clock;
 
 #[component]
 pub fn ApiDemo() -> impl IntoView {
     let auth = AuthState::from_context();
-    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
-    let calls = LocalResource::new(move || async move {
+    let me_body = body_resource(move || auth.get_text("/api/me"));
+    let calls = body_resource(move || async move {
         // Only once `/api/me` has answered, so the list already shows that call.
-        let _ = me.await;
-        auth.get_json::<ApiCalls>("/api/calls").await
+        let _ = me_body.await;
+        auth.get_text("/api/calls").await
     });
+    let me = move || {
+        me_body
+            .get()
+            .map(|body| body.and_then(|text| parse_json::<Me>(&text)))
+    };
 
     let username = move || {
-        me.get()
-            .and_then(Result::ok)
+        me().and_then(Result::ok)
             .map(|me| me.user.username.unwrap_or(me.user.id))
     };
     let me_error = move || {
-        me.get()
-            .and_then(Result::err)
+        me().and_then(Result::err)
             .map(|err| view! { <p class="error" id="api-error">{err.to_string()}</p> })
     };
 
@@ -37,7 +41,7 @@ pub fn ApiDemo() -> impl IntoView {
             <button id="reload-calls" on:click=move |_| calls.refetch()>
                 "Reload calls"
             </button>
-            {move || match calls.get() {
+            {move || match calls.get().map(|body| body.and_then(|text| parse_json::<ApiCalls>(&text))) {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Ok(ApiCalls { calls })) => view! { <CallsTable calls /> }.into_any(),
                 Some(Err(err)) => view! { <p class="error" id="calls-error">{err.to_string()}</p> }.into_any(),

@@ -7,19 +7,24 @@ use std::time::Duration;
 use leptos::prelude::*;
 use shared::api::Me;
 
-use frontend::auth::AuthState;
+use frontend::api::parse_json;
+use frontend::auth::{AuthState, body_resource};
 use frontend::clock;
 
 #[component]
 pub fn Home() -> impl IntoView {
     let auth = AuthState::from_context();
     // Loaded once per visit of the page: `None` until the API has answered.
-    let me = LocalResource::new(move || auth.get_json::<Me>("/api/me"));
+    let me = body_resource(move || auth.get_text("/api/me"));
+    let me = move || {
+        me.get()
+            .map(|body| body.and_then(|text| parse_json::<Me>(&text)))
+    };
 
     view! {
         <section class="card">
             <h1>"Signed in"</h1>
-            {move || match me.get() {
+            {move || match me() {
                 None => view! { <p class="muted">"Loading…"</p> }.into_any(),
                 Some(Ok(me)) => view! { <MeDetails me /> }.into_any(),
                 Some(Err(err)) => view! { <p class="error" id="api-error">{err.to_string()}</p> }.into_any(),

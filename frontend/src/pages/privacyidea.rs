@@ -3,7 +3,8 @@
 //! comes from `GET /auth/upstreams`), so every call carries the SPA's own bearer token and the
 //! bridge swaps it for the token privacyIDEA accepts; a `401` refreshes once, as for `/api`.
 //!
-//! The list loads as a [`LocalResource`] and the enrolment is an [`Action`]; once it succeeds
+//! The list loads as a [`LocalResource`] (`body_resource`, the one resource type of every page)
+//! and the enrolment is an [`Action`]; once it succeeds
 //! the list loads again. Only the few fields of privacyIDEA's answers that the page shows are
 //! declared; serde skips the rest.
 
@@ -11,7 +12,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use frontend::api::{self, Method};
-use frontend::auth::AuthState;
+use frontend::auth::{AuthState, body_resource};
 use frontend::nav;
 
 /// privacyIDEA's answer of `GET token/`: `{"result": {"value": {"tokens": [...]}}}`.
@@ -90,22 +91,9 @@ fn path(auth: AuthState, prefix: &str, tail: &str) -> String {
     [prefix, tail, &user.unwrap_or_default()].concat()
 }
 
-/// What the page lists: where privacyIDEA is, and one line per token.
-#[derive(Clone)]
-struct Listed {
-    prefix: String,
-    lines: String,
-}
-
-/// Finds privacyIDEA behind the bridge (`/auth/upstreams`), then lists the user's tokens.
-async fn list(auth: AuthState) -> Result<Listed, String> {
-    let Some(prefix) = api::upstream_prefix("privacyidea").await else {
-        return Err("This bridge does not proxy privacyIDEA.".to_owned());
-    };
-    let list: TokenList = auth
-        .get_json(&path(auth, &prefix, "token/"))
-        .await
-        .map_err(|err| err.to_string())?;
+/// The user's tokens as lines, from the body of `GET token/`.
+fn lines(body: &str) -> Result<String, String> {
+    let list: TokenList = api::parse_json(body).map_err(|err| err.to_string())?;
     let lines: Vec<String> = list
         .result
         .value
@@ -113,16 +101,26 @@ async fn list(auth: AuthState) -> Result<Listed, String> {
         .into_iter()
         .map(Token::line)
         .collect();
-    Ok(Listed {
-        prefix,
-        lines: lines.join("\n"),
-    })
+    Ok(lines.join("\n"))
 }
 
 #[component]
 pub fn PrivacyIdea() -> impl IntoView {
     let auth = AuthState::from_context();
-    let tokens = LocalResource::new(move || list(auth));
+    // Where privacyIDEA is behind the bridge (`/auth/upstreams`): `None` until asked, then
+    // `Some(None)` when the bridge does not proxy it.
+    let prefix = RwSignal::new(None::<Option<String>>);
+    // The body of the token list, in a resource of the one type every page uses
+    // (`body_resource`); parsed where it is shown.
+    let tokens = body_resource(move || async move {
+        let found = api::upstream_prefix("privacyidea").await;
+        prefix.set(Some(found.clone()));
+        match found {
+            Some(found) => auth.get_text(&path(auth, &found, "token/")).await,
+            // Nothing to list; `listed` says why.
+            None => Ok(String::new()),
+        }
+    });
     let enroll = Action::new_local(move |prefix: &String| {
         let path = path(auth, prefix, "token/init");
         async move {
@@ -139,15 +137,25 @@ pub fn PrivacyIdea() -> impl IntoView {
             answer.map(|enrolled| ["Enrolled ", &enrolled.detail.serial].concat())
         }
     });
-    let listed = move || tokens.get().and_then(Result::ok);
+    // The tokens as lines once loaded, or why they are not there.
+    let listed = move || -> Option<Result<String, String>> {
+        let body = tokens.get()?;
+        if prefix.get()?.is_none() {
+            return Some(Err("This bridge does not proxy privacyIDEA.".to_owned()));
+        }
+        Some(
+            body.map_err(|err| err.to_string())
+                .and_then(|body| lines(&body)),
+        )
+    };
     let enroll_now = move |_| {
-        if let Some(Listed { prefix, .. }) = listed() {
+        if let (Some(Some(prefix)), Some(Ok(_))) = (prefix.get_untracked(), listed()) {
             enroll.dispatch(prefix);
         }
     };
 
     let error = move || {
-        let list = tokens.get().and_then(Result::err);
+        let list = listed().and_then(Result::err);
         let enrolment = enroll.value().get().and_then(|answer| answer.err());
         list.or(enrolment.map(|err| err.to_string()))
             .map(|err| view! { <p class="error" id="pi-error">{err}</p> })
@@ -156,10 +164,10 @@ pub fn PrivacyIdea() -> impl IntoView {
     view! {
         <section class="card">
             <h1>"privacyIDEA tokens"</h1>
-            <pre id="pi-tokens">{move || listed().map(|listed| listed.lines)}</pre>
+            <pre id="pi-tokens">{move || listed().and_then(Result::ok)}</pre>
             <button
                 id="pi-enroll"
-                disabled=move || enroll.pending().get() || listed().is_none()
+                disabled=move || enroll.pending().get() || !matches!(listed(), Some(Ok(_)))
                 on:click=enroll_now
             >
                 "Enroll an HOTP token"
