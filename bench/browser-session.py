@@ -22,7 +22,9 @@ def free_port():
 
 
 class Driver:
-    def __init__(self):
+    def __init__(self, logging_prefs=None):
+        """`logging_prefs`: Chromium's `goog:loggingPrefs` (e.g. `{"performance": "ALL"}` for
+        the network log bench/spa-transfer.py reads)."""
         self.port = free_port()
         self.proc = subprocess.Popen(["chromedriver", f"--port={self.port}"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -38,6 +40,8 @@ class Driver:
                 "--no-first-run", "--disable-quic", f"--user-data-dir={self.profile.name}"]
         caps = {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium", "args": args}}}}
+        if logging_prefs:
+            caps["capabilities"]["alwaysMatch"]["goog:loggingPrefs"] = logging_prefs
         self.session = self.call("POST", "/session", caps)["sessionId"]
 
     def call(self, method, path, body=None):

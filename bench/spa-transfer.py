@@ -21,83 +21,22 @@ silent sign-in's redirects instead of starting another after the trip through a 
    SSO signs in first).
    Clock: the wall time before the WebDriver navigation to the Resource Timing `responseEnd`.
 Exits non-zero if a step does not show what a user would see."""
-import json, os, socket, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import importlib.util, json, os, statistics, sys, time
 from urllib.parse import urlsplit
 
 WAIT = 30
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# The WebDriver client of bench/browser-session.py, with the network log this bench reads.
+_spec = importlib.util.spec_from_file_location(
+    "browser_session", os.path.join(os.path.dirname(__file__), "browser-session.py"))
+browser_session = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(browser_session)
 
 
-class Driver:
+class Driver(browser_session.Driver):
     def __init__(self):
-        self.port = free_port()
-        self.proc = subprocess.Popen(["chromedriver", f"--port={self.port}"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        for line in self.proc.stdout:
-            if b"started successfully" in line:
-                break
-        else:
-            sys.exit("bench: chromedriver did not start")
-        self.profile = tempfile.TemporaryDirectory()
-        args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--disable-quic", f"--user-data-dir={self.profile.name}"]
-        caps = {"capabilities": {"alwaysMatch": {
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
-            "goog:loggingPrefs": {"performance": "ALL"}}}}
-        self.session = self.call("POST", "/session", caps)["sessionId"]
-
-    def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.load(r)["value"]
-
-    def s(self, method, path, body=None):
-        return self.call(method, f"/session/{self.session}{path}", body)
-
-    def find(self, css):
-        """The element's id once it exists (polls: the SPA renders asynchronously)."""
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                el = self.s("POST", "/element", {"using": "css selector", "value": css})
-                return next(iter(el.values()))
-            except urllib.error.HTTPError:
-                if time.monotonic() > deadline:
-                    url = self.s("GET", "/url")
-                    sys.exit(f"bench: {css} never appeared (at {url})")
-                time.sleep(0.05)
-
-    def wait_text(self, css, expected):
-        deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                if expected in self.s("GET", f"/element/{self.find(css)}/text"):
-                    return
-            except urllib.error.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"bench: {css} never showed {expected!r}")
-            time.sleep(0.05)
-
-    def click(self, css):
-        self.s("POST", f"/element/{self.find(css)}/click", {})
-
-    def fill(self, css, value):
-        self.s("POST", f"/element/{self.find(css)}/value", {"text": value})
-
-    def goto(self, url):
-        self.s("POST", "/url", {"url": url})
+        super().__init__(logging_prefs={"performance": "ALL"})
 
     def script(self, source):
         return self.s("POST", "/execute/sync", {"script": source, "args": []})
