@@ -9,6 +9,7 @@ pub mod authority;
 pub mod cli;
 pub mod clock;
 pub mod demo_api;
+pub mod dpop;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -434,6 +434,36 @@ pub struct SessionSettings {
     /// A file holding `url` (a mounted secret).
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+    /// DPoP (RFC 9449): whether the SPA's token is bound to the browser's non-extractable key.
+    /// `off` (default): Bearer tokens as before; `optional`: a session is bound on its first
+    /// call that carries a proof; `required`: a session call without a valid proof is refused.
+    /// Binding needs a token the bridge mints (`session.token_profile`).
+    #[serde(default)]
+    pub dpop: DpopMode,
+    /// With DPoP on, the bridge hands out server nonces (`DPoP-Nonce`, RFC 9449 section 8)
+    /// and every proof must carry a recent one.
+    #[serde(default)]
+    pub dpop_nonce: bool,
+    /// How old a DPoP proof's `iat` may be (seconds; `oidc.leeway_secs` is added either way).
+    #[serde(default = "default_dpop_proof_max_age")]
+    pub dpop_proof_max_age_secs: i64,
+}
+
+fn default_dpop_proof_max_age() -> i64 {
+    60
+}
+
+/// Whether the SPA's token is bound to a browser key (`session.dpop`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopMode {
+    /// Bearer tokens; DPoP proofs are ignored.
+    #[default]
+    Off,
+    /// A session is bound on its first call that carries a proof; until then, Bearer.
+    Optional,
+    /// Every session call carries a valid proof; every token is bound.
+    Required,
 }
 
 /// The engine that keeps sessions, the session index, the authority's keys and service users,
@@ -508,6 +538,9 @@ impl Default for Settings {
                 token_profile: None,
                 url: Secret::default(),
                 url_file: None,
+                dpop: DpopMode::Off,
+                dpop_nonce: false,
+                dpop_proof_max_age_secs: default_dpop_proof_max_age(),
             },
             claims: ClaimMapping::default(),
             issuers: Vec::new(),

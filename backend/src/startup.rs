@@ -124,6 +124,13 @@ impl Application {
             None => None,
         };
         tokio::spawn(provider.clone().discover_until_ready());
+        let dpop = Arc::new(crate::dpop::Dpop {
+            mode: settings.session.dpop,
+            origin: settings.origin(),
+            max_age_secs: settings.session.dpop_proof_max_age_secs,
+            leeway_secs: settings.oidc.leeway_secs as i64,
+            replay: crate::dpop::replay::ProofReplay::default(),
+        });
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir, settings.ui.title.trim())),
             sessions: SessionIndexHandle(
@@ -140,6 +147,7 @@ impl Application {
             provider,
             trust,
             authority,
+            dpop,
         });
         let api_calls = Arc::new(ApiCallLog::default());
         let upstreams = state

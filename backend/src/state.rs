@@ -38,6 +38,8 @@ pub struct AppStateInner {
     pub spa: Arc<SpaIndex>,
     /// The bridge as a token issuer, when `[authority]` is configured.
     pub authority: Option<Arc<Authority>>,
+    /// DPoP proofs (`session.dpop`): their checks and replay records.
+    pub dpop: Arc<crate::dpop::Dpop>,
 }
 
 impl AppState {

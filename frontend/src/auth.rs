@@ -234,6 +234,7 @@ impl AuthState {
             user,
             auth_token,
             expires_at,
+            ..
         } = session;
         set_if_changed(self.auth_token, Some(auth_token));
         set_if_changed(self.user, Some(user));

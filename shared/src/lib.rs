@@ -39,6 +39,14 @@ pub mod session {
         pub auth_token: String,
         /// Expiry of `auth_token`, seconds since the Unix epoch.
         pub expires_at: i64,
+        /// `Bearer`, or `DPoP` when `auth_token` is bound to the browser's key (RFC 9449): it
+        /// is then sent as `Authorization: DPoP` with a fresh `DPoP` proof on every call.
+        #[serde(default = "bearer")]
+        pub token_type: String,
+    }
+
+    fn bearer() -> String {
+        "Bearer".into()
     }
 
     impl std::fmt::Debug for SessionInfo {
@@ -47,6 +55,7 @@ pub mod session {
                 .field("user", &self.user)
                 .field("auth_token", &"***")
                 .field("expires_at", &self.expires_at)
+                .field("token_type", &self.token_type)
                 .finish()
         }
     }
@@ -181,6 +190,7 @@ mod tests {
             user: User::default(),
             auth_token: "eyJsecret".into(),
             expires_at: 1,
+            token_type: "Bearer".into(),
         };
         let printed = format!("{info:?}");
         assert!(!printed.contains("eyJsecret"), "{printed}");

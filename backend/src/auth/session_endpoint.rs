@@ -166,6 +166,7 @@ pub async fn session_info(
         auth_token,
         expires_at,
         user: user.principal.user,
+        token_type: "Bearer".into(),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }
