@@ -260,6 +260,61 @@ async fn a_refresh_of_the_providers_tokens_keeps_the_sessions_key() {
 }
 
 #[tokio::test]
+async fn a_gateway_renewing_the_session_keeps_the_sessions_key() {
+    // A gateway in front signs users in with a JWT on page requests (from 127.0.0.2 only),
+    // and a fresh JWT on a later page request renews the session.
+    let gateway_peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let app = spawn_app_with(AppOptions {
+        silent_sso: false,
+        issuers: vec![json!({"name": "gateway", "issuer": "https://gateway.test",
+            "audiences": [AUDIENCE], "algorithms": ["RS256"],
+            "jwks_file": fixture("issuer-rsa-a.jwks.json")})],
+        gateway: Some(json!({"issuers": ["gateway"], "header": "x-gateway-jwt",
+                             "trusted_proxies": ["127.0.0.2/32"]})),
+        ..options(DpopMode::Required)
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(gateway_peer)
+        .build()
+        .unwrap();
+    let page_with = |exp: i64| {
+        let jwt = sign_with(
+            "issuer-rsa-a",
+            jsonwebtoken::Algorithm::RS256,
+            None,
+            &json!({"iss": "https://gateway.test", "sub": "sub-carol", "aud": AUDIENCE,
+                    "iat": now(), "exp": exp, "preferred_username": "carol"}),
+        );
+        client
+            .get(format!("{}/", app.address))
+            .header("sec-fetch-mode", "navigate")
+            .header("x-gateway-jwt", jwt)
+            .send()
+    };
+    assert_eq!(
+        page_with(now() + 300).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let key = DpopKey::generate();
+    let bound = session_info_with(&app, &client, &key).await;
+    assert_bound_to(&bound, &key);
+
+    // A renewal (a fresh JWT for the same user) is no new sign-in: the binding stays.
+    assert_eq!(
+        page_with(now() + 600).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let other = DpopKey::generate();
+    let proof = other.proof("GET", &session_url(&app), None);
+
+    assert_refused_with_dpop_challenge(session_with(&app, &client, Some(&proof)).await).await;
+    assert_bound_to(&session_info_with(&app, &client, &key).await, &key);
+}
+
+#[tokio::test]
 async fn a_local_account_sign_in_gets_a_token_bound_to_the_proofs_key() {
     let mut options = options(DpopMode::Required);
     options.local_accounts = Some(json!({"token_profile": "spa"}));
