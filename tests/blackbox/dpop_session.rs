@@ -75,8 +75,8 @@ fn claims(jwt: &str) -> Value {
 }
 
 /// The answer is RFC 9449's refusal: 401, `WWW-Authenticate: DPoP error="invalid_dpop_proof"`
-/// with the accepted algorithms, no token, not cached.
-async fn assert_refused_with_dpop_challenge(r: reqwest::Response) {
+/// with the accepted algorithms, no token, not cached. Returns its body.
+async fn assert_refused_with_dpop_challenge(r: reqwest::Response) -> Value {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = r
         .headers()
@@ -94,6 +94,7 @@ async fn assert_refused_with_dpop_challenge(r: reqwest::Response) {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
     assert!(body.get("auth_token").is_none(), "{body}");
+    body
 }
 
 /// The token is bound to `key`: the answer says DPoP and the token's `cnf.jkt` is its
@@ -166,8 +167,15 @@ async fn a_bound_session_refuses_other_keys_and_missing_proofs(mode: DpopMode) {
 
     let other_key = DpopKey::generate();
     let other = other_key.proof("GET", &session_url(&app), None);
-    assert_refused_with_dpop_challenge(session_with(&app, &client, Some(&other)).await).await;
-    assert_refused_with_dpop_challenge(session_with(&app, &client, None).await).await;
+    let with_other = session_with(&app, &client, Some(&other)).await;
+    let without = session_with(&app, &client, None).await;
+
+    let with_other = assert_refused_with_dpop_challenge(with_other).await;
+    let without = assert_refused_with_dpop_challenge(without).await;
+    // Another key is what a browser that lost its key has: a silent sign-in (a new session)
+    // mends that. A new session would not help a browser that sends no proof.
+    assert_eq!(with_other["silent_sso_tried"], json!(false), "{with_other}");
+    assert_eq!(without["silent_sso_tried"], json!(true), "{without}");
 
     // Nothing changed: the same key gets the same token, still bound to it.
     let after = session_info_with(&app, &client, &browser_key).await;
@@ -183,6 +191,26 @@ async fn after_binding_another_keys_proof_and_no_proof_are_refused_with_dpop_req
 #[tokio::test]
 async fn after_binding_another_keys_proof_and_no_proof_are_refused_with_dpop_optional_too() {
     a_bound_session_refuses_other_keys_and_missing_proofs(DpopMode::Optional).await;
+}
+
+#[tokio::test]
+async fn a_browser_that_lost_its_key_signs_in_again_and_its_new_key_binds_the_new_session() {
+    let (app, client) = signed_in(DpopMode::Required).await;
+    let lost = DpopKey::generate();
+    let old = session_info_with(&app, &client, &lost).await;
+    let new_key = DpopKey::generate();
+    let proof = new_key.proof("GET", &session_url(&app), None);
+    assert_refused_with_dpop_challenge(session_with(&app, &client, Some(&proof)).await).await;
+
+    // What the SPA does on `silent_sso_tried: false`: sign in again (the provider's session
+    // answers without a form).
+    app.sign_in(&client, "alice", "wonderland").await;
+    let new = session_info_with(&app, &client, &new_key).await;
+
+    assert_bound_to(&new, &new_key);
+    assert_ne!(new.auth_token, old.auth_token);
+    let old_proof = lost.proof("GET", &session_url(&app), None);
+    assert_refused_with_dpop_challenge(session_with(&app, &client, Some(&old_proof)).await).await;
 }
 
 #[tokio::test]

@@ -56,6 +56,14 @@ fn unauthenticated_because(state: &AppState, silent_sso_tried: bool, why: &str) 
         .into_response()
 }
 
+/// Why a session call's proof is refused, and whether signing in again would help.
+struct Refused {
+    refusal: DpopRefusal,
+    /// The proof is good but from another key than the session's: the browser lost its key
+    /// (storage cleared), and a new sign-in (a new, unbound session) is the way back.
+    other_key: bool,
+}
+
 /// The key this call's token is to be bound to (`None`: a Bearer token), or why the call is
 /// refused. Checked before anything else happens to the session, so a refusal changes nothing.
 /// `off` ignores proofs (and bindings made before it was turned off) altogether.
@@ -63,37 +71,58 @@ async fn binding_key(
     state: &AppState,
     headers: &HeaderMap,
     user: &SessionUser,
-) -> AppResult<Option<String>> {
+) -> Result<Option<String>, Refused> {
     let dpop = &state.dpop;
     if dpop.mode == DpopMode::Off {
         return Ok(None);
     }
+    let refused = |refusal: DpopRefusal, other_key: bool| {
+        tracing::info!(user = %user.principal.user.id, reason = %refusal, "session call refused");
+        Refused { refusal, other_key }
+    };
     let proof = dpop
         .check_request(headers, &Method::GET, SESSION_PATH, None, now())
-        .await?;
-    let refused = |why: &str| {
-        tracing::info!(user = %user.principal.user.id, reason = why, "session call refused: DPoP");
-    };
+        .await
+        .map_err(|r| refused(r, false))?;
     match (proof, &user.dpop_jkt) {
-        (Some(proof), Some(bound)) if &proof.jkt != bound => {
-            refused("a proof of another key than the session's");
-            Err(DpopRefusal::InvalidProof(ProofError::Invalid(
+        (Some(proof), Some(bound)) if &proof.jkt != bound => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Invalid(
                 "the DPoP proof is signed by another key than the one this session is bound to"
                     .into(),
-            ))
-            .into())
-        }
+            )),
+            true,
+        )),
         (Some(proof), _) => Ok(Some(proof.jkt)),
-        (None, Some(_)) => {
-            refused("no proof, and the session is bound to a key");
-            Err(DpopRefusal::InvalidProof(ProofError::Missing).into())
-        }
-        (None, None) if dpop.mode == DpopMode::Required => {
-            refused("no proof (session.dpop = required)");
-            Err(DpopRefusal::InvalidProof(ProofError::Missing).into())
-        }
+        // Bound: never an unbound token. Required: never a token without a proof.
+        (None, Some(_)) => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Missing),
+            false,
+        )),
+        (None, None) if dpop.mode == DpopMode::Required => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Missing),
+            false,
+        )),
         (None, None) => Ok(None),
     }
+}
+
+/// A refused session call: [`AppError::Dpop`]'s answer (401 with the `DPoP` challenge), its
+/// body also saying, as an `unauthenticated` one does, whether the SPA should try a silent
+/// sign-in: only for a proof of another key, which a new session would accept. Anything else
+/// (no proof, a bad or replayed one) a new sign-in would not mend, so no redirect loop.
+fn refused_answer(state: &AppState, refused: Refused) -> Response {
+    if matches!(refused.refusal, DpopRefusal::Unavailable(_)) {
+        return AppError::Dpop(refused.refusal).into_response();
+    }
+    let body = ApiError {
+        error: "invalid_dpop_proof".into(),
+        error_description: Some(refused.refusal.to_string()),
+        silent_sso_tried: Some(!(refused.other_key && state.settings.oidc.silent_sso)),
+        local_accounts: state.settings.local_accounts.is_some().then_some(true),
+    };
+    let mut answer = AppError::Dpop(refused.refusal).into_response();
+    *answer.body_mut() = Json(body).into_response().into_body();
+    answer
 }
 
 /// Under `session.token_profile` (a local account's profile for a local sign-in), the token
@@ -176,7 +205,10 @@ pub async fn session_info(
                 .unwrap_or(true);
         return Ok(unauthenticated(&state, tried));
     };
-    let jkt = binding_key(&state, &headers, &user).await?;
+    let jkt = match binding_key(&state, &headers, &user).await {
+        Ok(jkt) => jkt,
+        Err(refused) => return Ok(refused_answer(&state, refused)),
+    };
     let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
     let refresh_due = match &user.sign_in {
         SignIn::Oidc { tokens, .. } => tokens.refresh_due(margin, now()),
