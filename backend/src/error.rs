@@ -43,6 +43,10 @@ pub enum AppError {
     /// An API behind the bridge did not answer in time (504). Logged, never sent.
     #[error("upstream timeout: {0}")]
     UpstreamTimeout(String),
+    /// A DPoP proof (or the token's binding to one) refused: 401 with a `DPoP` challenge, or
+    /// 503 when the replay records cannot be written.
+    #[error("{0}")]
+    Dpop(#[from] crate::dpop::DpopRefusal),
     /// Anything else. The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -96,6 +100,55 @@ fn auth_param(value: &str) -> String {
         .chars()
         .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
         .collect()
+}
+
+/// The `DPoP` challenge (RFC 9449 section 7.1): the error, why, and the algorithms a proof may use.
+fn dpop_challenge(error: &str, description: &str) -> String {
+    format!(
+        r#"DPoP error="{error}", error_description="{}", algs="{}""#,
+        auth_param(description),
+        crate::dpop::proof::algs()
+    )
+}
+
+/// A refused proof or binding as an answer.
+fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> Response {
+    use crate::dpop::DpopRefusal::*;
+    let (error, description) = match refusal {
+        InvalidProof(e) => ("invalid_dpop_proof", e.to_string()),
+        Replayed => (
+            "invalid_dpop_proof",
+            "the DPoP proof was used before".to_string(),
+        ),
+        InvalidToken(why) => ("invalid_token", (*why).to_string()),
+        UseNonce(_) => ("use_dpop_nonce", refusal.to_string()),
+        Unavailable(reason) => {
+            tracing::error!(%reason, "DPoP replay records unavailable");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ApiError::new(
+                    "temporarily_unavailable",
+                    "requests cannot be checked right now; try again shortly",
+                )),
+            )
+                .into_response();
+        }
+    };
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(ApiError::new(error, description.as_str())),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(challenge) = HeaderValue::from_str(&dpop_challenge(error, &description)) {
+        headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    if let UseNonce(nonce) = refusal
+        && let Ok(nonce) = HeaderValue::from_str(nonce)
+    {
+        headers.insert(crate::dpop::NONCE_HEADER, nonce);
+    }
+    response
 }
 
 impl IntoResponse for AppError {
@@ -183,6 +236,13 @@ impl IntoResponse for AppError {
                     ),
                     None,
                 )
+            }
+            AppError::Dpop(refusal) => {
+                let mut response = dpop_refusal(refusal);
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
             }
             AppError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");

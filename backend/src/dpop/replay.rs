@@ -269,11 +269,13 @@ mod tests {
     /// Twenty concurrent uses of each of ten proofs: exactly one of each is first; the same
     /// `jti` of another key is not a replay; a later use of a recorded one is.
     async fn one_first_use_per_proof(replay: &ProofReplay) {
+        // Real times: the purge runs in the background meanwhile.
+        let t = now();
         let uses = (0..200).map(|i| {
             let replay = replay.clone();
             async move {
                 let jti = format!("j{}", i % 10);
-                (i % 10, replay.first_use("key-a", &jti, 1_090, 1_000).await)
+                (i % 10, replay.first_use("key-a", &jti, t + 90, t).await)
             }
         });
         let mut firsts = [0; 10];
@@ -286,11 +288,11 @@ mod tests {
         }
         assert_eq!(firsts, [1; 10]);
         assert!(matches!(
-            replay.first_use("key-b", "j0", 1_090, 1_000).await,
+            replay.first_use("key-b", "j0", t + 90, t).await,
             Ok(true)
         ));
         assert!(matches!(
-            replay.first_use("key-a", "j0", 1_090, 1_050).await,
+            replay.first_use("key-a", "j0", t + 90, t + 50).await,
             Ok(false)
         ));
     }
@@ -321,7 +323,7 @@ mod tests {
         };
         assert_eq!(count().await, Some(11), "one 32-byte row per proof");
         let purged = sqlx::query("DELETE FROM dpop_proofs WHERE until < ?")
-            .bind(2_000)
+            .bind(now() + 100)
             .execute(&pool)
             .await
             .map(|d| d.rows_affected());
