@@ -392,6 +392,7 @@ fn router<S: SessionStore + Clone>(
             &proto,
             settings.gateway.clone().map(Arc::new),
             headers,
+            &state.dpop,
         ))
     };
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries

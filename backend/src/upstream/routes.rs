@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::proxy::{Upstream, UpstreamState, proxy};
 use crate::{
+    dpop::Dpop,
     oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine,
     web::headers::SecurityHeaders,
 };
@@ -44,6 +45,7 @@ pub fn router(
     proto: &str,
     gateway: Option<Arc<GatewaySettings>>,
     headers: SecurityHeaders,
+    dpop: &Arc<Dpop>,
 ) -> Router {
     let mut router = Router::new();
     let proto: Arc<str> = Arc::from(proto);
@@ -57,6 +59,7 @@ pub fn router(
             proto: proto.clone(),
             gateway: gateway.clone(),
             headers: headers.clone(),
+            dpop: dpop.clone(),
         };
         let one = Router::new()
             .route(&upstream.prefix, any(proxy))
@@ -64,5 +67,12 @@ pub fn router(
             .with_state(state);
         router = router.merge(one);
     }
-    router
+    // With server nonces, answers to calls with a proof carry the current one.
+    match dpop.nonces {
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(
+            dpop.clone(),
+            crate::dpop::advertise_nonce,
+        )),
+        None => router,
+    }
 }
