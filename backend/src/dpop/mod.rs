@@ -149,7 +149,10 @@ mod tests {
     use super::*;
 
     fn proof(key: &EcdsaKeyPair, jti: &str, htu: &str, now: i64) -> String {
-        signed(key, json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now}))
+        signed(
+            key,
+            json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now}),
+        )
     }
 
     fn signed(key: &EcdsaKeyPair, claims: serde_json::Value) -> String {
@@ -219,7 +222,10 @@ mod tests {
     #[tokio::test]
     async fn with_nonces_a_proof_needs_a_recent_one_and_the_refusal_hands_it_out() {
         let mut dpop = dpop();
-        dpop.nonces = Some(nonce::ServerNonces::new(b"a shared secret of 32 bytes ....", 5));
+        dpop.nonces = Some(nonce::ServerNonces::new(
+            b"a shared secret of 32 bytes ....",
+            5,
+        ));
         let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
         let (now, htu) = (1_800_000_000, "https://app.example/api/me");
         let check = |proof: String| {
@@ -232,9 +238,7 @@ mod tests {
         let Err(DpopRefusal::UseNonce(nonce)) = check(proof(&key, "a", htu, now)).await else {
             panic!("a proof without a nonce is refused with one to use")
         };
-        let claims = |jti: &str, nonce: &str| {
-            json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now, "nonce": nonce})
-        };
+        let claims = |jti: &str, nonce: &str| json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now, "nonce": nonce});
         let wrong = check(signed(&key, claims("b", "bm90LWEtbm9uY2U"))).await;
         assert_eq!(wrong, Err(DpopRefusal::UseNonce(nonce.clone())));
         let good = check(signed(&key, claims("c", &nonce))).await;

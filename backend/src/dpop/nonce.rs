@@ -98,17 +98,20 @@ impl ServerNonces {
         .execute(pool)
         .await
         .map_err(sql)?;
-        sqlx::query("INSERT INTO shared_secrets (name, secret) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(SECRET_NAME)
-            .bind(&random_secret()?[..])
-            .execute(pool)
-            .await
-            .map_err(sql)?;
-        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM shared_secrets WHERE name = ?")
-            .bind(SECRET_NAME)
-            .fetch_one(pool)
-            .await
-            .map_err(sql)?;
+        sqlx::query(
+            "INSERT INTO shared_secrets (name, secret) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(SECRET_NAME)
+        .bind(&random_secret()?[..])
+        .execute(pool)
+        .await
+        .map_err(sql)?;
+        let secret: Vec<u8> =
+            sqlx::query_scalar("SELECT secret FROM shared_secrets WHERE name = ?")
+                .bind(SECRET_NAME)
+                .fetch_one(pool)
+                .await
+                .map_err(sql)?;
         Ok(Self::new(&secret, leeway_secs))
     }
 
@@ -157,8 +160,7 @@ impl ServerNonces {
 
 fn random_secret() -> Result<[u8; 32], NonceSecretError> {
     let mut secret = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut secret)
-        .map_err(|_| NonceSecretError("no random bytes".into()))?;
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| NonceSecretError("no random bytes".into()))?;
     Ok(secret)
 }
 
@@ -184,7 +186,9 @@ mod tests {
             assert!(!a.accepts(bad, t), "{bad:?}");
         }
         // A forged step with another step's MAC.
-        let mut forged = URL_SAFE_NO_PAD.decode(a.current(t - STEP_SECS)).unwrap_or_default();
+        let mut forged = URL_SAFE_NO_PAD
+            .decode(a.current(t - STEP_SECS))
+            .unwrap_or_default();
         forged[..8].copy_from_slice(&(t / STEP_SECS).to_be_bytes());
         assert!(!a.accepts(&URL_SAFE_NO_PAD.encode(forged), t));
     }

@@ -12,9 +12,8 @@ use serde_json::json;
 
 use super::proxy::{Upstream, UpstreamState, proxy};
 use crate::{
-    dpop::Dpop,
-    oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine,
-    web::headers::SecurityHeaders,
+    dpop::Dpop, oidc::client::ProviderClient, settings::GatewaySettings,
+    trust::engine::TrustEngine, web::headers::SecurityHeaders,
 };
 
 /// `GET /auth/upstreams`: the upstreams that name a UI page.
