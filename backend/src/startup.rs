@@ -386,13 +386,11 @@ fn router<S: SessionStore + Clone>(
         let proto = settings.public_url.scheme().to_string();
         router.merge(upstream::routes::router(
             &upstreams,
-            &state.trust,
-            &state.provider,
+            &state,
             &upstream_http,
             &proto,
             settings.gateway.clone().map(Arc::new),
             headers,
-            &state.dpop,
         ))
     };
     // Only a custom gateway header is stripped from untrusted peers (`Authorization` carries

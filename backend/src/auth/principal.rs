@@ -22,8 +22,9 @@ use crate::{
     dpop::{Dpop, DpopRefusal, ProofError},
     error::AppError,
     oidc::client::ProviderClient,
+    settings::DpopMode,
     trust::{
-        bearer::{Scheme, access_token},
+        bearer::{BearerError, Scheme, access_token},
         engine::Rejection,
         engine::TrustEngine,
         principal,
@@ -54,7 +55,16 @@ where
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
-        let (scheme, token) = access_token(&parts.headers)?;
+        let dpop = Arc::<Dpop>::from_ref(state);
+        let (scheme, token) = match access_token(&parts.headers) {
+            Ok(found) => found,
+            Err(BearerError::Missing) if dpop.mode != DpopMode::Off => {
+                return Err(AppError::UnauthenticatedOfferingDpop(
+                    BearerError::Missing.to_string(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let trust = Arc::<TrustEngine>::from_ref(state);
         let peer = super::gateway::peer_of(&parts.extensions);
         let principal =
@@ -82,7 +92,6 @@ where
             .get::<OriginalUri>()
             .map(|u| u.path())
             .unwrap_or_else(|| parts.uri.path());
-        let dpop = Arc::<Dpop>::from_ref(state);
         check_binding(
             &dpop,
             &principal,

@@ -153,7 +153,7 @@ async fn authenticate(
             let (scheme, token) = access_token(&parts.headers)?;
             return Ok((caller, token.to_string(), scheme));
         }
-        Err(AppError::Unauthenticated(reason)) => AppError::Unauthenticated(reason),
+        Err(e @ (AppError::Unauthenticated(_) | AppError::UnauthenticatedOfferingDpop(_))) => e,
         Err(e) => return Err(e),
     };
     let Some(gateway) = state.gateway.as_ref().filter(|g| !g.uses_authorization()) else {
