@@ -11,8 +11,9 @@
 //! - PostgreSQL: `INSERT … ON CONFLICT DO NOTHING` into `dpop_proofs` (one statement; the
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
-//! - SQLite (one bridge): the same table, written through [`crate::session::group_commit`]
-//!   (one statement per batch of waiting records: SQLite has one writer), purged likewise.
+//! - SQLite (one bridge): a `dpop_proofs` table keyed by expiry and record, written through
+//!   [`crate::session::group_commit`] (one statement per batch of waiting records: SQLite has
+//!   one writer), purged likewise.
 //! - In memory ([`ProofReplay::default`]): for unit tests of the checks that use it; bounded.
 //!
 //! The bridge itself keeps nothing per record in any shared engine: its memory stays flat
@@ -93,11 +94,17 @@ impl ProofReplay {
     /// Starts the group-commit writer and the purge.
     pub async fn sqlite(pool: SqlitePool) -> Result<Self, sqlx::Error> {
         for ddl in [
+            // Keyed by `(until, key)`: one b-tree, written near its end (`until` grows with
+            // time) and purged from its start; a second index on `until` made each insert
+            // about four times dearer. A replay has the same `until` (it is the proof's `iat`
+            // plus the settings' window, and one bridge has one setting), so it still
+            // conflicts; a proof with the same `jti` and another `iat` is another proof, which
+            // only the key's holder can sign.
             "CREATE TABLE IF NOT EXISTS dpop_proofs (
-                key BLOB PRIMARY KEY,
-                until INTEGER NOT NULL
+                until INTEGER NOT NULL,
+                key BLOB NOT NULL,
+                PRIMARY KEY (until, key)
             ) WITHOUT ROWID",
-            "CREATE INDEX IF NOT EXISTS dpop_proofs_until ON dpop_proofs (until)",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
@@ -226,14 +233,14 @@ async fn insert_sqlite(
     pool: &SqlitePool,
     batch: &[Record],
 ) -> Result<Inserted<[u8; 32]>, sqlx::Error> {
-    let mut sql = String::from("INSERT INTO dpop_proofs (key, until) VALUES ");
+    let mut sql = String::from("INSERT INTO dpop_proofs (until, key) VALUES ");
     for i in 0..batch.len() {
         sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
     }
     sql.push_str(" ON CONFLICT DO NOTHING RETURNING key");
     let mut query = sqlx::query(&sql);
     for r in batch {
-        query = query.bind(&r.key[..]).bind(r.until);
+        query = query.bind(r.until).bind(&r.key[..]);
     }
     let mut inserted = Inserted::new();
     for row in query.fetch_all(pool).await? {
