@@ -132,7 +132,7 @@ fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> Response {
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(ApiError::new(
                     "temporarily_unavailable",
-                    "requests cannot be checked right now; try again shortly",
+                    "DPoP proofs cannot be checked right now; try again shortly",
                 )),
             )
                 .into_response();

@@ -9,6 +9,7 @@ mod bad_requests;
 mod browser;
 mod code_flow;
 mod dpop_api;
+mod dpop_session;
 mod ended_sessions;
 mod gateway;
 mod jwt_bearer;

@@ -189,6 +189,8 @@ pub struct AppOptions {
     pub dist_dir: Option<PathBuf>,
     /// `session.dpop_nonce`: DPoP proofs must carry a server nonce.
     pub dpop_nonce: bool,
+    /// `session.dpop`.
+    pub dpop: login_bridge::settings::DpopMode,
 }
 
 impl Default for AppOptions {
@@ -220,6 +222,7 @@ impl Default for AppOptions {
             ui_title: None,
             dist_dir: None,
             dpop_nonce: false,
+            dpop: login_bridge::settings::DpopMode::Off,
         }
     }
 }
@@ -348,6 +351,7 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .map(|v| serde_json::from_value(v.clone()).unwrap())
         .collect();
     s.session.token_profile = opts.token_profile.clone();
+    s.session.dpop = opts.dpop;
     if let Some(secs) = opts.absolute_timeout_secs {
         s.session.absolute_timeout_secs = secs;
     }
