@@ -440,3 +440,77 @@ async fn redis_replicas_refuse_a_proof_another_replica_accepted() {
 async fn postgres_replicas_refuse_a_proof_another_replica_accepted() {
     a_proof_replayed_to_another_replica_is_refused(StoreKind::Postgres).await;
 }
+
+#[tokio::test]
+async fn the_token_a_bound_session_hands_out_passes_the_api_only_as_dpop_with_a_proof() {
+    let app = spawn_app_with(AppOptions {
+        authority: Some(json!({})),
+        token_profiles: vec![json!({"name": "spa", "lifetime_secs": 300,
+            "claims": {"preferred_username": "{username}"}})],
+        token_profile: Some("spa".into()),
+        dpop: login_bridge::settings::DpopMode::Required,
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let key = DpopKey::generate();
+    let info: shared::session::SessionInfo = client
+        .get(format!("{}/auth/session", app.address))
+        .header(
+            shared::session::CSRF_HEADER,
+            shared::session::CSRF_HEADER_VALUE,
+        )
+        .header(
+            "dpop",
+            key.proof("GET", &format!("{}/auth/session", app.address), None),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info.token_type, "DPoP");
+    let token = info.auth_token;
+    let url = format!("{}/api/me", app.address);
+
+    let r = call(
+        &app.address,
+        Method::GET,
+        "/api/me",
+        Some(format!("Bearer {token}")),
+        None,
+    )
+    .await;
+    assert_refused(r, "invalid_token", "the session's token as Bearer").await;
+    let proof = key.proof("GET", &url, Some(&token));
+    let r = call(
+        &app.address,
+        Method::GET,
+        "/api/me",
+        Some(format!("DPoP {token}")),
+        Some(proof),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user"]["username"],
+        "alice"
+    );
+
+    // No credentials at all: both schemes are offered (RFC 9449 section 7.1).
+    let r = call(&app.address, Method::GET, "/api/me", None, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenges: Vec<&str> = r
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(challenges[0].starts_with("Bearer "), "{challenges:?}");
+    assert!(
+        challenges[1].starts_with(r#"DPoP algs="ES256"#),
+        "{challenges:?}"
+    );
+}
