@@ -299,4 +299,28 @@ mod tests {
         assert_eq!(me(&session).user.username.as_deref(), Some("alice@local"));
         assert_eq!(me(&p).user.username.as_deref(), Some("alice"));
     }
+
+    #[test]
+    fn a_tokens_binding_is_its_cnf_jkt_and_a_malformed_cnf_binds_nothing_silently() {
+        let bound = |json: &str| {
+            let claims = super::super::claims::Claims::parse(json.to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            bound_key(&claims).map(|k| k.map(|k| k.to_string()))
+        };
+        assert_eq!(bound(r#"{"sub":"a"}"#), Ok(None));
+        assert_eq!(
+            bound(r#"{"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#),
+            Ok(Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()))
+        );
+        // Another confirmation method: not the bridge's to check.
+        assert_eq!(bound(r#"{"cnf":{"x5t#S256":"abc"}}"#), Ok(None));
+        for malformed in [
+            r#"{"cnf":"jkt"}"#,
+            r#"{"cnf":{"jkt":5}}"#,
+            r#"{"cnf":{"jkt":""}}"#,
+            r#"{"cnf":{"jkt":null}}"#,
+        ] {
+            assert!(bound(malformed).is_err(), "{malformed}");
+        }
+    }
 }
