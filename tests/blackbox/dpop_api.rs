@@ -514,3 +514,55 @@ async fn the_token_a_bound_session_hands_out_passes_the_api_only_as_dpop_with_a_
         "{challenges:?}"
     );
 }
+
+#[tokio::test]
+async fn an_spa_of_another_allowed_origin_may_send_a_proof_and_read_the_challenge_and_nonce() {
+    let up = TestUpstream::start().await;
+    let app = app_with_upstreams(
+        &up,
+        AppOptions {
+            cors: Some(json!({"allowed_origins": ["https://ui.example.org"]})),
+            dpop_nonce: true,
+            ..AppOptions::default()
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for path in ["/api/me", "/pi/items"] {
+        let r = http
+            .request(Method::OPTIONS, format!("{}{path}", app.address))
+            .header("Origin", "https://ui.example.org")
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "authorization, dpop")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        let allowed = r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(allowed.contains("dpop"), "{path}: {allowed}");
+
+        let key = DpopKey::generate();
+        let token = token_for(&app.idp.issuer, Some(&key));
+        let url = format!("{}{path}", app.address);
+        let r = http
+            .get(&url)
+            .header("Origin", "https://ui.example.org")
+            .header(header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", key.proof("GET", &url, Some(&token)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}: no nonce yet");
+        let exposed = r.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase();
+        assert!(
+            exposed.contains("www-authenticate") && exposed.contains("dpop-nonce"),
+            "{path}: {exposed}"
+        );
+    }
+    assert_eq!(up.count(), 0);
+}

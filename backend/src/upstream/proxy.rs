@@ -181,7 +181,7 @@ async fn authenticate(
             Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
             Rejection::Policy(reason) => AppError::Forbidden(reason),
         })?;
-    // A gateway's header has no scheme: a token bound to a key is refused there, as as Bearer.
+    // A gateway's header has no scheme: a token bound to a key is refused there, as it is as Bearer.
     check_binding(
         &state.dpop,
         &principal,
