@@ -2,12 +2,17 @@
 //! in. This is the only module that sends requests (with gloo-net, JSON through serde_json), so
 //! there is one place that decides how requests are authenticated:
 //!
-//! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
-//!   body) with `Authorization: Bearer <token>`;
+//! - [`Api`] holds the token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
+//!   body) with `Authorization: Bearer <token>`, or, for a token bound to this browser's key,
+//!   `Authorization: DPoP <token>` and a fresh `DPoP` proof ([`crate::dpop`], RFC 9449);
 //! - [`upstream_prefix`] asks the bridge (`GET /auth/upstreams`, public) where it proxies an
 //!   API that one of the SPA's pages works with;
 //! - [`fetch_session`] and [`logout`] talk to the bridge's token-mediating endpoints with the
-//!   CSRF header and the same-origin session cookie instead.
+//!   CSRF header and the same-origin session cookie instead (and `/auth/session` with a proof
+//!   without `ath`, so the bridge can bind the session to this browser's key).
+//!
+//! A `DPoP-Nonce` on any answer is kept for the next proofs; a `401` asking for one
+//! (`error="use_dpop_nonce"`) is retried once with it.
 //!
 //! Any non-2xx answer comes back as [`Error::Status`] holding the bridge's [`ApiError`] body.
 //! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
@@ -20,6 +25,8 @@ use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
 use shared::upstreams::Upstreams;
 use web_sys::RequestCredentials;
+
+use crate::dpop;
 
 /// The HTTP method of a REST call (`Method::GET`, `Method::POST`, ...): gloo-net's, which is
 /// the `http` crate's; and gloo-net's answer, as [`crate::auth::AuthState::call_json`] returns it.
@@ -36,12 +43,16 @@ pub enum Error {
     Transport(String),
     /// The bridge answered with a non-2xx status.
     Status { status: u16, body: ApiError },
+    /// `/auth/session` refused this browser's key (a `401` with a DPoP challenge): the session
+    /// is bound to a key the browser no longer has (its storage was cleared). Signing in again
+    /// binds a new session to the new key.
+    KeyRefused,
 }
 
 impl Error {
     /// A `401`: no session, or a token the API would not accept.
     pub fn is_unauthenticated(&self) -> bool {
-        matches!(self, Self::Status { status: 401, .. })
+        matches!(self, Self::Status { status: 401, .. } | Self::KeyRefused)
     }
 
     /// A `401` from `/auth/session` saying the bridge has not yet tried a silent
@@ -56,6 +67,7 @@ impl std::fmt::Display for Error {
         match self {
             Self::Transport(reason) => write!(f, "the bridge could not be reached: {reason}"),
             Self::Status { status, body } => write!(f, "HTTP {status}: {body}"),
+            Self::KeyRefused => f.write_str("the session is bound to another key of this browser"),
         }
     }
 }
@@ -86,7 +98,8 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-/// A client for the REST APIs behind the bridge, authenticated with one bearer token.
+/// A client for the REST APIs behind the bridge, authenticated with one token: as `Bearer`,
+/// or as `DPoP` with a fresh proof per request when the token is bound to this browser's key.
 ///
 /// Cheap to create: make one per call from the current token (see
 /// [`crate::auth::AuthState::api`]) rather than keeping one around, so a refreshed token is
@@ -95,32 +108,70 @@ impl From<serde_json::Error> for Error {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Api {
     token: Option<String>,
+    /// The token is bound to this browser's key (`token_type: "DPoP"`).
+    bound: bool,
 }
 
 impl std::fmt::Debug for Api {
     /// Never prints the token itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = self.token.as_ref().map(|_| "***");
-        f.debug_struct("Api").field("token", &token).finish()
+        f.debug_struct("Api")
+            .field("token", &token)
+            .field("bound", &self.bound)
+            .finish()
     }
 }
 
 impl Api {
     /// A client sending `Authorization: Bearer <token>` (none when `token` is `None`).
     pub fn new(token: Option<String>) -> Self {
-        Self { token }
+        Self {
+            token,
+            bound: false,
+        }
     }
 
-    /// A gloo-net request for `method path` that accepts JSON and carries the bearer token;
-    /// add a body or headers, then `send()` it and read the answer with [`into_json`].
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = RequestBuilder::new(path)
-            .method(method)
-            .header("accept", "application/json");
-        match &self.token {
-            Some(token) => request.header("authorization", &format!("Bearer {token}")),
-            None => request,
+    /// A client for a token bound to this browser's key: `Authorization: DPoP <token>` and a
+    /// `DPoP` proof (with `ath`) on every request.
+    pub fn bound(token: String) -> Self {
+        Self {
+            token: Some(token),
+            bound: true,
         }
+    }
+
+    /// A client for the token of an `/auth/session` answer, as its `token_type` says.
+    pub fn for_session(session: &SessionInfo) -> Self {
+        let token = session.auth_token.clone();
+        if is_bound(session) {
+            Self::bound(token)
+        } else {
+            Self::new(Some(token))
+        }
+    }
+
+    /// A gloo-net request for `method path` that accepts JSON and carries the token (and, for
+    /// a bound token, a fresh proof for this method and path: asynchronous, as the browser signs
+    /// it); add a body, headers or a query, then `send()` it and read the answer with
+    /// [`into_json`].
+    pub async fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = RequestBuilder::new(path)
+            .method(method.clone())
+            .header("accept", "application/json");
+        let token = self.token.as_deref();
+        if let Some(token) = token {
+            let scheme = if self.bound { "DPoP " } else { "Bearer " };
+            request = request.header("authorization", &[scheme, token].concat());
+        }
+        // With a token the proof carries its hash (`ath`); the session call has none. Without a
+        // key there is no proof: the bridge then decides (and `auth` asks the session again).
+        if self.bound
+            && let Some(proof) = dpop::proof(method.as_str(), path, token).await
+        {
+            request = request.header("dpop", &proof);
+        }
+        request
     }
 
     /// `GET path`, the JSON answer read as `T`.
@@ -184,29 +235,68 @@ impl Api {
         path: &str,
         body: Option<String>,
     ) -> Result<Response, Error> {
-        let request = self.request(method, path);
-        let response = match body {
-            Some(body) => {
-                request
-                    .header("content-type", "application/json")
-                    .body(body)?
-                    .send()
-                    .await?
+        ok(self.exchange(method, path, body, false).await?).await
+    }
+
+    /// Sends `method path` (with `session`, as a call to the bridge's `/auth` endpoints: CSRF
+    /// header and session cookie) and, when a bound client's answer asks for a DPoP nonce,
+    /// once more with it. One copy in the WASM for every call the SPA makes.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        session: bool,
+    ) -> Result<Response, Error> {
+        let mut retried = false;
+        loop {
+            let mut request = self.request(method.clone(), path).await;
+            if session {
+                request = request
+                    .header(CSRF_HEADER, CSRF_HEADER_VALUE)
+                    .credentials(RequestCredentials::SameOrigin);
             }
-            None => request.send().await?,
-        };
-        ok(response).await
+            let response = match &body {
+                Some(body) => {
+                    request
+                        .header("content-type", "application/json")
+                        .body(body.clone())?
+                        .send()
+                        .await?
+                }
+                None => request.send().await?,
+            };
+            if !self.bound || retried || !wants_new_nonce(&response) {
+                return Ok(response);
+            }
+            retried = true;
+        }
     }
 }
 
-/// `GET /auth/session`: the SPA's only source of its bearer token.
+/// Whether an `/auth/session` answer's token is bound to this browser's key (`token_type` is
+/// `DPoP`, compared without case as RFC 6749 says).
+pub fn is_bound(session: &SessionInfo) -> bool {
+    session.token_type.eq_ignore_ascii_case("DPoP")
+}
+
+/// `GET /auth/session` with a proof of this browser's key (when it has one): the SPA's only
+/// source of its token, which the bridge binds to that key.
+///
+/// A refusal of the key is asked once more with the key read anew (another tab may have made a
+/// new one since this page loaded it), then is [`Error::KeyRefused`].
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    parse_json(&with_session_cookie(Method::GET, SESSION_PATH).await?)
+    let mut answer = with_session_cookie(Method::GET, SESSION_PATH, true).await;
+    if answer == Err(Error::KeyRefused) {
+        dpop::forget_key();
+        answer = with_session_cookie(Method::GET, SESSION_PATH, true).await;
+    }
+    parse_json(&answer?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    parse_json(&with_session_cookie(Method::POST, LOGOUT_PATH).await?)
+    parse_json(&with_session_cookie(Method::POST, LOGOUT_PATH, false).await?)
 }
 
 /// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
@@ -218,20 +308,56 @@ pub async fn upstream_prefix(ui: &str) -> Option<String> {
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
-/// no bearer token; the 2xx answer's body as text.
-async fn with_session_cookie(method: Method, path: &str) -> Result<String, Error> {
-    let response = Api::default()
-        .request(method, path)
-        .header(CSRF_HEADER, CSRF_HEADER_VALUE)
-        .credentials(RequestCredentials::SameOrigin)
-        .send()
-        .await?;
-    text(ok(response).await?).await
+/// no token, and with `prove` a DPoP proof without `ath`; the 2xx answer's body as text.
+async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<String, Error> {
+    let client = Api {
+        token: None,
+        bound: prove,
+    };
+    let response = client.exchange(method, path, None, true).await?;
+    let refused = prove
+        && dpop::has_key()
+        && matches!(
+            dpop_error(&response).as_deref(),
+            Some("invalid_dpop_proof" | "invalid_token")
+        );
+    match ok(response).await {
+        // Not the answer without a session (which says whether silent SSO was tried): the
+        // session is there, and refuses the key this browser proved.
+        Err(Error::Status { status: 401, body }) if refused && body.silent_sso_tried.is_none() => {
+            Err(Error::KeyRefused)
+        }
+        answer => text(answer?).await,
+    }
+}
+
+/// The `error` of an answer's `WWW-Authenticate: DPoP …` challenge, if it has one.
+fn dpop_error(response: &Response) -> Option<String> {
+    let challenge = response.headers().get("www-authenticate")?;
+    // `DPoP error="…", algs="…"`: split at the quotes, each value follows its `name=`.
+    let mut parts = challenge.strip_prefix("DPoP ")?.split('"');
+    while let Some(name) = parts.next() {
+        let value = parts.next()?;
+        if name.trim_end().ends_with("error=") {
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
+
+/// Keeps the answer's `DPoP-Nonce`, and says whether the answer is a `401` asking for a proof
+/// with that nonce (RFC 9449 section 8), which deserves one retry.
+fn wants_new_nonce(response: &Response) -> bool {
+    let nonce = response.headers().get("dpop-nonce");
+    let fresh = nonce.is_some();
+    dpop::remember_nonce(nonce);
+    fresh && response.status() == 401 && dpop_error(response).as_deref() == Some("use_dpop_nonce")
 }
 
 /// The answer itself when its status is 2xx, otherwise [`Error::Status`] with the bridge's
 /// [`ApiError`] body.
 async fn ok(response: Response) -> Result<Response, Error> {
+    dpop::remember_nonce(response.headers().get("dpop-nonce"));
     if response.ok() {
         return Ok(response);
     }

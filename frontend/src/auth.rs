@@ -9,6 +9,11 @@
 //! `/auth/session` again shortly before `expires_at`; and a REST call that still meets a `401`
 //! ([`AuthState::call`]) asks once more and retries once before giving up.
 //!
+//! When the bridge binds the token to this browser's key (`token_type: "DPoP"`), every call goes
+//! out with a proof ([`crate::api`], [`crate::dpop`]). A session bound to a key the browser no
+//! longer has (its storage was cleared) can never hand it a token again: the SPA ends it and
+//! loads anew, which signs in again (silently while the provider's session lasts).
+//!
 //! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
 //! neither the app nor its router, so another Leptos app can use it as it is.
 
@@ -53,6 +58,8 @@ pub enum AuthStatus {
 #[derive(Clone, Copy)]
 pub struct AuthState {
     auth_token: RwSignal<Option<String>>,
+    /// `auth_token` is bound to this browser's key (DPoP).
+    bound: StoredValue<bool>,
     user: RwSignal<Option<User>>,
     expires_at: RwSignal<Option<i64>>,
     status: RwSignal<AuthStatus>,
@@ -69,6 +76,7 @@ impl AuthState {
     pub fn provide() -> Self {
         let state = Self {
             auth_token: RwSignal::new(None),
+            bound: StoredValue::new(false),
             user: RwSignal::new(None),
             expires_at: RwSignal::new(None),
             status: RwSignal::new(AuthStatus::Loading),
@@ -88,7 +96,7 @@ impl AuthState {
         expect_context()
     }
 
-    /// The bearer token for REST calls; `None` when not signed in.
+    /// The token for REST calls; `None` when not signed in.
     pub fn auth_token(&self) -> ReadSignal<Option<String>> {
         self.auth_token.read_only()
     }
@@ -130,6 +138,7 @@ impl AuthState {
         spawn_local(async move {
             match api::fetch_session().await {
                 Ok(session) => self.set_session(session),
+                Err(api::Error::KeyRefused) => self.sign_in_again().await,
                 Err(err) if err.silent_sso_untried() && !nav::on_login_page() => {
                     let target = nav::sign_in_url(&nav::current_path_and_query(), true);
                     if window().location().assign(&target).is_err() {
@@ -143,9 +152,13 @@ impl AuthState {
     }
 
     /// A transport client carrying the current token (read untracked, so a resource or effect
-    /// calling this does not re-run when the token is refreshed).
+    /// calling this does not re-run when the token is refreshed), as `Bearer` or, bound to this
+    /// browser's key, as `DPoP` with proofs.
     pub fn api(&self) -> Api {
-        Api::new(self.auth_token.get_untracked())
+        match self.auth_token.get_untracked() {
+            Some(token) if self.bound.get_value() => Api::bound(token),
+            token => Api::new(token),
+        }
     }
 
     /// `GET path` on a REST API with the current token, the 2xx answer's body as text (see
@@ -212,6 +225,10 @@ impl AuthState {
         }
         let session = match api::fetch_session().await {
             Ok(session) => session,
+            Err(api::Error::KeyRefused) => {
+                self.sign_in_again().await;
+                return Err(api::Error::KeyRefused);
+            }
             Err(err) => {
                 if err.is_unauthenticated() {
                     self.mark_signed_out();
@@ -219,7 +236,7 @@ impl AuthState {
                 return Err(err);
             }
         };
-        let api = Api::new(Some(session.auth_token.clone()));
+        let api = Api::for_session(&session);
         self.set_session(session);
         let answer = api.send_json(method, path, body).await;
         if matches!(&answer, Err(err) if err.is_unauthenticated()) {
@@ -230,12 +247,14 @@ impl AuthState {
 
     /// Stores a fresh answer of `/auth/session` and schedules the next one.
     pub fn set_session(&self, session: SessionInfo) {
+        let bound = api::is_bound(&session);
         let SessionInfo {
             user,
             auth_token,
             expires_at,
             ..
         } = session;
+        self.bound.set_value(bound);
         set_if_changed(self.auth_token, Some(auth_token));
         set_if_changed(self.user, Some(user));
         set_if_changed(self.expires_at, Some(expires_at));
@@ -275,6 +294,22 @@ impl AuthState {
         }
     }
 
+    /// The session refused this browser's key: it is bound to a key the browser lost (storage
+    /// cleared), and will never hand this browser a token again. Ends it and loads the page
+    /// anew, which signs in again: silently while the provider's session lasts, else on the
+    /// login page. Cannot loop: after the sign-out there is no bound session to refuse the key.
+    async fn sign_in_again(self) {
+        match api::logout().await {
+            Ok(_) => {}
+            Err(err) if err.is_unauthenticated() => {}
+            Err(err) => return self.fail(&err),
+        }
+        self.clear(AuthStatus::Loading);
+        if window().location().reload().is_err() {
+            self.mark_signed_out();
+        }
+    }
+
     /// Completes a sign-out that stays inside the SPA.
     pub fn finish_sign_out(&self) {
         self.status.set(AuthStatus::SignedOut);
@@ -293,6 +328,7 @@ impl AuthState {
     fn clear(&self, status: AuthStatus) {
         self.cancel_refresh();
         self.auth_token.set(None);
+        self.bound.set_value(false);
         set_if_changed(self.user, None);
         set_if_changed(self.expires_at, None);
         set_if_changed(self.status, status);
@@ -323,6 +359,7 @@ impl AuthState {
         }
         match answer {
             Ok(session) => self.set_session(session),
+            Err(api::Error::KeyRefused) => self.sign_in_again().await,
             Err(err) if err.is_unauthenticated() => self.fail(&err),
             Err(err) => match self.expires_at.get_untracked() {
                 // A transient failure: keep the still-valid token and try again.
