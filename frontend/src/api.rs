@@ -43,16 +43,12 @@ pub enum Error {
     Transport(String),
     /// The bridge answered with a non-2xx status.
     Status { status: u16, body: ApiError },
-    /// `/auth/session` refused this browser's key (a `401` with a DPoP challenge): the session
-    /// is bound to a key the browser no longer has (its storage was cleared). Signing in again
-    /// binds a new session to the new key.
-    KeyRefused,
 }
 
 impl Error {
     /// A `401`: no session, or a token the API would not accept.
     pub fn is_unauthenticated(&self) -> bool {
-        matches!(self, Self::Status { status: 401, .. } | Self::KeyRefused)
+        matches!(self, Self::Status { status: 401, .. })
     }
 
     /// A `401` from `/auth/session` saying the bridge has not yet tried a silent
@@ -67,7 +63,6 @@ impl std::fmt::Display for Error {
         match self {
             Self::Transport(reason) => write!(f, "the bridge could not be reached: {reason}"),
             Self::Status { status, body } => write!(f, "HTTP {status}: {body}"),
-            Self::KeyRefused => f.write_str("the session is bound to another key of this browser"),
         }
     }
 }
@@ -283,20 +278,26 @@ pub fn is_bound(session: &SessionInfo) -> bool {
 /// `GET /auth/session` with a proof of this browser's key (when it has one): the SPA's only
 /// source of its token, which the bridge binds to that key.
 ///
-/// A refusal of the key is asked once more with the key read anew (another tab may have made a
-/// new one since this page loaded it), then is [`Error::KeyRefused`].
+/// A refused proof is sent once more with the key read anew from IndexedDB: another tab may
+/// have made a new one since this page loaded it (storage cleared), and signed in with it. A
+/// session bound to a key the browser lost answers `401` with `silent_sso_tried: false`, so
+/// [`crate::auth`] signs in again (a new session, bound to the new key) as after any `401`.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    let mut answer = with_session_cookie(Method::GET, SESSION_PATH, true).await;
-    if answer == Err(Error::KeyRefused) {
+    let mut response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
+    if response.status() == 401
+        && dpop::has_key()
+        && dpop_error(&response).as_deref() == Some("invalid_dpop_proof")
+    {
         dpop::forget_key();
-        answer = with_session_cookie(Method::GET, SESSION_PATH, true).await;
+        response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
     }
-    parse_json(&answer?)
+    parse_json(&text(ok(response).await?).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    parse_json(&with_session_cookie(Method::POST, LOGOUT_PATH, false).await?)
+    let response = with_session_cookie(Method::POST, LOGOUT_PATH, false).await?;
+    parse_json(&text(ok(response).await?).await?)
 }
 
 /// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
@@ -308,27 +309,13 @@ pub async fn upstream_prefix(ui: &str) -> Option<String> {
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
-/// no token, and with `prove` a DPoP proof without `ath`; the 2xx answer's body as text.
-async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<String, Error> {
+/// no token, and with `prove` a DPoP proof without `ath`.
+async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<Response, Error> {
     let client = Api {
         token: None,
         bound: prove,
     };
-    let response = client.exchange(method, path, None, true).await?;
-    let refused = prove
-        && dpop::has_key()
-        && matches!(
-            dpop_error(&response).as_deref(),
-            Some("invalid_dpop_proof" | "invalid_token")
-        );
-    match ok(response).await {
-        // Not the answer without a session (which says whether silent SSO was tried): the
-        // session is there, and refuses the key this browser proved.
-        Err(Error::Status { status: 401, body }) if refused && body.silent_sso_tried.is_none() => {
-            Err(Error::KeyRefused)
-        }
-        answer => text(answer?).await,
-    }
+    client.exchange(method, path, None, true).await
 }
 
 /// The `error` of an answer's `WWW-Authenticate: DPoP …` challenge, if it has one.

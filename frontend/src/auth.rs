@@ -11,8 +11,9 @@
 //!
 //! When the bridge binds the token to this browser's key (`token_type: "DPoP"`), every call goes
 //! out with a proof ([`crate::api`], [`crate::dpop`]). A session bound to a key the browser no
-//! longer has (its storage was cleared) can never hand it a token again: the SPA ends it and
-//! loads anew, which signs in again (silently while the provider's session lasts).
+//! longer has (its storage was cleared) refuses the new key's proof with `silent_sso_tried:
+//! false`, so start-up signs in again as it does without a session (silently while the
+//! provider's session lasts), which makes a new session bound to the new key.
 //!
 //! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
 //! neither the app nor its router, so another Leptos app can use it as it is.
@@ -138,7 +139,6 @@ impl AuthState {
         spawn_local(async move {
             match api::fetch_session().await {
                 Ok(session) => self.set_session(session),
-                Err(api::Error::KeyRefused) => self.sign_in_again().await,
                 Err(err) if err.silent_sso_untried() && !nav::on_login_page() => {
                     let target = nav::sign_in_url(&nav::current_path_and_query(), true);
                     if window().location().assign(&target).is_err() {
@@ -225,10 +225,6 @@ impl AuthState {
         }
         let session = match api::fetch_session().await {
             Ok(session) => session,
-            Err(api::Error::KeyRefused) => {
-                self.sign_in_again().await;
-                return Err(api::Error::KeyRefused);
-            }
             Err(err) => {
                 if err.is_unauthenticated() {
                     self.mark_signed_out();
@@ -294,22 +290,6 @@ impl AuthState {
         }
     }
 
-    /// The session refused this browser's key: it is bound to a key the browser lost (storage
-    /// cleared), and will never hand this browser a token again. Ends it and loads the page
-    /// anew, which signs in again: silently while the provider's session lasts, else on the
-    /// login page. Cannot loop: after the sign-out there is no bound session to refuse the key.
-    async fn sign_in_again(self) {
-        match api::logout().await {
-            Ok(_) => {}
-            Err(err) if err.is_unauthenticated() => {}
-            Err(err) => return self.fail(&err),
-        }
-        self.clear(AuthStatus::Loading);
-        if window().location().reload().is_err() {
-            self.mark_signed_out();
-        }
-    }
-
     /// Completes a sign-out that stays inside the SPA.
     pub fn finish_sign_out(&self) {
         self.status.set(AuthStatus::SignedOut);
@@ -359,7 +339,6 @@ impl AuthState {
         }
         match answer {
             Ok(session) => self.set_session(session),
-            Err(api::Error::KeyRefused) => self.sign_in_again().await,
             Err(err) if err.is_unauthenticated() => self.fail(&err),
             Err(err) => match self.expires_at.get_untracked() {
                 // A transient failure: keep the still-valid token and try again.

@@ -136,13 +136,10 @@ async fn key() -> Option<Rc<Key>> {
     loaded
 }
 
-/// This browser's WebCrypto, only in a secure context (elsewhere `crypto.subtle` is missing).
+/// This browser's WebCrypto. Outside a secure context `crypto.subtle` is `undefined`, and every
+/// call on it fails (the bindings catch the `TypeError`): no key, no proof.
 fn subtle() -> Option<SubtleCrypto> {
-    let window = web_sys::window()?;
-    window
-        .is_secure_context()
-        .then(|| window.crypto().ok().map(|c| c.subtle()))
-        .flatten()
+    Some(web_sys::window()?.crypto().ok()?.subtle())
 }
 
 /// The stored key if it is usable; otherwise a new one, stored unless another tab stored one
@@ -239,7 +236,7 @@ async fn usable(subtle: &SubtleCrypto, stored: &JsValue) -> Option<Key> {
             .ok()
     };
     let (private, public) = (half("privateKey")?, half("publicKey")?);
-    if private.extractable() || private.type_() != "private" {
+    if private.extractable() {
         return None;
     }
     let jwk = JsFuture::from(subtle.export_key("jwk", &public).ok()?)
