@@ -24,6 +24,9 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Issue 23 (DPoP) in a real browser.
+mod with_dpop;
+
 /// A headless Chromium session; ChromeDriver and the browser are killed on drop.
 struct Browser {
     client: Client,
@@ -44,6 +47,17 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Self::start_logging(json!({"browser": "ALL"})).await
+    }
+
+    /// A browser whose network log (ChromeDriver's `performance` log: Chromium's DevTools
+    /// `Network.*` events, the requests with their headers) is readable with
+    /// [`Self::network_log`].
+    async fn start_with_network_log() -> Browser {
+        Self::start_logging(json!({"browser": "ALL", "performance": "ALL"})).await
+    }
+
+    async fn start_logging(logging_prefs: serde_json::Value) -> Browser {
         // fantoccini's TLS stack and reqwest's bring two rustls crypto providers; pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let root = repo_root();
@@ -92,7 +106,7 @@ impl Browser {
             }),
         );
         // Chromium's console, failed loads included, readable through `se/log`.
-        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        caps.insert("goog:loggingPrefs".into(), logging_prefs);
         let client = ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps)
@@ -1077,6 +1091,29 @@ impl Browser {
             )
             .await;
         log.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The requests Chromium sent since the last call (ChromeDriver hands each entry out once),
+    /// each as DevTools' `Network.requestWillBeSent` `request`: `url`, `method`, `headers`.
+    async fn network_log(&self) -> Vec<serde_json::Value> {
+        let log = self
+            .raw(
+                axum::http::Method::POST,
+                "se/log".into(),
+                Some(json!({"type": "performance"})),
+            )
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let event: serde_json::Value =
+                    serde_json::from_str(entry["message"].as_str()?).ok()?;
+                let event = &event["message"];
+                (event["method"] == "Network.requestWillBeSent")
+                    .then(|| event["params"]["request"].clone())
+            })
+            .collect()
     }
 
     /// This document's loads that got an error status, as the page's own resource timing
