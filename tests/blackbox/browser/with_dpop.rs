@@ -257,3 +257,62 @@ async fn with_dpop_required_a_local_user_signs_in_and_every_api_call_proves_the_
     assert_eq!(reloaded, jkt, "the same thumbprint after a reload");
     browser.close().await;
 }
+
+/// A browser that lost its key (its site storage cleared, the session cookie kept) makes a new
+/// one; the session, bound to the old key, refuses it, and the SPA signs in again silently: a
+/// new session bound to the new key, no form shown.
+#[tokio::test]
+async fn with_dpop_required_a_browser_that_lost_its_key_signs_in_again_silently_with_a_new_one() {
+    let app = spawn_app_with(dpop_required()).await;
+    let browser = Browser::start_with_network_log().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    let before = assert_every_call_proves_the_bound_key(&app, &browser.network_log().await);
+
+    // The page's storage goes (as "clear site data" for storage only would do it); the SPA
+    // closed its database after reading the key, so nothing blocks the deletion.
+    let deleted = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const request = indexedDB.deleteDatabase('login-bridge');
+               request.onsuccess = () => done('deleted');
+               request.onerror = () => done('error: ' + request.error);
+               request.onblocked = () => done('blocked');"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted, json!("deleted"));
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    browser.wait_for("#api-calls").await;
+
+    let log = browser.network_log().await;
+    let signed_in_again = log.iter().any(|r| {
+        r["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&app.address) && u.contains("/auth/login?prompt=none"))
+    });
+    assert!(signed_in_again, "a silent sign-in: {log:#?}");
+    // The calls after the new sign-in all prove the new key.
+    let after_sign_in: Vec<Value> = log
+        .iter()
+        .skip_while(|r| {
+            !r["url"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/auth/callback")
+        })
+        .cloned()
+        .collect();
+    let after = assert_every_call_proves_the_bound_key(&app, &after_sign_in);
+    assert_ne!(after, before, "a new key");
+    assert_the_key_cannot_be_exported(&browser, &after).await;
+    assert_eq!(
+        app.idp.stat("login_forms_shown").await,
+        1,
+        "no second password form"
+    );
+    browser.close().await;
+}
