@@ -152,7 +152,8 @@ impl Api {
     /// A gloo-net request for `method path` that accepts JSON and carries the token (and, for
     /// a bound token, a fresh proof for this method and path: asynchronous, as the browser signs
     /// it); add a body, headers or a query, then `send()` it and read the answer with
-    /// [`into_json`].
+    /// [`into_json`]. The retry on a `use_dpop_nonce` refusal is [`Self::send_json`]'s (and its
+    /// wrappers'): a request built here is sent once.
     pub async fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut request = RequestBuilder::new(path)
             .method(method.clone())
