@@ -42,6 +42,13 @@ fn thumbprint(jwk: &Value) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
+/// The `jwk` of a proof's protected header.
+fn header_jwk(proof: &str) -> Value {
+    let header = proof.split('.').next().expect("a JWT");
+    serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()["jwk"]
+        .clone()
+}
+
 /// A request header, whatever case the page wrote its name in.
 fn header<'a>(request: &'a Value, name: &str) -> Option<&'a str> {
     request["headers"]
@@ -314,5 +321,70 @@ async fn with_dpop_required_a_browser_that_lost_its_key_signs_in_again_silently_
         1,
         "no second password form"
     );
+    browser.close().await;
+}
+
+/// A script in the page cannot plant a key of its own choosing for later: an extractable key
+/// put in the SPA's record is never used; the SPA makes a non-extractable one in its place.
+#[tokio::test]
+async fn with_dpop_required_an_extractable_key_planted_by_a_script_in_the_page_is_never_used() {
+    let app = spawn_app_with(dpop_required()).await;
+    let browser = Browser::start_with_network_log().await;
+    browser.sign_in_with_sso(&app, "alice", "wonderland").await;
+    browser.wait_for_text("#user-username", "alice").await;
+    let before = assert_every_call_proves_the_bound_key(&app, &browser.network_log().await);
+
+    let planted = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               crypto.subtle.generateKey({name: 'ECDSA', namedCurve: 'P-256'}, true,
+                                         ['sign', 'verify']).then(async pair => {
+                 const jwk = await crypto.subtle.exportKey('jwk', pair.publicKey);
+                 const open = indexedDB.open('login-bridge');
+                 open.onsuccess = () => {
+                   const tx = open.result.transaction('dpop', 'readwrite');
+                   tx.objectStore('dpop').put(pair, 'key');
+                   tx.oncomplete = () => {
+                     open.result.close();
+                     done({kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y});
+                   };
+                   tx.onerror = () => done({error: String(tx.error)});
+                 };
+               });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let planted = thumbprint(&planted);
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for_text("#api-demo-user", "alice").await;
+    browser.wait_for("#api-calls").await;
+
+    let log = browser.network_log().await;
+    let signers: Vec<String> = log
+        .iter()
+        .filter_map(|r| header(r, "dpop"))
+        .map(|proof| thumbprint(&header_jwk(proof)))
+        .collect();
+    assert!(!signers.is_empty(), "the reloaded page made proofs");
+    assert!(
+        !signers.contains(&planted),
+        "the planted key signs nothing: {signers:?}"
+    );
+    let after_sign_in: Vec<Value> = log
+        .iter()
+        .skip_while(|r| {
+            !r["url"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/auth/callback")
+        })
+        .cloned()
+        .collect();
+    let after = assert_every_call_proves_the_bound_key(&app, &after_sign_in);
+    assert_ne!(after, planted, "the planted key signs nothing");
+    assert_ne!(after, before);
+    assert_the_key_cannot_be_exported(&browser, &after).await;
     browser.close().await;
 }
