@@ -331,18 +331,18 @@ async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<
     client.exchange(method, path, None, true).await
 }
 
-/// Whether an answer's `WWW-Authenticate` is a DPoP challenge with `error="<error>"`. A plain
-/// byte search: `str`'s substring search would add ~1 KB to the WASM for this one use.
+/// Whether an answer's `WWW-Authenticate` has `error="<error>"` (one of RFC 9449's, which only
+/// a `DPoP` challenge carries; the header may hold a `Bearer` challenge too). A plain byte
+/// search: `str`'s substring search would add ~1 KB to the WASM for this one use.
 fn dpop_error_is(response: &Response, error: &str) -> bool {
     let Some(challenge) = response.headers().get("www-authenticate") else {
         return false;
     };
     let wanted = ["error=\"", error, "\""].concat();
-    challenge.starts_with("DPoP ")
-        && challenge
-            .as_bytes()
-            .windows(wanted.len())
-            .any(|w| w == wanted.as_bytes())
+    challenge
+        .as_bytes()
+        .windows(wanted.len())
+        .any(|w| w == wanted.as_bytes())
 }
 
 /// Keeps the answer's `DPoP-Nonce`, and says whether the answer is a `401` asking for a proof
