@@ -388,3 +388,65 @@ async fn with_dpop_required_an_extractable_key_planted_by_a_script_in_the_page_i
     assert_the_key_cannot_be_exported(&browser, &after).await;
     browser.close().await;
 }
+
+/// With server nonces (`session.dpop_nonce = true`, RFC 9449 section 8) the SPA's proofs carry
+/// the latest nonce the bridge sent; a reloaded page, which knows none yet, has its first
+/// session call refused with `use_dpop_nonce` and a `DPoP-Nonce`, and retries once with it.
+#[tokio::test]
+async fn with_server_nonces_the_spa_retries_once_with_the_nonce_and_its_api_calls_carry_one() {
+    let app = spawn_app_with(AppOptions {
+        dpop_nonce: true,
+        ..dpop_required()
+    })
+    .await;
+    app.admin_with_password(
+        &["user", "add", "olivia", "--role", "operator"],
+        crate::local_accounts::PASSWORD,
+    )
+    .await
+    .unwrap();
+    let browser = Browser::start_with_network_log().await;
+
+    // No SSO session: the silent attempt comes back to the login page, which offers the form.
+    browser.goto(&format!("{}/api-demo", app.address)).await;
+    browser.wait_for("#sso-login").await;
+    assert!(browser.is_displayed("#local-login").await);
+    browser
+        .submit_local_form("olivia", crate::local_accounts::PASSWORD)
+        .await;
+    browser.wait_for_text("#api-demo-user", "olivia").await;
+    browser.wait_for("#api-calls").await;
+    let before = assert_every_call_proves_the_bound_key(&app, &browser.network_log().await);
+
+    browser.client.refresh().await.unwrap();
+    browser.wait_for_text("#api-demo-user", "olivia").await;
+    browser.wait_for("#api-calls").await;
+    let log = browser.network_log().await;
+    assert_eq!(assert_every_call_proves_the_bound_key(&app, &log), before);
+    let proofs: Vec<(String, Value)> = log
+        .iter()
+        .filter(|r| r["url"].as_str().unwrap().starts_with(&app.address))
+        .filter_map(|r| Some((r["url"].as_str()?.to_owned(), claims(header(r, "dpop")?))))
+        .collect();
+    let session = |i: usize| {
+        proofs
+            .get(i)
+            .filter(|(url, _)| url.ends_with("/auth/session"))
+    };
+    let first = session(0).unwrap_or_else(|| panic!("{proofs:#?}"));
+    assert_eq!(
+        first.1.get("nonce"),
+        None,
+        "no nonce known yet: {proofs:#?}"
+    );
+    let retry = session(1).unwrap_or_else(|| panic!("a retry: {proofs:#?}"));
+    assert!(retry.1["nonce"].is_string(), "{proofs:#?}");
+    for (url, claims) in &proofs[1..] {
+        assert!(claims["nonce"].is_string(), "{url} without a nonce");
+    }
+    assert!(
+        proofs.iter().any(|(url, _)| url.contains("/api/")),
+        "{proofs:#?}"
+    );
+    browser.close().await;
+}
