@@ -836,10 +836,22 @@ impl Browser {
         }
     }
 
+    /// Whether the element is displayed, waiting for it to be: the login page shows the local
+    /// accounts' form once `/auth/session` has answered, which (the SPA signing its DPoP proof
+    /// first, with a key it may have to make) can come after the page is there.
     async fn is_displayed(&self, css: &str) -> bool {
         self.wait_for(css).await;
-        let el = self.client.find(Locator::Css(css)).await.unwrap();
-        el.is_displayed().await.unwrap()
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let el = self.client.find(Locator::Css(css)).await.unwrap();
+            if el.is_displayed().await.unwrap() {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -1232,7 +1244,7 @@ async fn a_local_user_signs_in_with_the_keyboard_alone_on_a_labelled_form_that_f
     // The keyboard alone, at a laptop's width, from a freshly loaded page (nothing focused).
     browser.set_viewport_width(None).await;
     browser.goto(&format!("{}/login", app.address)).await;
-    browser.wait_for("#local-username").await;
+    assert!(browser.is_displayed("#local-username").await);
     assert_eq!(browser.focused_id().await, "", "nothing has the focus yet");
     let mut passed = Vec::new();
     while browser.focused_id().await != "local-username" {
@@ -1275,7 +1287,7 @@ async fn no_page_of_the_ui_logs_a_failed_request_but_the_session_check_before_si
     let mut failed = Vec::new();
 
     browser.goto(&format!("{}/login", app.address)).await;
-    browser.wait_for("#local-username").await;
+    assert!(browser.is_displayed("#local-username").await);
     failed.extend(browser.failed_loads_of_this_page().await);
     browser
         .submit_local_form("olivia", crate::local_accounts::PASSWORD)
