@@ -234,13 +234,15 @@ impl Api {
         path: &str,
         body: Option<String>,
     ) -> Result<Response, Error> {
-        ok(self.exchange(method, path, body, false).await?).await
+        self.exchange(method, path, body, false).await
     }
 
     /// Sends `method path` (with `session`, as a call to the bridge's `/auth` endpoints: CSRF
-    /// header and session cookie) and, when a bound client's answer asks for a DPoP nonce,
-    /// once more with it. Boxed, so every call the SPA makes shares one copy of it in the WASM
-    /// (each future awaiting an `async fn` gets its own inlined copy, ~0.5 KB brotli here).
+    /// header and session cookie) and returns the 2xx answer (see [`ok`]). A bound client's call
+    /// goes once more when the answer asks for a DPoP nonce, and a session call whose proof is
+    /// refused goes once more with the key read anew. Boxed, so every call the SPA makes shares
+    /// one copy of it in the WASM (each future awaiting an `async fn` gets its own inlined copy,
+    /// ~0.5 KB brotli here).
     fn exchange<'a>(
         &'a self,
         method: Method,
@@ -258,7 +260,7 @@ impl Api {
         body: Option<String>,
         session: bool,
     ) -> Result<Response, Error> {
-        let mut retried = false;
+        let (mut nonce_retried, mut key_retried) = (false, false);
         loop {
             let mut request = self.request(method.clone(), path).await;
             if session {
@@ -276,10 +278,26 @@ impl Api {
                 }
                 None => request.send().await?,
             };
-            if !self.bound || retried || !wants_new_nonce(&response) {
-                return Ok(response);
+            if self.bound && !nonce_retried && wants_new_nonce(&response) {
+                nonce_retried = true;
+                continue;
             }
-            retried = true;
+            // Another tab may have made a new key since this page loaded one (storage
+            // cleared), and signed in with it. A session bound to a key the browser lost stays
+            // refused, with `silent_sso_tried: false`, so [`crate::auth`] signs in again (a new
+            // session, bound to the new key) as after any `401`.
+            if session
+                && self.bound
+                && !key_retried
+                && response.status() == 401
+                && dpop::has_key()
+                && dpop_error_is(&response, "invalid_dpop_proof")
+            {
+                dpop::forget_key();
+                key_retried = true;
+                continue;
+            }
+            return ok(response).await;
         }
     }
 }
@@ -292,25 +310,15 @@ pub fn is_bound(session: &SessionInfo) -> bool {
 
 /// `GET /auth/session` with a proof of this browser's key (when it has one): the SPA's only
 /// source of its token, which the bridge binds to that key.
-///
-/// A refused proof is sent once more with the key read anew from IndexedDB: another tab may
-/// have made a new one since this page loaded it (storage cleared), and signed in with it. A
-/// session bound to a key the browser lost answers `401` with `silent_sso_tried: false`, so
-/// [`crate::auth`] signs in again (a new session, bound to the new key) as after any `401`.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    let mut response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
-    if response.status() == 401 && dpop::has_key() && dpop_error_is(&response, "invalid_dpop_proof")
-    {
-        dpop::forget_key();
-        response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
-    }
-    parse_json(&text(ok(response).await?).await?)
+    let response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
+    parse_json(&text(response).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
     let response = with_session_cookie(Method::POST, LOGOUT_PATH, false).await?;
-    parse_json(&text(ok(response).await?).await?)
+    parse_json(&text(response).await?)
 }
 
 /// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
@@ -322,7 +330,7 @@ pub async fn upstream_prefix(ui: &str) -> Option<String> {
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
-/// no token, and with `prove` a DPoP proof without `ath`.
+/// no token, and with `prove` a DPoP proof without `ath`; the 2xx answer.
 async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<Response, Error> {
     let client = Api {
         token: None,
