@@ -24,9 +24,10 @@ use std::rc::Rc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::js_sys::{JSON, Object, Promise, Reflect, Uint8Array};
+use web_sys::js_sys::{Array, Promise, Reflect, Uint8Array};
 use web_sys::{
-    CryptoKey, IdbDatabase, IdbObjectStore, IdbRequest, IdbTransactionMode, SubtleCrypto, Url,
+    CryptoKey, EcKeyGenParams, EcdsaParams, IdbDatabase, IdbObjectStore, IdbRequest,
+    IdbTransactionMode, SubtleCrypto, Url,
 };
 
 /// The IndexedDB database of the SPA's key (one per origin).
@@ -35,12 +36,6 @@ pub const DB: &str = "login-bridge";
 pub const STORE: &str = "dpop";
 /// The record in [`STORE`]: `{privateKey, publicKey}`, as `generateKey` made it.
 pub const RECORD: &str = "key";
-
-/// `generateKey`'s algorithm; also what a stored key must be.
-const KEY_ALGORITHM: &str = r#"{"name":"ECDSA","namedCurve":"P-256"}"#;
-const KEY_USAGES: &str = r#"["sign","verify"]"#;
-/// `sign`'s algorithm: WebCrypto's ECDSA signature is `r || s`, which is JWS ES256's.
-const SIGN_ALGORITHM: &str = r#"{"name":"ECDSA","hash":"SHA-256"}"#;
 
 /// The key in use: the private half and the proofs' JOSE header (with the public half as `jwk`),
 /// already base64url-encoded.
@@ -99,7 +94,8 @@ async fn sign(method: &str, url: &str, token: Option<&str>) -> Option<String> {
     let input = [&key.header, ".", &base64url(claims.as_bytes())].concat();
     let signature = subtle
         .sign_with_object_and_u8_array(
-            &object(SIGN_ALGORITHM).ok()?,
+            // WebCrypto's ECDSA signature is `r || s`, which is JWS ES256's.
+            &EcdsaParams::new_with_str("ECDSA", "SHA-256"),
             &key.private,
             input.as_bytes(),
         )
@@ -166,9 +162,9 @@ async fn load() -> Result<Key, JsValue> {
         }
         made = true;
         let fresh = JsFuture::from(subtle.generate_key_with_object(
-            &object(KEY_ALGORITHM)?,
+            &EcKeyGenParams::new("ECDSA", "P-256"),
             false,
-            &JSON::parse(KEY_USAGES)?,
+            &Array::of2(&"sign".into(), &"verify".into()),
         )?)
         .await?;
         // `add` fails (and changes nothing) when another tab stored its key first; an unusable
@@ -280,10 +276,6 @@ fn jti() -> Option<String> {
         .get_random_values_with_u8_array(&mut random)
         .ok()?;
     Some(base64url(&random))
-}
-
-fn object(json: &str) -> Result<Object, JsValue> {
-    Ok(JSON::parse(json)?.unchecked_into())
 }
 
 /// The bytes of an `ArrayBuffer` (what `sign` and `digest` resolve to).
