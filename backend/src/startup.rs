@@ -281,6 +281,7 @@ async fn open_dpop(
         leeway_secs,
         replay,
         nonces,
+        keys: crate::dpop::proof::ProofKeys::default(),
     })
 }
 

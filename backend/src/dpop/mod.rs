@@ -36,6 +36,8 @@ pub struct Dpop {
     pub replay: replay::ProofReplay,
     /// With `session.dpop_nonce`: every proof must carry a recent nonce of these.
     pub nonces: Option<nonce::ServerNonces>,
+    /// Keys of the proof headers seen lately, parsed once.
+    pub keys: proof::ProofKeys,
 }
 
 /// Why a request's proof is refused: 401 with `WWW-Authenticate: DPoP error="…"`.
@@ -90,7 +92,7 @@ impl Dpop {
             return Ok(None);
         };
         let htu = format!("{}{}", self.origin, path);
-        let verified = proof::verify(
+        let verified = proof::verify_with(
             proof,
             &proof::Expected {
                 method: method.as_str(),
@@ -100,6 +102,7 @@ impl Dpop {
                 max_age_secs: self.max_age_secs,
                 leeway_secs: self.leeway_secs,
             },
+            Some(&self.keys),
         )
         .map_err(DpopRefusal::InvalidProof)?;
         // Before the replay record: a proof refused for its nonce costs the store nothing (the
@@ -191,6 +194,7 @@ mod tests {
             leeway_secs: 5,
             replay: replay::ProofReplay::default(),
             nonces: None,
+            keys: proof::ProofKeys::default(),
         }
     }
 

@@ -6,12 +6,16 @@
 //! The checks follow RFC 9449 section 4.3 in order; each refusal says which one failed, never
 //! echoing what the client sent.
 
+use std::sync::Arc;
+
 use axum::http::HeaderMap;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{
     Algorithm, DecodingKey,
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, ThumbprintHash},
 };
+
+use crate::trust::signature::{self, ParsedKeys};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -114,8 +118,40 @@ struct ProofClaims {
     nonce: Option<String>,
 }
 
+/// A proof header's key, read once: its algorithm, the key parsed for it, its thumbprint.
+pub struct ProofKey {
+    alg: Algorithm,
+    key: DecodingKey,
+    parsed: ParsedKeys,
+    jkt: String,
+}
+
+/// Keys of proof headers already seen, by the header's exact base64url text (what the
+/// signature covers): a browser signs every proof with one key and the same header, so its
+/// calls skip decoding the header, parsing the key and hashing the thumbprint. Only headers
+/// whose proof verified are kept; bounded.
+pub struct ProofKeys(quick_cache::sync::Cache<String, Arc<ProofKey>>);
+
+/// Headers remembered at most (each a few hundred bytes with its parsed key).
+const KEYS_KEPT: usize = 4096;
+
+impl Default for ProofKeys {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::new(KEYS_KEPT))
+    }
+}
+
 /// Verifies `proof` against `expected` (everything but replay).
 pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<VerifiedProof, ProofError> {
+    verify_with(proof, expected, None)
+}
+
+/// [`verify`], with the header's key from `keys` when it was seen before.
+pub fn verify_with(
+    proof: &str,
+    expected: &Expected<'_>,
+    keys: Option<&ProofKeys>,
+) -> Result<VerifiedProof, ProofError> {
     if proof.len() > MAX_PROOF_LEN {
         return Err(invalid("the DPoP proof is too long"));
     }
@@ -125,6 +161,33 @@ pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<VerifiedProof, Pro
     else {
         return Err(invalid("the DPoP proof is not a signed JWT"));
     };
+    let (key, known) = match keys.and_then(|k| k.0.get(header_b64)) {
+        Some(key) => (key, true),
+        None => (Arc::new(header_key(header_b64)?), false),
+    };
+    let message_len = header_b64.len() + 1 + claims_b64.len();
+    let verified = signature::verify(
+        &key.key,
+        &key.parsed,
+        key.alg,
+        &proof.as_bytes()[..message_len],
+        signature,
+    );
+    if !verified {
+        return Err(invalid(
+            "the DPoP proof's signature does not verify with its jwk",
+        ));
+    }
+    if let Some(keys) = keys
+        && !known
+    {
+        keys.0.insert(header_b64.to_owned(), key.clone());
+    }
+    check_claims(claims_b64, expected, &key.jkt)
+}
+
+/// The key a proof's header names, after every header check.
+fn header_key(header_b64: &str) -> Result<ProofKey, ProofError> {
     let header: ProofHeader = decode_part(header_b64)
         .ok_or_else(|| invalid("the DPoP proof's header is not valid JSON"))?;
     if !header
@@ -156,15 +219,20 @@ pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<VerifiedProof, Pro
     }
     let key = DecodingKey::from_jwk(&jwk)
         .map_err(|_| invalid("the DPoP proof's jwk is not a public key the bridge reads"))?;
-    let message_len = header_b64.len() + 1 + claims_b64.len();
-    let verified =
-        jsonwebtoken::crypto::verify(signature, &proof.as_bytes()[..message_len], &key, alg)
-            .unwrap_or(false);
-    if !verified {
-        return Err(invalid(
-            "the DPoP proof's signature does not verify with its jwk",
-        ));
-    }
+    Ok(ProofKey {
+        alg,
+        key,
+        parsed: ParsedKeys::default(),
+        jkt: jwk.thumbprint(ThumbprintHash::SHA256),
+    })
+}
+
+/// The claims' checks (RFC 9449 section 4.3, steps 9 to 12).
+fn check_claims(
+    claims_b64: &str,
+    expected: &Expected<'_>,
+    jkt: &str,
+) -> Result<VerifiedProof, ProofError> {
     let claims: ProofClaims = decode_part(claims_b64)
         .ok_or_else(|| invalid("the DPoP proof's claims are not valid JSON"))?;
     let jti = claims
@@ -203,7 +271,7 @@ pub fn verify(proof: &str, expected: &Expected<'_>) -> Result<VerifiedProof, Pro
     }
     let nonce = claims.nonce.filter(|n| n.len() <= MAX_ID_LEN);
     Ok(VerifiedProof {
-        jkt: jwk.thumbprint(ThumbprintHash::SHA256),
+        jkt: jkt.to_owned(),
         jti,
         iat,
         nonce,
@@ -471,6 +539,35 @@ mod tests {
             assert!(verify(bad, &expected()).is_err(), "{bad}");
         }
         assert!(verify(&"a".repeat(MAX_PROOF_LEN + 1), &expected()).is_err());
+    }
+
+    #[test]
+    fn a_header_seen_before_skips_its_parsing_but_never_the_signature_or_the_claims() {
+        let (key, other) = (Key::new(), Key::new());
+        let keys = ProofKeys::default();
+        let first = key.proof(claims());
+        let verified = verify_with(&first, &expected(), Some(&keys)).unwrap();
+        assert_eq!(keys.0.len(), 1);
+        // The same header again: from the cache, same thumbprint.
+        let again = key.proof(with(claims(), "jti", json!("j2")));
+        assert_eq!(
+            verify_with(&again, &expected(), Some(&keys)).unwrap().jkt,
+            verified.jkt
+        );
+        // The cached header with another key's signature, or with claims that do not match.
+        let forged = other.sign(key.header(), claims());
+        let err = verify_with(&forged, &expected(), Some(&keys)).unwrap_err();
+        assert!(err.to_string().contains("signature"), "{err}");
+        let wrong_url = key.proof(with(claims(), "htu", json!("https://app.example/x")));
+        assert!(verify_with(&wrong_url, &expected(), Some(&keys)).is_err());
+        // A header whose proof does not verify is not remembered.
+        let bad = Key::new();
+        let _ = verify_with(
+            &other.sign(bad.header(), claims()),
+            &expected(),
+            Some(&keys),
+        );
+        assert_eq!(keys.0.len(), 1);
     }
 
     #[test]
