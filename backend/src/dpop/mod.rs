@@ -59,7 +59,108 @@ impl Dpop {
         access_token: Option<&str>,
         now: i64,
     ) -> Result<Option<VerifiedProof>, DpopRefusal> {
-        let _ = (headers, method, path, access_token, now);
-        todo!("dpop: check_request")
+        let Some(proof) = proof::proof_header(headers).map_err(DpopRefusal::InvalidProof)? else {
+            return Ok(None);
+        };
+        let htu = format!("{}{}", self.origin, path);
+        let verified = proof::verify(
+            proof,
+            &proof::Expected {
+                method: method.as_str(),
+                htu: &htu,
+                access_token,
+                now,
+                max_age_secs: self.max_age_secs,
+                leeway_secs: self.leeway_secs,
+            },
+        )
+        .map_err(DpopRefusal::InvalidProof)?;
+        // Past this moment the proof's `iat` is refused anyway: the record may go.
+        let until = verified.iat + self.max_age_secs + self.leeway_secs + 1;
+        match self
+            .replay
+            .first_use(&verified.jkt, &verified.jti, until, now)
+            .await
+        {
+            Ok(true) => Ok(Some(verified)),
+            Ok(false) => Err(DpopRefusal::Replayed),
+            Err(e) => Err(DpopRefusal::Unavailable(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::{
+        rand::SystemRandom,
+        signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+    };
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use serde_json::json;
+
+    use super::*;
+
+    fn proof(key: &EcdsaKeyPair, jti: &str, htu: &str, now: i64) -> String {
+        let point = key.public_key().as_ref();
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
+            "kty": "EC", "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }});
+        let claims = json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now});
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = key.sign(&SystemRandom::new(), message.as_bytes()).unwrap();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    fn dpop() -> Dpop {
+        Dpop {
+            mode: DpopMode::Required,
+            origin: "https://app.example".into(),
+            max_age_secs: 60,
+            leeway_secs: 5,
+            replay: replay::ProofReplay::default(),
+        }
+    }
+
+    fn headers(proof: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("dpop", proof.parse().unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn a_proof_is_checked_against_the_public_origin_and_accepted_once() {
+        let (dpop, key) = (
+            dpop(),
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+        );
+        let now = 1_800_000_000;
+        let good = headers(&proof(&key, "a", "https://app.example/auth/session", now));
+        let first = dpop
+            .check_request(&good, &Method::GET, "/auth/session", None, now)
+            .await;
+        assert!(matches!(first, Ok(Some(_))), "{first:?}");
+        let again = dpop
+            .check_request(&good, &Method::GET, "/auth/session", None, now + 1)
+            .await;
+        assert_eq!(again, Err(DpopRefusal::Replayed));
+        // The origin is public_url's, not whatever Host the request came with.
+        let foreign = headers(&proof(&key, "b", "https://other.example/auth/session", now));
+        let refused = dpop
+            .check_request(&foreign, &Method::GET, "/auth/session", None, now)
+            .await;
+        assert!(
+            matches!(refused, Err(DpopRefusal::InvalidProof(_))),
+            "{refused:?}"
+        );
+        let none = dpop
+            .check_request(&HeaderMap::new(), &Method::GET, "/auth/session", None, now)
+            .await;
+        assert_eq!(none, Ok(None));
     }
 }

@@ -3,6 +3,7 @@
 //! walks the real login form.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+pub mod dpop;
 pub mod privacyidea;
 pub mod stores;
 
