@@ -752,7 +752,11 @@ fn binding(token: &str) -> Binding {
     let cnf = token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
         .and_then(|mut claims| claims.get_mut("cnf").map(serde_json::Value::take));
     match cnf {
@@ -847,8 +851,8 @@ fn explain_proof(
         ));
     }
     if query.url.is_none() {
-        let same_origin = url::Url::parse(&url)
-            .is_ok_and(|u| u.origin().ascii_serialization() == origin);
+        let same_origin =
+            url::Url::parse(&url).is_ok_and(|u| u.origin().ascii_serialization() == origin);
         line(
             same_origin,
             "htu",
@@ -920,7 +924,11 @@ fn peek_proof(proof: &str) -> (Option<String>, serde_json::Map<String, serde_jso
         proof
             .split('.')
             .nth(i)
-            .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
     };
     let jkt = part(0)

@@ -263,7 +263,10 @@ fn a_proof_of_the_tokens_key_is_checked_point_by_point() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok    proof: typ, alg, signature"), "{out}");
-    assert!(out.contains("ok    ath: the SHA-256 of this token"), "{out}");
+    assert!(
+        out.contains("ok    ath: the SHA-256 of this token"),
+        "{out}"
+    );
     assert!(out.contains("ok    iat:"), "{out}");
     assert!(
         out.contains(&format!(
