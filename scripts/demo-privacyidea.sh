@@ -25,12 +25,15 @@ mkdir -p "$state"
 
 # The bridge's configuration: the demo's, with its own session database and the privacyIDEA
 # token profile for the SPA (config/privacyidea.toml minus its [session] table, whose one
-# setting goes into the demo's), and the upstream. The privacyIDEA URL is filled in below.
+# setting replaces the demo's session.token_profile), and the upstream. The privacyIDEA URL is
+# filled in below.
 write_config() { # $1: privacyIDEA's base URL
   {
     echo "# Written by scripts/demo-privacyidea.sh: config/demo.toml + config/privacyidea.toml + /pi/."
     awk -v db="$state/sessions.sqlite" '
+      /^\[/ { in_session = ($0 == "[session]") }
       /^\[session\]/ { print; print "token_profile = \"privacyidea\""; next }
+      in_session && /^token_profile *=/ { next }
       /^sqlite_path *=/ { print "sqlite_path = \"" db "\""; next }
       { print }' config/demo.toml
     echo

@@ -236,6 +236,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     crate::telemetry::init(settings.settings.log.format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            for warning in settings.settings.warnings() {
+                eprintln!("login-bridge: warning: {warning}");
+            }
             match toml_like(&settings.settings) {
                 Ok(text) => println!("{text}"),
                 Err(e) => eprintln!("login-bridge: {e}"),

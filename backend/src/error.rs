@@ -43,6 +43,11 @@ pub enum AppError {
     /// An API behind the bridge did not answer in time (504). Logged, never sent.
     #[error("upstream timeout: {0}")]
     UpstreamTimeout(String),
+    /// A DPoP proof (RFC 9449) is missing or not acceptable, or a token is used against its
+    /// binding: 401 with a `DPoP` challenge (section 7.1). Replay records that cannot be
+    /// written are 503.
+    #[error("{0}")]
+    Dpop(#[from] crate::dpop::DpopRefusal),
     /// Anything else. The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -96,6 +101,41 @@ fn auth_param(value: &str) -> String {
         .chars()
         .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
         .collect()
+}
+
+/// A DPoP refusal's status, body and challenge (RFC 9449 section 7.1: `DPoP` with `error` and
+/// the accepted `algs`).
+fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> (StatusCode, ApiError, Option<String>) {
+    use crate::dpop::DpopRefusal::*;
+    let (error, description) = match refusal {
+        InvalidProof(e) => ("invalid_dpop_proof", e.to_string()),
+        Replayed => (
+            "invalid_dpop_proof",
+            "the DPoP proof was used before".to_string(),
+        ),
+        InvalidToken(d) => ("invalid_token", (*d).to_string()),
+        Unavailable(reason) => {
+            tracing::error!(%reason, "DPoP replay records unavailable");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::new(
+                    "temporarily_unavailable",
+                    "DPoP proofs cannot be checked right now; try again shortly",
+                ),
+                None,
+            );
+        }
+    };
+    let challenge = format!(
+        r#"DPoP error="{error}", error_description="{}", algs="{}""#,
+        auth_param(&description),
+        crate::dpop::proof::algs()
+    );
+    (
+        StatusCode::UNAUTHORIZED,
+        ApiError::new(error, description.as_str()),
+        Some(challenge),
+    )
 }
 
 impl IntoResponse for AppError {
@@ -184,6 +224,7 @@ impl IntoResponse for AppError {
                     None,
                 )
             }
+            AppError::Dpop(refusal) => dpop_refusal(refusal),
             AppError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 (

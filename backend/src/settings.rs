@@ -466,6 +466,17 @@ pub enum DpopMode {
     Required,
 }
 
+impl DpopMode {
+    /// The setting's value, as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpopMode::Off => "off",
+            DpopMode::Optional => "optional",
+            DpopMode::Required => "required",
+        }
+    }
+}
+
 /// The engine that keeps sessions, the session index, the authority's keys and service users,
 /// replay records and refresh coordination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -639,6 +650,7 @@ impl Settings {
         }
         let profiles = self.compile_profiles(&mut problems);
         self.check_upstreams(&mut problems);
+        self.check_dpop(&mut problems);
         if problems.is_empty() {
             Ok(Config {
                 settings: self,
@@ -814,6 +826,44 @@ impl Settings {
                 ));
             }
         }
+    }
+
+    /// `session.dpop`: binding needs a token the bridge mints for every sign-in; the
+    /// provider's or a gateway's token cannot carry the browser's key.
+    fn check_dpop(&self, problems: &mut Vec<String>) {
+        if self.session.dpop != DpopMode::Off && self.session.token_profile.is_none() {
+            problems.push(format!(
+                "session.dpop = \"{}\": binding the SPA's token to the browser's key needs a \
+                 token the bridge mints, but without session.token_profile the SPA gets the \
+                 provider's (or a gateway's) token. Set session.token_profile to a \
+                 [[token_profiles]] entry (with [authority]), or session.dpop = \"off\"",
+                self.session.dpop.as_str()
+            ));
+        }
+        if !(1..=3600).contains(&self.session.dpop_proof_max_age_secs) {
+            problems.push("session.dpop_proof_max_age_secs: between 1 and 3600".into());
+        }
+    }
+
+    /// What a usable configuration may still get wrong: logged at startup (and printed by
+    /// `check-config`), one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.session.dpop != DpopMode::Off {
+            for u in self.upstreams.iter().filter(|u| u.token == "forward") {
+                warnings.push(format!(
+                    "upstreams[{}]: with session.dpop on, the API at {} receives the SPA's \
+                     DPoP-bound token (token = \"forward\"): it must check DPoP proofs itself, \
+                     or use token = \"profile:<name>\" to get a token the bridge mints for it",
+                    u.name.as_deref().unwrap_or(&u.prefix),
+                    u.prefix
+                ));
+            }
+        }
+        if self.session.dpop == DpopMode::Off && self.session.dpop_nonce {
+            warnings.push("session.dpop_nonce has no effect while session.dpop = \"off\"".into());
+        }
+        warnings
     }
 
     fn resolve_secrets(&mut self) -> Result<(), SettingsError> {
@@ -1005,6 +1055,93 @@ mod tests {
     #[test]
     fn a_complete_configuration_is_valid() {
         assert!(valid().validate().is_ok());
+    }
+
+    /// `valid()` with `toml` merged in.
+    fn valid_with(toml: &str) -> Settings {
+        match Figment::from(Serialized::defaults(valid()))
+            .merge(Toml::string(toml))
+            .extract::<Settings>()
+        {
+            Ok(s) => s,
+            Err(e) => panic!("{toml}: {e}"),
+        }
+    }
+
+    const MINTED_SPA_TOKEN: &str = "[authority]\nkey_encryption_key_file = \"kek\"\n\
+        [[token_profiles]]\nname = \"spa\"\n";
+
+    #[test]
+    fn dpop_without_a_token_the_bridge_mints_is_refused_naming_the_fix() {
+        for mode in ["optional", "required"] {
+            let s = valid_with(&format!("[session]\ndpop = \"{mode}\"\n"));
+            let Err(SettingsError::Invalid(problems)) = s.validate() else {
+                panic!("dpop = {mode} without session.token_profile must be refused");
+            };
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with(&format!("session.dpop = \"{mode}\"")),
+                "{problems:?}"
+            );
+            assert!(
+                problems[0].contains("Set session.token_profile to a [[token_profiles]] entry"),
+                "{problems:?}"
+            );
+        }
+        // A local account's own profile is not enough: SSO sign-ins would get the provider's.
+        let local_only = valid_with(&format!(
+            "{MINTED_SPA_TOKEN}[local_accounts]\ntoken_profile = \"spa\"\n\
+             [session]\ndpop = \"required\"\n"
+        ));
+        assert!(local_only.validate().is_err());
+        let minted = valid_with(&format!(
+            "[session]\ndpop = \"required\"\ntoken_profile = \"spa\"\n{MINTED_SPA_TOKEN}"
+        ));
+        assert!(minted.validate().is_ok(), "{:?}", minted.validate().err());
+        assert!(valid_with("[session]\ndpop = \"off\"\n").validate().is_ok());
+    }
+
+    #[test]
+    fn dpop_is_off_unless_configured_and_an_unknown_mode_is_refused() {
+        assert_eq!(valid().session.dpop, DpopMode::Off);
+        let unknown = Figment::from(Serialized::defaults(valid()))
+            .merge(Toml::string("[session]\ndpop = \"on\"\n"))
+            .extract::<Settings>();
+        assert!(unknown.is_err());
+        let s = valid_with(&format!(
+            "[session]\ndpop = \"optional\"\ntoken_profile = \"spa\"\n\
+             dpop_proof_max_age_secs = 0\n{MINTED_SPA_TOKEN}"
+        ));
+        let Err(SettingsError::Invalid(problems)) = s.validate() else {
+            panic!("a proof age of 0 must be refused");
+        };
+        assert!(
+            problems[0].contains("session.dpop_proof_max_age_secs"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn with_dpop_on_a_forwarding_upstream_gets_a_warning_and_a_minting_one_none() {
+        let upstreams = "[[upstreams]]\nname = \"fwd\"\nprefix = \"/fwd/\"\nurl = \"http://127.0.0.1:1/\"\n\
+             [[upstreams]]\nprefix = \"/minted/\"\nurl = \"http://127.0.0.1:1/\"\n\
+             token = \"profile:spa\"\n";
+        let on = valid_with(&format!(
+            "[session]\ndpop = \"required\"\ntoken_profile = \"spa\"\n{MINTED_SPA_TOKEN}{upstreams}"
+        ));
+        assert!(on.validate().is_ok(), "{:?}", on.validate().err());
+        let warnings = on.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("upstreams[fwd]"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("must check DPoP proofs itself")
+                && warnings[0].contains("token = \"profile:<name>\""),
+            "{warnings:?}"
+        );
+        let off = valid_with(&format!(
+            "[session]\ntoken_profile = \"spa\"\n{MINTED_SPA_TOKEN}{upstreams}"
+        ));
+        assert!(off.warnings().is_empty(), "{:?}", off.warnings());
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl Application {
                  gateway header; make sure only the gateway can reach it"
             );
         }
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         // Also the key-set client of every `[[issuers]]` entry: idle connections are dropped
         // before a common keep-alive timeout ends (see `oidc::http`).
         let http = ProviderHttp::new(Duration::from_secs(settings.oidc.http_timeout_secs))

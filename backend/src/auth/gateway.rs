@@ -242,7 +242,7 @@ pub async fn sign_in_from_gateway(
         }
         _ => now(),
     };
-    let user = SessionUser {
+    let mut user = SessionUser {
         sign_in: SignIn::Gateway {
             token: token.to_string(),
             expires_at: principal.expires_at,
@@ -250,6 +250,7 @@ pub async fn sign_in_from_gateway(
         principal: (*principal).clone(),
         signed_in_at,
         minted: None,
+        dpop_jkt: None,
     };
     let keys = [IndexKey::sub(user.principal.user.id.clone())];
     match current {
@@ -268,6 +269,9 @@ pub async fn sign_in_from_gateway(
         }
         Some(current) => {
             if current.auth_token().0 != token {
+                // A renewal, not a new sign-in: the session stays bound to its DPoP key
+                // (else any page request through the gateway would reopen the binding).
+                user.dpop_jkt = current.dpop_jkt;
                 session.update_user(user).await?;
             }
         }

@@ -335,8 +335,10 @@ async fn session_user(state: &AppState, account: &LocalUser) -> AppResult<Sessio
         .profile(profile_name)
         .ok_or_else(|| AppError::internal(format!("token profile {profile_name} not loaded")))?;
     let user = user_of(account);
+    // Unbound: the sign-in is a form post without a DPoP proof. Under `session.dpop` the
+    // first session call with a proof replaces it with a bound one (`auth::session_endpoint`).
     let minted = authority
-        .mint_profile(&profile, &user)
+        .mint_profile(&profile, &user, None)
         .map_err(AppError::internal)?;
     let verified = state.trust.verify(&minted.token).await.map_err(|e| {
         AppError::internal(format!("the bridge refuses its own local-user token: {e}"))
@@ -353,6 +355,7 @@ async fn session_user(state: &AppState, account: &LocalUser) -> AppResult<Sessio
         },
         signed_in_at: now(),
         minted: Some(minted),
+        dpop_jkt: None,
     })
 }
 

@@ -500,6 +500,8 @@ pub async fn session_user_from_tokens(
         principal,
         signed_in_at: previous.map(|p| p.signed_in_at).unwrap_or_else(now),
         minted: None,
+        // A refresh keeps the session's key; a new sign-in starts unbound.
+        dpop_jkt: previous.and_then(|p| p.dpop_jkt.clone()),
     };
     Ok((user, sid))
 }

@@ -4,11 +4,17 @@
 //! gateway (the issuer's trusted proxies): outside, the JWT would be refused anyway, and a
 //! session cookie must not turn into a token usable elsewhere. What the SPA should hold
 //! outside the gateway is a minted token (`session.token_profile`).
+//!
+//! With `session.dpop` on, the call carries a DPoP proof (RFC 9449, no `ath`: it carries no
+//! token) and the minted token is bound to the proof's key (`cnf.jkt`). The session's key is
+//! fixed at its first binding (trust on first use): script injected into the page later can
+//! at most obtain a token bound to the browser's non-extractable key, never one of its own or
+//! an unbound one. A refused call changes nothing (no refresh, no mint, no binding).
 
 use axum::{
     Json,
     extract::State,
-    http::{Extensions, HeaderMap, StatusCode, header},
+    http::{Extensions, HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use shared::{error::ApiError, session::SessionInfo};
@@ -17,14 +23,19 @@ use super::{csrf::require_same_origin, gateway::peer_of, local, oidc};
 use crate::{
     authority::mint::Minted,
     clock::now,
+    dpop::{DpopRefusal, ProofError},
     error::{AppError, AppResult},
     session::{
         refresh::RefreshFailure,
         typed::{EndReason, TypedSession},
         user::{SessionUser, SignIn},
     },
+    settings::DpopMode,
     state::AppState,
 };
+
+/// The path a proof's `htu` names (with `public_url`'s origin), as the browser calls it.
+pub const SESSION_PATH: &str = "/auth/session";
 
 fn unauthenticated(state: &AppState, silent_sso_tried: bool) -> Response {
     unauthenticated_because(state, silent_sso_tried, "no signed-in session")
@@ -45,14 +56,85 @@ fn unauthenticated_because(state: &AppState, silent_sso_tried: bool, why: &str) 
         .into_response()
 }
 
+/// Why a session call's proof is refused, and whether signing in again would help.
+struct Refused {
+    refusal: DpopRefusal,
+    /// The proof is good but from another key than the session's: the browser lost its key
+    /// (storage cleared), and a new sign-in (a new, unbound session) is the way back.
+    other_key: bool,
+}
+
+/// The key this call's token is to be bound to (`None`: a Bearer token), or why the call is
+/// refused. Checked before anything else happens to the session, so a refusal changes nothing.
+/// `off` ignores proofs (and bindings made before it was turned off) altogether.
+async fn binding_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &SessionUser,
+) -> Result<Option<String>, Refused> {
+    let dpop = &state.dpop;
+    if dpop.mode == DpopMode::Off {
+        return Ok(None);
+    }
+    let refused = |refusal: DpopRefusal, other_key: bool| {
+        tracing::info!(user = %user.principal.user.id, reason = %refusal, "session call refused");
+        Refused { refusal, other_key }
+    };
+    let proof = dpop
+        .check_request(headers, &Method::GET, SESSION_PATH, None, now())
+        .await
+        .map_err(|r| refused(r, false))?;
+    match (proof, &user.dpop_jkt) {
+        (Some(proof), Some(bound)) if &proof.jkt != bound => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Invalid(
+                "the DPoP proof is signed by another key than the one this session is bound to"
+                    .into(),
+            )),
+            true,
+        )),
+        (Some(proof), _) => Ok(Some(proof.jkt)),
+        // Bound: never an unbound token. Required: never a token without a proof.
+        (None, Some(_)) => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Missing),
+            false,
+        )),
+        (None, None) if dpop.mode == DpopMode::Required => Err(refused(
+            DpopRefusal::InvalidProof(ProofError::Missing),
+            false,
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A refused session call: [`AppError::Dpop`]'s answer (401 with the `DPoP` challenge), its
+/// body also saying, as an `unauthenticated` one does, whether the SPA should try a silent
+/// sign-in: only for a proof of another key, which a new session would accept. Anything else
+/// (no proof, a bad or replayed one) a new sign-in would not mend, so no redirect loop.
+fn refused_answer(state: &AppState, refused: Refused) -> Response {
+    if matches!(refused.refusal, DpopRefusal::Unavailable(_)) {
+        return AppError::Dpop(refused.refusal).into_response();
+    }
+    let body = ApiError {
+        error: "invalid_dpop_proof".into(),
+        error_description: Some(refused.refusal.to_string()),
+        silent_sso_tried: Some(!(refused.other_key && state.settings.oidc.silent_sso)),
+        local_accounts: state.settings.local_accounts.is_some().then_some(true),
+    };
+    let mut answer = AppError::Dpop(refused.refusal).into_response();
+    *answer.body_mut() = Json(body).into_response().into_body();
+    answer
+}
+
 /// Under `session.token_profile` (a local account's profile for a local sign-in), the token
 /// the bridge mints for the SPA: the session's last one while it has more than a third of its
-/// life left, else a new one (kept in the session, so every tab and every reload gets the same
-/// token and the bridge signs once per period).
+/// life left and is bound to the same key (`jkt`; `None`: unbound), else a new one (kept in
+/// the session, so every tab and every reload gets the same token and the bridge signs once
+/// per period). A new binding is remembered in the session with it.
 async fn profile_token(
     state: &AppState,
     session: &TypedSession,
     user: &mut SessionUser,
+    jkt: Option<&str>,
 ) -> AppResult<Option<Minted>> {
     let settings = &state.settings;
     let name = match &user.sign_in {
@@ -70,14 +152,21 @@ async fn profile_token(
         .ok_or_else(|| AppError::internal(format!("token profile {name} is not loaded")))?;
     if let Some(minted) = &user.minted
         && minted.profile == name
+        && minted.jkt.as_deref() == jkt
         && minted.fresh(profile.lifetime_secs, now())
     {
         return Ok(Some(minted.clone()));
     }
     let minted = authority
-        .mint_profile(&profile, &user.principal.user)
+        .mint_profile(&profile, &user.principal.user, jkt)
         .map_err(AppError::internal)?;
-    tracing::info!(user = %user.principal.user.id, profile = %name, "minted a token for the SPA");
+    if let Some(jkt) = jkt
+        && user.dpop_jkt.is_none()
+    {
+        tracing::info!(user = %user.principal.user.id, %jkt, "session bound to a DPoP key");
+        user.dpop_jkt = Some(jkt.to_owned());
+    }
+    tracing::info!(user = %user.principal.user.id, profile = %name, bound = jkt.is_some(), "minted a token for the SPA");
     user.minted = Some(minted.clone());
     session.update_user(user.clone()).await?;
     Ok(Some(minted))
@@ -116,6 +205,10 @@ pub async fn session_info(
                 .unwrap_or(true);
         return Ok(unauthenticated(&state, tried));
     };
+    let jkt = match binding_key(&state, &headers, &user).await {
+        Ok(jkt) => jkt,
+        Err(refused) => return Ok(refused_answer(&state, refused)),
+    };
     let margin = state.settings.oidc.refresh_before_expiry_secs as i64;
     let refresh_due = match &user.sign_in {
         SignIn::Oidc { tokens, .. } => tokens.refresh_due(margin, now()),
@@ -140,7 +233,19 @@ pub async fn session_info(
             }
         }
     }
-    let (auth_token, expires_at) = match profile_token(&state, &session, &mut user).await? {
+    let minted = profile_token(&state, &session, &mut user, jkt.as_deref()).await?;
+    if jkt.is_some() && minted.as_ref().is_none_or(|m| m.jkt != jkt) {
+        // Settings validation makes this impossible (DPoP needs `session.token_profile`); a
+        // bound session must never fall through to an unbound token all the same.
+        return Err(AppError::internal(
+            "session.dpop is on but no bound token could be minted (no token profile)",
+        ));
+    }
+    let token_type = match &jkt {
+        Some(_) => "DPoP",
+        None => "Bearer",
+    };
+    let (auth_token, expires_at) = match minted {
         Some(minted) => (minted.token, minted.expires_at),
         None if matches!(user.sign_in, SignIn::Gateway { .. })
             && state
@@ -166,7 +271,7 @@ pub async fn session_info(
         auth_token,
         expires_at,
         user: user.principal.user,
-        token_type: "Bearer".into(),
+        token_type: token_type.into(),
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(info)).into_response())
 }

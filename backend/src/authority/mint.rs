@@ -20,6 +20,10 @@ pub struct Minted {
     pub expires_at: i64,
     /// The profile that shaped it.
     pub profile: String,
+    /// The RFC 7638 thumbprint of the key it is bound to (its `cnf.jkt`, RFC 9449), if any:
+    /// a session hands out its cached token only to proofs of that same key.
+    #[serde(default)]
+    pub jkt: Option<String>,
 }
 
 impl std::fmt::Debug for Minted {
@@ -27,6 +31,7 @@ impl std::fmt::Debug for Minted {
         f.debug_struct("Minted")
             .field("profile", &self.profile)
             .field("expires_at", &self.expires_at)
+            .field("jkt", &self.jkt)
             .finish_non_exhaustive()
     }
 }
@@ -46,13 +51,22 @@ pub fn random_id() -> Result<String, CryptoError> {
 }
 
 impl Authority {
-    /// A token of `profile` for `user`.
+    /// A token of `profile` for `user`; with `jkt`, bound to that key (RFC 9449 section 6:
+    /// `cnf: {"jkt": …}`), so it is accepted only with a proof the key signed.
     pub fn mint_profile(
         &self,
         profile: &TokenProfile,
         user: &User,
+        jkt: Option<&str>,
     ) -> Result<Minted, AuthorityError> {
         let mut claims = profile.claims_for(user);
+        // After the template, so no profile can name a key of its own (`cnf` is reserved too).
+        claims.remove("cnf");
+        if let Some(jkt) = jkt {
+            let mut cnf = Map::new();
+            cnf.insert("jkt".into(), Value::String(jkt.into()));
+            claims.insert("cnf".into(), Value::Object(cnf));
+        }
         let expires_at = self.stamp(
             &mut claims,
             &user.id,
@@ -64,6 +78,7 @@ impl Authority {
             token,
             expires_at,
             profile: profile.name.clone(),
+            jkt: jkt.map(str::to_owned),
         })
     }
 
@@ -86,6 +101,7 @@ impl Authority {
             token,
             expires_at,
             profile: "service".into(),
+            jkt: None,
         })
     }
 

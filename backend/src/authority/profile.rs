@@ -128,8 +128,8 @@ pub struct TokenProfile {
     rules: Vec<ProfileRuleSettings>,
 }
 
-/// Claims the bridge sets itself on every minted token.
-pub const RESERVED_CLAIMS: [&str; 7] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti"];
+/// Claims the bridge sets itself on minted tokens (`cnf`: the DPoP key a token is bound to).
+pub const RESERVED_CLAIMS: [&str; 8] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "cnf"];
 const PLACEHOLDERS: [&str; 4] = ["username", "user_id", "email", "name"];
 const LIST_PLACEHOLDERS: [&str; 2] = ["groups", "roles"];
 

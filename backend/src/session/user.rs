@@ -14,6 +14,12 @@ pub struct SessionUser {
     /// profile for a local sign-in), reused while fresh.
     #[serde(default)]
     pub minted: Option<Minted>,
+    /// The RFC 7638 thumbprint of the browser key this session is bound to (`session.dpop`):
+    /// fixed at the first session call that carries a DPoP proof (trust on first use), kept
+    /// across refreshes and gateway renewals, reset only by a new sign-in. Once set, only
+    /// proofs of this key get the session's token, and that token is always bound to it.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 /// How the user got in; each way in keeps what it needs to keep the session alive.
@@ -165,6 +171,7 @@ mod tests {
             },
             signed_in_at: 1_000,
             minted: None,
+            dpop_jkt: None,
         };
         assert_eq!(user(&t).ends_at(86_400), 87_400);
         t.refresh_expires_at = Some(2_800);

@@ -125,7 +125,7 @@ impl OutgoingToken {
                     Some(m) if m.fresh(profile.lifetime_secs, now) => m.token.clone(),
                     _ => {
                         let m = authority
-                            .mint_profile(profile, &principal.user)
+                            .mint_profile(profile, &principal.user, None)
                             .map_err(|e| OutgoingTokenError::Mint(e.to_string()))?;
                         if cache.len() >= MINTED_CAPACITY {
                             cache.clear();

@@ -187,6 +187,8 @@ pub struct AppOptions {
     pub ui_title: Option<String>,
     /// `dist_dir`, when not the project's `dist/`.
     pub dist_dir: Option<PathBuf>,
+    /// `session.dpop`.
+    pub dpop: login_bridge::settings::DpopMode,
 }
 
 impl Default for AppOptions {
@@ -217,6 +219,7 @@ impl Default for AppOptions {
             trusted_id_token_audiences: Vec::new(),
             ui_title: None,
             dist_dir: None,
+            dpop: login_bridge::settings::DpopMode::Off,
         }
     }
 }
@@ -345,6 +348,7 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
         .map(|v| serde_json::from_value(v.clone()).unwrap())
         .collect();
     s.session.token_profile = opts.token_profile.clone();
+    s.session.dpop = opts.dpop;
     if let Some(secs) = opts.absolute_timeout_secs {
         s.session.absolute_timeout_secs = secs;
     }
