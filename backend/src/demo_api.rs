@@ -1,7 +1,8 @@
 //! The bridge's small demo REST API under `/api`, proving the flow end to end.
 //!
 //! Every route takes a [`Principal`], the typed extractor that validates
-//! `Authorization: Bearer` itself (signature, issuer, audience, expiry). Cookies are never
+//! `Authorization: Bearer` (or `DPoP` with its proof) itself (signature, issuer, audience,
+//! expiry, key binding). Cookies are never
 //! looked at here: an API answers 401 JSON with `WWW-Authenticate: Bearer`, never a redirect.
 //! The API keeps its own state (the call log), apart from the bridge's infrastructure.
 
@@ -20,8 +21,8 @@ use axum::{
 use shared::api::{ApiCall, ApiCalls};
 
 use crate::{
-    auth::principal::Principal, clock::now, oidc::client::ProviderClient, state::AppState,
-    trust::engine::TrustEngine,
+    auth::principal::Principal, clock::now, dpop::Dpop, oidc::client::ProviderClient,
+    state::AppState, trust::engine::TrustEngine,
 };
 
 /// What the demo API's handlers need: the parts of the bridge the [`Principal`] extractor
@@ -32,6 +33,7 @@ struct DemoState(Arc<DemoParts>);
 struct DemoParts {
     trust: Arc<TrustEngine>,
     provider: Arc<ProviderClient>,
+    dpop: Arc<Dpop>,
     calls: Arc<ApiCallLog>,
 }
 
@@ -47,6 +49,12 @@ impl FromRef<DemoState> for Arc<ProviderClient> {
     }
 }
 
+impl FromRef<DemoState> for Arc<Dpop> {
+    fn from_ref(state: &DemoState) -> Self {
+        state.0.dpop.clone()
+    }
+}
+
 impl FromRef<DemoState> for Arc<ApiCallLog> {
     fn from_ref(state: &DemoState) -> Self {
         state.0.calls.clone()
@@ -57,7 +65,7 @@ impl FromRef<DemoState> for Arc<ApiCallLog> {
 /// not nested: a nested router costs every API call a rewritten URI and a second routing).
 /// `calls` is the API's call log (the caller keeps a handle to read it).
 pub fn router(app: &AppState, log: Arc<ApiCallLog>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/me", get(me))
         .route("/api/calls", get(calls))
         .route("/api", any(not_found))
@@ -65,8 +73,18 @@ pub fn router(app: &AppState, log: Arc<ApiCallLog>) -> Router {
         .with_state(DemoState(Arc::new(DemoParts {
             trust: app.trust.clone(),
             provider: app.provider.clone(),
+            dpop: app.dpop.clone(),
             calls: log,
-        })))
+        })));
+    // With server nonces, answers to calls with a proof carry the current one; without, no
+    // call pays for the layer.
+    match app.dpop.nonces {
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(
+            app.dpop.clone(),
+            crate::dpop::advertise_nonce,
+        )),
+        None => router,
+    }
 }
 
 /// Records the call the server saw (method, route, which token) for `/api/calls`. `path` is

@@ -16,6 +16,10 @@ pub enum AppError {
     /// No credentials at all (no session, no bearer token).
     #[error("authentication required: {0}")]
     Unauthenticated(String),
+    /// No credentials at an API that takes DPoP-bound tokens too (`session.dpop` on): the
+    /// `Bearer` challenge and a `DPoP` one naming the algorithms (RFC 9449 section 7.1).
+    #[error("authentication required: {0}")]
+    UnauthenticatedOfferingDpop(String),
     /// Credentials were presented and are not acceptable (RFC 6750 `invalid_token`).
     #[error("invalid token: {0}")]
     InvalidToken(String),
@@ -43,9 +47,8 @@ pub enum AppError {
     /// An API behind the bridge did not answer in time (504). Logged, never sent.
     #[error("upstream timeout: {0}")]
     UpstreamTimeout(String),
-    /// A DPoP proof (RFC 9449) is missing or not acceptable, or a token is used against its
-    /// binding: 401 with a `DPoP` challenge (section 7.1). Replay records that cannot be
-    /// written are 503.
+    /// A DPoP proof (or the token's binding to one) refused: 401 with a `DPoP` challenge, or
+    /// 503 when the replay records cannot be written.
     #[error("{0}")]
     Dpop(#[from] crate::dpop::DpopRefusal),
     /// Anything else. The message is logged, never sent.
@@ -103,9 +106,17 @@ fn auth_param(value: &str) -> String {
         .collect()
 }
 
-/// A DPoP refusal's status, body and challenge (RFC 9449 section 7.1: `DPoP` with `error` and
-/// the accepted `algs`).
-fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> (StatusCode, ApiError, Option<String>) {
+/// The `DPoP` challenge (RFC 9449 section 7.1): the error, why, and the algorithms a proof may use.
+fn dpop_challenge(error: &str, description: &str) -> String {
+    format!(
+        r#"DPoP error="{error}", error_description="{}", algs="{}""#,
+        auth_param(description),
+        crate::dpop::proof::algs()
+    )
+}
+
+/// A refused proof or binding as an answer.
+fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> Response {
     use crate::dpop::DpopRefusal::*;
     let (error, description) = match refusal {
         InvalidProof(e) => ("invalid_dpop_proof", e.to_string()),
@@ -113,35 +124,41 @@ fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> (StatusCode, ApiError, Op
             "invalid_dpop_proof",
             "the DPoP proof was used before".to_string(),
         ),
-        InvalidToken(d) => ("invalid_token", (*d).to_string()),
+        InvalidToken(why) => ("invalid_token", (*why).to_string()),
+        UseNonce(_) => ("use_dpop_nonce", refusal.to_string()),
         Unavailable(reason) => {
             tracing::error!(%reason, "DPoP replay records unavailable");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                ApiError::new(
+                Json(ApiError::new(
                     "temporarily_unavailable",
                     "DPoP proofs cannot be checked right now; try again shortly",
-                ),
-                None,
-            );
+                )),
+            )
+                .into_response();
         }
     };
-    let challenge = format!(
-        r#"DPoP error="{error}", error_description="{}", algs="{}""#,
-        auth_param(&description),
-        crate::dpop::proof::algs()
-    );
-    (
+    let mut response = (
         StatusCode::UNAUTHORIZED,
-        ApiError::new(error, description.as_str()),
-        Some(challenge),
+        Json(ApiError::new(error, description.as_str())),
     )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Ok(challenge) = HeaderValue::from_str(&dpop_challenge(error, &description)) {
+        headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    if let UseNonce(nonce) = refusal
+        && let Ok(nonce) = HeaderValue::from_str(nonce)
+    {
+        headers.insert(crate::dpop::NONCE_HEADER, nonce);
+    }
+    response
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, body, challenge) = match &self {
-            AppError::Unauthenticated(d) => (
+            AppError::Unauthenticated(d) | AppError::UnauthenticatedOfferingDpop(d) => (
                 StatusCode::UNAUTHORIZED,
                 ApiError::new("unauthenticated", d.as_str()),
                 Some(r#"Bearer realm="login-bridge""#.to_string()),
@@ -224,7 +241,13 @@ impl IntoResponse for AppError {
                     None,
                 )
             }
-            AppError::Dpop(refusal) => dpop_refusal(refusal),
+            AppError::Dpop(refusal) => {
+                let mut response = dpop_refusal(refusal);
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
+            }
             AppError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 (
@@ -240,6 +263,14 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, challenge);
         }
+        if let AppError::UnauthenticatedOfferingDpop(_) = &self
+            && let Ok(dpop) =
+                HeaderValue::from_str(&format!(r#"DPoP algs="{}""#, crate::dpop::proof::algs()))
+        {
+            response
+                .headers_mut()
+                .append(header::WWW_AUTHENTICATE, dpop);
+        }
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -248,3 +279,70 @@ impl IntoResponse for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dpop::{DpopRefusal, ProofError};
+
+    fn challenges(response: &Response) -> Vec<String> {
+        response
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_proof_is_a_401_with_a_dpop_challenge_naming_the_algorithms() {
+        let algs = crate::dpop::proof::algs();
+        for (refusal, error) in [
+            (
+                DpopRefusal::InvalidProof(ProofError::Missing),
+                "invalid_dpop_proof",
+            ),
+            (DpopRefusal::Replayed, "invalid_dpop_proof"),
+            (DpopRefusal::InvalidToken("bound"), "invalid_token"),
+            (DpopRefusal::UseNonce("n-1".into()), "use_dpop_nonce"),
+        ] {
+            let r = AppError::Dpop(refusal.clone()).into_response();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{refusal:?}");
+            let c = challenges(&r);
+            assert_eq!(c.len(), 1, "{c:?}");
+            assert!(
+                c[0].starts_with(&format!(r#"DPoP error="{error}""#)),
+                "{c:?}"
+            );
+            assert!(c[0].ends_with(&format!(r#"algs="{algs}""#)), "{c:?}");
+            let nonce = r.headers().get("dpop-nonce").map(|v| v.as_bytes().to_vec());
+            match refusal {
+                DpopRefusal::UseNonce(_) => assert_eq!(nonce.as_deref(), Some(&b"n-1"[..])),
+                _ => assert_eq!(nonce, None),
+            }
+        }
+    }
+
+    #[test]
+    fn unavailable_replay_records_are_a_503_that_says_nothing_of_the_cause() {
+        let r = AppError::Dpop(DpopRefusal::Unavailable("redis://secret@10.0.0.1".into()))
+            .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(challenges(&r).is_empty());
+    }
+
+    #[test]
+    fn with_dpop_on_a_call_without_credentials_is_offered_both_schemes() {
+        let r =
+            AppError::UnauthenticatedOfferingDpop("missing bearer token".into()).into_response();
+        let c = challenges(&r);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(c[0].starts_with("Bearer "), "{c:?}");
+        assert_eq!(
+            c[1],
+            format!(r#"DPoP algs="{}""#, crate::dpop::proof::algs())
+        );
+        let plain = challenges(&AppError::Unauthenticated("x".into()).into_response());
+        assert_eq!(plain.len(), 1, "{plain:?}");
+    }
+}

@@ -127,13 +127,7 @@ impl Application {
             None => None,
         };
         tokio::spawn(provider.clone().discover_until_ready());
-        let dpop = Arc::new(crate::dpop::Dpop {
-            mode: settings.session.dpop,
-            origin: settings.origin(),
-            max_age_secs: settings.session.dpop_proof_max_age_secs,
-            leeway_secs: settings.oidc.leeway_secs as i64,
-            replay: crate::dpop::replay::ProofReplay::default(),
-        });
+        let dpop = Arc::new(open_dpop(&settings, &backend).await?);
         let state = AppState::new(AppStateInner {
             spa: Arc::new(SpaIndex::load(&settings.dist_dir, settings.ui.title.trim())),
             sessions: SessionIndexHandle(
@@ -246,6 +240,50 @@ impl Application {
     }
 }
 
+/// The DPoP checks with their replay records (and nonces' secret) in the session store. Built
+/// whatever `session.dpop` says: a token bound to a key is checked even with DPoP off.
+async fn open_dpop(
+    settings: &crate::settings::Settings,
+    backend: &SessionBackend,
+) -> anyhow::Result<crate::dpop::Dpop> {
+    use crate::dpop::{nonce::ServerNonces, replay::ProofReplay};
+    let leeway_secs = i64::try_from(settings.oidc.leeway_secs).unwrap_or(i64::MAX);
+    let nonces_on = settings.session.dpop_nonce;
+    let (replay, nonces) = match backend {
+        SessionBackend::Sqlite { pool, .. } => (
+            ProofReplay::sqlite(pool.clone())
+                .await
+                .context("cannot create the DPoP replay table")?,
+            match nonces_on {
+                true => Some(ServerNonces::sqlite(pool, leeway_secs).await?),
+                false => None,
+            },
+        ),
+        SessionBackend::Postgres { pool, .. } => (
+            ProofReplay::postgres(pool.clone()),
+            match nonces_on {
+                true => Some(ServerNonces::postgres(pool, leeway_secs).await?),
+                false => None,
+            },
+        ),
+        SessionBackend::Redis { pool, .. } => (
+            ProofReplay::redis(pool.clone()),
+            match nonces_on {
+                true => Some(ServerNonces::redis(pool, leeway_secs).await?),
+                false => None,
+            },
+        ),
+    };
+    Ok(crate::dpop::Dpop {
+        mode: settings.session.dpop,
+        origin: settings.origin(),
+        max_age_secs: settings.session.dpop_proof_max_age_secs,
+        leeway_secs,
+        replay,
+        nonces,
+    })
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -351,8 +389,7 @@ fn router<S: SessionStore + Clone>(
         let proto = settings.public_url.scheme().to_string();
         router.merge(upstream::routes::router(
             &upstreams,
-            &state.trust,
-            &state.provider,
+            &state,
             &upstream_http,
             &proto,
             settings.gateway.clone().map(Arc::new),

@@ -90,3 +90,9 @@ impl FromRef<AppState> for SessionIndexHandle {
         state.sessions.clone()
     }
 }
+
+impl FromRef<AppState> for Arc<crate::dpop::Dpop> {
+    fn from_ref(state: &AppState) -> Self {
+        state.dpop.clone()
+    }
+}

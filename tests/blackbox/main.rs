@@ -8,6 +8,7 @@ mod backchannel_logout;
 mod bad_requests;
 mod browser;
 mod code_flow;
+mod dpop_api;
 mod dpop_session;
 mod ended_sessions;
 mod gateway;

@@ -22,22 +22,22 @@ use crate::support::*;
 
 /// What the test upstream saw of one request.
 #[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    method: String,
-    headers: HeaderMap,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) method: String,
+    pub(crate) headers: HeaderMap,
 }
 
 /// A small API that records every request; `/slow` answers after 3 s; a path containing
 /// `/answer-headers` answers with headers a proxy must not pass on as they are (a hop-by-hop
 /// one, the bridge's session cookie) beside some it must keep.
-struct TestUpstream {
-    url: String,
+pub(crate) struct TestUpstream {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl TestUpstream {
-    async fn start() -> TestUpstream {
+    pub(crate) async fn start() -> TestUpstream {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let app = Router::new()
             .fallback(any(
@@ -88,11 +88,11 @@ impl TestUpstream {
         }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 
-    fn last(&self) -> Seen {
+    pub(crate) fn last(&self) -> Seen {
         self.seen
             .lock()
             .unwrap()

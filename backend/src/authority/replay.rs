@@ -4,22 +4,13 @@
 //! a `jti` already there is a replay. The same statement checks, at that moment, that the
 //! signing key still belongs to the issuer and the issuer is enabled and not expired: the
 //! authoritative check, so `service-user disable` and `remove-key` (run by another process)
-//! take effect on the very next assertion even though lookups before it may be cached. The store has one writer, so under load these inserts
-//! queue. Instead of one statement (and one hand-off to SQLite's worker thread) per request,
-//! one task takes every record waiting at that moment and inserts them in one statement
-//! (`INSERT … ON CONFLICT DO NOTHING RETURNING`): the rows returned are the first uses.
-//! Nothing is answered before its record is committed, so a replay is refused exactly as with
-//! one insert per request, across restarts and (with a shared store) replicas.
-
-use std::collections::HashMap;
+//! take effect on the very next assertion even though lookups before it may be cached.
+//! The store has one writer, so these inserts go through [`crate::session::group_commit`]: one statement per batch of waiting records
+//! (`INSERT … ON CONFLICT DO NOTHING RETURNING`), each answered once it is committed.
 
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
-/// Records per statement at most (3 bound values each, far below SQLite's limit).
-const MAX_BATCH: usize = 256;
-/// Records waiting at most; beyond that callers wait for room.
-const QUEUE: usize = 4096;
+use crate::session::group_commit::{GroupCommit, Inserted};
 
 struct Record {
     issuer: String,
@@ -27,13 +18,12 @@ struct Record {
     jti: String,
     expires_at: i64,
     now: i64,
-    first: oneshot::Sender<Result<bool, String>>,
 }
 
 /// The handle requests use; the writer task runs while a handle exists.
 #[derive(Clone)]
 pub struct ReplayLog {
-    tx: mpsc::Sender<Record>,
+    writer: GroupCommit<Record>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +33,12 @@ pub struct ReplayError(String);
 impl ReplayLog {
     /// Starts the writer on `pool` (the store's writer connection).
     pub fn start(pool: SqlitePool) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool, rx));
-        Self { tx }
+        let writer = GroupCommit::start(
+            pool,
+            |r: &Record| (r.issuer.clone(), r.jti.clone()),
+            |pool, batch| Box::pin(insert(pool, batch)),
+        );
+        Self { writer }
     }
 
     /// Records that `issuer` used `jti` (valid until `expires_at`) with its key `key_id`;
@@ -59,37 +52,16 @@ impl ReplayLog {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, ReplayError> {
-        let (first, answer) = oneshot::channel();
-        self.tx
-            .send(Record {
+        self.writer
+            .first_use(Record {
                 issuer: issuer.into(),
                 key_id: key_id.into(),
                 jti: jti.into(),
                 expires_at,
                 now,
-                first,
             })
             .await
-            .map_err(|_| ReplayError("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| ReplayError("the writer has stopped".into()))?
-            .map_err(ReplayError)
-    }
-}
-
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Record>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match insert(&pool, &batch).await {
-            Ok(inserted) => answer(&mut batch, inserted),
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "writing replay records failed");
-                for record in batch.drain(..) {
-                    let _ = record.first.send(Err(e.to_string()));
-                }
-            }
-        }
+            .map_err(|e| ReplayError(e.0))
     }
 }
 
@@ -97,7 +69,7 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<Record>) {
 async fn insert(
     pool: &SqlitePool,
     batch: &[Record],
-) -> Result<HashMap<(String, String), u32>, sqlx::Error> {
+) -> Result<Inserted<(String, String)>, sqlx::Error> {
     let mut sql = String::from(
         "INSERT INTO used_assertions (issuer, jti, expires_at) \
          SELECT v.column1, v.column2, v.column3 FROM (VALUES ",
@@ -125,29 +97,13 @@ async fn insert(
             .bind(&r.key_id)
             .bind(r.now);
     }
-    let mut inserted = HashMap::new();
+    let mut inserted = Inserted::new();
     for row in query.fetch_all(pool).await? {
         *inserted
             .entry((row.get::<String, _>(0), row.get::<String, _>(1)))
             .or_insert(0) += 1;
     }
     Ok(inserted)
-}
-
-/// The first request of each inserted pair gets `true`; a second copy of the same pair in the
-/// same batch, and every pair already recorded, gets `false`.
-fn answer(batch: &mut Vec<Record>, mut inserted: HashMap<(String, String), u32>) {
-    for record in batch.drain(..) {
-        let key = (record.issuer, record.jti);
-        let first = match inserted.get_mut(&key) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        };
-        let _ = record.first.send(Ok(first));
-    }
 }
 
 #[cfg(test)]

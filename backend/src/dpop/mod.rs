@@ -7,12 +7,21 @@
 //!
 //! - [`proof`]: reading and verifying one proof (RFC 9449 section 4.3);
 //! - [`replay`]: proofs already used, by `jti`, in the configured store (shared by replicas);
+//! - [`nonce`]: server nonces (`session.dpop_nonce`), stateless, accepted by every replica;
 //! - [`Dpop`]: what handlers call: the mode, the checks in order, the refusal's challenge.
 
+pub mod nonce;
 pub mod proof;
 pub mod replay;
 
-use axum::http::{HeaderMap, Method};
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method},
+    middleware::Next,
+    response::Response,
+};
 
 use crate::settings::DpopMode;
 pub use proof::{ProofError, VerifiedProof};
@@ -25,6 +34,8 @@ pub struct Dpop {
     pub max_age_secs: i64,
     pub leeway_secs: i64,
     pub replay: replay::ProofReplay,
+    /// With `session.dpop_nonce`: every proof must carry a recent nonce of these.
+    pub nonces: Option<nonce::ServerNonces>,
 }
 
 /// Why a request's proof is refused: 401 with `WWW-Authenticate: DPoP error="…"`.
@@ -41,6 +52,10 @@ pub enum DpopRefusal {
     /// (`invalid_token`).
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// The proof carries no nonce, or one no longer (or never) valid: 401
+    /// `error="use_dpop_nonce"` with this fresh nonce in `DPoP-Nonce` (RFC 9449 section 8).
+    #[error("use the DPoP-Nonce this answer carries")]
+    UseNonce(String),
     /// The replay records cannot be written (503); nothing is accepted unrecorded.
     #[error("replay records unavailable: {0}")]
     Unavailable(String),
@@ -75,6 +90,16 @@ impl Dpop {
             },
         )
         .map_err(DpopRefusal::InvalidProof)?;
+        // Before the replay record: a proof refused for its nonce costs the store nothing (the
+        // client signs a new one, with a new `jti`, anyway).
+        if let Some(nonces) = &self.nonces
+            && !verified
+                .nonce
+                .as_deref()
+                .is_some_and(|n| nonces.accepts(n, now))
+        {
+            return Err(DpopRefusal::UseNonce(nonces.current(now)));
+        }
         // Past this moment the proof's `iat` is refused anyway: the record may go.
         let until = verified.iat + self.max_age_secs + self.leeway_secs + 1;
         match self
@@ -89,6 +114,29 @@ impl Dpop {
     }
 }
 
+/// `DPoP-Nonce` on every answer to a request that carried a proof, when nonces are on
+/// (RFC 9449 section 8.2: a fresh nonce may come with any answer; the same one all through its
+/// step, so always sending it is the simplest correct choice). An answer that already names
+/// one (a `use_dpop_nonce` refusal) keeps it.
+pub async fn advertise_nonce(
+    State(dpop): State<Arc<Dpop>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let with_proof = request.headers().contains_key("dpop");
+    let mut response = next.run(request).await;
+    if let Some(nonces) = dpop.nonces.as_ref().filter(|_| with_proof)
+        && !response.headers().contains_key(NONCE_HEADER)
+        && let Ok(value) = HeaderValue::from_str(&nonces.current(crate::clock::now()))
+    {
+        response.headers_mut().insert(NONCE_HEADER, value);
+    }
+    response
+}
+
+/// RFC 9449 section 8's response header.
+pub const NONCE_HEADER: &str = "dpop-nonce";
+
 #[cfg(test)]
 mod tests {
     use aws_lc_rs::{
@@ -101,13 +149,19 @@ mod tests {
     use super::*;
 
     fn proof(key: &EcdsaKeyPair, jti: &str, htu: &str, now: i64) -> String {
+        signed(
+            key,
+            json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now}),
+        )
+    }
+
+    fn signed(key: &EcdsaKeyPair, claims: serde_json::Value) -> String {
         let point = key.public_key().as_ref();
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {
             "kty": "EC", "crv": "P-256",
             "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
             "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
         }});
-        let claims = json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now});
         let message = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -124,6 +178,7 @@ mod tests {
             max_age_secs: 60,
             leeway_secs: 5,
             replay: replay::ProofReplay::default(),
+            nonces: None,
         }
     }
 
@@ -162,5 +217,31 @@ mod tests {
             .check_request(&HeaderMap::new(), &Method::GET, "/auth/session", None, now)
             .await;
         assert_eq!(none, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn with_nonces_a_proof_needs_a_recent_one_and_the_refusal_hands_it_out() {
+        let mut dpop = dpop();
+        dpop.nonces = Some(nonce::ServerNonces::new(
+            b"a shared secret of 32 bytes ....",
+            5,
+        ));
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let (now, htu) = (1_800_000_000, "https://app.example/api/me");
+        let check = |proof: String| {
+            let dpop = &dpop;
+            async move {
+                dpop.check_request(&headers(&proof), &Method::GET, "/api/me", None, now)
+                    .await
+            }
+        };
+        let Err(DpopRefusal::UseNonce(nonce)) = check(proof(&key, "a", htu, now)).await else {
+            panic!("a proof without a nonce is refused with one to use")
+        };
+        let claims = |jti: &str, nonce: &str| json!({"jti": jti, "htm": "GET", "htu": htu, "iat": now, "nonce": nonce});
+        let wrong = check(signed(&key, claims("b", "bm90LWEtbm9uY2U"))).await;
+        assert_eq!(wrong, Err(DpopRefusal::UseNonce(nonce.clone())));
+        let good = check(signed(&key, claims("c", &nonce))).await;
+        assert!(matches!(good, Ok(Some(_))), "{good:?}");
     }
 }

@@ -5,9 +5,11 @@
 //! ([`user::SignIn`]). Handlers reach the session only through [`typed::TypedSession`], which
 //! owns every session key. `store` opens the engine chosen in settings behind one seam,
 //! `index` finds the sessions of a provider `sid`/`sub` (back-channel logout needs it), and
-//! `refresh` keeps the provider refresh of one session single-flight behind a small trait.
+//! `refresh` keeps the provider refresh of one session single-flight behind a small trait;
+//! `group_commit` batches SQLite's first-use records (replay protection) into one statement.
 
 pub mod ended;
+pub mod group_commit;
 pub mod index;
 pub mod postgres;
 pub mod redis;

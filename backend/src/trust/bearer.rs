@@ -1,5 +1,6 @@
-//! Reading a bearer token off a request (RFC 6750 section 2.1): exactly one
-//! `Authorization: Bearer` header; never a cookie, never `?access_token=`.
+//! Reading an access token off a request: exactly one `Authorization` header, scheme `Bearer`
+//! (RFC 6750 section 2.1) or `DPoP` (RFC 9449 section 7.1, a token bound to the caller's key);
+//! never a cookie, never `?access_token=`.
 
 use axum::http::{HeaderMap, header};
 
@@ -10,12 +11,37 @@ pub enum BearerError {
     Missing,
     #[error("more than one Authorization header")]
     Repeated,
-    #[error("Authorization must be \"Bearer <token>\"")]
+    #[error("Authorization must be \"Bearer <token>\" or \"DPoP <token>\"")]
     Malformed,
 }
 
-/// The single bearer token of a request.
+/// How the token was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// `DPoP`: the token is bound to a key and comes with a proof (RFC 9449).
+    Dpop,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Bearer => "Bearer",
+            Scheme::Dpop => "DPoP",
+        }
+    }
+}
+
+/// The single `Bearer` token of a request (a `DPoP` one is malformed here).
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
+    match access_token(headers)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(BearerError::Malformed),
+    }
+}
+
+/// The single access token of a request, `Bearer` or `DPoP`, and how it came.
+pub fn access_token(headers: &HeaderMap) -> Result<(Scheme, &str), BearerError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(BearerError::Missing);
@@ -30,13 +56,20 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, BearerError> {
         return Err(BearerError::Malformed);
     }
     let value = std::str::from_utf8(bytes).map_err(|_| BearerError::Malformed)?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(token.trim())
-        }
-        _ => Err(BearerError::Malformed),
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Err(BearerError::Malformed);
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(BearerError::Malformed);
+    }
+    // Auth schemes are case-insensitive (RFC 9110 section 11.1).
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok((Scheme::Bearer, token))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Ok((Scheme::Dpop, token))
+    } else {
+        Err(BearerError::Malformed)
     }
 }
 
@@ -71,6 +104,7 @@ mod tests {
             b"Bearer",
             "Bearer t\u{f6}ken".as_bytes(),
             b"Bearer \xff\xfe",
+            b"DPoP ",
         ] {
             assert_eq!(
                 bearer_token(&headers(&[bad])),
@@ -78,5 +112,25 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_dpop_token_is_read_with_its_scheme_and_is_no_bearer_token() {
+        assert_eq!(
+            access_token(&headers(&[b"DPoP abc.def"])),
+            Ok((Scheme::Dpop, "abc.def"))
+        );
+        assert_eq!(
+            access_token(&headers(&[b"dpop abc"])),
+            Ok((Scheme::Dpop, "abc"))
+        );
+        assert_eq!(
+            access_token(&headers(&[b"Bearer abc"])),
+            Ok((Scheme::Bearer, "abc"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&[b"DPoP abc"])),
+            Err(BearerError::Malformed)
+        );
     }
 }

@@ -113,6 +113,7 @@ mod tests {
             token_fingerprint: String::new(),
             token_name: None,
             access_level: None,
+            cnf_jkt: None,
             api_json: Default::default(),
         }
     }

@@ -35,6 +35,12 @@ pub struct Principal {
     /// memory only: a session stores the mapped principal, not the token's claims.
     #[serde(skip)]
     pub claims: TokenClaims,
+    /// `cnf.jkt` of the token: the RFC 7638 thumbprint of the key it is bound to (RFC 9449
+    /// section 6), if any. Read once when the token is verified and cached with it, so a
+    /// cached token's binding costs one comparison. A bound token is accepted only with a
+    /// proof by that key (see `auth::principal`). Memory only, as the claims.
+    #[serde(skip)]
+    pub cnf_jkt: Option<Arc<str>>,
     /// [`Self::api_json`], once written.
     #[serde(skip)]
     pub api_json: ApiJson,
@@ -101,6 +107,7 @@ impl Principal {
         let token_name = lookup(&validated.claims, &issuer.claims.token_name)
             .and_then(ClaimValue::as_str)
             .map(str::to_owned);
+        let cnf_jkt = bound_key(&validated.claims)?;
         Ok(Principal {
             user,
             issuer: validated.issuer.clone(),
@@ -110,6 +117,7 @@ impl Principal {
             token_name,
             access_level,
             claims: TokenClaims(validated.claims.text().clone()),
+            cnf_jkt,
             api_json: ApiJson::default(),
         })
     }
@@ -132,6 +140,26 @@ impl Principal {
                 Bytes::from(serde_json::to_vec(&me).unwrap_or_default())
             })
             .clone()
+    }
+}
+
+/// The thumbprint a token is bound to: `cnf.jkt` (RFC 9449 section 6.1). A `cnf` that is not an
+/// object, or a `jkt` that is not a non-empty string, makes the token malformed: never read as
+/// unbound. A `cnf` without `jkt` names another confirmation method, which the bridge does not
+/// check (the token is treated as unbound, as before).
+fn bound_key(claims: &super::claims::Claims) -> Result<Option<Arc<str>>, TokenError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let Some(cnf) = cnf.as_object() else {
+        return Err(TokenError::InvalidClaim("cnf"));
+    };
+    match cnf.get("jkt") {
+        None => Ok(None),
+        Some(jkt) => match jkt.as_str() {
+            Some(jkt) if !jkt.is_empty() => Ok(Some(Arc::from(jkt))),
+            _ => Err(TokenError::InvalidClaim("cnf.jkt")),
+        },
     }
 }
 
@@ -161,6 +189,7 @@ impl Principal {
             + s(&self.issuer_name)
             + s(&self.token_fingerprint)
             + o(&self.token_name)
+            + self.cnf_jkt.as_deref().map_or(0, s)
             + self.claims.len()
             + 32
             + self.api_json_bytes()
@@ -244,6 +273,7 @@ mod tests {
             token_name: None,
             access_level: None,
             claims: TokenClaims::default(),
+            cnf_jkt: None,
             api_json: ApiJson::default(),
         }
     }
@@ -268,5 +298,29 @@ mod tests {
         session.user.username = Some("alice@local".into());
         assert_eq!(me(&session).user.username.as_deref(), Some("alice@local"));
         assert_eq!(me(&p).user.username.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_tokens_binding_is_its_cnf_jkt_and_a_malformed_cnf_binds_nothing_silently() {
+        let bound = |json: &str| {
+            let claims = super::super::claims::Claims::parse(json.to_string())
+                .unwrap_or_else(|e| panic!("{e}"));
+            bound_key(&claims).map(|k| k.map(|k| k.to_string()))
+        };
+        assert_eq!(bound(r#"{"sub":"a"}"#), Ok(None));
+        assert_eq!(
+            bound(r#"{"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}"#),
+            Ok(Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()))
+        );
+        // Another confirmation method: not the bridge's to check.
+        assert_eq!(bound(r#"{"cnf":{"x5t#S256":"abc"}}"#), Ok(None));
+        for malformed in [
+            r#"{"cnf":"jkt"}"#,
+            r#"{"cnf":{"jkt":5}}"#,
+            r#"{"cnf":{"jkt":""}}"#,
+            r#"{"cnf":{"jkt":null}}"#,
+        ] {
+            assert!(bound(malformed).is_err(), "{malformed}");
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! bridge's session cookie, hop-by-hop headers (RFC 9110 section 7.6.1, `Proxy-Connection`, and
 //! any the `Connection` header names), `Host`, client-sent `Forwarded`/`X-Forwarded-*`,
 //! client-sent copies of the claim headers and of the outgoing token header, and the configured
-//! `strip_headers` (with the custom gateway header). Set: the outgoing token, the claim
+//! `strip_headers` (with the custom gateway header), and the caller's `DPoP` proof unless the
+//! upstream gets the caller's own token (`forward`). Set: the outgoing token, the claim
 //! headers, `X-Forwarded-For`/`-Proto`/`-Host`.
 //!
 //! The headers the bridge sets or strips are removed under every spelling a backend may read

@@ -13,7 +13,7 @@ use crate::{
     authority::{keyring::Authority, mint::Minted, profile::TokenProfile},
     clock::now,
     settings::UpstreamSettings,
-    trust::principal::Principal,
+    trust::{bearer::Scheme, principal::Principal},
 };
 
 /// Minted tokens remembered at most (emptied when full).
@@ -34,6 +34,9 @@ pub struct OutgoingToken {
     header: HeaderName,
     /// `Bearer`, another scheme, or empty for the bare token.
     scheme: String,
+    /// No `scheme` configured for a forwarded token: it goes with the caller's own (`Bearer`,
+    /// or `DPoP` for a bound token, which then keeps its proof).
+    callers_scheme: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +87,7 @@ impl OutgoingToken {
         let header = HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
             .map_err(|_| config("header is not a header name"))?;
         Ok(Self {
+            callers_scheme: matches!(mode, Mode::Forward) && settings.scheme.is_none(),
             mode,
             header,
             scheme: settings.scheme.clone().unwrap_or(default_scheme),
@@ -101,10 +105,12 @@ impl OutgoingToken {
         matches!(self.mode, Mode::Forward)
     }
 
-    /// The header to send for a caller who presented `incoming`, proving `principal`.
+    /// The header to send for a caller who presented `incoming` with `incoming_scheme`,
+    /// proving `principal`.
     pub fn header_for(
         &self,
         incoming: &str,
+        incoming_scheme: Scheme,
         principal: &Principal,
     ) -> Result<Option<(&HeaderName, HeaderValue)>, OutgoingTokenError> {
         let token = match &self.mode {
@@ -137,10 +143,14 @@ impl OutgoingToken {
                 }
             }
         };
-        let text = if self.scheme.is_empty() {
+        let scheme = match self.callers_scheme {
+            true => incoming_scheme.as_str(),
+            false => self.scheme.as_str(),
+        };
+        let text = if scheme.is_empty() {
             token
         } else {
-            format!("{} {token}", self.scheme)
+            format!("{scheme} {token}")
         };
         let mut value = HeaderValue::from_str(&text)
             .map_err(|_| OutgoingTokenError::Mint("token is not header text".into()))?;

@@ -20,13 +20,17 @@ use super::{
     outgoing_token::OutgoingToken,
 };
 use crate::{
-    auth::{gateway::peer_of, principal::Principal},
+    auth::{
+        gateway::peer_of,
+        principal::{Principal, check_binding},
+    },
     authority::keyring::Authority,
+    dpop::Dpop,
     error::AppError,
     oidc::client::ProviderClient,
     settings::{GatewaySettings, UpstreamSettings},
     trust::{
-        bearer::bearer_token,
+        bearer::{Scheme, access_token},
         engine::{Rejection, TrustEngine},
     },
     web::{
@@ -71,7 +75,10 @@ impl Upstream {
                         .map(|g| &g.header),
                 )
                 .map(String::as_str)
-                .chain([token.header_name().as_str()]),
+                .chain([token.header_name().as_str()])
+                // A caller's DPoP proof goes only where its token goes: an upstream that gets
+                // a token of the bridge's (or none) never sees it.
+                .chain((!token.forwards_the_callers()).then_some("dpop")),
         )?;
         Ok(Self {
             name: s.name.clone().unwrap_or_else(|| s.prefix.clone()),
@@ -131,20 +138,22 @@ pub struct UpstreamState {
     pub gateway: Option<Arc<GatewaySettings>>,
     /// The bridge's security headers, for the answers the handler writes itself.
     pub headers: Arc<SecurityHeaders>,
+    /// DPoP proofs: a bound token passes only with one.
+    pub dpop: Arc<Dpop>,
 }
 
-/// The caller and the token it presented: a Bearer token, as on `/api`, or else the JWT a
-/// trusted gateway put in its custom header. Never the session cookie.
+/// The caller, the token it presented and how: a Bearer (or DPoP-bound) token, as on `/api`,
+/// or else the JWT a trusted gateway put in its custom header. Never the session cookie.
 async fn authenticate(
     state: &UpstreamState,
     parts: &mut Parts,
-) -> Result<(Principal, String), AppError> {
+) -> Result<(Principal, String, Scheme), AppError> {
     let missing = match Principal::from_request_parts(parts, state).await {
         Ok(caller) => {
-            let token = bearer_token(&parts.headers)?.to_string();
-            return Ok((caller, token));
+            let (scheme, token) = access_token(&parts.headers)?;
+            return Ok((caller, token.to_string(), scheme));
         }
-        Err(AppError::Unauthenticated(reason)) => AppError::Unauthenticated(reason),
+        Err(e @ (AppError::Unauthenticated(_) | AppError::UnauthenticatedOfferingDpop(_))) => e,
         Err(e) => return Err(e),
     };
     let Some(gateway) = state.gateway.as_ref().filter(|g| !g.uses_authorization()) else {
@@ -172,11 +181,22 @@ async fn authenticate(
             Rejection::Invalid(e) => AppError::InvalidToken(e.to_string()),
             Rejection::Policy(reason) => AppError::Forbidden(reason),
         })?;
+    // A gateway's header has no scheme: a token bound to a key is refused there, as it is as Bearer.
+    check_binding(
+        &state.dpop,
+        &principal,
+        Scheme::Bearer,
+        &token,
+        &parts.headers,
+        &parts.method,
+        parts.uri.path(),
+    )
+    .await?;
     state
         .trust
         .authorize(&principal, parts.uri.path())
         .map_err(AppError::Forbidden)?;
-    Ok((Principal(principal), token))
+    Ok((Principal(principal), token, Scheme::Bearer))
 }
 
 /// The upstream's answer, or the bridge's own (with its security headers): a body over
@@ -197,13 +217,13 @@ pub async fn proxy(State(state): State<UpstreamState>, request: Request) -> Resp
 async fn forward(state: &UpstreamState, request: Request) -> Result<Response, AppError> {
     let upstream = state.upstream.clone();
     let (mut parts, body) = request.into_parts();
-    let (caller, incoming) = authenticate(state, &mut parts).await?;
+    let (caller, incoming, scheme) = authenticate(state, &mut parts).await?;
     let target = upstream
         .target(parts.uri.path(), parts.uri.query())
         .ok_or_else(|| AppError::BadRequest("the path may not leave the API's prefix".into()))?;
     let token = upstream
         .token
-        .header_for(&incoming, &caller)
+        .header_for(&incoming, scheme, &caller)
         .map_err(AppError::internal)?;
     let host = parts
         .headers

@@ -11,10 +11,7 @@ use axum::{
 use serde_json::json;
 
 use super::proxy::{Upstream, UpstreamState, proxy};
-use crate::{
-    oidc::client::ProviderClient, settings::GatewaySettings, trust::engine::TrustEngine,
-    web::headers::SecurityHeaders,
-};
+use crate::{settings::GatewaySettings, state::AppState, web::headers::SecurityHeaders};
 
 /// `GET /auth/upstreams`: the upstreams that name a UI page.
 pub fn listing(upstreams: &[Arc<Upstream>]) -> Router {
@@ -36,27 +33,29 @@ pub fn listing(upstreams: &[Arc<Upstream>]) -> Router {
 }
 
 /// The proxy routes, one pair (the prefix and everything under it) per upstream.
+/// `app` gives what the `Principal` extractor reads (trust engine, provider, DPoP checks).
 pub fn router(
     upstreams: &[Arc<Upstream>],
-    trust: &Arc<TrustEngine>,
-    provider: &Arc<ProviderClient>,
+    app: &AppState,
     http: &reqwest::Client,
     proto: &str,
     gateway: Option<Arc<GatewaySettings>>,
     headers: SecurityHeaders,
 ) -> Router {
+    let dpop = &app.dpop;
     let mut router = Router::new();
     let proto: Arc<str> = Arc::from(proto);
     let headers = Arc::new(headers);
     for upstream in upstreams {
         let state = UpstreamState {
             upstream: upstream.clone(),
-            trust: trust.clone(),
-            provider: provider.clone(),
+            trust: app.trust.clone(),
+            provider: app.provider.clone(),
             http: http.clone(),
             proto: proto.clone(),
             gateway: gateway.clone(),
             headers: headers.clone(),
+            dpop: dpop.clone(),
         };
         let one = Router::new()
             .route(&upstream.prefix, any(proxy))
@@ -64,5 +63,12 @@ pub fn router(
             .with_state(state);
         router = router.merge(one);
     }
-    router
+    // With server nonces, answers to calls with a proof carry the current one.
+    match dpop.nonces {
+        Some(_) => router.layer(axum::middleware::from_fn_with_state(
+            dpop.clone(),
+            crate::dpop::advertise_nonce,
+        )),
+        None => router,
+    }
 }

@@ -76,6 +76,14 @@ pub fn layer(settings: &CorsSettings, headers: SecurityHeaders) -> Option<CorsGa
             header::CONTENT_TYPE,
             header::ACCEPT,
             HeaderName::from_static(shared::session::CSRF_HEADER),
+            // RFC 9449: the proof that goes with a bound token.
+            HeaderName::from_static("dpop"),
+        ])
+        // What a DPoP client reads off an answer: the challenge (which error, which `algs`) and
+        // the server nonce; neither is a CORS-safelisted response header.
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            HeaderName::from_static(crate::dpop::NONCE_HEADER),
         ])
         .max_age(Duration::from_secs(600))
         // Set by the gate on every answer instead (tower-http builds its value per request).

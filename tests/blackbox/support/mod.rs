@@ -187,6 +187,8 @@ pub struct AppOptions {
     pub ui_title: Option<String>,
     /// `dist_dir`, when not the project's `dist/`.
     pub dist_dir: Option<PathBuf>,
+    /// `session.dpop_nonce`: DPoP proofs must carry a server nonce.
+    pub dpop_nonce: bool,
     /// `session.dpop`.
     pub dpop: login_bridge::settings::DpopMode,
 }
@@ -219,6 +221,7 @@ impl Default for AppOptions {
             trusted_id_token_audiences: Vec::new(),
             ui_title: None,
             dist_dir: None,
+            dpop_nonce: false,
             dpop: login_bridge::settings::DpopMode::Off,
         }
     }
@@ -380,6 +383,7 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
     if let Some(title) = &opts.ui_title {
         s.ui.title = title.clone();
     }
+    s.session.dpop_nonce = opts.dpop_nonce;
     s.validate().unwrap();
     s
 }

@@ -1,0 +1,112 @@
+//! Group commit of "first use" records in the embedded SQLite store (service users' assertion
+//! `jti`s, DPoP proofs): SQLite has one writer, so under load one insert per request would
+//! queue one statement (and one hand-off to SQLite's worker thread) per request. Instead one
+//! task takes every record waiting at that moment and inserts them in one statement
+//! (`INSERT … ON CONFLICT DO NOTHING RETURNING <key>`): the keys returned are the first uses.
+//! Nothing is answered before its record is committed, so a replay is refused exactly as with
+//! one insert per request, across restarts.
+//!
+//! The writer is generic over what a record is and how a batch is inserted; each user keeps
+//! its own SQL (see `authority::replay` and `dpop::replay`).
+
+use std::{collections::HashMap, hash::Hash};
+
+use futures::future::BoxFuture;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+/// Records per statement at most (a few bound values each, far below SQLite's limit).
+pub const MAX_BATCH: usize = 256;
+/// Records waiting at most; beyond that callers wait for room.
+const QUEUE: usize = 4096;
+
+/// How many times each key was newly inserted by one batch (0 or 1).
+pub type Inserted<K> = HashMap<K, u32>;
+
+/// Inserts one batch of records; returns the keys of the rows it inserted.
+pub type InsertBatch<R, K> =
+    for<'a> fn(&'a SqlitePool, &'a [R]) -> BoxFuture<'a, Result<Inserted<K>, sqlx::Error>>;
+
+/// Why a record could not be written (the writer stopped, or SQLite refused the batch).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GroupCommitError(pub String);
+
+struct Pending<R> {
+    record: R,
+    first: oneshot::Sender<Result<bool, GroupCommitError>>,
+}
+
+/// The handle requests use; the writer task runs while a handle exists.
+pub struct GroupCommit<R> {
+    tx: mpsc::Sender<Pending<R>>,
+}
+
+impl<R> Clone for GroupCommit<R> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<R: Send + 'static> GroupCommit<R> {
+    /// Starts the writer on `pool` (the store's writer connection). `key` names a record the
+    /// way `insert` reports the rows it inserted.
+    pub fn start<K>(pool: SqlitePool, key: fn(&R) -> K, insert: InsertBatch<R, K>) -> Self
+    where
+        K: Eq + Hash + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(pool, rx, key, insert));
+        Self { tx }
+    }
+
+    /// Records `record`; false when its key was recorded before (or by an earlier copy in the
+    /// same batch), or when the insert's own conditions left it out.
+    pub async fn first_use(&self, record: R) -> Result<bool, GroupCommitError> {
+        let stopped = || GroupCommitError("the writer has stopped".into());
+        let (first, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { record, first })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_batches<R, K: Eq + Hash>(
+    pool: SqlitePool,
+    mut rx: mpsc::Receiver<Pending<R>>,
+    key: fn(&R) -> K,
+    insert: InsertBatch<R, K>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (records, answers): (Vec<R>, Vec<_>) =
+            batch.drain(..).map(|p| (p.record, p.first)).unzip();
+        match insert(&pool, &records).await {
+            Ok(mut inserted) => {
+                // The first copy of each inserted key gets `true`; a second copy of the same
+                // key in the same batch, and every key recorded before, gets `false`.
+                for (record, first) in records.iter().zip(answers) {
+                    let is_first = match inserted.get_mut(&key(record)) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            true
+                        }
+                        _ => false,
+                    };
+                    let _ = first.send(Ok(is_first));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = records.len(), "writing first-use records failed");
+                let e = GroupCommitError(e.to_string());
+                for first in answers {
+                    let _ = first.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
