@@ -105,8 +105,9 @@ PY
     ;;
   esac
 }
+records_label="replay records"; [ "$STORE" = redis ] && records_label="Redis keys"
 rss_log=()
-rss_note() { rss_log+=("$(printf '%-44s %6s MB   replay records: %s' "$1" "$(rss_mb)" "$(records)")"); }
+rss_note() { rss_log+=("$(printf '%-44s %6s MB   %s: %s' "$1" "$(rss_mb)" "$records_label" "$(records)")"); }
 rss_note "started, before any request"
 
 jkt=$(node bench/make-dpop-proofs.mjs --new-key "$work/dpop.pem" --public-key "$work/dpop.pub.pem")
@@ -174,13 +175,13 @@ if [ -n "$SOAK" ]; then
   rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
   segments=$(( (SOAK + SEGMENT - 1) / SEGMENT ))
   count=$(need "$rate" "$SEGMENT")
-  echo "soak: $segments x ${SEGMENT}s of wrk -t$THREADS -c$CONNECTIONS on $(nproc) cores, release build, store $STORE; $count proofs a segment (warm-up ${rate} req/s)"
+  echo "soak: $segments x ${SEGMENT}s of wrk -t$THREADS -c$CONNECTIONS on $(nproc) cores, store $STORE; $count proofs a segment (warm-up ${rate} req/s); bridge $bridge_bin"
   rss_note "after the warm-up (${WARMUP_SECS}s)"
   : > "$work/samples"
   (
     t0=$(date +%s)
     while :; do
-      printf '%5ss %6s MB   replay records: %s\n' $(( $(date +%s) - t0 )) "$(rss_mb)" "$(records)" >> "$work/samples"
+      printf '%5ss %6s MB   %s: %s\n' $(( $(date +%s) - t0 )) "$(rss_mb)" "$records_label" "$(records)" >> "$work/samples"
       sleep "$RSS_EVERY"
     done
   ) & sampler=$!
@@ -201,6 +202,17 @@ if [ -n "$SOAK" ]; then
   kill "$sampler"; wait "$sampler" 2>/dev/null || true; sampler=""
   echo "RSS during the load (every ${RSS_EVERY}s):"
   sed 's/^/  /' "$work/samples"
+  # Flat: the second half of the samples (the records' lifetime is past) against the first.
+  python3 - "$work/samples" <<'PY'
+import sys
+v = [float(l.split()[1]) for l in open(sys.argv[1]) if l.strip()]
+h = len(v) // 2
+if h >= 2:
+    a, b = v[:h], v[h:]
+    print(f"RSS first half {min(a):.1f}..{max(a):.1f} MB, second half {min(b):.1f}..{max(b):.1f} MB, "
+          f"end {v[-1]:.1f} MB: {'flat' if v[-1] <= max(a) * 1.10 + 2 else 'GROWING'} "
+          "(end <= peak of the first half + 10 % + 2 MB)")
+PY
   sleep 5; rss_note "5 s after the load"
   echo "RSS:"; printf '  %s\n' "${rss_log[@]}"
   exit 0
@@ -217,7 +229,8 @@ peer_url="http://$(sed -n 's/^LISTENING //p' "$work/peer.out")/dpop"
 proofs "$peer_url" 1 "$work/one.txt" "$work/token.txt"
 [ "$(status "$peer_url" "$work/one.txt")" = 200 ] || { echo "bench: $peer_url does not answer 200" >&2; exit 1; }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds on $(nproc) cores, release builds, store $STORE; every request a fresh ES256 proof"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds on $(nproc) cores, store $STORE; every request a fresh ES256 proof"
+echo "bridge $bridge_bin, peer $peer_bin"
 peer_rate=$(warm_rate peer "$peer_url" "$peer_url")
 bridge_rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
 rss_note "after the warm-ups"
