@@ -745,8 +745,12 @@ enum Binding {
     Unbound,
     /// `cnf.jkt`: bound to the key with this RFC 7638 thumbprint (DPoP, RFC 9449).
     Jkt(String),
-    /// A `cnf` without `jkt` (e.g. `x5t#S256`, an mTLS certificate, RFC 8705).
+    /// A `cnf` without `jkt` (e.g. `x5t#S256`, an mTLS certificate, RFC 8705): another
+    /// confirmation method, which the bridge does not check (the token counts as unbound).
     Other(Vec<String>),
+    /// A `cnf` that is not an object, or a `jkt` that is not a non-empty string: the bridge
+    /// refuses the token (never reads it as unbound).
+    Malformed,
 }
 
 /// The token's binding, read from its payload (unverified: the checks above verify it).
@@ -765,10 +769,11 @@ fn binding(token: &str) -> Binding {
     match cnf {
         None => Binding::Unbound,
         Some(serde_json::Value::Object(members)) => match members.get("jkt") {
-            Some(serde_json::Value::String(jkt)) => Binding::Jkt(jkt.clone()),
-            _ => Binding::Other(members.keys().cloned().collect()),
+            None => Binding::Other(members.keys().cloned().collect()),
+            Some(serde_json::Value::String(jkt)) if !jkt.is_empty() => Binding::Jkt(jkt.clone()),
+            Some(_) => Binding::Malformed,
         },
-        Some(_) => Binding::Other(Vec::new()),
+        Some(_) => Binding::Malformed,
     }
 }
 
@@ -788,8 +793,16 @@ fn explain_binding(out: &mut String, cnf: &Binding) {
         Binding::Other(members) => {
             let _ = writeln!(
                 out,
-                "binding (cnf): {members:?}, no jkt: bound by other means than DPoP (e.g. an \
-                 mTLS certificate, RFC 8705), which the bridge does not check"
+                "binding (cnf): {members:?}, no jkt: a confirmation method other than DPoP \
+                 (e.g. an mTLS certificate, RFC 8705), which the bridge does not check: it takes \
+                 the token as unbound"
+            );
+        }
+        Binding::Malformed => {
+            let _ = writeln!(
+                out,
+                "binding (cnf): malformed (not an object, or a jkt that is not a non-empty \
+                 string): the bridge refuses the token"
             );
         }
     }
@@ -950,6 +963,33 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn a_tokens_cnf_is_read_as_the_trust_engine_reads_it() {
+        use base64::Engine as _;
+        let token = |payload: serde_json::Value| {
+            let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            format!("{}.{}.sig", b64("{}".into()), b64(payload.to_string()))
+        };
+        let cases = [
+            (serde_json::json!({"sub": "a"}), Binding::Unbound),
+            (
+                serde_json::json!({"cnf": {"jkt": "abc"}}),
+                Binding::Jkt("abc".into()),
+            ),
+            (
+                serde_json::json!({"cnf": {"x5t#S256": "abc"}}),
+                Binding::Other(vec!["x5t#S256".into()]),
+            ),
+            (serde_json::json!({"cnf": {"jkt": ""}}), Binding::Malformed),
+            (serde_json::json!({"cnf": {"jkt": 7}}), Binding::Malformed),
+            (serde_json::json!({"cnf": "abc"}), Binding::Malformed),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(binding(&token(payload.clone())), want, "{payload}");
+        }
+        assert_eq!(binding("not-a-jwt"), Binding::Unbound);
+    }
 
     #[test]
     fn a_key_id_that_begins_with_a_dash_is_a_key_id_not_an_option() {
