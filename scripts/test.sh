@@ -19,10 +19,11 @@ scripts/install-deps.sh
 step "build the UI (trunk build --release)"
 scripts/build-ui.sh
 # The target is 100 000 B (issue 22) and is not met: 115 310 B with the design's gloo-net,
-# serde_json and Leptos resources (README, Figures). Until it is, the check is a ratchet: the
-# first load may not grow past 120 000 B.
-step "SPA size: the first load the bridge sends, brotli, within the 120 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
-bench/spa-size.sh --no-build --check --budget 120000
+# serde_json and Leptos resources, 122 388 B since the SPA binds its token to a WebCrypto key
+# in IndexedDB (DPoP, issue 23: about 7 KB) (README, Figures). Until it is met, the check is a
+# ratchet: the first load may not grow past 125 000 B.
+step "SPA size: the first load the bridge sends, brotli, within the 125 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
+bench/spa-size.sh --no-build --check --budget 125000
 step "rustfmt"
 cargo fmt --all -- --check
 step "clippy (backend, shared, tests; frontend and its example for wasm32)"

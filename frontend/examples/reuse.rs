@@ -1,7 +1,7 @@
 //! Another Leptos (CSR) app, served by the bridge, using the login-bridge SPA's `auth` and `api`
 //! modules: the token lives in [`AuthState`], every REST call (gloo-net, JSON through serde)
-//! carries it as a Bearer token, and a stale token is refreshed once before the user is treated
-//! as signed out.
+//! carries it (as a Bearer token, or bound to the browser's key with a DPoP proof per call), and
+//! a stale token is refreshed once before the user is treated as signed out.
 //!
 //! The README shows this file; `cargo clippy -p frontend --target wasm32-unknown-unknown
 //! --all-targets` (scripts/test.sh) keeps it compiling.
@@ -35,7 +35,8 @@ fn main() {
 #[component]
 fn Notes() -> impl IntoView {
     let auth = AuthState::from_context();
-    // GET with `Authorization: Bearer <auth_token>`; on a 401 the session is asked once more.
+    // GET with `Authorization: Bearer <auth_token>` (or `DPoP <auth_token>` and a `DPoP` proof);
+    // on a 401 the session is asked once more.
     let notes = LocalResource::new(move || auth.get_json::<Vec<Note>>("/api/notes"));
     // Any method with a JSON body goes through the same refresh-once path.
     let add = Action::new_local(move |text: &String| {
@@ -51,14 +52,15 @@ fn Notes() -> impl IntoView {
         let path = format!("/api/notes/{id}");
         async move { auth.api().delete::<()>(&path).await }
     });
-    // Or gloo-net's own request builder, already carrying the Bearer token: add what you need,
-    // send it, and read the answer with serde.
+    // Or gloo-net's own request builder, already carrying the token (and its proof, signed
+    // asynchronously): add what you need, send it, and read the answer with serde.
     let search = Action::new_local(move |text: &String| {
-        let request = auth
-            .api()
-            .request(Method::GET, "/api/notes")
-            .query([("q", text.as_str())]);
-        async move { api::into_json::<Vec<Note>>(request.send().await?).await }
+        let text = text.clone();
+        async move {
+            let request = auth.api().request(Method::GET, "/api/notes").await;
+            let request = request.query([("q", text.as_str())]);
+            api::into_json::<Vec<Note>>(request.send().await?).await
+        }
     });
 
     let sign_in = move || nav::sign_in_url(&nav::current_path_and_query(), false);

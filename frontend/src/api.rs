@@ -2,16 +2,24 @@
 //! in. This is the only module that sends requests (with gloo-net, JSON through serde_json), so
 //! there is one place that decides how requests are authenticated:
 //!
-//! - [`Api`] holds a bearer token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
-//!   body) with `Authorization: Bearer <token>`;
+//! - [`Api`] holds the token and sends any REST call (GET, POST, PUT, DELETE, optional JSON
+//!   body) with `Authorization: Bearer <token>`, or, for a token bound to this browser's key,
+//!   `Authorization: DPoP <token>` and a fresh `DPoP` proof ([`crate::dpop`], RFC 9449);
 //! - [`upstream_prefix`] asks the bridge (`GET /auth/upstreams`, public) where it proxies an
 //!   API that one of the SPA's pages works with;
 //! - [`fetch_session`] and [`logout`] talk to the bridge's token-mediating endpoints with the
-//!   CSRF header and the same-origin session cookie instead.
+//!   CSRF header and the same-origin session cookie instead (and `/auth/session` with a proof
+//!   without `ath`, so the bridge can bind the session to this browser's key).
+//!
+//! A `DPoP-Nonce` on any answer is kept for the next proofs; a `401` asking for one
+//! (`error="use_dpop_nonce"`) is retried once with it.
 //!
 //! Any non-2xx answer comes back as [`Error::Status`] holding the bridge's [`ApiError`] body.
 //! What to do about a `401` (refresh the token once, then give up) is [`crate::auth`]'s business,
 //! not this module's: it imports neither `auth` nor the app.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use gloo_net::http::RequestBuilder;
 use serde::Serialize;
@@ -20,6 +28,8 @@ use shared::error::ApiError;
 use shared::session::{CSRF_HEADER, CSRF_HEADER_VALUE, LogoutResponse, SessionInfo};
 use shared::upstreams::Upstreams;
 use web_sys::RequestCredentials;
+
+use crate::dpop;
 
 /// The HTTP method of a REST call (`Method::GET`, `Method::POST`, ...): gloo-net's, which is
 /// the `http` crate's; and gloo-net's answer, as [`crate::auth::AuthState::call_json`] returns it.
@@ -86,7 +96,8 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-/// A client for the REST APIs behind the bridge, authenticated with one bearer token.
+/// A client for the REST APIs behind the bridge, authenticated with one token: as `Bearer`,
+/// or as `DPoP` with a fresh proof per request when the token is bound to this browser's key.
 ///
 /// Cheap to create: make one per call from the current token (see
 /// [`crate::auth::AuthState::api`]) rather than keeping one around, so a refreshed token is
@@ -95,32 +106,71 @@ impl From<serde_json::Error> for Error {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Api {
     token: Option<String>,
+    /// The token is bound to this browser's key (`token_type: "DPoP"`).
+    bound: bool,
 }
 
 impl std::fmt::Debug for Api {
     /// Never prints the token itself.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let token = self.token.as_ref().map(|_| "***");
-        f.debug_struct("Api").field("token", &token).finish()
+        f.debug_struct("Api")
+            .field("token", &token)
+            .field("bound", &self.bound)
+            .finish()
     }
 }
 
 impl Api {
     /// A client sending `Authorization: Bearer <token>` (none when `token` is `None`).
     pub fn new(token: Option<String>) -> Self {
-        Self { token }
+        Self {
+            token,
+            bound: false,
+        }
     }
 
-    /// A gloo-net request for `method path` that accepts JSON and carries the bearer token;
-    /// add a body or headers, then `send()` it and read the answer with [`into_json`].
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let request = RequestBuilder::new(path)
-            .method(method)
-            .header("accept", "application/json");
-        match &self.token {
-            Some(token) => request.header("authorization", &format!("Bearer {token}")),
-            None => request,
+    /// A client for a token bound to this browser's key: `Authorization: DPoP <token>` and a
+    /// `DPoP` proof (with `ath`) on every request.
+    pub fn bound(token: String) -> Self {
+        Self {
+            token: Some(token),
+            bound: true,
         }
+    }
+
+    /// A client for the token of an `/auth/session` answer, as its `token_type` says.
+    pub fn for_session(session: &SessionInfo) -> Self {
+        let token = session.auth_token.clone();
+        if is_bound(session) {
+            Self::bound(token)
+        } else {
+            Self::new(Some(token))
+        }
+    }
+
+    /// A gloo-net request for `method path` that accepts JSON and carries the token (and, for
+    /// a bound token, a fresh proof for this method and path: asynchronous, as the browser signs
+    /// it); add a body, headers or a query, then `send()` it and read the answer with
+    /// [`into_json`]. The retry on a `use_dpop_nonce` refusal is [`Self::send_json`]'s (and its
+    /// wrappers'): a request built here is sent once.
+    pub async fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = RequestBuilder::new(path)
+            .method(method.clone())
+            .header("accept", "application/json");
+        let token = self.token.as_deref();
+        if let Some(token) = token {
+            let scheme = if self.bound { "DPoP " } else { "Bearer " };
+            request = request.header("authorization", &[scheme, token].concat());
+        }
+        // With a token the proof carries its hash (`ath`); the session call has none. Without a
+        // key there is no proof: the bridge then decides (and `auth` asks the session again).
+        if self.bound
+            && let Some(proof) = dpop::proof(method.as_str(), path, token).await
+        {
+            request = request.header("dpop", &proof);
+        }
+        request
     }
 
     /// `GET path`, the JSON answer read as `T`.
@@ -184,29 +234,91 @@ impl Api {
         path: &str,
         body: Option<String>,
     ) -> Result<Response, Error> {
-        let request = self.request(method, path);
-        let response = match body {
-            Some(body) => {
-                request
-                    .header("content-type", "application/json")
-                    .body(body)?
-                    .send()
-                    .await?
+        self.exchange(method, path, body, false).await
+    }
+
+    /// Sends `method path` (with `session`, as a call to the bridge's `/auth` endpoints: CSRF
+    /// header and session cookie) and returns the 2xx answer (see [`ok`]). A bound client's call
+    /// goes once more when the answer asks for a DPoP nonce, and a session call whose proof is
+    /// refused goes once more with the key read anew. Boxed, so every call the SPA makes shares
+    /// one copy of it in the WASM (each future awaiting an `async fn` gets its own inlined copy,
+    /// ~0.5 KB brotli here).
+    fn exchange<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: Option<String>,
+        session: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>> {
+        Box::pin(self.exchange_once_or_twice(method, path, body, session))
+    }
+
+    async fn exchange_once_or_twice(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        session: bool,
+    ) -> Result<Response, Error> {
+        let (mut nonce_retried, mut key_retried) = (false, false);
+        loop {
+            let mut request = self.request(method.clone(), path).await;
+            if session {
+                request = request
+                    .header(CSRF_HEADER, CSRF_HEADER_VALUE)
+                    .credentials(RequestCredentials::SameOrigin);
             }
-            None => request.send().await?,
-        };
-        ok(response).await
+            let response = match &body {
+                Some(body) => {
+                    request
+                        .header("content-type", "application/json")
+                        .body(body.clone())?
+                        .send()
+                        .await?
+                }
+                None => request.send().await?,
+            };
+            if self.bound && !nonce_retried && wants_new_nonce(&response) {
+                nonce_retried = true;
+                continue;
+            }
+            // Another tab may have made a new key since this page loaded one (storage
+            // cleared), and signed in with it. A session bound to a key the browser lost stays
+            // refused, with `silent_sso_tried: false`, so [`crate::auth`] signs in again (a new
+            // session, bound to the new key) as after any `401`.
+            if session
+                && self.bound
+                && !key_retried
+                && response.status() == 401
+                && dpop::has_key()
+                && dpop_error_is(&response, "invalid_dpop_proof")
+            {
+                dpop::forget_key();
+                key_retried = true;
+                continue;
+            }
+            return ok(response).await;
+        }
     }
 }
 
-/// `GET /auth/session`: the SPA's only source of its bearer token.
+/// Whether an `/auth/session` answer's token is bound to this browser's key (`token_type` is
+/// `DPoP`, compared without case as RFC 6749 says).
+pub fn is_bound(session: &SessionInfo) -> bool {
+    session.token_type.eq_ignore_ascii_case("DPoP")
+}
+
+/// `GET /auth/session` with a proof of this browser's key (when it has one): the SPA's only
+/// source of its token, which the bridge binds to that key.
 pub async fn fetch_session() -> Result<SessionInfo, Error> {
-    parse_json(&with_session_cookie(Method::GET, SESSION_PATH).await?)
+    let response = with_session_cookie(Method::GET, SESSION_PATH, true).await?;
+    parse_json(&text(response).await?)
 }
 
 /// `POST /auth/logout`: ends the bridge session; the answer says where to end the SSO session.
 pub async fn logout() -> Result<LogoutResponse, Error> {
-    parse_json(&with_session_cookie(Method::POST, LOGOUT_PATH).await?)
+    let response = with_session_cookie(Method::POST, LOGOUT_PATH, false).await?;
+    parse_json(&text(response).await?)
 }
 
 /// The path prefix (e.g. `/pi/`) under which the bridge proxies the API of the page `ui` (e.g.
@@ -218,20 +330,42 @@ pub async fn upstream_prefix(ui: &str) -> Option<String> {
 }
 
 /// A call to the bridge's own `/auth` endpoints: CSRF header and the same-origin session cookie,
-/// no bearer token; the 2xx answer's body as text.
-async fn with_session_cookie(method: Method, path: &str) -> Result<String, Error> {
-    let response = Api::default()
-        .request(method, path)
-        .header(CSRF_HEADER, CSRF_HEADER_VALUE)
-        .credentials(RequestCredentials::SameOrigin)
-        .send()
-        .await?;
-    text(ok(response).await?).await
+/// no token, and with `prove` a DPoP proof without `ath`; the 2xx answer.
+async fn with_session_cookie(method: Method, path: &str, prove: bool) -> Result<Response, Error> {
+    let client = Api {
+        token: None,
+        bound: prove,
+    };
+    client.exchange(method, path, None, true).await
+}
+
+/// Whether an answer's `WWW-Authenticate` has `error="<error>"` (one of RFC 9449's, which only
+/// a `DPoP` challenge carries; the header may hold a `Bearer` challenge too). A plain byte
+/// search: `str`'s substring search would add ~1 KB to the WASM for this one use.
+fn dpop_error_is(response: &Response, error: &str) -> bool {
+    let Some(challenge) = response.headers().get("www-authenticate") else {
+        return false;
+    };
+    let wanted = ["error=\"", error, "\""].concat();
+    challenge
+        .as_bytes()
+        .windows(wanted.len())
+        .any(|w| w == wanted.as_bytes())
+}
+
+/// Keeps the answer's `DPoP-Nonce`, and says whether the answer is a `401` asking for a proof
+/// with that nonce (RFC 9449 section 8), which deserves one retry.
+fn wants_new_nonce(response: &Response) -> bool {
+    let nonce = response.headers().get("dpop-nonce");
+    let fresh = nonce.is_some();
+    dpop::remember_nonce(nonce);
+    fresh && response.status() == 401 && dpop_error_is(response, "use_dpop_nonce")
 }
 
 /// The answer itself when its status is 2xx, otherwise [`Error::Status`] with the bridge's
 /// [`ApiError`] body.
 async fn ok(response: Response) -> Result<Response, Error> {
+    dpop::remember_nonce(response.headers().get("dpop-nonce"));
     if response.ok() {
         return Ok(response);
     }

@@ -9,6 +9,12 @@
 //! `/auth/session` again shortly before `expires_at`; and a REST call that still meets a `401`
 //! ([`AuthState::call`]) asks once more and retries once before giving up.
 //!
+//! When the bridge binds the token to this browser's key (`token_type: "DPoP"`), every call goes
+//! out with a proof ([`crate::api`], [`crate::dpop`]). A session bound to a key the browser no
+//! longer has (its storage was cleared) refuses the new key's proof with `silent_sso_tried:
+//! false`, so start-up signs in again as it does without a session (silently while the
+//! provider's session lasts), which makes a new session bound to the new key.
+//!
 //! Transport is [`crate::api`]'s job and addresses are [`crate::nav`]'s; this module imports
 //! neither the app nor its router, so another Leptos app can use it as it is.
 
@@ -53,6 +59,8 @@ pub enum AuthStatus {
 #[derive(Clone, Copy)]
 pub struct AuthState {
     auth_token: RwSignal<Option<String>>,
+    /// `auth_token` is bound to this browser's key (DPoP).
+    bound: StoredValue<bool>,
     user: RwSignal<Option<User>>,
     expires_at: RwSignal<Option<i64>>,
     status: RwSignal<AuthStatus>,
@@ -69,6 +77,7 @@ impl AuthState {
     pub fn provide() -> Self {
         let state = Self {
             auth_token: RwSignal::new(None),
+            bound: StoredValue::new(false),
             user: RwSignal::new(None),
             expires_at: RwSignal::new(None),
             status: RwSignal::new(AuthStatus::Loading),
@@ -88,7 +97,7 @@ impl AuthState {
         expect_context()
     }
 
-    /// The bearer token for REST calls; `None` when not signed in.
+    /// The token for REST calls; `None` when not signed in.
     pub fn auth_token(&self) -> ReadSignal<Option<String>> {
         self.auth_token.read_only()
     }
@@ -143,9 +152,13 @@ impl AuthState {
     }
 
     /// A transport client carrying the current token (read untracked, so a resource or effect
-    /// calling this does not re-run when the token is refreshed).
+    /// calling this does not re-run when the token is refreshed), as `Bearer` or, bound to this
+    /// browser's key, as `DPoP` with proofs.
     pub fn api(&self) -> Api {
-        Api::new(self.auth_token.get_untracked())
+        match self.auth_token.get_untracked() {
+            Some(token) if self.bound.get_value() => Api::bound(token),
+            token => Api::new(token),
+        }
     }
 
     /// `GET path` on a REST API with the current token, the 2xx answer's body as text (see
@@ -219,7 +232,7 @@ impl AuthState {
                 return Err(err);
             }
         };
-        let api = Api::new(Some(session.auth_token.clone()));
+        let api = Api::for_session(&session);
         self.set_session(session);
         let answer = api.send_json(method, path, body).await;
         if matches!(&answer, Err(err) if err.is_unauthenticated()) {
@@ -230,12 +243,14 @@ impl AuthState {
 
     /// Stores a fresh answer of `/auth/session` and schedules the next one.
     pub fn set_session(&self, session: SessionInfo) {
+        let bound = api::is_bound(&session);
         let SessionInfo {
             user,
             auth_token,
             expires_at,
             ..
         } = session;
+        self.bound.set_value(bound);
         set_if_changed(self.auth_token, Some(auth_token));
         set_if_changed(self.user, Some(user));
         set_if_changed(self.expires_at, Some(expires_at));
@@ -293,6 +308,7 @@ impl AuthState {
     fn clear(&self, status: AuthStatus) {
         self.cancel_refresh();
         self.auth_token.set(None);
+        self.bound.set_value(false);
         set_if_changed(self.user, None);
         set_if_changed(self.expires_at, None);
         set_if_changed(self.status, status);

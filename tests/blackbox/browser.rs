@@ -24,6 +24,9 @@ use crate::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Issue 23 (DPoP) in a real browser.
+mod with_dpop;
+
 /// A headless Chromium session; ChromeDriver and the browser are killed on drop.
 struct Browser {
     client: Client,
@@ -44,6 +47,17 @@ impl Drop for Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Self::start_logging(json!({"browser": "ALL"})).await
+    }
+
+    /// A browser whose network log (ChromeDriver's `performance` log: Chromium's DevTools
+    /// `Network.*` events, the requests with their headers) is readable with
+    /// [`Self::network_log`].
+    async fn start_with_network_log() -> Browser {
+        Self::start_logging(json!({"browser": "ALL", "performance": "ALL"})).await
+    }
+
+    async fn start_logging(logging_prefs: serde_json::Value) -> Browser {
         // fantoccini's TLS stack and reqwest's bring two rustls crypto providers; pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let root = repo_root();
@@ -92,7 +106,7 @@ impl Browser {
             }),
         );
         // Chromium's console, failed loads included, readable through `se/log`.
-        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        caps.insert("goog:loggingPrefs".into(), logging_prefs);
         let client = ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps)
@@ -822,10 +836,22 @@ impl Browser {
         }
     }
 
+    /// Whether the element is displayed, waiting for it to be: the login page shows the local
+    /// accounts' form once `/auth/session` has answered, which (the SPA signing its DPoP proof
+    /// first, with a key it may have to make) can come after the page is there.
     async fn is_displayed(&self, css: &str) -> bool {
         self.wait_for(css).await;
-        let el = self.client.find(Locator::Css(css)).await.unwrap();
-        el.is_displayed().await.unwrap()
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let el = self.client.find(Locator::Css(css)).await.unwrap();
+            if el.is_displayed().await.unwrap() {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -1079,6 +1105,29 @@ impl Browser {
         log.as_array().cloned().unwrap_or_default()
     }
 
+    /// The requests Chromium sent since the last call (ChromeDriver hands each entry out once),
+    /// each as DevTools' `Network.requestWillBeSent` `request`: `url`, `method`, `headers`.
+    async fn network_log(&self) -> Vec<serde_json::Value> {
+        let log = self
+            .raw(
+                axum::http::Method::POST,
+                "se/log".into(),
+                Some(json!({"type": "performance"})),
+            )
+            .await;
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let event: serde_json::Value =
+                    serde_json::from_str(entry["message"].as_str()?).ok()?;
+                let event = &event["message"];
+                (event["method"] == "Network.requestWillBeSent")
+                    .then(|| event["params"]["request"].clone())
+            })
+            .collect()
+    }
+
     /// This document's loads that got an error status, as the page's own resource timing
     /// records them (`responseStatus`), but the session check's expected `401` before
     /// sign-in.
@@ -1195,7 +1244,7 @@ async fn a_local_user_signs_in_with_the_keyboard_alone_on_a_labelled_form_that_f
     // The keyboard alone, at a laptop's width, from a freshly loaded page (nothing focused).
     browser.set_viewport_width(None).await;
     browser.goto(&format!("{}/login", app.address)).await;
-    browser.wait_for("#local-username").await;
+    assert!(browser.is_displayed("#local-username").await);
     assert_eq!(browser.focused_id().await, "", "nothing has the focus yet");
     let mut passed = Vec::new();
     while browser.focused_id().await != "local-username" {
@@ -1238,7 +1287,7 @@ async fn no_page_of_the_ui_logs_a_failed_request_but_the_session_check_before_si
     let mut failed = Vec::new();
 
     browser.goto(&format!("{}/login", app.address)).await;
-    browser.wait_for("#local-username").await;
+    assert!(browser.is_displayed("#local-username").await);
     failed.extend(browser.failed_loads_of_this_page().await);
     browser
         .submit_local_form("olivia", crate::local_accounts::PASSWORD)

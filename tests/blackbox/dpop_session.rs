@@ -445,3 +445,47 @@ async fn the_demo_requires_dpop_and_binds_the_spas_token_to_the_browsers_key() {
     let key = DpopKey::generate();
     assert_bound_to(&session_info_with(&app, &client, &key).await, &key);
 }
+
+#[tokio::test]
+async fn with_server_nonces_a_session_call_without_one_is_told_to_use_the_nonce_it_is_given() {
+    let app = spawn_app_with(AppOptions {
+        dpop_nonce: true,
+        ..options(DpopMode::Required)
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    let key = DpopKey::generate();
+
+    let first = session_with(
+        &app,
+        &client,
+        Some(&key.proof("GET", &session_url(&app), None)),
+    )
+    .await;
+
+    assert_eq!(first.status(), StatusCode::UNAUTHORIZED);
+    let challenge = first.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge.contains(r#"error="use_dpop_nonce""#),
+        "{challenge}"
+    );
+    let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_string();
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["error"], "use_dpop_nonce", "{body}");
+    // The same key, with the nonce it was handed: bound.
+    let mut claims = key.claims("GET", &session_url(&app), None);
+    claims["nonce"] = Value::String(nonce);
+    let again = session_with(&app, &client, Some(&key.sign(key.header(), claims))).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "{}",
+        again.text().await.unwrap()
+    );
+    let info: SessionInfo = again.json().await.unwrap();
+    assert_bound_to(&info, &key);
+}

@@ -89,12 +89,18 @@ fn gloo_net_is_the_spas_http_client_and_api_rs_the_only_module_that_uses_it() {
         api_text.contains("use gloo_net::http::"),
         "api.rs sends with gloo-net"
     );
+    // dpop.rs awaits the promises of WebCrypto and IndexedDB (`JsFuture`), never a fetch: every
+    // other needle still holds for it.
+    let dpop = repo_root().join("frontend/src/dpop.rs");
     for file in frontend_sources() {
         if file == api {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
         for needle in http_by_hand {
+            if file == dpop && needle == "JsFuture" {
+                continue;
+            }
             assert!(
                 !text.contains(needle),
                 "{} sends HTTP itself: `{needle}`",

@@ -115,7 +115,7 @@ fn refused_answer(state: &AppState, refused: Refused) -> Response {
         return AppError::Dpop(refused.refusal).into_response();
     }
     let body = ApiError {
-        error: "invalid_dpop_proof".into(),
+        error: refused.refusal.error_code().into(),
         error_description: Some(refused.refusal.to_string()),
         silent_sso_tried: Some(!(refused.other_key && state.settings.oidc.silent_sso)),
         local_accounts: state.settings.local_accounts.is_some().then_some(true),

@@ -61,6 +61,18 @@ pub enum DpopRefusal {
     Unavailable(String),
 }
 
+impl DpopRefusal {
+    /// The `error` of the challenge and of the JSON body (RFC 9449 sections 7.1 and 8).
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            Self::InvalidProof(_) | Self::Replayed => "invalid_dpop_proof",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::UseNonce(_) => "use_dpop_nonce",
+            Self::Unavailable(_) => "temporarily_unavailable",
+        }
+    }
+}
+
 impl Dpop {
     /// Verifies the request's `DPoP` header, if any: `Ok(None)` when it carries none.
     /// `path` is the path the browser asked for (before any prefix was stripped);
