@@ -14,15 +14,15 @@ free_port() {
 }
 
 # Sets $bridge_bin: $BENCH_BRIDGE_BIN when set (a prebuilt release binary, absolute path; nothing
-# is built), else this checkout's release build (built here). Not BRIDGE_*: the bridge reads every
-# BRIDGE_ variable as a setting and refuses unknown ones.
+# is built), else this checkout's release build (built here, in $CARGO_TARGET_DIR when set). Not
+# BRIDGE_*: the bridge reads every BRIDGE_ variable as a setting and refuses unknown ones.
 build_bridge() {
   if [ -n "${BENCH_BRIDGE_BIN:-}" ]; then
     [ -x "$BENCH_BRIDGE_BIN" ] || { echo "bench: BENCH_BRIDGE_BIN=$BENCH_BRIDGE_BIN is not executable" >&2; return 1; }
     bridge_bin=$BENCH_BRIDGE_BIN
   else
     cargo build --release -q -p login-bridge
-    bridge_bin=target/release/login-bridge
+    bridge_bin=${CARGO_TARGET_DIR:-target}/release/login-bridge
   fi
 }
 
@@ -104,7 +104,7 @@ jar_cookie() {
 start_hot_path() {
   local tokens=$1 peer_bin url status
   if [ -n "${BENCH_PEER_BIN:-}" ]; then peer_bin=$BENCH_PEER_BIN; else
-    cargo build --release -q -p bench-peer; peer_bin=target/release/bench-peer
+    cargo build --release -q -p bench-peer; peer_bin=${CARGO_TARGET_DIR:-target}/release/bench-peer
   fi
   metrics_port=$(free_port)
   printf '[metrics]\nlisten = "127.0.0.1:%s"\n\n[log]\nformat = "json"\n' "$metrics_port" \

@@ -33,6 +33,11 @@ fn good_claims() -> Value {
 
 /// Runs `token verify` with a config trusting one PEM-keyed issuer; returns (exit code, stdout).
 fn verify(token: &str) -> (i32, String) {
+    verify_with(token, &[])
+}
+
+/// `token verify` with more arguments after the token (`--proof`, `--method`, `--url`).
+fn verify_with(token: &str, extra: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
     std::fs::write(
@@ -60,6 +65,7 @@ public_key_file = "{}"
         .args(["token", "verify", "--config"])
         .arg(&config)
         .arg(token)
+        .args(extra)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
@@ -169,6 +175,138 @@ fn a_claim_named_twice_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("FAIL  iss: token is malformed: a claim name occurs twice in one object"),
+        "{out}"
+    );
+    assert!(out.contains("result: REJECTED"), "{out}");
+}
+
+/// A browser's DPoP key (P-256), as the SPA's non-extractable WebCrypto key signs.
+struct DpopKey(aws_lc_rs::signature::EcdsaKeyPair);
+
+impl DpopKey {
+    fn generate() -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        Self(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    }
+
+    fn coordinates(&self) -> (String, String) {
+        use aws_lc_rs::signature::KeyPair;
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let point = self.0.public_key().as_ref();
+        (b64(&point[1..33]), b64(&point[33..65]))
+    }
+
+    /// RFC 7638: SHA-256 of the required members in lexicographic order, no whitespace.
+    fn jkt(&self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let (x, y) = self.coordinates();
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(canonical.as_bytes()))
+    }
+
+    /// A fresh proof for `GET url` carrying `ath` of `token`.
+    fn proof(&self, url: &str, token: &str) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let (x, y) = self.coordinates();
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256",
+            "jwk": {"kty": "EC", "crv": "P-256", "x": x, "y": y}});
+        let claims = json!({"jti": format!("j-{}", now()), "htm": "GET", "htu": url,
+            "iat": now(), "ath": b64(&sha2::Sha256::digest(token.as_bytes()))});
+        let message = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = self
+            .0
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
+            .unwrap();
+        format!("{message}.{}", b64(signature.as_ref()))
+    }
+}
+
+const API_URL: &str = "https://app.example/api/me";
+
+fn bound_token(key: &DpopKey) -> String {
+    let mut c = good_claims();
+    c["cnf"] = json!({"jkt": key.jkt()});
+    sign("issuer-rsa-a.pem", &c)
+}
+
+#[test]
+fn a_bound_token_is_explained_with_its_keys_thumbprint_and_how_it_must_be_sent() {
+    let key = DpopKey::generate();
+    let (code, out) = verify(&bound_token(&key));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("binding (cnf):"), "{out}");
+    assert!(out.contains(&format!("jkt:      {}", key.jkt())), "{out}");
+    assert!(out.contains("RFC 7638 thumbprint"), "{out}");
+    assert!(out.contains("`Authorization: DPoP <token>`"), "{out}");
+    // An unbound token says nothing about a binding.
+    let (_, out) = verify(&sign("issuer-rsa-a.pem", &good_claims()));
+    assert!(!out.contains("binding"), "{out}");
+}
+
+#[test]
+fn a_proof_of_the_tokens_key_is_checked_point_by_point() {
+    let key = DpopKey::generate();
+    let token = bound_token(&key);
+    let proof = key.proof(API_URL, &token);
+    let (code, out) = verify_with(
+        &token,
+        &["--proof", &proof, "--method", "GET", "--url", API_URL],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok    proof: typ, alg, signature"), "{out}");
+    assert!(
+        out.contains("ok    ath: the SHA-256 of this token"),
+        "{out}"
+    );
+    assert!(out.contains("ok    iat:"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok    key: the proof's key {} is the token's cnf.jkt",
+            key.jkt()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("result: ACCEPTED"), "{out}");
+
+    // The same proof for another request is named as such.
+    let (code, out) = verify_with(
+        &token,
+        &["--proof", &proof, "--url", "https://app.example/api/other"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  proof: the DPoP proof's htu is not this request's URL"),
+        "{out}"
+    );
+    assert!(out.contains("result: REJECTED"), "{out}");
+}
+
+#[test]
+fn a_proof_of_another_key_is_refused_with_both_thumbprints() {
+    let (holder, thief) = (DpopKey::generate(), DpopKey::generate());
+    let token = bound_token(&holder);
+    let proof = thief.proof(API_URL, &token);
+    let (code, out) = verify_with(&token, &["--proof", &proof, "--url", API_URL]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ok    proof:"),
+        "the proof itself verifies with its own jwk: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "FAIL  key: the proof's key {} is not the token's cnf.jkt {}",
+            thief.jkt(),
+            holder.jkt()
+        )),
         "{out}"
     );
     assert!(out.contains("result: REJECTED"), "{out}");

@@ -5,8 +5,14 @@
 //! - `GET /verify`: a bare axum handler that verifies the `Authorization: Bearer` token on
 //!   every call with `jsonwebtoken` (its `aws_lc_rs` backend): RS256 signature, `iss`, `aud`,
 //!   `exp`, then answers the same body from the claims. No cache, no policy, no metrics.
+//! - `GET /dpop` (with `--dpop-public-key`): the peer of `bench/dpop.sh`, one ES256 JWT per
+//!   request: the `DPoP` header's proof verified with `jsonwebtoken` (`aws_lc_rs`) against one
+//!   P-256 key fixed at start (the proof's own `jwk` is not read, so no thumbprint), its `htm`
+//!   and `iat` read, and `Authorization: DPoP <token>` required but not checked (the bridge's
+//!   check of a token it has seen before is a cache hit). No replay records, no `htu`/`ath`.
 //!
-//! `bench-peer --listen 127.0.0.1:PORT --public-key KEY.pem --issuer ISS --audience AUD`
+//! `bench-peer --listen 127.0.0.1:PORT --public-key KEY.pem --issuer ISS --audience AUD
+//!  [--dpop-public-key EC-P256.pem]`
 //! Prints `LISTENING <addr>` once it accepts connections.
 
 use std::{net::SocketAddr, sync::Arc};
@@ -62,7 +68,19 @@ struct Me<'a> {
 struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// `/dpop`: the one P-256 key its proofs are signed with, and the ES256 rules.
+    dpop: Option<(DecodingKey, Validation)>,
 }
+
+/// What `/dpop` reads from a proof (RFC 9449 section 4.2).
+#[derive(Deserialize)]
+struct ProofClaims {
+    htm: String,
+    iat: i64,
+}
+
+/// How old a proof `/dpop` accepts may be: the bridge's default window (60 s) plus leeway.
+const PROOF_MAX_AGE_SECS: i64 = 90;
 
 async fn plain() -> Response {
     let (groups, roles) = (
@@ -115,6 +133,37 @@ async fn verify(State(v): State<Arc<Verifier>>, headers: HeaderMap) -> Response 
     }
 }
 
+async fn verify_proof(State(v): State<Arc<Verifier>>, headers: HeaderMap) -> Response {
+    let Some((key, validation)) = &v.dpop else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let bound = headers
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.starts_with("DPoP "));
+    let Some(proof) = headers.get("dpop").and_then(|h| h.to_str().ok()) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    if !bound {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(data) = decode::<ProofClaims>(proof, key, validation) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let c = data.claims;
+    if data.header.typ.as_deref() != Some("dpop+jwt")
+        || c.htm != "GET"
+        || c.iat < now - PROOF_MAX_AGE_SECS
+        || c.iat > now + 30
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    plain().await
+}
+
 fn arg(args: &[String], name: &str) -> Result<String, String> {
     args.iter()
         .position(|a| a == name)
@@ -135,10 +184,29 @@ async fn main() -> Result<(), String> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[arg(&args, "--issuer")?]);
     validation.set_audience(&[arg(&args, "--audience")?]);
-    let verifier = Arc::new(Verifier { key, validation });
+    let dpop = match arg(&args, "--dpop-public-key") {
+        Ok(path) => {
+            let pem = std::fs::read(&path).map_err(|e| format!("--dpop-public-key: {e}"))?;
+            let key =
+                DecodingKey::from_ec_pem(&pem).map_err(|e| format!("--dpop-public-key: {e}"))?;
+            // A proof has no `exp`, `aud` or `iss`: only the signature is jsonwebtoken's.
+            let mut validation = Validation::new(Algorithm::ES256);
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            Some((key, validation))
+        }
+        Err(_) => None,
+    };
+    let verifier = Arc::new(Verifier {
+        key,
+        validation,
+        dpop,
+    });
     let app = Router::new()
         .route("/plain", get(plain))
         .route("/verify", get(verify))
+        .route("/dpop", get(verify_proof))
         .with_state(verifier);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

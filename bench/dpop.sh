@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# The DPoP hot path (issue 23): GET /api/me with a DPoP-bound token the bridge has checked before
+# (a cache hit) and a FRESH proof on every request (one ES256 verification, a replay record),
+# against a bare axum handler verifying one ES256 JWT per request with jsonwebtoken on aws_lc_rs
+# (bench-peer /dpop, the key fixed at start), same run, same machine: wrk (Debian) on loopback,
+# release builds.
+#
+#   bench/dpop.sh [duration_secs=10] [connections=50] [rounds=3]
+#   bench/dpop.sh --soak SECS [connections=50]
+#   BENCH_STORE=sqlite|redis (default sqlite: the replay records' store, with the sessions)
+#   BENCH_BRIDGE_BIN / BENCH_PEER_BIN: prebuilt release binaries (absolute paths) instead of
+#   building them here (cargo build --release, in $CARGO_TARGET_DIR when set)
+#
+# The bridge: [metrics] on its own listener and JSON logs at info (as bench/hot-path.sh), an
+# [authority], session.token_profile = "spa" (the [[token_profiles]] entry of config/demo.toml)
+# and session.dpop = "required". alice signs in through the demo provider's login form (curl);
+# one P-256 key (bench/make-dpop-proofs.mjs --new-key) binds her session: /auth/session with a
+# proof must answer token_type "DPoP" and a token whose cnf.jkt is that key's RFC 7638
+# thumbprint. Then, by hand: one /api/me with a proof answers 200, the same proof again 401 (a
+# replay), so the run below measures the real checks.
+#
+# Comparison: per round the peer and the bridge alternate; before each wrk run its proofs are
+# signed (own jti, iat now, htu of its URL: the bridge's public URL + /api/me, ath of the
+# token; the bridge accepts a proof for session.dpop_proof_max_age_secs = 60 s plus leeway) and
+# handed out once each by bench/dpop-proofs.lua. How many: a 2 s warm-up of each measures its
+# rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is done again once
+# with twice as many; then running out fails the bench, as does any non-2xx answer or socket
+# error). The ratio is the median of the per-round ratios
+# bridge/peer (target >= 1.0x). The bridge's RSS after start, sign-in and each round.
+#
+# Soak (--soak SECS): the bridge alone under steady load for SECS seconds, in back-to-back wrk
+# segments of 20 s, each with its own proofs, signed in the background during the segment before
+# (so the load does not stop for signing; the signing takes CPU from both). A proof's replay
+# record lives until its iat could no longer be accepted (iat + max age + leeway: 90 s by
+# default), so a soak longer than that shows the records purged: the bridge's RSS (and the
+# records' count where the store says it) every 5 s, before, during and after the load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SOAK=""
+if [ "${1:-}" = --soak ]; then
+  SOAK=${2:-}; shift 2 || true
+  [[ "$SOAK" =~ ^[0-9]+$ ]] && [ "$SOAK" -ge 20 ] || { echo "usage: bench/dpop.sh --soak SECS>=20 [connections]" >&2; exit 2; }
+  CONNECTIONS="${1:-50}"
+else
+  DURATION="${1:-10}"; CONNECTIONS="${2:-50}"; ROUNDS="${3:-3}"
+fi
+THREADS=2; WARMUP_SECS=2; WARMUP_PROOFS=30000; SEGMENT=20; RSS_EVERY=5
+STORE="${BENCH_STORE:-sqlite}"
+case $STORE in sqlite|redis) ;; *) echo "bench: BENCH_STORE=$STORE (sqlite, redis)" >&2; exit 2 ;; esac
+command -v wrk >/dev/null || scripts/install-deps.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap 'kill "${peer:-}" "${redis:-}" "${sampler:-}" 2>/dev/null || true; bench_cleanup' EXIT
+
+# ---- the store, the bridge, alice's bound session
+store_toml=""
+if [ "$STORE" = redis ]; then
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
+    --protected-mode no > "$work/redis.log" 2>&1 &
+  redis=$!
+  until redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
+    kill -0 "$redis" 2>/dev/null || { cat "$work/redis.log" >&2; exit 1; }; sleep 0.05
+  done
+  store_toml=$(printf 'store = "redis"\nurl = "redis://127.0.0.1:%s/0"' "$redis_port")
+fi
+(umask 077; openssl rand -base64 32 > "$work/kek")
+metrics_port=$(free_port)
+cat > "$work/bridge.toml" <<EOF
+[metrics]
+listen = "127.0.0.1:$metrics_port"
+
+[log]
+format = "json"
+
+[authority]
+key_encryption_key_file = "$work/kek"
+
+[session]
+token_profile = "spa"
+dpop = "required"
+$store_toml
+
+[[token_profiles]]
+name = "spa"
+claims = { preferred_username = "{username}", roles = "{roles}", groups = "{groups}" }
+EOF
+BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"
+bridge_url="http://127.0.0.1:$bridge_port"
+public_url="http://localhost:$bridge_port"
+
+rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
+# records: the replay records in the store, where it says, else "?". Redis: all its keys (a
+# record is a key with an expiry; the session and the nonce secret add a handful; DBSIZE costs
+# nothing, a SCAN of a million keys would load the store); SQLite: the rows of its tables with
+# "dpop" in the name (dpop_proofs).
+records() {
+  case $STORE in
+    redis) redis-cli -h 127.0.0.1 -p "$redis_port" dbsize 2>/dev/null || echo "?" ;;
+    sqlite) python3 - "$work/sessions.sqlite" <<'PY' 2>/dev/null || echo "?"
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=1)
+names = [r[0] for r in db.execute("select name from sqlite_master where type = 'table' and name like '%dpop%'")]
+print(sum(db.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names) if names else "?")
+PY
+    ;;
+  esac
+}
+records_label="replay records"; [ "$STORE" = redis ] && records_label="Redis keys"
+rss_log=()
+rss_note() { rss_log+=("$(printf '%-44s %6s MB   %s: %s' "$1" "$(rss_mb)" "$records_label" "$(records)")"); }
+rss_note "started, before any request"
+
+jkt=$(node bench/make-dpop-proofs.mjs --new-key "$work/dpop.pem" --public-key "$work/dpop.pub.pem")
+# proofs HTU COUNT OUT [TOKEN_FILE]: COUNT fresh GET proofs for HTU.
+proofs() {
+  node bench/make-dpop-proofs.mjs --key "$work/dpop.pem" --htm GET --htu "$1" --count "$2" \
+    --out "$3" ${4:+--token-file "$4"}
+}
+
+sign_in "$work/jar"
+proofs "$public_url/auth/session" 1 "$work/one.txt"
+curl -s --resolve "localhost:$bridge_port:127.0.0.1" -b "$work/jar" -H 'x-login-bridge: 1' \
+  -H "DPoP: $(cat "$work/one.txt")" -o "$work/session.json" -w '%{http_code}' \
+  "$public_url/auth/session" > "$work/session.code"
+# The bound token, checked: token_type DPoP, cnf.jkt = the key's thumbprint.
+python3 - "$work/session.json" "$(cat "$work/session.code")" "$jkt" "$work/token.txt" <<'PY'
+import base64, json, sys
+body, code, jkt, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+if code != "200" or body.get("token_type") != "DPoP":
+    sys.exit(f"bench: /auth/session with a proof answered {code}, token_type {body.get('token_type')!r}: {body.get('error_description', '')}")
+token = body["auth_token"]
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+if claims.get("cnf", {}).get("jkt") != jkt:
+    sys.exit(f"bench: the token's cnf {claims.get('cnf')!r} does not name the key {jkt}")
+open(out, "w").write(token + "\n")
+PY
+rss_note "after sign-in and binding"
+
+# status URL PROOF_FILE: the status of GET URL with the token as DPoP and the proof.
+status() {
+  curl -s -o /dev/null -w '%{http_code}' -H "Authorization: DPoP $(cat "$work/token.txt")" \
+    -H "DPoP: $(cat "$2")" "$1"
+}
+proofs "$public_url/api/me" 1 "$work/one.txt" "$work/token.txt"
+first=$(status "$bridge_url/api/me" "$work/one.txt"); again=$(status "$bridge_url/api/me" "$work/one.txt")
+[ "$first" = 200 ] && [ "$again" = 401 ] || {
+  echo "bench: /api/me with a fresh proof answered $first (not 200), the same proof again $again (not 401)" >&2; exit 1; }
+
+# ---- wrk runs
+# wrk_proofs PROOFS SECONDS URL OUT: drives URL with the token and one proof per request.
+wrk_proofs() {
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --latency -s bench/dpop-proofs.lua "$3" \
+    -- "$1" "$THREADS" "$work/token.txt" > "$4"
+}
+# checked OUT LABEL: fails on a non-2xx answer, a socket error or a thread out of proofs.
+checked() {
+  if grep -q 'Non-2xx\|Socket errors\|EXHAUSTED' "$1"; then
+    echo "bench: $2 had errors" >&2; cat "$1" >&2; exit 1
+  fi
+}
+# need RATE SECONDS: how many proofs a run of SECONDS at up to 1.5 x RATE uses, plus a margin.
+need() { python3 -c "import sys; print(int(float(sys.argv[1]) * float(sys.argv[2]) * 1.5) + 5000)" "$1" "$2"; }
+
+# warm_rate KEY HTU URL: a WARMUP_SECS run's rate (doubled if it ran out of proofs).
+warm_rate() {
+  proofs "$2" "$WARMUP_PROOFS" "$work/warm.txt" "$work/token.txt"
+  wrk_proofs "$work/warm.txt" "$WARMUP_SECS" "$3" "$work/warm.out"
+  local used; used=$(awk '/^Proofs-used/ {print $2}' "$work/warm.out")
+  grep -q EXHAUSTED "$work/warm.out" && used=$((used * 2))
+  echo $(( used / WARMUP_SECS ))
+}
+
+if [ -n "$SOAK" ]; then
+  rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
+  segments=$(( (SOAK + SEGMENT - 1) / SEGMENT ))
+  count=$(need "$rate" "$SEGMENT")
+  echo "soak: $segments x ${SEGMENT}s of wrk -t$THREADS -c$CONNECTIONS on $(nproc) cores, store $STORE; $count proofs a segment (warm-up ${rate} req/s); bridge $bridge_bin"
+  rss_note "after the warm-up (${WARMUP_SECS}s)"
+  : > "$work/samples"
+  (
+    t0=$(date +%s)
+    while :; do
+      printf '%5ss %6s MB   %s: %s\n' $(( $(date +%s) - t0 )) "$(rss_mb)" "$records_label" "$(records)" >> "$work/samples"
+      sleep "$RSS_EVERY"
+    done
+  ) & sampler=$!
+  proofs "$public_url/api/me" "$count" "$work/seg-1.txt" "$work/token.txt"
+  for k in $(seq "$segments"); do
+    signer=""
+    if [ "$k" -lt "$segments" ]; then
+      proofs "$public_url/api/me" "$count" "$work/seg-$((k + 1)).txt" "$work/token.txt" & signer=$!
+    fi
+    wrk_proofs "$work/seg-$k.txt" "$SEGMENT" "$bridge_url/api/me" "$work/seg-$k.out"
+    [ -z "$signer" ] || wait "$signer"
+    checked "$work/seg-$k.out" "soak segment $k"
+    printf '  segment %2d  %10s req/s   p99 %s\n' "$k" "$(awk '/^Requests\/sec/ {print $2}' "$work/seg-$k.out")" \
+      "$(awk '$1=="99%" {print $2}' "$work/seg-$k.out")"
+    rm -f "$work/seg-$k.txt"
+    rss_note "after segment $k ($(( k * SEGMENT ))s of load)"
+  done
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true; sampler=""
+  echo "RSS during the load (every ${RSS_EVERY}s):"
+  sed 's/^/  /' "$work/samples"
+  # Flat: the second half of the samples (the records' lifetime is past) against the first.
+  python3 - "$work/samples" <<'PY'
+import sys
+v = [float(l.split()[1]) for l in open(sys.argv[1]) if l.strip()]
+h = len(v) // 2
+if h >= 2:
+    a, b = v[:h], v[h:]
+    print(f"RSS first half {min(a):.1f}..{max(a):.1f} MB, second half {min(b):.1f}..{max(b):.1f} MB, "
+          f"end {v[-1]:.1f} MB: {'flat' if v[-1] <= max(a) * 1.10 + 2 else 'GROWING'} "
+          "(end <= peak of the first half + 10 % + 2 MB)")
+PY
+  sleep 5; rss_note "5 s after the load"
+  echo "RSS:"; printf '  %s\n' "${rss_log[@]}"
+  exit 0
+fi
+
+if [ -n "${BENCH_PEER_BIN:-}" ]; then peer_bin=$BENCH_PEER_BIN; else
+  cargo build --release -q -p bench-peer; peer_bin=${CARGO_TARGET_DIR:-target}/release/bench-peer
+fi
+"$peer_bin" --listen 127.0.0.1:0 --public-key tests/fixtures/issuer-rsa-a.pub.pem --issuer unused \
+  --audience unused --dpop-public-key "$work/dpop.pub.pem" > "$work/peer.out" 2>/dev/null &
+peer=$!
+for _ in $(seq 100); do grep -q LISTENING "$work/peer.out" 2>/dev/null && break; sleep 0.1; done
+peer_url="http://$(sed -n 's/^LISTENING //p' "$work/peer.out")/dpop"
+proofs "$peer_url" 1 "$work/one.txt" "$work/token.txt"
+[ "$(status "$peer_url" "$work/one.txt")" = 200 ] || { echo "bench: $peer_url does not answer 200" >&2; exit 1; }
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds on $(nproc) cores, store $STORE; every request a fresh ES256 proof"
+echo "bridge $bridge_bin, peer $peer_bin"
+peer_rate=$(warm_rate peer "$peer_url" "$peer_url")
+bridge_rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
+rss_note "after the warm-ups"
+# run KEY LABEL HTU URL: signs the proofs, one wrk run, a line; keeps the rate.
+run() {
+  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps
+  proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
+  wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
+  if grep -q EXHAUSTED "$out"; then
+    # Faster than its warm-up said: once more with twice the supply (the refused replay the
+    # exhausted thread sent is in the discarded run only).
+    echo "  ($label ran out of proofs: again with twice as many)"
+    printf -v "$rate_var" '%s' $(( ${!rate_var} * 2 ))
+    proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
+    wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
+  fi
+  checked "$out" "$label"
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
+  printf '  %-52s %10s req/s   p99 %s\n' "$label" "$rps" "$(awk '$1=="99%" {print $2}' "$out")"
+  echo "$rps" >> "$work/$key.rps"
+  # The next run of this side is sized by the fastest so far.
+  printf -v "$rate_var" '%s' "$(python3 -c "import sys; print(int(max(float(sys.argv[1]), float(sys.argv[2]))))" "${!rate_var}" "$rps")"
+}
+for round in $(seq "$ROUNDS"); do
+  run peer "round $round  bench-peer /dpop (jsonwebtoken ES256)" "$peer_url" "$peer_url"
+  run bridge "round $round  bridge /api/me (DPoP, fresh proof)" "$public_url/api/me" "$bridge_url/api/me"
+  rss_note "after round $round"
+done
+ratio=$(python3 -c '
+import statistics, sys
+b = [float(x) for x in open(sys.argv[1])]; p = [float(x) for x in open(sys.argv[2])]
+r = sorted(x / y for x, y in zip(b, p))
+print("%.2f (rounds: %s)" % (statistics.median(r), ", ".join("%.2f" % x for x in r)))' \
+  "$work/bridge.rps" "$work/peer.rps")
+echo "RSS:"; printf '  %s\n' "${rss_log[@]}"
+python3 -c "import sys; r = float(sys.argv[1].split()[0]); print(f'/api/me DPoP / axum+jsonwebtoken ES256: {sys.argv[1]}   target >= 1.0: {\"met\" if r >= 1.0 else \"NOT met\"}')" "$ratio"
