@@ -118,14 +118,12 @@ fn dpop_challenge(error: &str, description: &str) -> String {
 /// A refused proof or binding as an answer.
 fn dpop_refusal(refusal: &crate::dpop::DpopRefusal) -> Response {
     use crate::dpop::DpopRefusal::*;
-    let (error, description) = match refusal {
-        InvalidProof(e) => ("invalid_dpop_proof", e.to_string()),
-        Replayed => (
-            "invalid_dpop_proof",
-            "the DPoP proof was used before".to_string(),
-        ),
-        InvalidToken(why) => ("invalid_token", (*why).to_string()),
-        UseNonce(_) => ("use_dpop_nonce", refusal.to_string()),
+    let error = refusal.error_code();
+    let description = match refusal {
+        InvalidProof(e) => e.to_string(),
+        Replayed => "the DPoP proof was used before".to_string(),
+        InvalidToken(why) => (*why).to_string(),
+        UseNonce(_) => refusal.to_string(),
         Unavailable(reason) => {
             tracing::error!(%reason, "DPoP replay records unavailable");
             return (
