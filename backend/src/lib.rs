@@ -20,6 +20,8 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+#[cfg(test)]
+pub mod test_redis;
 pub mod trust;
 pub mod upstream;
 pub mod web;

@@ -542,55 +542,11 @@ mod tests {
     //! The scripts against a real `redis-server` of the test's own (installed by
     //! `scripts/install-deps.sh`), on a free loopback port.
 
-    use fred::{interfaces::ClientLike, types::Builder, types::config::Config};
-
     use super::*;
 
-    /// The server, killed when dropped, and its directory (deleted after it).
-    struct Server {
-        child: std::process::Child,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    async fn redis() -> (RedisKeys, Server) {
-        let port = match std::net::TcpListener::bind("127.0.0.1:0") {
-            Ok(l) => l.local_addr().map(|a| a.port()).unwrap_or(0),
-            Err(e) => panic!("{e}"),
-        };
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("redis-server (scripts/install-deps.sh): {e}"));
-        let server = Server { child, _dir: dir };
-        let config = Config::from_url(&format!("redis://127.0.0.1:{port}/0"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        for _ in 0..100 {
-            if let Ok(pool) = Builder::from_config(config.clone()).build_pool(2)
-                && pool.init().await.is_ok()
-            {
-                return (RedisKeys::new(pool), server);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start");
+    async fn redis() -> (RedisKeys, crate::test_redis::Server) {
+        let (pool, server) = crate::test_redis::start().await;
+        (RedisKeys::new(pool), server)
     }
 
     fn user(id: &str, name: &str, disabled: bool, expires_at: Option<i64>) -> ServiceUser {
