@@ -1095,11 +1095,16 @@ impl Browser {
 
     /// What the browser logged since the last call (ChromeDriver hands each entry out once).
     async fn browser_log(&self) -> Vec<serde_json::Value> {
+        self.chromedriver_log("browser").await
+    }
+
+    /// ChromeDriver's log of `kind` (`browser`, `performance`) since the last call.
+    async fn chromedriver_log(&self, kind: &str) -> Vec<serde_json::Value> {
         let log = self
             .raw(
                 axum::http::Method::POST,
                 "se/log".into(),
-                Some(json!({"type": "browser"})),
+                Some(json!({"type": kind})),
             )
             .await;
         log.as_array().cloned().unwrap_or_default()
@@ -1108,16 +1113,9 @@ impl Browser {
     /// The requests Chromium sent since the last call (ChromeDriver hands each entry out once),
     /// each as DevTools' `Network.requestWillBeSent` `request`: `url`, `method`, `headers`.
     async fn network_log(&self) -> Vec<serde_json::Value> {
-        let log = self
-            .raw(
-                axum::http::Method::POST,
-                "se/log".into(),
-                Some(json!({"type": "performance"})),
-            )
-            .await;
-        log.as_array()
+        self.chromedriver_log("performance")
+            .await
             .into_iter()
-            .flatten()
             .filter_map(|entry| {
                 let event: serde_json::Value =
                     serde_json::from_str(entry["message"].as_str()?).ok()?;
