@@ -22,7 +22,7 @@
 # Comparison: per round the peer and the bridge alternate; before each wrk run its proofs are
 # signed (own jti, iat now, htu of its URL: the bridge's public URL + /api/me, ath of the
 # token; the bridge accepts a proof for session.dpop_proof_max_age_secs = 60 s plus leeway) and
-# handed out once each by bench/dpop-proofs.lua. How many: a 2 s warm-up of each measures its
+# handed out once each by bench/once-each.lua. How many: a 2 s warm-up of each measures its
 # rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is done again once
 # with twice as many; then running out fails the bench, as does any non-2xx answer or socket
 # error). The ratio is the median of the per-round ratios
@@ -151,7 +151,7 @@ first=$(status "$bridge_url/api/me" "$work/one.txt"); again=$(status "$bridge_ur
 # ---- wrk runs
 # wrk_proofs PROOFS SECONDS URL OUT: drives URL with the token and one proof per request.
 wrk_proofs() {
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --latency -s bench/dpop-proofs.lua "$3" \
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --latency -s bench/once-each.lua "$3" \
     -- "$1" "$THREADS" "$work/token.txt" > "$4"
 }
 # checked OUT LABEL: fails on a non-2xx answer, a socket error or a thread out of proofs.
@@ -167,7 +167,7 @@ need() { python3 -c "import sys; print(int(float(sys.argv[1]) * float(sys.argv[2
 warm_rate() {
   proofs "$2" "$WARMUP_PROOFS" "$work/warm.txt" "$work/token.txt"
   wrk_proofs "$work/warm.txt" "$WARMUP_SECS" "$3" "$work/warm.out"
-  local used; used=$(awk '/^Proofs-used/ {print $2}' "$work/warm.out")
+  local used; used=$(awk '/^Used:/ {print $2}' "$work/warm.out")
   grep -q EXHAUSTED "$work/warm.out" && used=$((used * 2))
   echo $(( used / WARMUP_SECS ))
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // DPoP proofs (RFC 9449 section 4) for bench/dpop.sh, one a line, each with its own jti: the
-// bridge records every jti and refuses a second use, so wrk (bench/dpop-proofs.lua) sends each
+// bridge records every jti and refuses a second use, so wrk (bench/once-each.lua) sends each
 // once. ES256 with one P-256 key, its public jwk in the header as a browser's proof carries it;
 // iat is the time of signing, so a batch is signed just before the run that uses it (the bridge
 // accepts a proof for session.dpop_proof_max_age_secs, 60 s, plus leeway). Signs on every core

@@ -7,7 +7,7 @@
 #   bench/token-endpoint.sh [duration_secs=10] [connections=16] [threads=2] [sessions=40]
 #
 # Every request carries a fresh assertion (own jti: both sides refuse replays): they are signed
-# beforehand by bench/make-assertions.mjs and handed out once each by bench/token-bodies.lua.
+# beforehand by bench/make-assertions.mjs and handed out once each by bench/once-each.lua.
 # A 2 s warm-up per target measures the rate that sizes the main run's supply (rate x duration
 # x 3: the threads do not share a supply, node warms up). Prints tokens/s, p99, the non-2xx count (must be 0) and the ratio bridge/oidc-provider
 # per algorithm (targets: ES256 >= 5000 tokens/s and >= 3x oidc-provider).
@@ -71,7 +71,7 @@ done
 
 # wrk_bodies BODIES SECONDS URL OUT: drives URL with the bodies; fails on exhausted supply.
 wrk_bodies() {
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --latency -s bench/token-bodies.lua "$3" \
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${2}s" --latency -s bench/once-each.lua "$3" \
     -- "$1" "$THREADS" > "$4"
 }
 
@@ -81,7 +81,7 @@ measure() {
   url=$(token_url "$target")
   make_bodies "$alg" "$target" "$WARMUP_BODIES" "$work/warm.txt"
   wrk_bodies "$work/warm.txt" "$WARMUP_SECS" "$url" "$work/warm.out"
-  rate=$(awk '/^Bodies-used/ {print $2}' "$work/warm.out")
+  rate=$(awk '/^Used:/ {print $2}' "$work/warm.out")
   # An exhausted warm-up only says the rate is above its supply.
   grep -q EXHAUSTED "$work/warm.out" && rate=$((rate * 2))
   need=$(( rate * 3 * DURATION / WARMUP_SECS + 5000 ))
