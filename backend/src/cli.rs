@@ -601,9 +601,8 @@ async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     // Before anything else: SIGHUP's default action ends the process, and a `systemctl reload`
     // during startup must not.
     #[cfg(unix)]
-    let mut hangups =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
     let settings = config.settings.clone();
     let app = Application::build(config).await?;
     #[cfg(unix)]

@@ -34,8 +34,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::{
-    authority::keyring::ProfileSet,
     auth::local::LocalLogin,
+    authority::keyring::ProfileSet,
     demo_api::ApiCallLog,
     settings::{Config, Settings, SettingsError},
     startup::{RouterInputs, request_metrics, upstreams},
@@ -171,11 +171,7 @@ struct Inner {
 }
 
 impl Reloader {
-    pub fn new(
-        current: Arc<ArcSwap<Shell<Router>>>,
-        parts: RouterParts,
-        state: AppState,
-    ) -> Self {
+    pub fn new(current: Arc<ArcSwap<Shell<Router>>>, parts: RouterParts, state: AppState) -> Self {
         Self(Arc::new(Inner {
             current,
             parts,
@@ -272,12 +268,15 @@ impl Reloader {
         *running = state;
 
         for name in &kept {
-            tracing::warn!(setting = name, "configuration reload: {name} changed; kept; restart to apply");
+            tracing::warn!(
+                setting = name,
+                "configuration reload: {name} changed; kept; restart to apply"
+            );
         }
         match level {
-            Some(LevelChange::EnvWins) => tracing::warn!(
-                "configuration reload: log.level changed; RUST_LOG is set and wins"
-            ),
+            Some(LevelChange::EnvWins) => {
+                tracing::warn!("configuration reload: log.level changed; RUST_LOG is set and wins")
+            }
             Some(LevelChange::Failed(e)) => {
                 tracing::warn!(error = %e, "configuration reload: log.level not applied")
             }

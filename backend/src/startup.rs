@@ -335,7 +335,15 @@ impl RouterInputs {
             local,
             track,
         } = self;
-        router(state, store, api_calls, upstreams, upstream_http, local, track)
+        router(
+            state,
+            store,
+            api_calls,
+            upstreams,
+            upstream_http,
+            local,
+            track,
+        )
     }
 }
 

@@ -124,6 +124,8 @@ struct Conf {
     more_policies: String,
     /// Anything else, appended at the end.
     tail: String,
+    /// `log.level`.
+    log_level: &'static str,
 }
 
 impl Conf {
@@ -152,6 +154,7 @@ token_profile = "spa"
 listen = "127.0.0.1:{metrics}"
 [log]
 format = "json"
+level = "{log_level}"
 [[issuers]]
 name = "gateway"
 issuer = "https://gateway.example"
@@ -180,6 +183,7 @@ url = "{upstream}"
             more_policies = self.more_policies,
             upstream = self.upstream,
             tail = self.tail,
+            log_level = self.log_level,
         )
     }
 
@@ -257,6 +261,7 @@ impl Bridge {
             more_issuers: String::new(),
             more_policies: String::new(),
             tail: String::new(),
+            log_level: "info",
         };
         conf.write();
         let mut add = Command::new(env!("CARGO_BIN_EXE_login-bridge"))
@@ -565,9 +570,16 @@ async fn a_sighup_under_load_adds_an_issuer_changes_an_upstream_and_a_policy_and
         (200, "second upstream".into())
     );
     assert_eq!(bridge.get("/api/calls", &alice_token).await.0, 403);
-    // The load goes on a while on the new configuration, then: not one request failed.
+    // The load goes on a while on the new configuration, through three more reloads of the
+    // same file, then: not one request failed.
     let at_reload = load.counts();
     load.wait_for(&at_reload, 20).await;
+    for _ in 0..3 {
+        bridge.reload_with(&next);
+        bridge.log_until("configuration reloaded").await;
+        let at_reload = load.counts();
+        load.wait_for(&at_reload, 10).await;
+    }
     let (failures, total) = load.stop().await;
     eprintln!(
         "reload under load: {total} requests, {} failed",
@@ -584,7 +596,7 @@ async fn a_sighup_under_load_adds_an_issuer_changes_an_upstream_and_a_policy_and
     assert_eq!(session_after["user"], session_before["user"]);
     assert_eq!(bridge.get("/api/me", &alice_token).await.0, 200);
     // Counted, and what changed is in the log line.
-    assert_eq!(bridge.reloads("applied").await, 1);
+    assert_eq!(bridge.reloads("applied").await, 4);
     assert_eq!(bridge.reloads("refused").await, 0);
     let done = log.last().unwrap();
     assert_eq!(done["fields"]["issuers_added"], "[\"partner\"]", "{done}");
@@ -707,4 +719,50 @@ async fn a_changed_listen_address_is_logged_as_kept_and_the_old_listener_keeps_s
             .is_err()
     );
     assert_eq!(bridge.reloads("applied").await, 1);
+}
+
+#[tokio::test]
+async fn a_new_log_level_applies_on_sighup() {
+    let mut bridge = Bridge::start(upstream("first upstream").await).await;
+    // Every reload of a file with another listen address logs a WARN line (kept), a reload
+    // an INFO line before and after.
+    let mut quiet = bridge.conf.clone();
+    quiet.listen_port = free_port();
+    quiet.log_level = "warn";
+    quiet.write();
+    let pid = bridge.process.id().unwrap().to_string();
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+    };
+    hup();
+    let first = bridge.log_until("reloading the configuration").await;
+    assert_eq!(first.last().unwrap()["level"], "INFO");
+    let kept = bridge
+        .log_until("configuration reload: listen changed; kept; restart to apply")
+        .await;
+    assert!(kept.len() == 1, "nothing between: {kept:#?}");
+
+    // Back to `info`: this reload's first line is still filtered out, its last one is not.
+    let mut loud = quiet.clone();
+    loud.log_level = "info";
+    loud.write();
+    hup();
+    let lines = bridge.log_until("configuration reloaded").await;
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "configuration reload: listen changed; kept; restart to apply",
+            "configuration reloaded"
+        ],
+        "the warn level filtered the INFO lines of the first reload's end and the second's \
+         start"
+    );
+    assert_eq!(bridge.reloads("applied").await, 2);
 }

@@ -30,8 +30,7 @@ use super::{
     cache::VerifiedCache,
     claims::Claims,
     issuer::{
-        BRIDGE_ISSUER, IssuerKeys, IssuerSpec, KeySpec, PROVIDER_ISSUER, RoutePolicy,
-        TrustedIssuer,
+        BRIDGE_ISSUER, IssuerKeys, IssuerSpec, KeySpec, PROVIDER_ISSUER, RoutePolicy, TrustedIssuer,
     },
     jwks::JwksCache,
     policy::{admit, authorize},
@@ -118,7 +117,8 @@ impl TrustEngine {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
             };
-            let registered = |i: &TrustedIssuer| i.name == PROVIDER_ISSUER || i.name == BRIDGE_ISSUER;
+            let registered =
+                |i: &TrustedIssuer| i.name == PROVIDER_ISSUER || i.name == BRIDGE_ISSUER;
             let mut next: HashMap<String, Arc<TrustedIssuer>> = map
                 .iter()
                 .filter(|(_, i)| registered(i))
@@ -824,7 +824,8 @@ mod tests {
             "/../tests/fixtures/issuer-ec.jwks.json"
         ))
         .unwrap_or_default();
-        let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { doc }));
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { doc }));
         let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
             panic!("no port");
         };
@@ -845,8 +846,10 @@ mod tests {
     }
 
     fn remote_spec(url: &str) -> IssuerSpec {
-        spec(serde_json::json!({"name": "remote", "issuer": "https://remote.example",
-            "audiences": ["api"], "algorithms": ["ES256"], "jwks_url": url}))
+        spec(
+            serde_json::json!({"name": "remote", "issuer": "https://remote.example",
+            "audiences": ["api"], "algorithms": ["ES256"], "jwks_url": url}),
+        )
     }
 
     fn remote_token() -> String {
@@ -902,10 +905,7 @@ mod tests {
         assert_eq!(engine.cached_tokens(), 1);
 
         let secret = &[6u8; 32][..];
-        let changes = engine.replace_configured(
-            vec![remote_spec(&url), spec_hmac(secret)],
-            vec![],
-        );
+        let changes = engine.replace_configured(vec![remote_spec(&url), spec_hmac(secret)], vec![]);
 
         assert_eq!(changes.keys_kept, ["remote"]);
         assert_eq!(changes.added, ["hmac"]);
@@ -913,7 +913,11 @@ mod tests {
         let after = jwks_of(&engine, "remote");
         assert!(Arc::ptr_eq(&before, &after), "the same key cache");
         assert_eq!(engine.cached_tokens(), 0, "verified tokens forgotten");
-        assert_eq!(outcome(&engine, &jwt).await, "verified", "checked again, keys at hand");
+        assert_eq!(
+            outcome(&engine, &jwt).await,
+            "verified",
+            "checked again, keys at hand"
+        );
         assert_eq!(after.fetch_count(), 1, "no new fetch");
         // A changed URL gets a cache of its own.
         let changes = engine.replace_configured(vec![remote_spec(&format!("{url}?v=2"))], vec![]);
@@ -937,7 +941,8 @@ mod tests {
     /// A reload drops configured issuers and replaces route policies, but the login provider
     /// and the bridge's own issuer, registered apart from the configuration, stay.
     #[tokio::test]
-    async fn a_reload_replaces_configured_issuers_and_policies_and_keeps_the_provider_and_the_bridge() {
+    async fn a_reload_replaces_configured_issuers_and_policies_and_keeps_the_provider_and_the_bridge()
+     {
         let secret = &[7u8; 32][..];
         let engine = TrustEngine::new(
             vec![spec_hmac(secret)],
@@ -971,9 +976,16 @@ mod tests {
         let changes = engine.replace_configured(vec![], vec![]);
 
         assert_eq!(changes.removed, ["hmac"]);
-        assert_eq!(outcome(&engine, &configured).await, "issuer", "no longer trusted");
+        assert_eq!(
+            outcome(&engine, &configured).await,
+            "issuer",
+            "no longer trusted"
+        );
         assert_eq!(outcome(&engine, &provider_token).await, "verified");
-        assert!(engine.authorize(&alice, "/api/admin/x").is_ok(), "policy gone");
+        assert!(
+            engine.authorize(&alice, "/api/admin/x").is_ok(),
+            "policy gone"
+        );
     }
 
     /// Every API call moves this future whole into the handler's box: the signature check's
