@@ -37,7 +37,7 @@ use crate::{
     auth::local::LocalLogin,
     authority::keyring::ProfileSet,
     demo_api::ApiCallLog,
-    settings::{Config, Settings, SettingsError},
+    settings::{Config, LogSettings, Settings, SettingsError},
     startup::{RouterInputs, request_metrics, upstreams},
     state::AppState,
     telemetry::{self, LevelChange},
@@ -129,19 +129,50 @@ pub fn kept_changes(running: &Settings, new: &Settings) -> Vec<&'static str> {
         .collect()
 }
 
-/// `new` with every [`KEPT`] setting as `running` has it.
-fn keep_running(running: &Settings, mut new: Settings) -> Settings {
-    new.listen = running.listen;
-    new.public_url = running.public_url.clone();
-    new.dist_dir = running.dist_dir.clone();
-    new.oidc = running.oidc.clone();
-    new.claims = running.claims.clone();
-    new.session = running.session.clone();
-    new.authority = running.authority.clone();
-    new.local_accounts = running.local_accounts.clone();
-    new.metrics = running.metrics.clone();
-    new.log.format = running.log.format;
-    new
+/// `new` with every [`KEPT`] setting as `running` has it. Every field is named: a setting
+/// added to [`Settings`] does not compile here until it is placed among the live or the kept.
+fn keep_running(running: &Settings, new: Settings) -> Settings {
+    let Settings {
+        listen: _,
+        public_url: _,
+        dist_dir: _,
+        oidc: _,
+        session: _,
+        claims: _,
+        issuers,
+        route_policies,
+        gateway,
+        authority: _,
+        token_profiles,
+        local_accounts: _,
+        upstreams,
+        cors,
+        metrics: _,
+        log,
+        ui,
+    } = new;
+    Settings {
+        listen: running.listen,
+        public_url: running.public_url.clone(),
+        dist_dir: running.dist_dir.clone(),
+        oidc: running.oidc.clone(),
+        session: running.session.clone(),
+        claims: running.claims.clone(),
+        issuers,
+        route_policies,
+        gateway,
+        authority: running.authority.clone(),
+        token_profiles,
+        local_accounts: running.local_accounts.clone(),
+        upstreams,
+        cors,
+        metrics: running.metrics.clone(),
+        log: LogSettings {
+            format: running.log.format,
+            ..log
+        },
+        ui,
+    }
 }
 
 /// How a reload ended.
@@ -361,5 +392,49 @@ impl tower::Service<Request<Body>> for SwappableShell {
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let mut shell = self.current.load().for_peer(self.peer);
         tower::Service::call(&mut shell, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Secret;
+
+    #[test]
+    fn every_kept_setting_that_changed_is_named_and_a_live_one_is_not() {
+        let running = Settings::default();
+        let mut new = Settings::default();
+        assert!(kept_changes(&running, &new).is_empty());
+        new.listen = ([127, 0, 0, 1], 9999).into();
+        new.session.idle_timeout_secs += 1;
+        new.log.level = "debug".into();
+        new.upstreams = Vec::new();
+        new.cors.allowed_origins = vec!["https://other.example".into()];
+        assert_eq!(kept_changes(&running, &new), ["listen", "session"]);
+    }
+
+    /// Secrets serialize masked: a changed one is still seen.
+    #[test]
+    fn a_changed_secret_is_seen_though_it_prints_masked() {
+        let mut running = Settings::default();
+        running.oidc.client_secret = Secret::new("one");
+        let mut new = running.clone();
+        new.oidc.client_secret = Secret::new("two");
+        assert_eq!(kept_changes(&running, &new), ["oidc"]);
+    }
+
+    #[test]
+    fn kept_settings_take_the_running_value_and_live_ones_the_new() {
+        let running = Settings::default();
+        let mut new = Settings::default();
+        new.listen = ([127, 0, 0, 1], 9999).into();
+        new.log.level = "debug".into();
+        new.log.format = crate::settings::LogFormat::Json;
+        new.ui.title = "Other".into();
+        let effective = keep_running(&running, new);
+        assert_eq!(effective.listen, running.listen);
+        assert_eq!(effective.log.format, running.log.format);
+        assert_eq!(effective.log.level, "debug");
+        assert_eq!(effective.ui.title, "Other");
     }
 }
