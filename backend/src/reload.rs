@@ -426,8 +426,10 @@ mod tests {
     #[test]
     fn kept_settings_take_the_running_value_and_live_ones_the_new() {
         let running = Settings::default();
-        let mut new = Settings::default();
-        new.listen = ([127, 0, 0, 1], 9999).into();
+        let mut new = Settings {
+            listen: ([127, 0, 0, 1], 9999).into(),
+            ..Settings::default()
+        };
         new.log.level = "debug".into();
         new.log.format = crate::settings::LogFormat::Json;
         new.ui.title = "Other".into();
