@@ -233,7 +233,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     // After loading: the format is a setting. Loading logs nothing; its problems go to stderr
     // above.
-    crate::telemetry::init(settings.settings.log.format);
+    crate::telemetry::init(settings.settings.log.format, &settings.settings.log.level);
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             for warning in settings.settings.warnings() {
@@ -292,7 +292,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Serve => match serve(settings).await {
+        Command::Serve => match serve(settings, cli.config).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("login-bridge: {e:#}");
@@ -596,9 +596,26 @@ fn toml_like(settings: &Settings) -> Result<String, serde_json::Error> {
     serde_json::to_string_pretty(settings)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Runs the server; SIGHUP reloads `file` (and `BRIDGE_*`), see [`crate::reload`].
+async fn serve(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before anything else: SIGHUP's default action ends the process, and a `systemctl reload`
+    // during startup must not.
+    #[cfg(unix)]
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGHUP: {e}"))?;
     let settings = config.settings.clone();
     let app = Application::build(config).await?;
+    #[cfg(unix)]
+    {
+        let reloader = app.reloader();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                reloader.reload_file(file.as_deref()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = file;
     tracing::info!(
         port = app.port(),
         public_url = %settings.public_url,

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod oidc;
+pub mod reload;
 pub mod session;
 pub mod settings;
 pub mod startup;

@@ -43,6 +43,8 @@ pub const LOCAL_SIGN_INS: &str = "login_bridge_local_sign_ins_total";
 /// Requests that carried the cookie of a session that has ended (logout, back-channel
 /// logout, idle or absolute timeout): an ordinary event, counted rather than logged.
 pub const ENDED_SESSION_COOKIES: &str = "login_bridge_ended_session_cookies_total";
+/// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
+pub const CONFIG_RELOADS: &str = "login_bridge_config_reloads_total";
 
 /// Buckets of [`HTTP_REQUEST_DURATION`]: from a cached-token API call (well under a
 /// millisecond) to a slow upstream.
@@ -127,6 +129,10 @@ fn describe() {
         "Local-account sign-in attempts, by outcome (signed_in, failed, limited)"
     );
     describe_counter!(
+        CONFIG_RELOADS,
+        "Configuration reloads by result (applied, refused)"
+    );
+    describe_counter!(
         ENDED_SESSION_COOKIES,
         "Requests with the cookie of a session that has ended (logout, timeout)"
     );
@@ -192,6 +198,12 @@ pub fn token_verification(valid: bool, reason: &'static str) {
             "issuer", "claims", "algorithm", "policy", "too_large", "forbidden_header",
             "not_yet_valid", "azp", "type", "nonce")
     }
+}
+
+/// A configuration reload: applied, or refused (the running configuration stayed).
+pub fn config_reload(applied: bool) {
+    let result = if applied { "applied" } else { "refused" };
+    ::metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
 pub fn jwks_fetch(ok: bool) {

@@ -130,11 +130,23 @@ pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
 }
 
-/// `[log]`: the format of log lines on stderr.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// `[log]`: the format of log lines on stderr, and which are written.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
+    /// Which lines are written, in `RUST_LOG`'s syntax (`info`, `warn,login_bridge=debug`).
+    /// `RUST_LOG`, when set, wins. Changes on a reload (SIGHUP).
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: "info".to_owned(),
+        }
+    }
 }
 
 /// `text` for people, `json` (one object a line) for log collectors.
@@ -915,6 +927,12 @@ impl Settings {
                  e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER)",
                 self.oidc.issuer
             )),
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problems.push(format!(
+                "log.level: {:?} is not a log filter ({e}); e.g. \"info\" or \"warn,login_bridge=debug\"",
+                self.log.level
+            ));
         }
         let title = self.ui.title.trim();
         if title.is_empty() || title.chars().count() > 80 || title.chars().any(char::is_control) {

@@ -1,11 +1,13 @@
 //! Building and running the server: `Application::build` binds the listener (port 0 works),
 //! exposes `port()`, and `run_until_stopped()` serves until a shutdown signal. With
 //! `[metrics]`, a second listener serves `/metrics` (`metrics_port()`), stopped by the same
-//! signal.
+//! signal. The router is reached through [`crate::reload`]: a reload (SIGHUP) swaps it for
+//! one built on the new configuration, with the same sessions, keys and caches.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::{
     Router, middleware,
     routing::{any, get},
@@ -20,11 +22,16 @@ use crate::{
         gateway::strip_untrusted_header, local::LocalLogin, page_open::open_page,
         routes as auth_routes,
     },
-    authority::{self, keyring::Authority, service_users},
+    authority::{
+        self,
+        keyring::{Authority, ProfileSet},
+        service_users,
+    },
     demo_api::{self, ApiCallLog},
     health,
     metrics::{self, RequestMetrics},
     oidc::{client::ProviderClient, http::ProviderHttp},
+    reload::{Reloader, RouterParts, SwappableShell},
     session::{
         ended::CountEndedSessions,
         store::SessionBackend,
@@ -45,8 +52,10 @@ use crate::{
 pub struct Application {
     port: u16,
     listener: TcpListener,
-    /// The whole router in its shell (see [`crate::web::shell`]).
-    service: Shell<Router>,
+    /// The whole router in its shell (see [`crate::web::shell`]), as it is now: a reload
+    /// swaps it.
+    service: Arc<ArcSwap<Shell<Router>>>,
+    reloader: Reloader,
     state: AppState,
     api_calls: Arc<ApiCallLog>,
     /// The metrics listener and its router, when `[metrics]` names an address.
@@ -147,15 +156,6 @@ impl Application {
             dpop,
         });
         let api_calls = Arc::new(ApiCallLog::default());
-        let upstreams = state
-            .settings
-            .upstreams
-            .iter()
-            .map(|u| {
-                Upstream::new(u, state.authority.as_ref(), state.settings.gateway.as_ref())
-                    .map(Arc::new)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
         // Pooled connections to the APIs behind the bridge; redirects go back to the caller.
         let upstream_http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -163,41 +163,43 @@ impl Application {
             .user_agent(concat!("login-bridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the upstream HTTP client")?;
-        // The local accounts' sign-in: its attempt limits live as long as the server.
+        // The local accounts' sign-in: its attempt limits live as long as the server (kept by
+        // a reload, like `[local_accounts]` itself).
         let local = match &state.settings.local_accounts {
             Some(l) => Some(Arc::new(
                 LocalLogin::new(l.clone()).context("cannot set up the local accounts")?,
             )),
             None => None,
         };
-        // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
-        // `[metrics]` no request pays for it.
-        let track = metrics.as_ref().map(|_| {
-            RequestMetrics::new(
-                state
-                    .settings
-                    .upstreams
-                    .iter()
-                    .map(|u| u.prefix.clone())
-                    .collect(),
-            )
-        });
-        let (state2, calls) = (state.clone(), api_calls.clone());
-        let service = match backend {
+        // The session store's type is chosen here once; a reload builds its routers through
+        // the same function.
+        let make_router: Arc<crate::reload::MakeRouter> = match backend {
             SessionBackend::Sqlite { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local, track)
+                Arc::new(move |parts: RouterInputs| parts.router(store.clone()))
             }
             SessionBackend::Redis { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local, track)
+                Arc::new(move |parts: RouterInputs| parts.router(store.clone()))
             }
             SessionBackend::Postgres { store, .. } => {
-                router(state2, store, calls, upstreams, upstream_http, local, track)
+                Arc::new(move |parts: RouterInputs| parts.router(store.clone()))
             }
         };
+        let parts = RouterParts {
+            make_router,
+            api_calls: api_calls.clone(),
+            upstream_http,
+            local,
+            metrics: metrics.is_some(),
+        };
+        let profiles = state.authority.as_ref().map(|a| a.profiles());
+        let shell = parts.build(state.clone(), profiles.as_deref())?;
+        let service = Arc::new(ArcSwap::from_pointee(shell));
+        let reloader = Reloader::new(service.clone(), parts, state.clone());
         Ok(Self {
             port,
             listener,
             service,
+            reloader,
             state,
             api_calls,
             metrics,
@@ -216,8 +218,15 @@ impl Application {
             .map(|a| a.port())
     }
 
+    /// The state the server started with (a reload makes a new one with new settings and
+    /// the same shared parts).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Reloads the configuration of this server (what SIGHUP does; tests call it in-process).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The demo API's record of recent calls (what the server saw of each bearer token).
@@ -229,7 +238,8 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = shutdown_signal().shared();
         // The peer address decides whether a gateway header may sign users in.
-        let public = axum::serve(self.listener, self.service).with_graceful_shutdown(stop.clone());
+        let service = SwappableShell::new(self.service);
+        let public = axum::serve(self.listener, service).with_graceful_shutdown(stop.clone());
         match self.metrics {
             Some((listener, router)) => {
                 let metrics = axum::serve(listener, router).with_graceful_shutdown(stop);
@@ -302,6 +312,69 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+/// What a router is built from besides the session store: the state (with the settings) and
+/// the parts made of them.
+pub struct RouterInputs {
+    pub state: AppState,
+    pub api_calls: Arc<ApiCallLog>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub upstream_http: reqwest::Client,
+    pub local: Option<Arc<LocalLogin>>,
+    pub track: Option<RequestMetrics>,
+}
+
+impl RouterInputs {
+    fn router<S: SessionStore + Clone>(self, store: S) -> Shell<Router> {
+        let RouterInputs {
+            state,
+            api_calls,
+            upstreams,
+            upstream_http,
+            local,
+            track,
+        } = self;
+        router(
+            state,
+            store,
+            api_calls,
+            upstreams,
+            upstream_http,
+            local,
+            track,
+        )
+    }
+}
+
+/// The upstreams of `state`'s settings; a `profile:` token is minted from `profiles`.
+pub(crate) fn upstreams(
+    state: &AppState,
+    profiles: Option<&ProfileSet>,
+) -> anyhow::Result<Vec<Arc<Upstream>>> {
+    let minting = state.authority.as_ref().zip(profiles);
+    state
+        .settings
+        .upstreams
+        .iter()
+        .map(|u| Upstream::new(u, minting, state.settings.gateway.as_ref()).map(Arc::new))
+        .collect()
+}
+
+/// The request metrics of `state`'s settings (their upstream prefixes), when `[metrics]` is on.
+pub(crate) fn request_metrics(state: &AppState, on: bool) -> Option<RequestMetrics> {
+    // Counted outermost, so every answer is seen (CORS preflights, 413s...); without
+    // `[metrics]` no request pays for it.
+    on.then(|| {
+        RequestMetrics::new(
+            state
+                .settings
+                .upstreams
+                .iter()
+                .map(|u| u.prefix.clone())
+                .collect(),
+        )
+    })
 }
 
 /// The whole router in its shell, for any session store.

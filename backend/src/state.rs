@@ -46,6 +46,25 @@ impl AppState {
     pub fn new(inner: AppStateInner) -> Self {
         Self(Arc::new(inner))
     }
+
+    /// The state a configuration reload makes: new `settings` and SPA entry page, every
+    /// stateful part (sessions, refresh lock, provider, trust engine, authority, DPoP replay
+    /// records, used logout `jti`s) the very same.
+    pub fn reloaded(&self, settings: Arc<Settings>, spa: Arc<SpaIndex>) -> Self {
+        Self::new(AppStateInner {
+            settings,
+            trust: self.trust.clone(),
+            provider: self.provider.clone(),
+            sessions: self.sessions.clone(),
+            session_records: self.session_records.clone(),
+            logout_jtis: self.logout_jtis.clone(),
+            refresh_lock: self.refresh_lock.clone(),
+            store: self.store.clone(),
+            spa,
+            authority: self.authority.clone(),
+            dpop: self.dpop.clone(),
+        })
+    }
 }
 
 impl Deref for AppState {

@@ -4,16 +4,58 @@
 //! One library line is kept out: tower-sessions' "possibly suspicious activity: record not
 //! found in store" WARN for every request with the cookie of an ended session (logout, back-
 //! channel logout, timeout), an ordinary event that `crate::session::ended` counts instead.
+//!
+//! The level (`log.level`, unless `RUST_LOG` is set) changes on a configuration reload through
+//! tracing-subscriber's reload layer; the format stays what the process started with.
+
+use std::sync::OnceLock;
 
 use tracing::Dispatch;
 use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, util::SubscriberInitExt};
 
 use crate::settings::LogFormat;
 
-/// Logs to stderr in `format`; level from `RUST_LOG` (default `info`).
-pub fn init(format: LogFormat) {
-    let directives = std::env::var(EnvFilter::DEFAULT_ENV).ok();
-    let _ = subscriber(format, filter(directives.as_deref()), std::io::stderr).try_init();
+/// Replaces the filter of the installed subscriber.
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// The filter of the process's one subscriber (a global like the subscriber itself); unset
+/// where [`init`] did not run (tests that build the server in-process).
+static SET_FILTER: OnceLock<SetFilter> = OnceLock::new();
+
+/// Logs to stderr in `format`; level from `RUST_LOG`, else `level` (`log.level`).
+pub fn init(format: LogFormat, level: &str) {
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let directives = env.as_deref().unwrap_or(level);
+    let (dispatch, set) = reloadable(format, filter(Some(directives)), std::io::stderr);
+    if dispatch.try_init().is_ok() {
+        let _ = SET_FILTER.set(set);
+    }
+}
+
+/// What a reload did with `log.level`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LevelChange {
+    Applied,
+    /// `RUST_LOG` is set and wins over `log.level`.
+    EnvWins,
+    /// No reloadable subscriber in this process (the server built in-process by tests).
+    NoSubscriber,
+    Failed(String),
+}
+
+/// Sets the level to `level` (`log.level`'s syntax, checked when the settings were), unless
+/// `RUST_LOG` is set.
+pub fn set_level(level: &str) -> LevelChange {
+    if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+        return LevelChange::EnvWins;
+    }
+    match SET_FILTER.get() {
+        None => LevelChange::NoSubscriber,
+        Some(set) => match set(filter(Some(level))) {
+            Ok(()) => LevelChange::Applied,
+            Err(e) => LevelChange::Failed(e),
+        },
+    }
 }
 
 /// Where tower-sessions logs a session cookie without a stored session (at WARN), and its
@@ -40,11 +82,29 @@ pub fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Dispatc
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    reloadable(format, filter, writer).0
+}
+
+/// [`subscriber`], and the function that replaces its filter.
+fn reloadable<W>(format: LogFormat, filter: EnvFilter, writer: W) -> (Dispatch, SetFilter)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = fmt().with_env_filter(filter).with_writer(writer);
     match format {
-        LogFormat::Text => Dispatch::new(builder.finish()),
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let set: SetFilter = Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            (Dispatch::new(builder.finish()), set)
+        }
         // One JSON object a line: the event's fields and the spans it happened in.
-        LogFormat::Json => Dispatch::new(builder.json().finish()),
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            let set: SetFilter = Box::new(move |f| handle.reload(f).map_err(|e| e.to_string()));
+            (Dispatch::new(builder.finish()), set)
+        }
     }
 }
 
@@ -151,6 +211,22 @@ mod tests {
         assert_eq!(line["fields"]["message"], "signed in");
         assert_eq!(line["fields"]["user"], "alice");
         assert_eq!(line["span"]["class"], "api");
+    }
+
+    /// A reload's new `log.level` takes effect in the running subscriber.
+    #[test]
+    fn a_new_level_applies_to_the_running_subscriber() {
+        let buffer = Buffer::default();
+        let (dispatch, set) = reloadable(LogFormat::Text, filter(Some("warn")), buffer.clone());
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!("before the reload");
+            assert_eq!(set(filter(Some("info"))), Ok(()));
+            tracing::info!("after the reload");
+        });
+        let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("before the reload"), "{text}");
+        assert!(text.contains("after the reload"), "{text}");
     }
 
     #[test]

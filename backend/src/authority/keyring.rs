@@ -4,6 +4,9 @@
 //!
 //! The bridge registers itself in the trust engine like any other issuer, with exactly the
 //! keys its JWKS publishes, so its `/api` accepts the tokens it mints.
+//!
+//! The `[[token_profiles]]` are a [`ProfileSet`] a configuration reload replaces whole (with a
+//! current key made first for any algorithm a new profile needs); the keys and the store stay.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
 use super::{
@@ -93,15 +97,55 @@ pub struct Authority {
     pub store: AuthorityStore,
     kek: Kek,
     ring: RwLock<Arc<KeyRing>>,
-    pub profiles: Vec<Arc<TokenProfile>>,
+    /// The `[[token_profiles]]`; replaced whole by a configuration reload.
+    profiles: ArcSwap<ProfileSet>,
     pub default_alg: SigningAlg,
     pub service_token_lifetime: i64,
     /// Clock skew allowed on assertions and on the bridge's own tokens.
     pub leeway: i64,
     reload_every: Duration,
-    /// Algorithms that always have a current key.
+}
+
+/// The token profiles in use, and what they ask of the keys.
+pub struct ProfileSet {
+    profiles: Vec<Arc<TokenProfile>>,
+    /// Algorithms that always have a current key: the profiles' and the default one.
     needed: BTreeSet<SigningAlg>,
+    /// How long a retired key stays published: the longest token lifetime, and the leeway.
     retire_after: i64,
+}
+
+impl ProfileSet {
+    /// The profile named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<TokenProfile>> {
+        self.profiles.iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Every profile.
+    pub fn all(&self) -> &[Arc<TokenProfile>] {
+        &self.profiles
+    }
+
+    fn new(
+        profiles: Vec<TokenProfile>,
+        default_alg: SigningAlg,
+        service_token_lifetime: i64,
+        leeway: i64,
+    ) -> Self {
+        let mut needed: BTreeSet<SigningAlg> = profiles.iter().map(|p| p.alg).collect();
+        needed.insert(default_alg);
+        let longest = profiles
+            .iter()
+            .map(|p| p.lifetime_secs)
+            .chain([service_token_lifetime])
+            .max()
+            .unwrap_or(0);
+        Self {
+            profiles: profiles.into_iter().map(Arc::new).collect(),
+            needed,
+            retire_after: longest + leeway,
+        }
+    }
 }
 
 /// The key-encryption key the settings name.
@@ -140,14 +184,12 @@ impl Authority {
     ) -> Result<Self, AuthorityError> {
         let kek = load_kek(settings)?;
         let default_alg = SigningAlg::parse(&settings.algorithm).unwrap_or(SigningAlg::ES256);
-        let mut needed: BTreeSet<SigningAlg> = profiles.iter().map(|p| p.alg).collect();
-        needed.insert(default_alg);
-        let longest = profiles
-            .iter()
-            .map(|p| p.lifetime_secs)
-            .chain([settings.service_token_lifetime_secs as i64])
-            .max()
-            .unwrap_or(0);
+        let profiles = ProfileSet::new(
+            profiles,
+            default_alg,
+            settings.service_token_lifetime_secs as i64,
+            settings.leeway_secs as i64,
+        );
         let issuer = settings
             .issuer
             .clone()
@@ -164,42 +206,83 @@ impl Authority {
                 published: Vec::new(),
                 jwks: Arc::from("{\"keys\":[]}"),
             })),
-            profiles: profiles.into_iter().map(Arc::new).collect(),
+            profiles: ArcSwap::from_pointee(profiles),
             default_alg,
             service_token_lifetime: settings.service_token_lifetime_secs as i64,
             leeway: settings.leeway_secs as i64,
             reload_every: Duration::from_secs(settings.key_reload_secs.max(1)),
-            needed,
-            retire_after: longest + settings.leeway_secs as i64,
         };
         authority.reload().await?;
-        for alg in authority.missing_keys() {
-            let key = authority.new_key(alg)?;
+        let needed = authority.profiles.load().needed.clone();
+        authority.create_missing_keys(&needed).await?;
+        Ok(authority)
+    }
+
+    /// A current key for every algorithm of `needed` that has none, then the keys read again.
+    async fn create_missing_keys(
+        &self,
+        needed: &BTreeSet<SigningAlg>,
+    ) -> Result<(), AuthorityError> {
+        for alg in self.missing_of(needed) {
+            let key = self.new_key(alg)?;
             // Another replica or CLI run starting at the same moment may have created one
             // since the read above: the store keeps the first and the reload below reads it,
             // so every bridge signs with the key `keys export` prints.
-            if authority.store.create_first_key(&key).await? {
+            if self.store.create_first_key(&key).await? {
                 tracing::info!(kid = %key.kid, %alg, "created a signing key");
             } else {
                 tracing::info!(%alg, "another bridge created the current signing key first; using it");
             }
         }
-        authority.reload().await?;
-        if let Some(alg) = authority.missing_keys().first() {
+        self.reload().await?;
+        if let Some(alg) = self.missing_of(needed).first() {
             return Err(AuthorityError::NoKey(*alg));
         }
-        Ok(authority)
+        Ok(())
     }
 
     /// Algorithms in use that have no current key in memory (none once [`Self::open`]
     /// returned; `/readyz` checks it).
     pub fn missing_keys(&self) -> Vec<SigningAlg> {
+        self.missing_of(&self.profiles.load().needed)
+    }
+
+    fn missing_of(&self, needed: &BTreeSet<SigningAlg>) -> Vec<SigningAlg> {
         let ring = self.ring();
-        self.needed
+        needed
             .iter()
             .copied()
             .filter(|a| ring.current(*a).is_none())
             .collect()
+    }
+
+    /// The token profiles now.
+    pub fn profiles(&self) -> Arc<ProfileSet> {
+        self.profiles.load_full()
+    }
+
+    /// A reload's first step: the profile set of `profiles`, with a current key made for any
+    /// algorithm they need that has none yet. Nothing is in use until
+    /// [`Self::install_profiles`]; a key made here is only one more published key.
+    pub async fn prepare_profiles(
+        &self,
+        profiles: Vec<TokenProfile>,
+    ) -> Result<Arc<ProfileSet>, AuthorityError> {
+        let set = ProfileSet::new(
+            profiles,
+            self.default_alg,
+            self.service_token_lifetime,
+            self.leeway,
+        );
+        if !self.missing_of(&set.needed).is_empty() {
+            self.create_missing_keys(&set.needed).await?;
+        }
+        Ok(Arc::new(set))
+    }
+
+    /// Puts a profile set from [`Self::prepare_profiles`] in use.
+    pub fn install_profiles(&self, set: Arc<ProfileSet>) {
+        self.profiles.store(set);
     }
 
     /// The keys now.
@@ -212,7 +295,7 @@ impl Authority {
 
     /// The profile named `name`.
     pub fn profile(&self, name: &str) -> Option<Arc<TokenProfile>> {
-        self.profiles.iter().find(|p| p.name == name).cloned()
+        self.profiles.load().get(name)
     }
 
     fn new_key(&self, alg: SigningAlg) -> Result<StoredKey, AuthorityError> {
@@ -301,7 +384,7 @@ impl Authority {
         let algs: Vec<SigningAlg> = match only {
             Some(a) => vec![a],
             None => {
-                let mut all = self.needed.clone();
+                let mut all = self.profiles.load().needed.clone();
                 all.extend(self.ring().current.keys().copied());
                 all.into_iter().collect()
             }
@@ -311,7 +394,7 @@ impl Authority {
             let key = self.new_key(alg)?;
             let now = now();
             self.store
-                .rotate(&key, now, now + self.retire_after)
+                .rotate(&key, now, now + self.profiles.load().retire_after)
                 .await?;
             kids.push(key.kid);
         }

@@ -4,9 +4,14 @@
 //! need an argument; the table's hasher is seeded at random per process, so crafted tokens
 //! cannot pile into one bucket). An entry is never served past the token's `exp`, and is void
 //! once its issuer's key set changed (a rotated-out key must not keep admitting tokens).
-//! Bounded by the memory its entries hold, the tokens' text included.
+//! Bounded by the memory its entries hold, the tokens' text included. A configuration reload
+//! empties it ([`VerifiedCache::clear`]): a token verified under the old rules (audiences,
+//! policies, an issuer since removed) must be checked again under the new ones.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use quick_cache::{Weighter, sync::Cache};
 
@@ -16,6 +21,8 @@ use super::principal::Principal;
 pub(super) struct CacheEntry {
     principal: Arc<Principal>,
     generation: u64,
+    /// The cache's epoch when the verification began (see [`VerifiedCache::clear`]).
+    epoch: u64,
     /// Estimated bytes the entry holds (see [`VerifiedCache::insert`]).
     weight: u32,
 }
@@ -34,6 +41,10 @@ impl Weighter<Box<str>, CacheEntry> for ByWeight {
 /// full cache never drops everything at once.
 pub struct VerifiedCache {
     entries: Cache<Box<str>, CacheEntry, ByWeight>,
+    /// Bumped by every [`Self::clear`]: an entry of an earlier epoch is never served, so a
+    /// verification that began under the old configuration and finishes after the clear
+    /// cannot leave a stale entry behind.
+    epoch: AtomicU64,
 }
 
 /// Bytes an entry holds besides its principal's heap and its token's text: the cache's slot,
@@ -47,6 +58,7 @@ impl VerifiedCache {
         let estimated_items = budget_bytes / (ENTRY_OVERHEAD + 2048);
         Self {
             entries: Cache::with_weighter(estimated_items.max(16), budget_bytes as u64, ByWeight),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -59,6 +71,7 @@ impl VerifiedCache {
     ) -> Option<Arc<Principal>> {
         let entry = self.entries.get(token)?;
         let fresh = now < entry.principal.expires_at
+            && entry.epoch == self.epoch.load(Ordering::Acquire)
             && generation_of(&entry.principal.issuer) == Some(entry.generation);
         if !fresh {
             // Expired or its keys changed: it can never be served again.
@@ -70,6 +83,19 @@ impl VerifiedCache {
 
     /// Remembers that `token` proved `principal`, weighed by the memory both hold.
     pub fn insert(&self, token: &str, principal: Arc<Principal>, generation: u64, now: i64) {
+        self.insert_as_of(token, principal, generation, self.epoch(), now);
+    }
+
+    /// [`Self::insert`] for a verification that began in `epoch` (read with [`Self::epoch`]
+    /// before it): if the cache was cleared since, the entry is never served.
+    pub fn insert_as_of(
+        &self,
+        token: &str,
+        principal: Arc<Principal>,
+        generation: u64,
+        epoch: u64,
+        now: i64,
+    ) {
         if principal.expires_at <= now {
             return;
         }
@@ -80,9 +106,21 @@ impl VerifiedCache {
             CacheEntry {
                 principal,
                 generation,
+                epoch,
                 weight,
             },
         );
+    }
+
+    /// The current epoch, to read before a verification whose result will be inserted.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Forgets every entry, and voids any entry of a verification still under way.
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,6 +217,20 @@ mod tests {
         assert!(c.weight() <= budget, "{} of {budget}", c.weight());
         // One entry evicted at a time, never the whole cache: it stays nearly full.
         assert!(c.len() >= 50, "{} entries left", c.len());
+    }
+
+    #[test]
+    fn a_cleared_cache_serves_nothing_verified_before_not_even_an_entry_inserted_late() {
+        let c = cache(10);
+        c.insert(TOKEN, Arc::new(principal(100)), 0, 50);
+        let began = c.epoch();
+        c.clear();
+        assert!(c.get(TOKEN, 60, |_| Some(0)).is_none());
+        // A verification that began before the clear and finishes after it.
+        c.insert_as_of(TOKEN, Arc::new(principal(100)), 0, began, 50);
+        assert!(c.get(TOKEN, 60, |_| Some(0)).is_none());
+        c.insert(TOKEN, Arc::new(principal(100)), 0, 50);
+        assert!(c.get(TOKEN, 60, |_| Some(0)).is_some());
     }
 
     #[test]

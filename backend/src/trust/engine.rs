@@ -11,18 +11,28 @@
 //! token stays valid: whether its issuer accepts tokens from the request's peer (an issuer
 //! limited to `trusted_proxies`), and whether its holder was stopped (a disabled or expired
 //! service user, from a snapshot the authority refreshes; never a store round trip here).
+//!
+//! A configuration reload replaces the configured issuers and route policies in place
+//! ([`TrustEngine::replace_configured`]): the engine keeps its `Arc` (the provider client and
+//! the authority hold it), the login provider and the bridge itself stay registered, and an
+//! issuer whose key source did not change keeps its fetched keys.
 
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, RwLock},
+    sync::{Arc, RwLock, Weak},
     time::Duration,
 };
+
+use arc_swap::ArcSwap;
 
 use super::{
     cache::VerifiedCache,
     claims::Claims,
-    issuer::{BRIDGE_ISSUER, IssuerKeys, IssuerSpec, RoutePolicy, TrustedIssuer},
+    issuer::{
+        BRIDGE_ISSUER, IssuerKeys, IssuerSpec, KeySpec, PROVIDER_ISSUER, RoutePolicy, TrustedIssuer,
+    },
+    jwks::JwksCache,
     policy::{admit, authorize},
     principal::{Principal, token_digest},
     validate::{
@@ -43,11 +53,14 @@ pub enum Rejection {
 }
 
 pub struct TrustEngine {
-    /// Trusted issuers by their exact `iss`. Written at startup and when the login provider
-    /// is discovered; read on every verification.
+    /// Trusted issuers by their exact `iss`. Written at startup, when the login provider
+    /// is discovered and on a reload; read on every verification.
     issuers: RwLock<HashMap<String, Arc<TrustedIssuer>>>,
-    route_policies: Vec<RoutePolicy>,
+    /// Replaced whole by a reload; one atomic load per authorization.
+    route_policies: ArcSwap<Vec<RoutePolicy>>,
     cache: VerifiedCache,
+    /// The key-set client of the configured issuers (also those a reload adds).
+    http: reqwest::Client,
     /// Service users of the bridge whose tokens stop before their `exp`, by id: `None` for a
     /// disabled one, `Some(at)` for one that expires at `at`. Replaced whole by the
     /// authority every few seconds (see [`Self::set_stopped_service_users`]).
@@ -79,10 +92,87 @@ impl TrustEngine {
             .collect();
         Self {
             issuers: RwLock::new(issuers),
-            route_policies,
+            route_policies: ArcSwap::from_pointee(route_policies),
             cache: VerifiedCache::new(CACHE_BUDGET_BYTES),
+            http: http.clone(),
             stopped_service_users: RwLock::default(),
         }
+    }
+
+    /// A reload: the configured `[[issuers]]` and `[[route_policies]]` become `specs` and
+    /// `route_policies`. The login provider and the bridge itself (registered through
+    /// [`Self::register`]) stay, and win over a configured issuer of the same `iss` as they
+    /// did before. An issuer whose JWKS URL, refresh period and cooldown are unchanged keeps
+    /// its cache (keys fetched, no new fetch); new key sets are fetched at once. Every verified
+    /// token is forgotten: it is checked again under the new rules on its next call.
+    pub fn replace_configured(
+        &self,
+        specs: Vec<IssuerSpec>,
+        route_policies: Vec<RoutePolicy>,
+    ) -> IssuerChanges {
+        let mut changes = IssuerChanges::default();
+        let mut fresh = Vec::new();
+        {
+            let mut map = match self.issuers.write() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            let registered =
+                |i: &TrustedIssuer| i.name == PROVIDER_ISSUER || i.name == BRIDGE_ISSUER;
+            let mut next: HashMap<String, Arc<TrustedIssuer>> = map
+                .iter()
+                .filter(|(_, i)| registered(i))
+                .map(|(iss, i)| (iss.clone(), i.clone()))
+                .collect();
+            for spec in specs {
+                if next.contains_key(&spec.issuer) {
+                    continue;
+                }
+                let previous = map.get(&spec.issuer).filter(|i| !registered(i));
+                let reusable = previous.and_then(|old| match (&old.keys, &spec.keys) {
+                    (IssuerKeys::Remote(jwks), KeySpec::JwksUrl(url))
+                        if jwks.url() == url
+                            && jwks.cooldown() == spec.jwks_refetch_cooldown
+                            && old.jwks_refresh == spec.jwks_refresh =>
+                    {
+                        Some(jwks.clone())
+                    }
+                    _ => None,
+                });
+                match (previous, &reusable) {
+                    (None, _) => changes.added.push(spec.name.clone()),
+                    (Some(_), Some(_)) => changes.keys_kept.push(spec.name.clone()),
+                    (Some(_), None) => changes.keys_reloaded.push(spec.name.clone()),
+                }
+                let (every, name) = (spec.jwks_refresh, spec.name.clone());
+                let mut fetched_anew = false;
+                let issuer = TrustedIssuer::from_spec_with(spec, |url, cooldown| match reusable {
+                    Some(jwks) => jwks,
+                    None => {
+                        let jwks = Arc::new(JwksCache::new(url, self.http.clone(), cooldown));
+                        fresh.push((jwks.clone(), every, name.clone()));
+                        fetched_anew = true;
+                        jwks
+                    }
+                });
+                if fetched_anew {
+                    changes.fetching.push(name);
+                }
+                next.insert(issuer.issuer.clone(), Arc::new(issuer));
+            }
+            changes.removed = map
+                .iter()
+                .filter(|(iss, i)| !registered(i) && !next.contains_key(*iss))
+                .map(|(_, i)| i.name.clone())
+                .collect();
+            *map = next;
+        }
+        self.route_policies.store(Arc::new(route_policies));
+        self.cache.clear();
+        for (jwks, every, name) in fresh {
+            spawn_refresh(&jwks, every, name);
+        }
+        changes
     }
 
     /// Which service users' tokens the bridge no longer accepts (disabled: `None`; expiring:
@@ -165,17 +255,7 @@ impl TrustEngine {
     pub fn spawn_jwks_refresh(self: &Arc<Self>) {
         for issuer in self.issuers() {
             if let IssuerKeys::Remote(jwks) = &issuer.keys {
-                let jwks = jwks.clone();
-                let every = issuer.jwks_refresh;
-                let name = issuer.name.clone();
-                tokio::spawn(async move {
-                    loop {
-                        if let Err(e) = jwks.refresh().await {
-                            tracing::warn!(issuer = %name, error = %e, "JWKS refresh failed; keeping the last good keys");
-                        }
-                        tokio::time::sleep(every.max(Duration::from_secs(10))).await;
-                    }
-                });
+                spawn_refresh(jwks, issuer.jwks_refresh, issuer.name.clone());
             }
         }
     }
@@ -306,6 +386,8 @@ impl TrustEngine {
             Ok(peeked) => peeked,
             Err(e) => return invalid(e),
         };
+        // Before the issuer is looked up: a reload meanwhile voids what is verified here.
+        let epoch = self.cache.epoch();
         let iss = payload.str("iss").unwrap_or_default();
         let Some(issuer) = self.issuer_for(iss).filter(|i| allowed(only, &i.name)) else {
             return invalid(TokenError::UntrustedIssuer);
@@ -328,7 +410,8 @@ impl TrustEngine {
             return (Err(Rejection::Policy(why)), "policy");
         }
         let principal = Arc::new(principal);
-        self.cache.insert(token, principal.clone(), generation, now);
+        self.cache
+            .insert_as_of(token, principal.clone(), generation, epoch, now);
         if self.stopped(&principal, now) {
             // Cached all the same: the check runs on every hit too, and the user may be
             // enabled again.
@@ -382,7 +465,7 @@ impl TrustEngine {
 
     /// Route policies for `path` that apply to this principal.
     pub fn authorize(&self, principal: &Principal, path: &str) -> Result<(), String> {
-        authorize(&self.route_policies, principal, path)
+        authorize(&self.route_policies.load(), principal, path)
     }
 
     /// What `login-bridge token verify` prints: the matched issuer, every check, the principal.
@@ -452,6 +535,40 @@ impl TrustEngine {
             policy,
         }
     }
+}
+
+/// What [`TrustEngine::replace_configured`] changed, by issuer name, for the reload's log.
+#[derive(Debug, Default)]
+pub struct IssuerChanges {
+    /// Issuers not configured before.
+    pub added: Vec<String>,
+    /// Issuers no longer configured.
+    pub removed: Vec<String>,
+    /// Issuers still configured whose fetched key set was kept.
+    pub keys_kept: Vec<String>,
+    /// Issuers still configured whose keys were read again (files, inline keys) or whose JWKS
+    /// URL or its schedule changed.
+    pub keys_reloaded: Vec<String>,
+    /// Issuers whose key set is being fetched anew.
+    pub fetching: Vec<String>,
+}
+
+/// Fetches `jwks` now, then every `every` (at least 10 s), keeping the last good keys when a
+/// fetch fails. Ends once no issuer holds the cache any more (removed by a reload).
+fn spawn_refresh(jwks: &Arc<JwksCache>, every: Duration, name: String) {
+    let weak: Weak<JwksCache> = Arc::downgrade(jwks);
+    tokio::spawn(async move {
+        loop {
+            let Some(jwks) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = jwks.refresh().await {
+                tracing::warn!(issuer = %name, error = %e, "JWKS refresh failed; keeping the last good keys");
+            }
+            drop(jwks);
+            tokio::time::sleep(every.max(Duration::from_secs(10))).await;
+        }
+    });
 }
 
 /// Whether a way in that trusts only the issuers named in `only` (all, when `None`) accepts
@@ -546,7 +663,7 @@ mod tests {
 
     use super::*;
     use crate::trust::{
-        issuer::{IssuerKeys, Policy},
+        issuer::{IssuerKeys, KeySpec, Policy},
         jwks::{KeySet, VerificationKey},
         mapping::ClaimMapping,
     };
@@ -698,6 +815,177 @@ mod tests {
         let signed_by_new = token(new);
         assert_eq!(outcome(&engine, &signed_by_new).await, "verified");
         assert_eq!(outcome(&engine, &signed_by_new).await, "cached");
+    }
+
+    /// A JWKS endpoint serving the fixture EC key, for the reload tests.
+    async fn jwks_server() -> String {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/issuer-ec.jwks.json"
+        ))
+        .unwrap_or_default();
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { doc }));
+        let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+            panic!("no port");
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://127.0.0.1:{port}/jwks")
+    }
+
+    /// A compiled `[[issuers]]` entry from its TOML-like JSON.
+    fn spec(entry: serde_json::Value) -> IssuerSpec {
+        let Ok(settings) = serde_json::from_value(entry) else {
+            panic!("not an issuer entry");
+        };
+        match IssuerSpec::compile(&settings) {
+            Ok(spec) => spec,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn remote_spec(url: &str) -> IssuerSpec {
+        spec(
+            serde_json::json!({"name": "remote", "issuer": "https://remote.example",
+            "audiences": ["api"], "algorithms": ["ES256"], "jwks_url": url}),
+        )
+    }
+
+    fn remote_token() -> String {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/issuer-ec.pem"
+        ))
+        .unwrap_or_default();
+        let Ok(key) = EncodingKey::from_ec_pem(&pem) else {
+            panic!("fixture key");
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec-1".into());
+        encode(
+            &header,
+            &serde_json::json!({"iss": "https://remote.example", "aud": "api", "sub": "bob",
+                "preferred_username": "bob", "exp": crate::clock::now() + 600}),
+            &key,
+        )
+        .unwrap_or_default()
+    }
+
+    fn jwks_of(engine: &TrustEngine, name: &str) -> Arc<JwksCache> {
+        match engine.issuer_named(name).map(|i| match &i.keys {
+            IssuerKeys::Remote(jwks) => Some(jwks.clone()),
+            IssuerKeys::Static(_) => None,
+        }) {
+            Some(Some(jwks)) => jwks,
+            _ => panic!("no remote issuer {name}"),
+        }
+    }
+
+    /// A reload that leaves an issuer's JWKS URL alone keeps its fetched keys (no new fetch,
+    /// the same cache), and forgets every verified token: the next call verifies again.
+    #[tokio::test]
+    async fn a_reload_keeps_the_fetched_keys_of_an_unchanged_issuer_and_empties_the_token_cache() {
+        let url = jwks_server().await;
+        let engine = Arc::new(TrustEngine::new(
+            vec![remote_spec(&url)],
+            vec![],
+            &reqwest::Client::new(),
+        ));
+        engine.spawn_jwks_refresh();
+        let before = jwks_of(&engine, "remote");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while before.fetch_count() == 0 {
+            assert!(std::time::Instant::now() < deadline, "never fetched");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let jwt = remote_token();
+        assert_eq!(outcome(&engine, &jwt).await, "verified");
+        assert_eq!(outcome(&engine, &jwt).await, "cached");
+        assert_eq!(engine.cached_tokens(), 1);
+
+        let secret = &[6u8; 32][..];
+        let changes = engine.replace_configured(vec![remote_spec(&url), spec_hmac(secret)], vec![]);
+
+        assert_eq!(changes.keys_kept, ["remote"]);
+        assert_eq!(changes.added, ["hmac"]);
+        assert!(changes.fetching.is_empty(), "{changes:?}");
+        let after = jwks_of(&engine, "remote");
+        assert!(Arc::ptr_eq(&before, &after), "the same key cache");
+        assert_eq!(engine.cached_tokens(), 0, "verified tokens forgotten");
+        assert_eq!(
+            outcome(&engine, &jwt).await,
+            "verified",
+            "checked again, keys at hand"
+        );
+        assert_eq!(after.fetch_count(), 1, "no new fetch");
+        // A changed URL gets a cache of its own.
+        let changes = engine.replace_configured(vec![remote_spec(&format!("{url}?v=2"))], vec![]);
+        assert_eq!(changes.keys_reloaded, ["remote"]);
+        assert_eq!(changes.fetching, ["remote"]);
+        assert_eq!(changes.removed, ["hmac"]);
+        assert!(!Arc::ptr_eq(&before, &jwks_of(&engine, "remote")));
+    }
+
+    fn spec_hmac(secret: &[u8]) -> IssuerSpec {
+        let mut spec = spec(serde_json::json!({"name": "hmac", "issuer": ISS,
+            "audiences": ["api"], "algorithms": ["HS256"], "hmac_secret_env": "PATH"}));
+        spec.keys = KeySpec::Static(KeySet::from_keys(vec![VerificationKey::new(
+            None,
+            None,
+            DecodingKey::from_secret(secret),
+        )]));
+        spec
+    }
+
+    /// A reload drops configured issuers and replaces route policies, but the login provider
+    /// and the bridge's own issuer, registered apart from the configuration, stay.
+    #[tokio::test]
+    async fn a_reload_replaces_configured_issuers_and_policies_and_keeps_the_provider_and_the_bridge()
+     {
+        let secret = &[7u8; 32][..];
+        let engine = TrustEngine::new(
+            vec![spec_hmac(secret)],
+            vec![RoutePolicy {
+                prefix: "/api/admin".into(),
+                issuer: None,
+                any_role: vec!["admin".into()],
+                any_group: vec![],
+                min_group_level: None,
+            }],
+            &reqwest::Client::new(),
+        );
+        let provider_secret = &[8u8; 32][..];
+        engine.register(TrustedIssuer {
+            name: PROVIDER_ISSUER.into(),
+            issuer: "https://provider.example".into(),
+            ..issuer(provider_secret)
+        });
+        let provider_token = token_with(
+            provider_secret,
+            serde_json::json!({"iss": "https://provider.example", "aud": "api", "sub": "carol",
+                "preferred_username": "carol", "exp": crate::clock::now() + 600}),
+        );
+        let configured = token(secret);
+        assert_eq!(outcome(&engine, &configured).await, "verified");
+        let Ok(alice) = engine.verify(&configured).await else {
+            panic!("refused");
+        };
+        assert!(engine.authorize(&alice, "/api/admin/x").is_err());
+
+        let changes = engine.replace_configured(vec![], vec![]);
+
+        assert_eq!(changes.removed, ["hmac"]);
+        assert_eq!(
+            outcome(&engine, &configured).await,
+            "issuer",
+            "no longer trusted"
+        );
+        assert_eq!(outcome(&engine, &provider_token).await, "verified");
+        assert!(
+            engine.authorize(&alice, "/api/admin/x").is_ok(),
+            "policy gone"
+        );
     }
 
     /// Every API call moves this future whole into the handler's box: the signature check's

@@ -217,6 +217,18 @@ impl TrustedIssuer {
 
     /// The live issuer of a compiled spec; a JWKS URL gets its cache here.
     pub fn from_spec(spec: IssuerSpec, http: &reqwest::Client) -> Self {
+        Self::from_spec_with(spec, |url, cooldown| {
+            Arc::new(JwksCache::new(url, http.clone(), cooldown))
+        })
+    }
+
+    /// [`Self::from_spec`], with the cache of a JWKS URL from `remote(url, cooldown)` (a
+    /// reload passes the running issuer's cache, keys already fetched, when nothing about
+    /// fetching them changed).
+    pub fn from_spec_with(
+        spec: IssuerSpec,
+        remote: impl FnOnce(String, Duration) -> Arc<JwksCache>,
+    ) -> Self {
         let Issuer {
             name,
             issuer,
@@ -234,11 +246,7 @@ impl TrustedIssuer {
             trusted_proxies,
         } = spec;
         let keys = match keys {
-            KeySpec::JwksUrl(url) => IssuerKeys::Remote(Arc::new(JwksCache::new(
-                url,
-                http.clone(),
-                jwks_refetch_cooldown,
-            ))),
+            KeySpec::JwksUrl(url) => IssuerKeys::Remote(remote(url, jwks_refetch_cooldown)),
             KeySpec::Static(set) => IssuerKeys::Static(set),
         };
         Issuer {

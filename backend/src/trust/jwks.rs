@@ -207,6 +207,11 @@ impl JwksCache {
         }
     }
 
+    /// Where the set is fetched from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The least time between two fetches for unknown `kid`s.
     pub fn cooldown(&self) -> Duration {
         self.cooldown

@@ -10,7 +10,11 @@ use axum::http::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    authority::{keyring::Authority, mint::Minted, profile::TokenProfile},
+    authority::{
+        keyring::{Authority, ProfileSet},
+        mint::Minted,
+        profile::TokenProfile,
+    },
     clock::now,
     settings::UpstreamSettings,
     trust::{bearer::Scheme, principal::Principal},
@@ -48,9 +52,11 @@ pub enum OutgoingTokenError {
 }
 
 impl OutgoingToken {
+    /// `minting`: the authority and the token profiles to mint from (a reload passes the set
+    /// it is about to put in use).
     pub fn new(
         settings: &UpstreamSettings,
-        authority: Option<&Arc<Authority>>,
+        minting: Option<(&Arc<Authority>, &ProfileSet)>,
     ) -> Result<Self, OutgoingTokenError> {
         let name = settings
             .name
@@ -66,10 +72,10 @@ impl OutgoingToken {
             "none" => (Mode::None, "authorization".into(), "Bearer".into()),
             other => {
                 let profile_name = other.strip_prefix("profile:").unwrap_or(other);
-                let authority =
-                    authority.ok_or_else(|| config("a profile token needs [authority]"))?;
-                let profile = authority
-                    .profile(profile_name)
+                let (authority, profiles) =
+                    minting.ok_or_else(|| config("a profile token needs [authority]"))?;
+                let profile = profiles
+                    .get(profile_name)
                     .ok_or_else(|| config("unknown token profile"))?;
                 let (header, scheme) = (profile.header.clone(), profile.scheme.clone());
                 (

@@ -24,7 +24,7 @@ use crate::{
         gateway::peer_of,
         principal::{Principal, check_binding},
     },
-    authority::keyring::Authority,
+    authority::keyring::{Authority, ProfileSet},
     dpop::Dpop,
     error::AppError,
     oidc::client::ProviderClient,
@@ -57,14 +57,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `gateway` is the bridge's `[gateway]`: its custom header (if any) never goes upstream.
+    /// `gateway` is the bridge's `[gateway]`: its custom header (if any) never goes upstream;
+    /// `minting`: the authority and the profiles a `profile:` token is minted from.
     pub fn new(
         s: &UpstreamSettings,
-        authority: Option<&Arc<Authority>>,
+        minting: Option<(&Arc<Authority>, &ProfileSet)>,
         gateway: Option<&GatewaySettings>,
     ) -> anyhow::Result<Self> {
         let header = |h: &String| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes());
-        let token = OutgoingToken::new(s, authority)?;
+        let token = OutgoingToken::new(s, minting)?;
         let guarded = GuardedHeaders::new(
             s.forward_claims
                 .keys()

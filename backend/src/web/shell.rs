@@ -58,6 +58,19 @@ impl<S> Shell<S> {
             peer: None,
         }
     }
+
+    /// This shell for a connection from `peer` (see [`crate::reload`], which picks the shell
+    /// per request).
+    pub(crate) fn for_peer(&self, peer: Option<SocketAddr>) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            inner: self.inner.clone(),
+            parts: self.parts.clone(),
+            peer,
+        }
+    }
 }
 
 /// `axum::serve`'s make-service: the shell of one connection knows its peer's address.

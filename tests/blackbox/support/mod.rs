@@ -238,6 +238,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The metrics listener's port, when `metrics` was asked for.
     pub metrics_port: Option<u16>,
+    /// Reloads the running bridge's configuration, as SIGHUP does.
+    pub reloader: login_bridge::reload::Reloader,
     server: JoinHandle<()>,
     pub dir: Arc<tempfile::TempDir>,
 }
@@ -411,6 +413,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     let state = app.state().clone();
     let api_calls = app.api_calls();
     let metrics_port = app.metrics_port();
+    let reloader = app.reloader();
     let server = tokio::spawn(async move {
         let _ = app.run_until_stopped().await;
     });
@@ -425,6 +428,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         api_calls,
         settings,
         metrics_port,
+        reloader,
         server,
         dir,
     }
