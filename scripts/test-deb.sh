@@ -119,7 +119,7 @@ run_as_unit() {
     cd /
     exec setpriv --reuid='"$uid"' --regid='"$uid"' --clear-groups --no-new-privs \
       --bounding-set=-all --inh-caps=-all -- "$@"
-  ' "$tmp/state" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/ LANG=C.UTF-8 \
+  ' "$tmp/state" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/ LANG=C.UTF-8 NO_COLOR=1 \
       STATE_DIRECTORY=/var/lib/login-bridge CONFIGURATION_DIRECTORY=/etc/login-bridge "$@"
 }
 
@@ -167,6 +167,15 @@ kek=/var/lib/private/login-bridge/kek
 [ "$(stat -c '%a %u' "$kek")" = "600 $uid" ] && ok "the key-encryption key was created, mode 0600, owned by the unit's user" \
   || fail "kek: $(stat -c '%a %u' "$kek" 2>&1)"
 [ -f /var/lib/login-bridge/sessions.sqlite ] && ok "the SQLite store is in the state directory" || fail "no sessions.sqlite"
+# A few requests, so the system calls recorded include serving: the SPA (precompressed), a
+# sign-in's redirect, the bridge's key set, a refused API call.
+base=http://127.0.0.1:$bridge_port
+[ "$(curl -s --noproxy '*' -H 'Accept-Encoding: br' -o /dev/null -w '%{http_code} %header{content-encoding}' "$base/")" = "200 br" ] \
+  && ok "the packaged SPA is served, brotli-compressed" || fail "GET / with Accept-Encoding: br"
+http_is 303 "$base/auth/login" || http_is 302 "$base/auth/login" || fail "/auth/login does not redirect to the provider"
+http_is 200 "$base/.well-known/jwks.json" || fail "no /.well-known/jwks.json"
+http_is 401 "$base/api/me" || fail "/api/me without a token is not 401"
+ok "sign-in redirect, key set and API answer"
 # The process that listens on the bridge's port (run_as_unit and strace sit above it).
 bridge_pid=$(listener_pid "$bridge_port")
 [ -n "$bridge_pid" ] || fail "no login-bridge process listening on $bridge_port"

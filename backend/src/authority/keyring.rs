@@ -450,7 +450,10 @@ mod tests {
         let path = dir.path().join("kek");
         // Not asked: a missing file stops the start and nothing is created.
         let refused = load_kek(&settings(&path, false)).unwrap_err().to_string();
-        assert!(refused.contains("authority.key_encryption_key_file"), "{refused}");
+        assert!(
+            refused.contains("authority.key_encryption_key_file"),
+            "{refused}"
+        );
         assert!(!path.exists());
         // Asked: created, owner-only, and the same key on the next start.
         load_kek(&settings(&path, true)).unwrap();
