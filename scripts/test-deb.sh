@@ -15,7 +15,7 @@
 # refuses to run where login-bridge is installed already.
 #
 # usage: scripts/test-deb.sh [--profile P]   (default: dev, the binary the tests build anyway;
-#        scripts/package-deb.sh alone builds the release package)
+#        scripts/package-deb.sh alone builds the release package). KEEP_TMP=1 keeps the logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -50,6 +50,12 @@ if dpkg-query -W -f='${db:Status-Status}' login-bridge 2>/dev/null | grep -qv '^
   echo "test-deb.sh: login-bridge is installed on this machine; the test installs and purges its own: remove it first" >&2
   exit 1
 fi
+for dir in /etc/login-bridge /var/lib/private/login-bridge /var/lib/login-bridge; do
+  if [ -e "$dir" ] || [ -L "$dir" ]; then
+    echo "test-deb.sh: $dir exists without the package; the test starts from none: remove it first" >&2
+    exit 1
+  fi
+done
 tmp=$(mktemp -d)
 chmod 0755 "$tmp"
 pids=()
@@ -57,7 +63,7 @@ listener_pid() { ss -Htlnp "sport = :$1" | sed -n 's/.*"login-bridge",pid=\([0-9
 bridge_port=""
 cleanup() {
   # The bridge first: strace, when signalled, would leave the bridge it traces running.
-  [ -n "$bridge_port" ] && { pid=$(listener_pid "$bridge_port"); [ -n "$pid" ] && kill -9 "$pid"; }
+  [ -n "$bridge_port" ] && { pid=$(listener_pid "$bridge_port"); [ -n "$pid" ] && kill -9 "$pid" || true; }
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   # A failed run leaves nothing behind.
