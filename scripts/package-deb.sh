@@ -52,6 +52,7 @@ ls dist/*.wasm.br >/dev/null 2>&1 || {
 
 umask 022
 root=$(mktemp -d)
+chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 pkg=packaging/deb
 install -D -m 0755 "$binary" "$root/usr/bin/login-bridge"
