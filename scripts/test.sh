@@ -34,6 +34,10 @@ step "demo provider smoke test (node --test)"
 (cd tests/idp && node --test) 2>&1 | tee -a "$log"
 step "unit and black-box tests (cargo test)"
 cargo test --workspace 2>&1 | tee -a "$log"
+# After the tests: it packages their (dev) binary, whose dependencies they have just built; a
+# release build with fat LTO would add minutes (docs/package.md).
+step "Debian package: build, dpkg -i, systemd-analyze verify and security (<= 1.5), start as the unit would (READY=1 after /readyz 200), upgrade, remove, purge (scripts/test-deb.sh)"
+scripts/test-deb.sh
 
 phase_done
 printf 'total: %ss\n' "$((SECONDS - started))"

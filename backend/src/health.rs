@@ -22,6 +22,22 @@ pub async fn readyz(
     State(store): State<StoreProbe>,
     State(authority): State<Option<Arc<Authority>>>,
 ) -> impl IntoResponse {
+    match readiness(&provider, &store, authority.as_deref()).await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reason": reason})),
+        ),
+    }
+}
+
+/// What `/readyz` answers: `Ok` when it would say 200, else every reason it is not ready. The
+/// systemd notifier (`crate::notify`) asks the same question before it sends `READY=1`.
+pub async fn readiness(
+    provider: &ProviderClient,
+    store: &StoreProbe,
+    authority: Option<&Authority>,
+) -> Result<(), String> {
     let provider = match provider.ready() {
         Some(_) => Ok(()),
         None => Err(provider.not_ready_reason()),
@@ -39,16 +55,11 @@ pub async fn readyz(
         _ => Ok(()),
     };
     match (provider, store, keys) {
-        (Ok(()), Ok(()), Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        (provider, store, keys) => {
-            let reasons: Vec<String> = [provider.err(), store.err(), keys.err()]
-                .into_iter()
-                .flatten()
-                .collect();
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "not_ready", "reason": reasons.join("; ")})),
-            )
-        }
+        (Ok(()), Ok(()), Ok(())) => Ok(()),
+        (provider, store, keys) => Err([provider.err(), store.err(), keys.err()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<String>>()
+            .join("; ")),
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod notify;
 pub mod oidc;
 pub mod reload;
 pub mod session;

@@ -696,6 +696,13 @@ impl Settings {
                         .into(),
                 );
             }
+            if a.create_key_encryption_key && a.key_encryption_key_file.is_none() {
+                problems.push(
+                    "authority.create_key_encryption_key: needs key_encryption_key_file (the \
+                     file to create)"
+                        .into(),
+                );
+            }
             if a.service_token_lifetime_secs == 0 || a.service_token_lifetime_secs > 86_400 {
                 problems.push("authority.service_token_lifetime_secs: between 1 and 86400".into());
             }
@@ -922,6 +929,14 @@ impl Settings {
         }
         match Url::parse(&self.oidc.issuer) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            // The packaged configuration ships without a provider: say what to set, first.
+            _ if self.oidc.issuer.trim().is_empty() => problems.insert(
+                0,
+                "oidc.issuer: no login provider is configured; set oidc.issuer to its issuer \
+                 URL, e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER), \
+                 with oidc.client_id, oidc.client_secret and oidc.api_audience"
+                    .into(),
+            ),
             _ => problems.push(format!(
                 "oidc.issuer: {:?} is not an http(s) URL; set it to the provider's issuer, \
                  e.g. https://keycloak.example.org/realms/myrealm (BRIDGE_OIDC__ISSUER)",

@@ -237,6 +237,8 @@ impl Application {
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (on both listeners).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = shutdown_signal().shared();
+        // Under systemd (`Type=notify`): `READY=1` once `/readyz` would say 200.
+        crate::notify::spawn_ready_notification(self.state.clone());
         // The peer address decides whether a gateway header may sign users in.
         let service = SwappableShell::new(self.service);
         let public = axum::serve(self.listener, service).with_graceful_shutdown(stop.clone());
@@ -311,6 +313,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    crate::notify::stopping();
     tracing::info!("shutting down");
 }
 

@@ -25,6 +25,7 @@ mod shared_authority;
 mod spa_delivery;
 mod spa_source;
 mod support;
+mod systemd_notify;
 mod test_gateway;
 mod trust;
 mod upstream;

@@ -154,8 +154,13 @@ pub fn load_kek(settings: &AuthoritySettings) -> Result<Kek, AuthorityError> {
         &settings.key_encryption_key_file,
         &settings.key_encryption_key_env,
     ) {
-        (Some(path), None) => Kek::from_file(path)
-            .map_err(|e| AuthorityError::Kek(format!("authority.key_encryption_key_file: {e}"))),
+        (Some(path), None) => {
+            if settings.create_key_encryption_key {
+                create_kek_file(path)?;
+            }
+            Kek::from_file(path)
+                .map_err(|e| AuthorityError::Kek(format!("authority.key_encryption_key_file: {e}")))
+        }
         (None, Some(var)) => {
             let text = std::env::var(var).map_err(|_| {
                 AuthorityError::Kek(format!(
@@ -170,6 +175,28 @@ pub fn load_kek(settings: &AuthoritySettings) -> Result<Kek, AuthorityError> {
              authority.key_encryption_key_env"
                 .into(),
         )),
+    }
+}
+
+/// `authority.create_key_encryption_key`: writes a new key to `path` unless a file is there.
+/// Created with mode 0600 and never overwritten, so two processes starting at once keep the
+/// first one's key.
+fn create_kek_file(path: &Path) -> Result<(), AuthorityError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let text = Kek::generate_base64()
+        .map_err(|e| AuthorityError::Kek(format!("cannot make a new key: {e}")))?;
+    match super::keyfile::write_private(path, format!("{text}\n").as_bytes()) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created the key-encryption key (mode 0600)");
+            Ok(())
+        }
+        // Created by another process since the check above: use that one.
+        Err(_) if path.exists() => Ok(()),
+        Err(e) => Err(AuthorityError::Kek(format!(
+            "authority.key_encryption_key_file: {e} (authority.create_key_encryption_key)"
+        ))),
     }
 }
 
@@ -483,4 +510,40 @@ impl Authority {
 pub fn write_new_kek(path: &Path) -> Result<(), String> {
     let text = Kek::generate_base64().map_err(|e| e.to_string())?;
     super::keyfile::write_private(path, format!("{text}\n").as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(path: &Path, create: bool) -> AuthoritySettings {
+        match serde_json::from_value(json!({
+            "key_encryption_key_file": path,
+            "create_key_encryption_key": create,
+        })) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_key_encryption_key_is_created_with_mode_0600_only_when_asked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek");
+        // Not asked: a missing file stops the start and nothing is created.
+        let refused = load_kek(&settings(&path, false)).unwrap_err().to_string();
+        assert!(
+            refused.contains("authority.key_encryption_key_file"),
+            "{refused}"
+        );
+        assert!(!path.exists());
+        // Asked: created, owner-only, and the same key on the next start.
+        load_kek(&settings(&path, true)).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let first = std::fs::read_to_string(&path).unwrap();
+        load_kek(&settings(&path, true)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+    }
 }

@@ -32,6 +32,12 @@ pub struct AuthoritySettings {
     /// ... or the name of an environment variable holding it.
     #[serde(default)]
     pub key_encryption_key_env: Option<String>,
+    /// Create `key_encryption_key_file` (32 random bytes, mode 0600) when it does not exist:
+    /// for a single bridge whose key lives beside its state (the Debian package sets it). Off
+    /// by default: where the file is a mounted secret, a missing one must stop the start rather
+    /// than be replaced by a new key that cannot open the keys already stored.
+    #[serde(default)]
+    pub create_key_encryption_key: bool,
     /// Lifetime of access tokens issued to service users.
     #[serde(default = "default_service_lifetime")]
     pub service_token_lifetime_secs: u64,
