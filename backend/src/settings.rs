@@ -971,7 +971,13 @@ impl Settings {
         let url = self.session.url.expose();
         let (store, schemes): (&str, &[&str]) = match self.session.store {
             StoreKind::Sqlite => ("sqlite", &[]),
-            StoreKind::Redis => ("redis", &["redis", "rediss"]),
+            StoreKind::Redis => {
+                // One server, Sentinel or Cluster: checked by the Redis store's own rules.
+                if let Err(problem) = crate::session::redis::check_url(url) {
+                    problems.push(problem);
+                }
+                ("redis", &[])
+            }
             StoreKind::Postgres => ("postgres", &["postgres", "postgresql"]),
         };
         if !schemes.is_empty() {
@@ -1228,6 +1234,16 @@ mod tests {
         );
         s.session.url = Secret::new("redis://:hunter2@127.0.0.1:6379/0");
         assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new(
+            "redis-sentinel://:hunter2@127.0.0.1:26379/0?sentinelServiceName=m&node=h:26380",
+        );
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new("redis-cluster://:hunter2@127.0.0.1:7000?node=h:7001");
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new("redis-sentinel://:hunter2@127.0.0.1:26379/0");
+        let problems = s.problems().join("\n");
+        assert!(problems.contains("sentinelServiceName"), "{problems}");
+        assert!(!problems.contains("hunter2"), "{problems}");
         s.session.store = StoreKind::Postgres;
         s.session.url = Secret::new("postgres://bridge@127.0.0.1/bridge");
         assert!(!s.problems().iter().any(|p| p.contains("session.url")));

@@ -3,6 +3,13 @@
 //!
 //! Keys: a session is its bare id (tower-sessions-redis-store's choice); everything else of the
 //! bridge is under `login-bridge:`.
+//!
+//! One Redis, a primary found through Redis Sentinel, or a Redis Cluster: fred picks the
+//! deployment by the URL's scheme (`redis://`, `redis-sentinel://`, `redis-cluster://`, see
+//! [`check_url`]) and follows failovers itself (sentinel re-discovery on reconnect, cluster
+//! `MOVED` redirections and slot re-sync). Every key here is used alone (one key per command
+//! or script), so on a cluster each spreads by its own hash slot; the authority store, whose
+//! scripts touch several keys, puts its keys under one hash tag (see its module).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +18,7 @@ use fred::{
     interfaces::{ClientLike, KeysInterface, LuaInterface, SetsInterface},
     types::{
         Builder, Expiration, SetOptions,
-        config::{Config as RedisConfig, ReconnectPolicy},
+        config::{Config as RedisConfig, ReconnectError, ReconnectPolicy},
     },
 };
 use futures::future::BoxFuture;
@@ -42,29 +49,174 @@ const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
                        return redis.call('del', KEYS[1]) else return 0 end";
 
+/// The deployment a `session.url` names, for the check and for `check-config`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// `redis://` or `rediss://`: one server (perhaps a primary whose replicas nobody promotes).
+    Single,
+    /// `redis-sentinel://`: the primary of `service` as the sentinels name it.
+    Sentinel { service: String, sentinels: usize },
+    /// `redis-cluster://`: any of the cluster's nodes (the rest are discovered).
+    Cluster { seeds: usize },
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Single => f.write_str("one Redis server"),
+            Self::Sentinel { service, sentinels } => write!(
+                f,
+                "Redis Sentinel: the primary of {service:?}, asked from {sentinels} sentinel(s)"
+            ),
+            Self::Cluster { seeds } => write!(f, "Redis Cluster, discovered from {seeds} node(s)"),
+        }
+    }
+}
+
+/// Checks a `session.url` for the Redis store and says which deployment it names. The
+/// messages never quote the URL (it may hold a password).
+///
+/// - `redis://[[user]:password@]host[:6379][/db]` (`rediss://` for TLS): one server, as before;
+/// - `redis-sentinel://[[user]:password@]sentinel[:26379][/db]?sentinelServiceName=NAME[&node=host:port…]`:
+///   the sentinels (the first and every `node`), asked for the primary of `NAME`; the password
+///   is the primary's;
+/// - `redis-cluster://[[user]:password@]host:port[?node=host:port…]`: cluster nodes to start from.
+pub fn check_url(url: &str) -> Result<Topology, String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| format!("session.url: not a URL ({e}); expected redis://host:6379/0"))?;
+    let scheme = parsed.scheme();
+    let topology = match scheme {
+        "redis" | "rediss" | "valkey" | "valkeys" => Topology::Single,
+        "redis-sentinel" | "rediss-sentinel" | "valkey-sentinel" | "valkeys-sentinel" => {
+            let service = parsed
+                .query_pairs()
+                .find(|(k, _)| k == "sentinelServiceName")
+                .map(|(_, v)| v.into_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    "session.url: a redis-sentinel:// URL needs ?sentinelServiceName=NAME \
+                     (the name the sentinels monitor the primary under, e.g. mymaster)"
+                        .to_string()
+                })?;
+            Topology::Sentinel {
+                service,
+                sentinels: 1 + nodes(&parsed)?,
+            }
+        }
+        "redis-cluster" | "rediss-cluster" | "valkey-cluster" | "valkeys-cluster" => {
+            if parsed.port().is_none() {
+                return Err("session.url: a redis-cluster:// URL needs host:port".into());
+            }
+            Topology::Cluster {
+                seeds: 1 + nodes(&parsed)?,
+            }
+        }
+        _ => {
+            return Err(
+                "session.url: session.store = \"redis\" needs a redis://, redis-sentinel:// or \
+                 redis-cluster:// URL (BRIDGE_SESSION__URL or session.url_file)"
+                    .into(),
+            );
+        }
+    };
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("session.url: the URL names no host".into());
+    }
+    if matches!(topology, Topology::Cluster { .. }) && !matches!(parsed.path(), "" | "/" | "/0")
+    {
+        return Err(
+            "session.url: a Redis Cluster has only database 0; drop the /N from the URL".into(),
+        );
+    }
+    // fred's own parser has the last word (its errors may quote the URL: not shown).
+    RedisConfig::from_url(url).map_err(|_| {
+        "session.url: the Redis client cannot use this URL (check the host, port, database and \
+         node=host:port parameters)"
+            .to_string()
+    })?;
+    Ok(topology)
+}
+
+/// The URL with its passwords (the server's and a `sentinelPassword`) replaced by `***`, for
+/// `check-config`; `None` when it does not parse.
+pub fn masked_url(url: &str) -> Option<String> {
+    let mut parsed = url::Url::parse(url).ok()?;
+    if parsed.password().is_some() {
+        parsed.set_password(Some("***")).ok()?;
+    }
+    if parsed.query_pairs().any(|(k, _)| k == "sentinelPassword") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "sentinelPassword" { "***".into() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    Some(parsed.to_string())
+}
+
+/// How many `node=host:port` parameters the URL has; each must name a port.
+fn nodes(url: &url::Url) -> Result<usize, String> {
+    let mut count = 0;
+    for (k, v) in url.query_pairs() {
+        if k == "node" {
+            let port = v.rsplit_once(':').and_then(|(h, p)| {
+                (!h.is_empty()).then_some(())?;
+                p.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                return Err(format!(
+                    "session.url: node={v} must be host:port (another sentinel or cluster node)"
+                ));
+            }
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("session.url is not a usable Redis URL: {0}")]
+    /// A message of [`check_url`]'s (which names `session.url`, never quotes it).
+    #[error("{0}")]
     Url(String),
     #[error("cannot connect to Redis at session.url: {0}")]
     Connect(String),
+    #[error("cannot move the authority's Redis keys under their hash tag: {0}")]
+    Migrate(String),
 }
 
 /// Connects the pool; fails when Redis cannot be reached within the timeout.
 pub async fn connect(url: &str) -> Result<Pool, RedisError> {
+    check_url(url).map_err(RedisError::Url)?;
     // fred's error for a bad URL quotes it; the URL may hold a password.
     let config =
-        RedisConfig::from_url(url).map_err(|_| RedisError::Url("cannot parse it".into()))?;
+        RedisConfig::from_url(url).map_err(|_| RedisError::Url("session.url: cannot parse it".into()))?;
     let pool = Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = COMMAND_TIMEOUT;
             c.internal_command_timeout = COMMAND_TIMEOUT;
             // A command is tried once: a retry after a timeout could run it twice.
             c.max_command_attempts = 1;
+            // A primary that vanished without closing the connection (a partition rather than
+            // a crash): closed after this long without an answer, and reconnected, which asks
+            // the sentinels (or the cluster) where the primary is now.
+            c.unresponsive.max_timeout = Some(COMMAND_TIMEOUT * 2);
+            c.unresponsive.interval = Duration::from_millis(500);
+            // Answers that mean "this is not the primary any more" (a demoted primary that
+            // kept our connection, a cluster mid-failover): reconnect, which re-discovers it.
+            c.reconnect_errors = vec![
+                ReconnectError::ReadOnly,
+                ReconnectError::MasterDown,
+                ReconnectError::ClusterDown,
+            ];
         })
         .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
-        // Reconnect forever, at most every 2 s: the store comes back without a bridge restart.
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        // Reconnect forever, at most every 500 ms: the store comes back without a bridge
+        // restart, within half a second of a failover's promotion.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 500, 2))
         .build_pool(POOL_SIZE)
         .map_err(|e| RedisError::Connect(e.to_string()))?;
     let connected = tokio::time::timeout(COMMAND_TIMEOUT * 5, pool.init()).await;
@@ -75,12 +227,17 @@ pub async fn connect(url: &str) -> Result<Pool, RedisError> {
     }
 }
 
-/// Whether Redis answers now (readiness).
+/// Whether Redis answers now on every connection of the pool (readiness): after a failover,
+/// ready means every connection found the new primary, not only the one asked.
 pub async fn ping(pool: &Pool) -> Result<(), String> {
-    pool.ping::<String>(None)
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+    for client in pool.clients() {
+        client
+            .ping::<String>(None)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 fn index_key(key: &IndexKey) -> String {
@@ -316,5 +473,66 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
                 .map_err(coordination)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_and_cluster_urls_are_understood_and_plain_redis_is_unchanged() {
+        assert_eq!(check_url("redis://:pw@127.0.0.1:6379/0"), Ok(Topology::Single));
+        assert_eq!(
+            check_url(
+                "redis-sentinel://:pw@10.0.0.1:26379/0?sentinelServiceName=mymaster\
+                 &node=10.0.0.2:26379&node=10.0.0.3:26379"
+            ),
+            Ok(Topology::Sentinel {
+                service: "mymaster".into(),
+                sentinels: 3
+            })
+        );
+        assert_eq!(
+            check_url("redis-cluster://:pw@10.0.0.1:7000?node=10.0.0.2:7000"),
+            Ok(Topology::Cluster { seeds: 2 })
+        );
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_clearly_without_its_password() {
+        for (url, says) in [
+            (
+                "redis-sentinel://:hunter2@10.0.0.1:26379/0",
+                "sentinelServiceName",
+            ),
+            ("redis-cluster://:hunter2@10.0.0.1", "host:port"),
+            ("redis-cluster://:hunter2@10.0.0.1:7000/3", "database 0"),
+            (
+                "redis-cluster://:hunter2@10.0.0.1:7000?node=hunter3",
+                "must be host:port",
+            ),
+            ("postgres://u:hunter2@db/x", "redis-sentinel://"),
+            ("", "redis://"),
+        ] {
+            let problem = check_url(url).err().unwrap_or_else(|| panic!("{url} passed"));
+            assert!(problem.contains(says), "{url}: {problem}");
+            assert!(problem.starts_with("session.url:"), "{problem}");
+            assert!(!problem.contains("hunter2"), "the password leaked: {problem}");
+        }
+    }
+
+    #[test]
+    fn the_shown_url_masks_every_password() {
+        let shown = masked_url(
+            "redis-sentinel://u:hunter2@s1:26379/0?sentinelServiceName=m&sentinelPassword=hunter3",
+        )
+        .unwrap_or_default();
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("u:***@s1:26379") && shown.contains("sentinelPassword=***"));
+        assert_eq!(
+            masked_url("redis://127.0.0.1:6379/0").as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
     }
 }

@@ -113,6 +113,12 @@ impl SessionBackend {
             StoreKind::Sqlite => Self::open_sqlite(settings).await,
             StoreKind::Redis => {
                 let pool = redis::connect(settings.url.expose()).await?;
+                let moved = crate::authority::store::AuthorityStore::migrate_redis_keys(&pool)
+                    .await
+                    .map_err(|e| RedisError::Migrate(e.to_string()))?;
+                if moved > 0 {
+                    tracing::info!(moved, "authority keys moved under their Redis hash tag");
+                }
                 Ok(Self::Redis {
                     store: RedisStore::new(pool.clone()),
                     index: Arc::new(RedisIndex::new(pool.clone())),

@@ -1,5 +1,5 @@
 //! The authority's records in Redis (or Valkey), shared by every replica. Keys, all under
-//! `login-bridge:authority:`:
+//! `login-bridge:{authority}:`:
 //!
 //! - `signing-keys`: set of kids; `signing-key:{kid}`: hash (`alg`, `sealed_private` in
 //!   base64, `created_at`, and once retired `retired_at`, `publish_until`); at most one key of
@@ -18,8 +18,17 @@
 //! Every write that touches several keys is one Lua script, so a replica (or a CLI run) that
 //! stops half-way leaves nothing half-written, and the replay record's check (the key is still
 //! the user's, the user enabled and unexpired) happens atomically with its `SET NX`. The
-//! rotation and spent-key scripts reach the per-key hashes through the kid set: a single Redis
-//! (or a primary with replicas), not Redis Cluster, as for the rest of the bridge's keys.
+//! rotation and spent-key scripts reach the per-key hashes through the kid set.
+//!
+//! On a Redis Cluster a script's keys must share one hash slot, so every key here carries the
+//! hash tag `{authority}`: the whole authority lives in one slot (one primary and its
+//! replicas). That is the price of its atomic multi-key scripts, and a small one: it is a
+//! handful of keys per service user and signing key, read through the bridge's caches, and
+//! written once per service-user assertion (the `used:` record). The heavy, per-request keys
+//! (sessions, the DPoP replay records, refresh locks, the session index) are single keys
+//! without a tag and spread over every slot. The keys were `login-bridge:authority:…` before
+//! the tag; [`migrate_untagged`] renames those once, on a single Redis or Sentinel primary.
+//!
 //! Listings are sorted here, in Rust, the way the SQL engines order them.
 
 use std::collections::HashMap;
@@ -27,20 +36,20 @@ use std::collections::HashMap;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use fred::{
     clients::Pool,
-    interfaces::{HashesInterface, LuaInterface, SetsInterface},
+    interfaces::{ClientLike, HashesInterface, LuaInterface, SetsInterface},
 };
 
 use super::{AuthorityStoreError, Result, ServiceKey, ServiceUser, StoredKey, list, text};
 
-const SIGNING_KEYS: &str = "login-bridge:authority:signing-keys";
-const SIGNING_KEY: &str = "login-bridge:authority:signing-key:";
-const USERS: &str = "login-bridge:authority:service-users";
-const USER_NAMES: &str = "login-bridge:authority:service-user-names";
-const USER: &str = "login-bridge:authority:service-user:";
-const USER_KEYS: &str = "login-bridge:authority:service-user-keys:";
-const SERVICE_KEY: &str = "login-bridge:authority:service-key:";
-const USED: &str = "login-bridge:authority:used:";
-const LOCAL_USERS: &str = "login-bridge:authority:local-users";
+const SIGNING_KEYS: &str = "login-bridge:{authority}:signing-keys";
+const SIGNING_KEY: &str = "login-bridge:{authority}:signing-key:";
+const USERS: &str = "login-bridge:{authority}:service-users";
+const USER_NAMES: &str = "login-bridge:{authority}:service-user-names";
+const USER: &str = "login-bridge:{authority}:service-user:";
+const USER_KEYS: &str = "login-bridge:{authority}:service-user-keys:";
+const SERVICE_KEY: &str = "login-bridge:{authority}:service-key:";
+const USED: &str = "login-bridge:{authority}:used:";
+const LOCAL_USERS: &str = "login-bridge:{authority}:local-users";
 
 /// Replaces a local account's record only if it exists (1), else 0.
 const UPDATE_LOCAL: &str = r"
@@ -147,6 +156,35 @@ if redis.call('sismember', KEYS[2], ARGV[1]) == 0 then return 0 end
 if redis.call('set', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then return 1 end
 return 0
 ";
+
+/// Renames every `login-bridge:authority:*` key to its tagged name (unless that exists: a
+/// replica already on this version wrote it); returns how many. One script: atomic, and the
+/// authority is small. Not for a cluster (its old keys could not have been written there: the
+/// multi-key scripts were refused across slots).
+const MIGRATE_UNTAGGED: &str = r"
+local moved = 0
+local cursor = '0'
+repeat
+  local page = redis.call('scan', cursor, 'MATCH', 'login-bridge:authority:*', 'COUNT', 1000)
+  cursor = page[1]
+  for _, old in ipairs(page[2]) do
+    local new = 'login-bridge:{authority}:' .. string.sub(old, 24)
+    if redis.call('renamenx', old, new) == 1 then moved = moved + 1 end
+  end
+until cursor == '0'
+return moved
+";
+
+/// Moves keys written before the hash tag (see the module's doc) under it.
+pub(super) async fn migrate_untagged(pool: &Pool) -> Result<u64> {
+    if pool.is_clustered() {
+        return Ok(0);
+    }
+    let moved: i64 = pool
+        .eval(MIGRATE_UNTAGGED, Vec::<String>::new(), Vec::<String>::new())
+        .await?;
+    Ok(u64::try_from(moved).unwrap_or(0))
+}
 
 #[derive(Clone)]
 pub(super) struct RedisKeys {
@@ -575,6 +613,36 @@ mod tests {
     /// The answer of a store call that must succeed.
     async fn ok<T>(call: impl Future<Output = Result<T>>) -> T {
         call.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn keys_written_before_the_hash_tag_are_moved_under_it_once() {
+        let (pool, _server) = crate::test_redis::start().await;
+        // What the previous version wrote: a user with a key, under the untagged names.
+        let _: () = pool
+            .hset(
+                "login-bridge:authority:service-user:svc-1",
+                [("id", "svc-1"), ("name", "one"), ("roles", "[]")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _: () = pool
+            .sadd("login-bridge:authority:service-users", "svc-1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok(migrate_untagged(&pool)).await, 2);
+        let users: Vec<String> = pool
+            .smembers("login-bridge:{authority}:service-users")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users, ["svc-1"]);
+        let name: Option<String> = pool
+            .hget("login-bridge:{authority}:service-user:svc-1", "name")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(name.as_deref(), Some("one"));
+        // Nothing left to move the next time.
+        assert_eq!(ok(migrate_untagged(&pool)).await, 0);
     }
 
     #[tokio::test]
