@@ -5,6 +5,7 @@
 
 pub mod dpop;
 pub mod privacyidea;
+pub mod redis_ha;
 pub mod stores;
 
 use clap::Parser;

@@ -1,0 +1,376 @@
+//! The shared store is never a single point of failure: two bridges on a Redis Sentinel
+//! deployment (a primary, a replica, three sentinels), then on a Redis Cluster (three
+//! primaries with a replica each), under load; the primary is killed with `kill -9`.
+//!
+//! What each test proves: the bridges reconnect by themselves (no restart) once the
+//! deployment promoted the replica (asked of the sentinels or the cluster, not slept for);
+//! every session made before the fault still works after it; calls during the failover get
+//! 200 or a clean 503, never anything else, and none fails once the failover completed; the
+//! refresh that falls due afterwards, raced by concurrent calls at both replicas, happens once
+//! per session at the provider. Beside the bridges, probe writers measure what the failover
+//! can lose: writes the killed primary acknowledged but had not yet replicated.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use fred::{
+    clients::Pool,
+    interfaces::KeysInterface,
+    types::{Expiration, SetOptions},
+};
+use login_bridge::settings::StoreKind;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{
+    redis_ha::{ClusterSet, SentinelSet, await_replicated},
+    *,
+};
+
+/// Sessions under load (each called at both replicas at once, in a loop).
+const SESSIONS: usize = 4;
+/// The provider's access-token lifetime and the bridge's refresh margin: a session signed in
+/// at t refreshes at t + 20 s, after the failover (a few seconds) has completed.
+const TOKEN_TTL: u64 = 24;
+const REFRESH_MARGIN: u64 = 4;
+
+enum Deployment {
+    Sentinel(SentinelSet),
+    Cluster(ClusterSet),
+}
+
+impl Deployment {
+    fn url(&self) -> String {
+        match self {
+            Self::Sentinel(s) => s.url(),
+            Self::Cluster(c) => c.url(),
+        }
+    }
+
+    /// Waits until the replica has what the primary has, then kills the primary; returns
+    /// its port.
+    async fn kill_primary(&mut self) -> u16 {
+        match self {
+            Self::Sentinel(s) => {
+                await_replicated(s.primary().await, s.replica().await).await;
+                s.kill_primary().await
+            }
+            Self::Cluster(c) => {
+                let (primary, replica) = c.a_primary_and_its_replica().await;
+                await_replicated(primary, replica).await;
+                c.kill(primary).await;
+                primary
+            }
+        }
+    }
+
+    async fn await_promotion(&self, old: u16) {
+        match self {
+            Self::Sentinel(s) => {
+                s.await_promotion(old).await;
+            }
+            Self::Cluster(c) => c.await_promotion(old).await,
+        }
+    }
+}
+
+/// One call of the load: when it started, which session, its status and token.
+struct Call {
+    started: Instant,
+    session: usize,
+    status: StatusCode,
+    token: Option<String>,
+}
+
+async fn call(address: &str, client: &reqwest::Client, session: usize) -> Call {
+    let started = Instant::now();
+    let r = session_at(client, address).await;
+    let status = r.status();
+    let token = if status == StatusCode::OK {
+        r.json::<shared::session::SessionInfo>()
+            .await
+            .ok()
+            .map(|i| i.auth_token)
+    } else {
+        None
+    };
+    Call {
+        started,
+        session,
+        status,
+        token,
+    }
+}
+
+/// Waits until `/readyz` answers 200 at `address` (the bridge reports its store usable).
+async fn await_ready(address: &str) {
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let r = reqwest::get(format!("{address}/readyz")).await;
+            if r.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(ready.is_ok(), "{address} not ready within 30 s");
+}
+
+/// Writers that `SET` probe keys as fast as they can and remember when each was
+/// acknowledged, to find out which acknowledged writes the failover lost.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<Vec<(String, Instant)>>>,
+    pool: Pool,
+}
+
+impl Probe {
+    async fn start(url: &str) -> Self {
+        let pool = login_bridge::session::redis::connect(url).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (0..4)
+            .map(|w| {
+                let pool = pool.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let key = format!("probe:{w}:{n}");
+                        let set: Result<Option<String>, _> = pool
+                            .set(
+                                &key,
+                                1,
+                                Some(Expiration::EX(600)),
+                                Some(SetOptions::NX),
+                                false,
+                            )
+                            .await;
+                        match set {
+                            Ok(_) => acked.push((key, Instant::now())),
+                            // Refused or timed out: not acknowledged, so not counted.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            writers,
+            pool,
+        }
+    }
+
+    /// Stops the writers and reads every acknowledged key back: (acknowledged, lost, how
+    /// long before `killed_at` the oldest lost write was acknowledged).
+    async fn lost(self, killed_at: Instant) -> (usize, usize, Option<Duration>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for w in self.writers {
+            acked.extend(w.await.unwrap());
+        }
+        let mut lost = Vec::new();
+        for chunk in acked.chunks(64) {
+            let reads = chunk.iter().map(|(key, at)| {
+                let pool = self.pool.clone();
+                async move {
+                    let n: i64 = pool.exists(key.as_str()).await.unwrap();
+                    (n, *at)
+                }
+            });
+            for (n, at) in futures::future::join_all(reads).await {
+                if n == 0 {
+                    lost.push(at);
+                }
+            }
+        }
+        let window = lost
+            .iter()
+            .map(|at| killed_at.saturating_duration_since(*at))
+            .max();
+        (acked.len(), lost.len(), window)
+    }
+}
+
+async fn failover_under_load(mut deployment: Deployment, name: &str) {
+    let test_started = Instant::now();
+    let url = deployment.url();
+    // The token authority too: its scripts touch several keys at once (a cluster refuses
+    // them unless the keys share a slot).
+    let kek_dir = tempfile::tempdir().unwrap();
+    let kek = kek_dir.path().join("kek");
+    login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
+    let a = spawn_app_with(AppOptions {
+        store: Some((StoreKind::Redis, url.clone())),
+        access_token_ttl: TOKEN_TTL,
+        refresh_before_expiry_secs: REFRESH_MARGIN,
+        authority: Some(json!({
+            "issuer": "https://bridge.ha.test",
+            "key_encryption_key_file": kek.display().to_string(),
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let b = a.replica().await;
+
+    // Sessions made before the fault.
+    let mut clients = Vec::new();
+    let mut first_tokens = Vec::new();
+    let mut first_due = i64::MAX;
+    for _ in 0..SESSIONS {
+        let client = browser();
+        a.sign_in(&client, "alice", "wonderland").await;
+        let info = b.session_info(&client).await;
+        first_due = first_due.min(info.expires_at - REFRESH_MARGIN as i64);
+        first_tokens.push(info.auth_token);
+        clients.push(client);
+    }
+    assert_eq!(a.idp.stat("token_requests.refresh_token").await, 0);
+
+    // The load: every session called at both replicas at once, again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(Mutex::new(Vec::<Call>::new()));
+    let made = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for (i, client) in clients.iter().enumerate() {
+        let (client, stop, calls, made) =
+            (client.clone(), stop.clone(), calls.clone(), made.clone());
+        let (a, b) = (a.address.clone(), b.address.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (x, y) = tokio::join!(call(&a, &client, i), call(&b, &client, i));
+                made.fetch_add(2, Ordering::Relaxed);
+                let pause = x.status != StatusCode::OK || y.status != StatusCode::OK;
+                calls.lock().unwrap().extend([x, y]);
+                if pause {
+                    // A 503 comes back at once during the failover: don't spin.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let probe = Probe::start(&url).await;
+    // The load is running (an event: calls were answered) before the fault.
+    while made.load(Ordering::Relaxed) < 40 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let old = deployment.kill_primary().await;
+    let killed_at = Instant::now();
+    deployment.await_promotion(old).await;
+    let promoted_at = Instant::now();
+    await_ready(&a.address).await;
+    await_ready(&b.address).await;
+    let completed = Instant::now();
+    assert!(
+        now() < first_due,
+        "the failover took too long for this test: the first refresh fell due during it"
+    );
+
+    // Keep the load on until every session has refreshed (its token due after the failover).
+    let refreshed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let seen = {
+                let calls = calls.lock().unwrap();
+                let mut tokens: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+                for c in calls.iter() {
+                    if let Some(t) = &c.token {
+                        tokens.entry(c.session).or_default().insert(t);
+                    }
+                }
+                (0..SESSIONS).all(|i| tokens.get(&i).is_some_and(|t| t.len() >= 2))
+            };
+            if seen {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (acked, lost, window) = probe.lost(killed_at).await;
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    assert!(refreshed.is_ok(), "not every session refreshed");
+
+    // During the failover: 200 or a clean 503, nothing else (no session lost: no 401).
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for c in &calls {
+        *by_status.entry(c.status.as_u16()).or_default() += 1;
+    }
+    let failed_after: Vec<_> = calls
+        .iter()
+        .filter(|c| c.started >= completed && c.status != StatusCode::OK)
+        .map(|c| c.status)
+        .collect();
+    let after = calls.iter().filter(|c| c.started >= completed).count();
+    eprintln!(
+        "{name}: primary killed; promoted after {:?}, both bridges ready {:?} later; \
+         calls by status {by_status:?}, {after} after the failover completed; \
+         probe: {acked} acknowledged writes, {lost} lost, the oldest lost acknowledged \
+         {window:?} before the kill; test took {:?}",
+        promoted_at - killed_at,
+        completed - promoted_at,
+        test_started.elapsed()
+    );
+    assert!(
+        by_status.keys().all(|&s| s == 200 || s == 503),
+        "only 200 or 503 during the failover: {by_status:?}"
+    );
+    assert!(after >= 20, "the load went on after the failover: {after}");
+    assert!(
+        failed_after.is_empty(),
+        "no failure once the failover completed: {failed_after:?}"
+    );
+
+    // Refresh stayed single across replicas: one refresh per session at the provider, though
+    // each due session was called at both replicas at once.
+    assert_eq!(
+        a.idp.stat("token_requests.refresh_token").await,
+        SESSIONS as u64,
+        "one provider refresh per session"
+    );
+    // Every session made before the fault still works, at either replica, with its one new
+    // token.
+    for (i, client) in clients.iter().enumerate() {
+        let at_a = a.session_info(client).await;
+        let at_b = b.session_info(client).await;
+        assert_eq!(at_a.auth_token, at_b.auth_token);
+        assert_ne!(at_a.auth_token, first_tokens[i]);
+        assert_eq!(
+            b.api_get("/api/me", Some(&at_a.auth_token)).await.status(),
+            StatusCode::OK
+        );
+    }
+    // A write acknowledged by the primary can only be lost if it was acknowledged just before
+    // the kill (the replication lag, well under a second on loopback).
+    if let Some(window) = window {
+        assert!(
+            window < Duration::from_secs(1),
+            "lost writes acknowledged {window:?} before the kill"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sentinel_failover_under_load_keeps_sessions_and_refreshes_once_without_a_restart() {
+    failover_under_load(Deployment::Sentinel(SentinelSet::start().await), "sentinel").await;
+}
+
+#[tokio::test]
+async fn a_cluster_primary_lost_under_load_keeps_sessions_and_refreshes_once_without_a_restart() {
+    failover_under_load(Deployment::Cluster(ClusterSet::start().await), "cluster").await;
+}
