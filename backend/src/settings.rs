@@ -434,6 +434,13 @@ pub struct SessionSettings {
     /// A file holding `url` (a mounted secret).
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+    /// `redis` only: a session write (sign-in, refreshed tokens, logout), the refresh lock
+    /// and a DPoP replay record count as done only once this many replicas confirmed them
+    /// (Redis `WAIT`, at most 1 s; else the request gets a 503). 0 (default): done when the
+    /// primary has them, so a failover can lose the last writes the replicas had not got yet
+    /// (see docs/redis-ha.md).
+    #[serde(default)]
+    pub redis_wait_replicas: u32,
     /// DPoP (RFC 9449): whether the SPA's token is bound to the browser's non-extractable key.
     /// `off` (default): Bearer tokens as before; `optional`: a session is bound on its first
     /// call that carries a proof; `required`: a session call without a valid proof is refused.
@@ -549,6 +556,7 @@ impl Default for Settings {
                 token_profile: None,
                 url: Secret::default(),
                 url_file: None,
+                redis_wait_replicas: 0,
                 dpop: DpopMode::Off,
                 dpop_nonce: false,
                 dpop_proof_max_age_secs: default_dpop_proof_max_age(),
@@ -980,6 +988,11 @@ impl Settings {
             }
             StoreKind::Postgres => ("postgres", &["postgres", "postgresql"]),
         };
+        if self.session.redis_wait_replicas > 0 && self.session.store != StoreKind::Redis {
+            problems.push(
+                "session.redis_wait_replicas: only for session.store = \"redis\"".into(),
+            );
+        }
         if !schemes.is_empty() {
             let scheme = url.split_once("://").map(|(s, _)| s);
             if !scheme.is_some_and(|s| schemes.contains(&s)) {

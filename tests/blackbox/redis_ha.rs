@@ -374,3 +374,79 @@ async fn a_sentinel_failover_under_load_keeps_sessions_and_refreshes_once_withou
 async fn a_cluster_primary_lost_under_load_keeps_sessions_and_refreshes_once_without_a_restart() {
     failover_under_load(Deployment::Cluster(ClusterSet::start().await), "cluster").await;
 }
+
+/// A session record as tower-sessions writes it, with `bytes` of data.
+fn record(bytes: usize) -> tower_sessions::session::Record {
+    tower_sessions::session::Record {
+        id: tower_sessions::session::Id::default(),
+        data: [("pad".to_string(), json!("x".repeat(bytes)))].into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::minutes(10),
+    }
+}
+
+#[tokio::test]
+async fn writes_the_primary_acknowledged_can_be_lost_in_a_failover_unless_a_replica_confirmed_them()
+{
+    use login_bridge::session::redis::{RedisRecords, connect};
+    use tower_sessions::SessionStore;
+
+    let mut set = SentinelSet::start().await;
+    let pool = connect(&set.url()).await.unwrap();
+    let acknowledged = RedisRecords::new(pool.clone(), 0);
+    let confirmed = RedisRecords::new(pool.clone(), 1);
+    // With its replica in step, a write waiting for one replica goes through.
+    let mut before = record(64);
+    confirmed.create(&mut before).await.unwrap();
+
+    // The replica stalls (SIGSTOP: its connection stays open, as in a slow network), and the
+    // primary goes on acknowledging. 32 MiB of writes: more than the kernel's socket buffers
+    // hold for the replica, so some never leave the primary.
+    set.signal_replica("-STOP").await;
+    let mut written = Vec::new();
+    for _ in 0..128 {
+        let mut r = record(256 * 1024);
+        acknowledged.create(&mut r).await.unwrap();
+        written.push(r.id);
+    }
+    // Waiting for a replica, the same write is refused (the bridge answers 503), not
+    // acknowledged and then lost.
+    let started = Instant::now();
+    let mut unconfirmed = record(64);
+    let refused = confirmed.create(&mut unconfirmed).await;
+    assert!(refused.is_err(), "no replica confirmed it: {refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let old = set.kill_primary().await;
+    set.signal_replica("-CONT").await;
+    let new = set.await_promotion(old).await;
+    assert_ne!(new, old);
+
+    // What the primary acknowledged but never replicated is gone; what a replica confirmed
+    // is not.
+    let mut lost = 0;
+    for id in &written {
+        let loaded = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match acknowledged.load(id).await {
+                    Ok(r) => return r,
+                    // The pool finds the new primary a moment after the promotion.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        if loaded.is_none() {
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "stalled replica: {lost} of {} acknowledged writes (256 KiB each) lost in the failover",
+        written.len()
+    );
+    assert!(lost > 0, "a stalled replica loses acknowledged writes");
+    assert!(
+        acknowledged.load(&before.id).await.unwrap().is_some(),
+        "the confirmed write survived"
+    );
+}

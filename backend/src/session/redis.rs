@@ -14,13 +14,19 @@
 use std::{sync::Arc, time::Duration};
 
 use fred::{
-    clients::Pool,
-    interfaces::{ClientLike, KeysInterface, LuaInterface, SetsInterface},
+    clients::{Client, Pool},
+    interfaces::{ClientLike, KeysInterface, LuaInterface, ServerInterface, SetsInterface},
     types::{
-        Builder, Expiration, SetOptions,
-        config::{Config as RedisConfig, ReconnectError, ReconnectPolicy},
+        Builder, ClusterHash, Expiration, SetOptions,
+        config::{Config as RedisConfig, Options, ReconnectError, ReconnectPolicy},
     },
 };
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store,
+};
+use tower_sessions_redis_store::RedisStore;
 use futures::future::BoxFuture;
 use rand::Rng;
 
@@ -240,6 +246,89 @@ pub async fn ping(pool: &Pool) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a write waits for its replicas (`session.redis_wait_replicas`), below the
+/// command timeout so the answer is a clear "not confirmed" rather than a timeout.
+const WAIT_TIMEOUT_MS: i64 = 1_000;
+
+/// Waits until `replicas` replicas have every write `client` sent so far, `key`'s among them
+/// (`WAIT` counts the writes of its own connection: so it goes on the connection that wrote
+/// `key`, on a cluster the one to `key`'s primary). Nothing to do when `replicas` is 0.
+pub async fn confirm_replicated(client: &Client, key: &str, replicas: u32) -> Result<(), String> {
+    if replicas == 0 {
+        return Ok(());
+    }
+    let options = Options {
+        cluster_hash: Some(ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()))),
+        ..Options::default()
+    };
+    let confirmed: i64 = client
+        .with_options(&options)
+        .wait(i64::from(replicas), WAIT_TIMEOUT_MS)
+        .await
+        .map_err(|e| e.to_string())?;
+    if confirmed < i64::from(replicas) {
+        return Err(format!(
+            "the write reached {confirmed} of {replicas} replica(s) within {WAIT_TIMEOUT_MS} ms"
+        ));
+    }
+    Ok(())
+}
+
+/// The session records: tower-sessions-redis-store's, plus `WAIT` after each write when
+/// `session.redis_wait_replicas` asks for it (the write goes through one connection of the
+/// pool, and the `WAIT` follows it there).
+#[derive(Clone, Debug)]
+pub struct RedisRecords {
+    pool: Pool,
+    wait_replicas: u32,
+}
+
+impl RedisRecords {
+    pub fn new(pool: Pool, wait_replicas: u32) -> Self {
+        Self {
+            pool,
+            wait_replicas,
+        }
+    }
+
+    /// A store on one connection of the pool (the one a write and its `WAIT` share).
+    fn on_one_connection(&self) -> (Client, RedisStore<Client>) {
+        let client = self.pool.next().clone();
+        (client.clone(), RedisStore::new(client))
+    }
+
+    async fn confirm(&self, client: &Client, id: &Id) -> session_store::Result<()> {
+        confirm_replicated(client, &id.to_string(), self.wait_replicas)
+            .await
+            .map_err(session_store::Error::Backend)
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for RedisRecords {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let (client, store) = self.on_one_connection();
+        store.create(record).await?;
+        self.confirm(&client, &record.id).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let (client, store) = self.on_one_connection();
+        store.save(record).await?;
+        self.confirm(&client, &record.id).await
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        RedisStore::new(self.pool.clone()).load(session_id).await
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        let (client, store) = self.on_one_connection();
+        store.delete(session_id).await?;
+        self.confirm(&client, session_id).await
+    }
+}
+
 fn index_key(key: &IndexKey) -> String {
     format!("login-bridge:index:{}:{}", key.kind(), key.value())
 }
@@ -340,11 +429,17 @@ fn coordination(e: fred::error::Error) -> CoordinationError {
 /// lets a second replica redeem the same rotating refresh token: oauth2-proxy #3456).
 pub struct RedisRefreshCoordinator {
     pool: Pool,
+    /// `session.redis_wait_replicas`: a lock a failover could lose would let a second replica
+    /// redeem the same refresh token.
+    wait_replicas: u32,
 }
 
 impl RedisRefreshCoordinator {
-    pub fn new(pool: Pool) -> Arc<Self> {
-        Arc::new(Self { pool })
+    pub fn new(pool: Pool, wait_replicas: u32) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            wait_replicas,
+        })
     }
 }
 
@@ -388,8 +483,8 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
                 let bytes: [u8; 16] = rand::rng().random();
                 bytes.iter().map(|b| format!("{b:02x}")).collect()
             };
-            let taken: Option<String> = self
-                .pool
+            let client = self.pool.next();
+            let taken: Option<String> = client
                 .set(
                     &lock,
                     owner.as_str(),
@@ -401,6 +496,15 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
                 .map_err(coordination)?;
             if taken.is_none() {
                 return Ok(None);
+            }
+            if let Err(e) = confirm_replicated(client, &lock, self.wait_replicas).await {
+                // Not confirmed: give it back rather than refresh under a lock a failover
+                // could forget.
+                let _: Result<i64, _> = self
+                    .pool
+                    .eval(RELEASE, vec![lock.clone()], vec![owner.clone()])
+                    .await;
+                return Err(CoordinationError(e));
             }
             let renewal = {
                 let pool = self.pool.clone();
@@ -460,18 +564,15 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
     ) -> BoxFuture<'a, Result<(), CoordinationError>> {
         Box::pin(async move {
             let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-            let _: Option<String> = self
-                .pool
-                .set(
-                    format!("login-bridge:refresh-outcome:{key}"),
-                    outcome,
-                    Some(Expiration::PX(ms)),
-                    None,
-                    false,
-                )
+            let name = format!("login-bridge:refresh-outcome:{key}");
+            let client = self.pool.next();
+            let _: Option<String> = client
+                .set(&name, outcome, Some(Expiration::PX(ms)), None, false)
                 .await
                 .map_err(coordination)?;
-            Ok(())
+            confirm_replicated(client, &name, self.wait_replicas)
+                .await
+                .map_err(CoordinationError)
         })
     }
 }

@@ -7,13 +7,12 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tower_sessions::session_store::ExpiredDeletion;
-use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::{
     index::{IndexError, SessionIndex, SqliteIndex},
     postgres::{self, PgIndex, PgRefreshCoordinator, PostgresError},
-    redis::{self, RedisError, RedisIndex, RedisRefreshCoordinator},
+    redis::{self, RedisError, RedisIndex, RedisRecords, RedisRefreshCoordinator},
     refresh::{InProcessRefreshLock, RefreshLock, ReplicatedRefreshLock},
 };
 use crate::{
@@ -60,9 +59,11 @@ pub enum SessionBackend {
         readers: sqlx::SqlitePool,
     },
     Redis {
-        store: RedisStore<fred::clients::Pool>,
+        store: RedisRecords,
         index: Arc<RedisIndex>,
         pool: fred::clients::Pool,
+        /// `session.redis_wait_replicas`.
+        wait_replicas: u32,
     },
     Postgres {
         store: PostgresStore,
@@ -120,7 +121,8 @@ impl SessionBackend {
                     tracing::info!(moved, "authority keys moved under their Redis hash tag");
                 }
                 Ok(Self::Redis {
-                    store: RedisStore::new(pool.clone()),
+                    store: RedisRecords::new(pool.clone(), settings.redis_wait_replicas),
+                    wait_replicas: settings.redis_wait_replicas,
                     index: Arc::new(RedisIndex::new(pool.clone())),
                     pool,
                 })
@@ -155,9 +157,14 @@ impl SessionBackend {
     pub fn refresh_lock(&self) -> Arc<dyn RefreshLock> {
         match self {
             Self::Sqlite { .. } => Arc::new(InProcessRefreshLock::default()),
-            Self::Redis { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
-                RedisRefreshCoordinator::new(pool.clone()),
-            )),
+            Self::Redis {
+                pool,
+                wait_replicas,
+                ..
+            } => Arc::new(ReplicatedRefreshLock::new(RedisRefreshCoordinator::new(
+                pool.clone(),
+                *wait_replicas,
+            ))),
             Self::Postgres { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
                 PgRefreshCoordinator::new(pool.clone()),
             )),

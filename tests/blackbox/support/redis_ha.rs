@@ -50,6 +50,15 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`-STOP`, `-CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
@@ -251,6 +260,16 @@ impl SentinelSet {
             .map(|n| n.port)
             .find(|&p| p != primary)
             .unwrap()
+    }
+
+    /// Sends `signal` to the replica of the current primary.
+    pub async fn signal_replica(&self, signal: &str) {
+        let replica = self.replica().await;
+        self.data
+            .iter()
+            .find(|n| n.port == replica)
+            .unwrap()
+            .signal(signal);
     }
 
     /// Kills the primary with `kill -9`; returns its port.
