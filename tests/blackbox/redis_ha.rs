@@ -450,3 +450,40 @@ async fn writes_the_primary_acknowledged_can_be_lost_in_a_failover_unless_a_repl
         "the confirmed write survived"
     );
 }
+
+#[tokio::test]
+async fn with_redis_wait_replicas_a_sign_in_no_replica_confirmed_is_refused_and_then_works_again() {
+    let set = SentinelSet::start().await;
+    let app = spawn_app_with(AppOptions {
+        store: Some((StoreKind::Redis, set.url())),
+        redis_wait_replicas: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let client = browser();
+    app.sign_in(&client, "alice", "wonderland").await;
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+
+    // The replica stalls: a new sign-in cannot be confirmed, so it is refused with a clean
+    // 503 rather than acknowledged and perhaps lost in a failover.
+    set.signal_replica("-STOP").await;
+    let r = browser()
+        .get(format!("{}/auth/login?return_to=%2F", app.address))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let page = r.text().await.unwrap();
+    set.signal_replica("-CONT").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+    assert!(page.contains("not possible right now"), "{page}");
+    assert!(!page.to_lowercase().contains("redis") && !page.contains("replica"));
+
+    // The replica back (caught up: an event the primary reports), sign-in works again, and
+    // the earlier session never stopped working.
+    await_replicated(set.primary().await, set.replica().await).await;
+    let again = browser();
+    app.sign_in(&again, "bob", "builder").await;
+    assert_eq!(app.session(&again).await.status(), StatusCode::OK);
+    assert_eq!(app.session(&client).await.status(), StatusCode::OK);
+}
