@@ -989,9 +989,7 @@ impl Settings {
             StoreKind::Postgres => ("postgres", &["postgres", "postgresql"]),
         };
         if self.session.redis_wait_replicas > 0 && self.session.store != StoreKind::Redis {
-            problems.push(
-                "session.redis_wait_replicas: only for session.store = \"redis\"".into(),
-            );
+            problems.push("session.redis_wait_replicas: only for session.store = \"redis\"".into());
         }
         if !schemes.is_empty() {
             let scheme = url.split_once("://").map(|(s, _)| s);
@@ -1225,6 +1223,24 @@ mod tests {
             }
             other => panic!("expected a missing secret, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn waiting_for_redis_replicas_is_refused_for_the_other_stores() {
+        let mut s = valid();
+        s.session.redis_wait_replicas = 1;
+        let problems = s.problems().join("\n");
+        assert!(
+            problems.contains("session.redis_wait_replicas"),
+            "{problems}"
+        );
+        s.session.store = StoreKind::Redis;
+        s.session.url = Secret::new("redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=m");
+        assert!(
+            !s.problems()
+                .iter()
+                .any(|p| p.contains("redis_wait_replicas"))
+        );
     }
 
     #[test]

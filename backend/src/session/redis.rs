@@ -21,14 +21,14 @@ use fred::{
         config::{Config as RedisConfig, Options, ReconnectError, ReconnectPolicy},
     },
 };
+use futures::future::BoxFuture;
+use rand::Rng;
 use tower_sessions::{
     SessionStore,
     session::{Id, Record},
     session_store,
 };
 use tower_sessions_redis_store::RedisStore;
-use futures::future::BoxFuture;
-use rand::Rng;
 
 use super::{
     index::{IndexError, IndexKey, SessionIndex},
@@ -128,8 +128,7 @@ pub fn check_url(url: &str) -> Result<Topology, String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("session.url: the URL names no host".into());
     }
-    if matches!(topology, Topology::Cluster { .. }) && !matches!(parsed.path(), "" | "/" | "/0")
-    {
+    if matches!(topology, Topology::Cluster { .. }) && !matches!(parsed.path(), "" | "/" | "/0") {
         return Err(
             "session.url: a Redis Cluster has only database 0; drop the /N from the URL".into(),
         );
@@ -154,7 +153,11 @@ pub fn masked_url(url: &str) -> Option<String> {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k == "sentinelPassword" { "***".into() } else { v.into_owned() };
+                let v = if k == "sentinelPassword" {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -198,8 +201,8 @@ pub enum RedisError {
 pub async fn connect(url: &str) -> Result<Pool, RedisError> {
     check_url(url).map_err(RedisError::Url)?;
     // fred's error for a bad URL quotes it; the URL may hold a password.
-    let config =
-        RedisConfig::from_url(url).map_err(|_| RedisError::Url("session.url: cannot parse it".into()))?;
+    let config = RedisConfig::from_url(url)
+        .map_err(|_| RedisError::Url("session.url: cannot parse it".into()))?;
     let pool = Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = COMMAND_TIMEOUT;
@@ -258,7 +261,9 @@ pub async fn confirm_replicated(client: &Client, key: &str, replicas: u32) -> Re
         return Ok(());
     }
     let options = Options {
-        cluster_hash: Some(ClusterHash::Custom(fred::util::redis_keyslot(key.as_bytes()))),
+        cluster_hash: Some(ClusterHash::Custom(fred::util::redis_keyslot(
+            key.as_bytes(),
+        ))),
         ..Options::default()
     };
     let confirmed: i64 = client
@@ -345,11 +350,17 @@ fn index_error(e: fred::error::Error) -> IndexError {
 /// index keys it is under (to remove it everywhere when it ends).
 pub struct RedisIndex {
     pool: Pool,
+    /// `session.redis_wait_replicas`: an index entry a failover lost would hide its session
+    /// from a back-channel logout.
+    wait_replicas: u32,
 }
 
 impl RedisIndex {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, wait_replicas: u32) -> Self {
+        Self {
+            pool,
+            wait_replicas,
+        }
     }
 }
 
@@ -360,26 +371,34 @@ impl SessionIndex for RedisIndex {
         keys: &'a [IndexKey],
     ) -> BoxFuture<'a, Result<(), IndexError>> {
         Box::pin(async move {
+            // One connection for all of it, so each `WAIT` follows the writes it confirms.
+            let client = self.pool.next();
             let of = sessions_keys(session_id);
+            let mut written = Vec::with_capacity(keys.len() + 1);
             for key in keys {
                 let set = index_key(key);
-                let () = self
-                    .pool
-                    .sadd(&set, session_id)
-                    .await
-                    .map_err(index_error)?;
-                let () = self
-                    .pool
+                let () = client.sadd(&set, session_id).await.map_err(index_error)?;
+                let () = client
                     .expire(&set, INDEX_TTL_SECS, None)
                     .await
                     .map_err(index_error)?;
-                let () = self.pool.sadd(&of, set).await.map_err(index_error)?;
+                let () = client.sadd(&of, set.as_str()).await.map_err(index_error)?;
+                written.push(set);
             }
-            let () = self
-                .pool
+            let () = client
                 .expire(&of, INDEX_TTL_SECS, None)
                 .await
                 .map_err(index_error)?;
+            written.push(of);
+            if self.wait_replicas > 0 {
+                // On a cluster the keys sit on several primaries: each is asked (one `WAIT`
+                // per key is enough on one primary too, only slower).
+                for key in &written {
+                    confirm_replicated(client, key, self.wait_replicas)
+                        .await
+                        .map_err(IndexError::Engine)?;
+                }
+            }
             Ok(())
         })
     }
@@ -583,7 +602,10 @@ mod tests {
 
     #[test]
     fn sentinel_and_cluster_urls_are_understood_and_plain_redis_is_unchanged() {
-        assert_eq!(check_url("redis://:pw@127.0.0.1:6379/0"), Ok(Topology::Single));
+        assert_eq!(
+            check_url("redis://:pw@127.0.0.1:6379/0"),
+            Ok(Topology::Single)
+        );
         assert_eq!(
             check_url(
                 "redis-sentinel://:pw@10.0.0.1:26379/0?sentinelServiceName=mymaster\
@@ -616,10 +638,15 @@ mod tests {
             ("postgres://u:hunter2@db/x", "redis-sentinel://"),
             ("", "redis://"),
         ] {
-            let problem = check_url(url).err().unwrap_or_else(|| panic!("{url} passed"));
+            let problem = check_url(url)
+                .err()
+                .unwrap_or_else(|| panic!("{url} passed"));
             assert!(problem.contains(says), "{url}: {problem}");
             assert!(problem.starts_with("session.url:"), "{problem}");
-            assert!(!problem.contains("hunter2"), "the password leaked: {problem}");
+            assert!(
+                !problem.contains("hunter2"),
+                "the password leaked: {problem}"
+            );
         }
     }
 

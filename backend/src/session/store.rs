@@ -123,7 +123,7 @@ impl SessionBackend {
                 Ok(Self::Redis {
                     store: RedisRecords::new(pool.clone(), settings.redis_wait_replicas),
                     wait_replicas: settings.redis_wait_replicas,
-                    index: Arc::new(RedisIndex::new(pool.clone())),
+                    index: Arc::new(RedisIndex::new(pool.clone(), settings.redis_wait_replicas)),
                     pool,
                 })
             }
@@ -250,7 +250,11 @@ impl SessionBackend {
             Self::Sqlite { pool, readers, .. } => {
                 Ok(AuthorityStore::sqlite(pool.clone(), readers.clone()).await?)
             }
-            Self::Redis { pool, .. } => Ok(AuthorityStore::redis(pool.clone())),
+            Self::Redis {
+                pool,
+                wait_replicas,
+                ..
+            } => Ok(AuthorityStore::redis(pool.clone(), *wait_replicas)),
             Self::Postgres { pool, .. } => Ok(AuthorityStore::postgres(pool.clone())),
         }
     }

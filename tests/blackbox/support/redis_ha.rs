@@ -343,7 +343,13 @@ async fn cluster_nodes(port: u16) -> Vec<ClusterNode> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let addr = f.get(1)?;
-            let port = addr.split(['@', ',']).next()?.rsplit_once(':')?.1.parse().ok()?;
+            let port = addr
+                .split(['@', ','])
+                .next()?
+                .rsplit_once(':')?
+                .1
+                .parse()
+                .ok()?;
             Some(ClusterNode {
                 port,
                 flags: f.get(2)?.to_string(),

@@ -192,8 +192,9 @@ impl AuthorityStore {
     }
 
     /// Keys under `login-bridge:{authority}:` in Redis (one hash slot on a cluster).
-    pub fn redis(pool: fred::clients::Pool) -> Self {
-        Self::on(Engine::Redis(redis::RedisKeys::new(pool)))
+    /// `wait_replicas`: `session.redis_wait_replicas`, for the replay records.
+    pub fn redis(pool: fred::clients::Pool, wait_replicas: u32) -> Self {
+        Self::on(Engine::Redis(redis::RedisKeys::new(pool, wait_replicas)))
     }
 
     /// Renames the keys an earlier version wrote without the `{authority}` hash tag; run

@@ -189,6 +189,9 @@ pub(super) async fn migrate_untagged(pool: &Pool) -> Result<u64> {
 #[derive(Clone)]
 pub(super) struct RedisKeys {
     pool: Pool,
+    /// `session.redis_wait_replicas`, for the replay records (a record a failover lost would
+    /// let its assertion be used again).
+    wait_replicas: u32,
 }
 
 /// A record read back as a hash: its key (for errors) and its fields.
@@ -227,8 +230,11 @@ fn optional(v: Option<i64>) -> String {
 }
 
 impl RedisKeys {
-    pub(super) fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: Pool, wait_replicas: u32) -> Self {
+        Self {
+            pool,
+            wait_replicas,
+        }
     }
 
     /// The hash at `key`, or `None` when it does not exist.
@@ -528,18 +534,22 @@ impl RedisKeys {
     ) -> Result<bool> {
         // Kept one second past `expires_at`, as the SQL engines keep a record until then.
         let lifetime = expires_at.saturating_sub(now).saturating_add(1).max(1);
-        let first: i64 = self
-            .pool
+        let record = format!("{USED}{issuer}:{jti}");
+        let client = self.pool.next();
+        let first: i64 = client
             .eval(
                 FIRST_USE,
                 vec![
                     format!("{USER}{issuer}"),
                     format!("{USER_KEYS}{issuer}"),
-                    format!("{USED}{issuer}:{jti}"),
+                    record.clone(),
                 ],
                 vec![key_id.to_string(), now.to_string(), lifetime.to_string()],
             )
             .await?;
+        crate::session::redis::confirm_replicated(client, &record, self.wait_replicas)
+            .await
+            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Timeout, e))?;
         Ok(first == 1)
     }
 
@@ -584,7 +594,7 @@ mod tests {
 
     async fn redis() -> (RedisKeys, crate::test_redis::Server) {
         let (pool, server) = crate::test_redis::start().await;
-        (RedisKeys::new(pool), server)
+        (RedisKeys::new(pool, 0), server)
     }
 
     fn user(id: &str, name: &str, disabled: bool, expires_at: Option<i64>) -> ServiceUser {
