@@ -251,7 +251,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                     crate::session::redis::masked_url(url),
                     crate::session::redis::check_url(url),
                 ) {
-                    println!("# session.url = {masked:?}\n# ({topology})");
+                    // On stderr, with the warnings: stdout stays the configuration alone.
+                    eprintln!("login-bridge: session.url = {masked} ({topology})");
                 }
             }
             ExitCode::SUCCESS
