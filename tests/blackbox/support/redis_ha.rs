@@ -17,6 +17,11 @@ use super::{free_port, stores::wait_for_line};
 /// The name the sentinels monitor the primary under.
 pub const SERVICE: &str = "mymaster";
 
+/// The data nodes' password (`requirepass`, and `masterauth` for their replication).
+pub const PASSWORD: &str = "data-secret-4711";
+/// The sentinels' own password (`sentinelPassword=` in the bridge's URL).
+pub const SENTINEL_PASSWORD: &str = "sentinel-secret-0815";
+
 /// How long a deployment may take to reach a state the test awaits.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -77,6 +82,10 @@ fn data_node_args(port: u16, dir: &Path) -> Vec<String> {
         "",
         "--appendonly",
         "no",
+        "--requirepass",
+        PASSWORD,
+        "--masterauth",
+        PASSWORD,
         "--dir",
         &dir.display().to_string(),
     ]
@@ -85,9 +94,22 @@ fn data_node_args(port: u16, dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// `redis-cli -p PORT ARGS…`, its output (empty when the node does not answer).
+/// `redis-cli -p PORT ARGS…` to a sentinel, its output (empty when it does not answer).
 pub async fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
+    run_cli(port, args, Some(SENTINEL_PASSWORD)).await
+}
+
+/// The same to a data node (with its password).
+pub async fn data_cli(port: u16, args: &[&str]) -> String {
+    run_cli(port, args, Some(PASSWORD)).await
+}
+
+async fn run_cli(port: u16, args: &[&str], password: Option<&str>) -> String {
+    let mut command = Command::new("redis-cli");
+    if let Some(password) = password {
+        command.env("REDISCLI_AUTH", password);
+    }
+    let out = command
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
@@ -99,7 +121,7 @@ pub async fn cli(port: u16, args: &[&str]) -> String {
 
 /// A field of an `INFO` section (`field:value` lines).
 async fn info_field(port: u16, section: &str, field: &str) -> Option<String> {
-    let info = cli(port, &["info", section]).await;
+    let info = data_cli(port, &["info", section]).await;
     info.lines().find_map(|l| {
         l.trim()
             .strip_prefix(field)
@@ -186,6 +208,8 @@ impl SentinelSet {
                 format!(
                     "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
                      sentinel monitor {SERVICE} 127.0.0.1 {primary_port} 2\n\
+                     sentinel auth-pass {SERVICE} {PASSWORD}\n\
+                     requirepass {SENTINEL_PASSWORD}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n\
                      sentinel down-after-milliseconds {SERVICE} 1000\n\
                      sentinel failover-timeout {SERVICE} 4000\n\
                      sentinel parallel-syncs {SERVICE} 1\n",
@@ -232,7 +256,8 @@ impl SentinelSet {
     /// `session.url` for this deployment: every sentinel, the service name, database 0.
     pub fn url(&self) -> String {
         let mut url = format!(
-            "redis-sentinel://127.0.0.1:{}/0?sentinelServiceName={SERVICE}",
+            "redis-sentinel://:{PASSWORD}@127.0.0.1:{}/0?sentinelServiceName={SERVICE}\
+             &sentinelPassword={SENTINEL_PASSWORD}",
             self.sentinels[0].port
         );
         for s in &self.sentinels[1..] {
@@ -297,7 +322,7 @@ impl SentinelSet {
                     named = Some(p);
                 }
                 let new = named?;
-                let role = cli(new, &["role"]).await;
+                let role = data_cli(new, &["role"]).await;
                 (role.lines().next() == Some("master")).then_some(new)
             }
         })
@@ -337,7 +362,7 @@ struct ClusterNode {
 }
 
 async fn cluster_nodes(port: u16) -> Vec<ClusterNode> {
-    cli(port, &["cluster", "nodes"])
+    data_cli(port, &["cluster", "nodes"])
         .await
         .lines()
         .filter_map(|l| {
@@ -384,6 +409,7 @@ impl ClusterSet {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         let out = Command::new("redis-cli")
+            .env("REDISCLI_AUTH", PASSWORD)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -415,7 +441,7 @@ impl ClusterSet {
             let live = live.clone();
             async move {
                 for &port in &live {
-                    let ok = cli(port, &["cluster", "info"]).await;
+                    let ok = data_cli(port, &["cluster", "info"]).await;
                     if !ok.contains("cluster_state:ok") {
                         return None;
                     }
@@ -445,7 +471,10 @@ impl ClusterSet {
 
     /// `session.url`: one node to start from, the others as `node=` parameters.
     pub fn url(&self) -> String {
-        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        let mut url = format!(
+            "redis-cluster://:{PASSWORD}@127.0.0.1:{}",
+            self.nodes[0].port
+        );
         for (i, n) in self.nodes[1..].iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
             url.push_str(&format!("node=127.0.0.1:{}", n.port));
@@ -456,7 +485,7 @@ impl ClusterSet {
     /// A primary serving slots and its replica, as the first live node sees them.
     pub async fn a_primary_and_its_replica(&self) -> (u16, u16) {
         let asked = self.nodes.iter().find(|n| n.alive()).unwrap().port;
-        let text = cli(asked, &["cluster", "nodes"]).await;
+        let text = data_cli(asked, &["cluster", "nodes"]).await;
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())
