@@ -487,3 +487,40 @@ async fn with_redis_wait_replicas_a_sign_in_no_replica_confirmed_is_refused_and_
     assert_eq!(app.session(&again).await.status(), StatusCode::OK);
     assert_eq!(app.session(&client).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn on_a_cluster_a_write_waits_for_the_replica_of_its_own_primary() {
+    use login_bridge::session::redis::{RedisRecords, connect};
+    use tower_sessions::SessionStore;
+
+    let set = ClusterSet::start().await;
+    let pool = connect(&set.url()).await.unwrap();
+    let confirmed = RedisRecords::new(pool, 1);
+    let mut r = record(64);
+    confirmed.create(&mut r).await.unwrap();
+    let (_, own) = set.primary_and_replica_of(&r.id.to_string()).await;
+
+    // Another primary's replica stalls: this record's writes are still confirmed (its
+    // `WAIT` went to its own primary, whose replica is fine).
+    let other = set
+        .replicas()
+        .await
+        .into_iter()
+        .find(|&p| p != own)
+        .unwrap();
+    set.signal(other, "-STOP");
+    let saved = confirmed.save(&r).await;
+    set.signal(other, "-CONT");
+    saved.unwrap();
+
+    // Its own primary's replica stalls: not confirmed. (A `WAIT` sent to another primary,
+    // which this connection wrote nothing to, would have answered at once.)
+    // Three tries: a `WAIT` sent to a random primary would get through twice in three.
+    set.signal(own, "-STOP");
+    let mut saved = Vec::new();
+    for _ in 0..3 {
+        saved.push(confirmed.save(&r).await);
+    }
+    set.signal(own, "-CONT");
+    assert!(saved.iter().all(Result::is_err), "{saved:?}");
+}

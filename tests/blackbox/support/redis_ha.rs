@@ -425,6 +425,17 @@ impl ClusterSet {
         );
         let set = Self { nodes, _dir: dir };
         set.await_healthy(None).await;
+        // Every replica has synced with its primary.
+        for replica in set.replicas().await {
+            await_state("the replicas syncing", || async move {
+                (info_field(replica, "replication", "master_link_status")
+                    .await
+                    .as_deref()
+                    == Some("up"))
+                .then_some(())
+            })
+            .await;
+        }
         set
     }
 
@@ -509,6 +520,59 @@ impl ClusterSet {
             }
         }
         panic!("no primary with a replica:\n{text}");
+    }
+
+    /// The primary serving `key`'s slot and its replica.
+    pub async fn primary_and_replica_of(&self, key: &str) -> (u16, u16) {
+        let asked = self.nodes.iter().find(|n| n.alive()).unwrap().port;
+        let slot: u16 = data_cli(asked, &["cluster", "keyslot", key])
+            .await
+            .trim()
+            .parse()
+            .unwrap();
+        let text = data_cli(asked, &["cluster", "nodes"]).await;
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let port_of = |f: &Vec<&str>| -> u16 {
+            f[1].split(['@', ','])
+                .next()
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap()
+        };
+        let serves = |range: &&str| {
+            let (from, to) = range.split_once('-').unwrap_or((range, range));
+            from.parse::<u16>().is_ok_and(|f| f <= slot)
+                && to.parse::<u16>().is_ok_and(|t| slot <= t)
+        };
+        let primary = lines
+            .iter()
+            .find(|f| f[2].contains("master") && f.len() > 8 && f[8..].iter().any(serves))
+            .unwrap_or_else(|| panic!("nobody serves slot {slot}:\n{text}"));
+        let replica = lines.iter().find(|f| f[3] == primary[0]).unwrap();
+        (port_of(primary), port_of(replica))
+    }
+
+    /// The ports of every replica.
+    pub async fn replicas(&self) -> Vec<u16> {
+        let asked = self.nodes.iter().find(|n| n.alive()).unwrap().port;
+        cluster_nodes(asked)
+            .await
+            .into_iter()
+            .filter(|n| n.flags.contains("slave"))
+            .map(|n| n.port)
+            .collect()
+    }
+
+    /// Sends `signal` to the node on `port`.
+    pub fn signal(&self, port: u16, signal: &str) {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .unwrap()
+            .signal(signal);
     }
 
     /// Kills the node on `port` with `kill -9`.
