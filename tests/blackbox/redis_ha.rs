@@ -71,6 +71,23 @@ impl Deployment {
         }
     }
 
+    /// Stops (SIGSTOP) a primary that holds a session, once its replica has everything;
+    /// returns its port.
+    async fn hang_a_primary_with_sessions(&mut self) -> u16 {
+        match self {
+            Self::Sentinel(s) => {
+                await_replicated(s.primary().await, s.replica().await).await;
+                s.signal_primary("-STOP").await
+            }
+            Self::Cluster(c) => {
+                let (primary, replica) = c.a_primary_with_sessions().await;
+                await_replicated(primary, replica).await;
+                c.signal(primary, "-STOP");
+                primary
+            }
+        }
+    }
+
     async fn await_promotion(&self, old: u16) {
         match self {
             Self::Sentinel(s) => {
@@ -523,4 +540,49 @@ async fn on_a_cluster_a_write_waits_for_the_replica_of_its_own_primary() {
     }
     set.signal(own, "-CONT");
     assert!(saved.iter().all(Result::is_err), "{saved:?}");
+}
+
+async fn a_hung_primary_is_left_for_the_promoted_replica(mut deployment: Deployment) {
+    let app = spawn_app_with(AppOptions {
+        store: Some((StoreKind::Redis, deployment.url())),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let client = browser();
+        app.sign_in(&client, "alice", "wonderland").await;
+        clients.push(client);
+    }
+
+    // SIGSTOP: the primary's connections stay open but nothing answers (as behind a network
+    // partition); nothing tells the bridge to reconnect but the silence itself. On a cluster,
+    // the primary holding a session.
+    let hung = deployment.hang_a_primary_with_sessions().await;
+    deployment.await_promotion(hung).await;
+    await_ready(&app.address).await;
+    for client in &clients {
+        assert_eq!(
+            app.session(client).await.status(),
+            StatusCode::OK,
+            "a session made before the fault"
+        );
+    }
+    let fresh = browser();
+    app.sign_in(&fresh, "bob", "builder").await;
+    assert_eq!(app.session(&fresh).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_sentinel_primary_that_hangs_instead_of_dying_is_left_without_a_restart() {
+    a_hung_primary_is_left_for_the_promoted_replica(Deployment::Sentinel(
+        SentinelSet::start().await,
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_primary_that_hangs_instead_of_dying_is_left_without_a_restart() {
+    a_hung_primary_is_left_for_the_promoted_replica(Deployment::Cluster(ClusterSet::start().await))
+        .await;
 }

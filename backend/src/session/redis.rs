@@ -15,7 +15,10 @@ use std::{sync::Arc, time::Duration};
 
 use fred::{
     clients::{Client, Pool},
-    interfaces::{ClientLike, KeysInterface, LuaInterface, ServerInterface, SetsInterface},
+    error::ErrorKind,
+    interfaces::{
+        ClientLike, ClusterInterface, KeysInterface, LuaInterface, ServerInterface, SetsInterface,
+    },
     types::{
         Builder, ClusterHash, Expiration, SetOptions,
         config::{Config as RedisConfig, Options, ReconnectError, ReconnectPolicy},
@@ -209,9 +212,9 @@ pub async fn connect(url: &str) -> Result<Pool, RedisError> {
             c.internal_command_timeout = COMMAND_TIMEOUT;
             // A command is tried once: a retry after a timeout could run it twice.
             c.max_command_attempts = 1;
-            // A primary that vanished without closing the connection (a partition rather than
-            // a crash): closed after this long without an answer, and reconnected, which asks
-            // the sentinels (or the cluster) where the primary is now.
+            // A quiet connection whose server vanished without closing it: closed after this
+            // long without an answer. fred counts from the last write, so under traffic this
+            // never fires: the watchdog ([`spawn_watchdog`]) covers that case.
             c.unresponsive.max_timeout = Some(COMMAND_TIMEOUT * 2);
             c.unresponsive.interval = Duration::from_millis(500);
             // Answers that mean "this is not the primary any more" (a demoted primary that
@@ -230,21 +233,78 @@ pub async fn connect(url: &str) -> Result<Pool, RedisError> {
         .map_err(|e| RedisError::Connect(e.to_string()))?;
     let connected = tokio::time::timeout(COMMAND_TIMEOUT * 5, pool.init()).await;
     match connected {
-        Ok(Ok(_)) => Ok(pool),
+        Ok(Ok(_)) => {
+            spawn_watchdog(pool.clone());
+            Ok(pool)
+        }
         Ok(Err(e)) => Err(RedisError::Connect(e.to_string())),
         Err(_) => Err(RedisError::Connect("timed out".into())),
     }
 }
 
-/// Whether Redis answers now on every connection of the pool (readiness): after a failover,
-/// ready means every connection found the new primary, not only the one asked.
+/// How often the watchdog pings every connection.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Reconnects a connection whose server stopped answering but kept the connection open: a
+/// hung or partitioned primary. Closed connections and error answers (`READONLY`…) make fred
+/// reconnect by itself; silence does not (its unresponsive check measures from the last
+/// write, which steady traffic keeps recent), and a connection left on a primary the sentinels
+/// or the cluster replaced would time out forever. A reconnect asks the sentinels (or the
+/// cluster's slot map) where the primary is now.
+fn spawn_watchdog(pool: Pool) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(WATCHDOG_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let checks = pool.clients().iter().map(|client| async move {
+                if !answers_in_time(client).await {
+                    tracing::warn!("a Redis connection stopped answering: reconnecting");
+                    let _ =
+                        tokio::time::timeout(COMMAND_TIMEOUT, client.force_reconnection()).await;
+                }
+            });
+            futures::future::join_all(checks).await;
+        }
+    });
+}
+
+/// Whether every server `client` is connected to answers a `PING` within the command timeout
+/// (an error answer or a refused connection counts as an answer: fred handles those).
+async fn answers_in_time(client: &Client) -> bool {
+    match tokio::time::timeout(COMMAND_TIMEOUT, ping_every_server(client)).await {
+        Err(_) => false,
+        Ok(results) => !results
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|e| *e.kind() == ErrorKind::Timeout)),
+    }
+}
+
+/// `PING` on each server `client` uses: the one primary, or on a cluster every primary of its
+/// slot map (a plain `PING` there goes to one node only).
+async fn ping_every_server(client: &Client) -> Vec<Result<String, fred::error::Error>> {
+    let servers = client
+        .cached_cluster_state()
+        .map(|state| state.unique_primary_nodes())
+        .unwrap_or_default();
+    if servers.is_empty() {
+        return vec![client.ping::<String>(None).await];
+    }
+    let pings = servers.into_iter().map(|server| {
+        let node = client.with_cluster_node(server);
+        async move { node.ping::<String>(None).await }
+    });
+    futures::future::join_all(pings).await
+}
+
+/// Whether Redis answers now on every connection of the pool, and on a cluster at every
+/// primary (readiness): after a failover, ready means every connection found the new
+/// primary, not only the one asked.
 pub async fn ping(pool: &Pool) -> Result<(), String> {
     for client in pool.clients() {
-        client
-            .ping::<String>(None)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())?;
+        for answer in ping_every_server(client).await {
+            answer.map(drop).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

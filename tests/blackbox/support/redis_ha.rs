@@ -113,10 +113,16 @@ async fn run_cli(port: u16, args: &[&str], password: Option<&str>) -> String {
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("redis-cli must be installed (scripts/install-deps.sh)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .kill_on_drop(true)
+        .output();
+    // A stopped (SIGSTOP) node accepts the connection and never answers.
+    match tokio::time::timeout(Duration::from_secs(2), out).await {
+        Ok(out) => {
+            let out = out.expect("redis-cli must be installed (scripts/install-deps.sh)");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        Err(_) => String::new(),
+    }
 }
 
 /// A field of an `INFO` section (`field:value` lines).
@@ -297,6 +303,17 @@ impl SentinelSet {
             .signal(signal);
     }
 
+    /// Sends `signal` to the current primary; returns its port.
+    pub async fn signal_primary(&self, signal: &str) -> u16 {
+        let primary = self.primary().await;
+        self.data
+            .iter()
+            .find(|n| n.port == primary)
+            .unwrap()
+            .signal(signal);
+        primary
+    }
+
     /// Kills the primary with `kill -9`; returns its port.
     pub async fn kill_primary(&mut self) -> u16 {
         let primary = self.primary().await;
@@ -445,7 +462,7 @@ impl ClusterSet {
         let live: Vec<u16> = self
             .nodes
             .iter()
-            .filter(|n| n.alive())
+            .filter(|n| n.alive() && Some(n.port) != dead)
             .map(|n| n.port)
             .collect();
         await_state("the cluster becoming healthy", || {
@@ -553,6 +570,24 @@ impl ClusterSet {
             .unwrap_or_else(|| panic!("nobody serves slot {slot}:\n{text}"));
         let replica = lines.iter().find(|f| f[3] == primary[0]).unwrap();
         (port_of(primary), port_of(replica))
+    }
+
+    /// A primary holding a session record (a key outside `login-bridge:`), and its replica.
+    pub async fn a_primary_with_sessions(&self) -> (u16, u16) {
+        let asked = self.nodes.iter().find(|n| n.alive()).unwrap().port;
+        for node in cluster_nodes(asked).await {
+            if !node.flags.contains("master") || !node.slots {
+                continue;
+            }
+            let keys = data_cli(node.port, &["keys", "*"]).await;
+            if let Some(session) = keys
+                .lines()
+                .find(|k| !k.is_empty() && !k.starts_with("login-bridge:"))
+            {
+                return self.primary_and_replica_of(session).await;
+            }
+        }
+        panic!("no session in the cluster");
     }
 
     /// The ports of every replica.
