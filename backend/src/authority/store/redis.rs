@@ -36,8 +36,9 @@ use std::collections::HashMap;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use fred::{
     clients::Pool,
-    interfaces::{ClientLike, HashesInterface, LuaInterface, SetsInterface},
+    interfaces::{ClientLike, HashesInterface, KeysInterface, LuaInterface, SetsInterface},
 };
+use futures::TryStreamExt;
 
 use super::{AuthorityStoreError, Result, ServiceKey, ServiceUser, StoredKey, list, text};
 
@@ -157,33 +158,47 @@ if redis.call('set', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then return 1 end
 return 0
 ";
 
-/// Renames every `login-bridge:authority:*` key to its tagged name (unless that exists: a
-/// replica already on this version wrote it); returns how many. One script: atomic, and the
-/// authority is small. Not for a cluster (its old keys could not have been written there: the
-/// multi-key scripts were refused across slots).
-const MIGRATE_UNTAGGED: &str = r"
-local moved = 0
-local cursor = '0'
-repeat
-  local page = redis.call('scan', cursor, 'MATCH', 'login-bridge:authority:*', 'COUNT', 1000)
-  cursor = page[1]
-  for _, old in ipairs(page[2]) do
-    local new = 'login-bridge:{authority}:' .. string.sub(old, 24)
-    if redis.call('renamenx', old, new) == 1 then moved = moved + 1 end
-  end
-until cursor == '0'
-return moved
-";
+/// The keys written before the hash tag began with this.
+const UNTAGGED: &str = "login-bridge:authority:";
 
-/// Moves keys written before the hash tag (see the module's doc) under it.
+/// Renames every `login-bridge:authority:*` key to its tagged name (`RENAMENX`: a key a
+/// replica already on this version wrote is kept); returns how many moved. Nothing to do,
+/// and no `SCAN` of a store full of sessions at every start, unless one of the old root keys
+/// exists (every other record hangs off one of them); those are renamed last, so a start
+/// that stops half-way finishes at the next. Not for a cluster: its old keys could not have
+/// been written there (the multi-key scripts were refused across slots).
 pub(super) async fn migrate_untagged(pool: &Pool) -> Result<u64> {
     if pool.is_clustered() {
         return Ok(0);
     }
-    let moved: i64 = pool
-        .eval(MIGRATE_UNTAGGED, Vec::<String>::new(), Vec::<String>::new())
-        .await?;
-    Ok(u64::try_from(moved).unwrap_or(0))
+    let roots: Vec<String> = [SIGNING_KEYS, USERS, USER_NAMES, LOCAL_USERS]
+        .iter()
+        .map(|k| k.replace("{authority}", "authority"))
+        .collect();
+    let old: i64 = pool.exists(roots.clone()).await?;
+    if old == 0 {
+        return Ok(0);
+    }
+    let mut keys: Vec<String> = pool
+        .next()
+        .scan_buffered(format!("{UNTAGGED}*"), Some(1000), None)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|k| k.into_string())
+        .collect();
+    keys.sort_by_key(|k| roots.contains(k));
+    let mut moved = 0;
+    for key in keys {
+        let Some(rest) = key.strip_prefix(UNTAGGED) else {
+            continue;
+        };
+        let renamed: bool = pool
+            .renamenx(key.as_str(), format!("login-bridge:{{authority}}:{rest}"))
+            .await?;
+        moved += u64::from(renamed);
+    }
+    Ok(moved)
 }
 
 #[derive(Clone)]
