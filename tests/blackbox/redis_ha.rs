@@ -586,3 +586,88 @@ async fn a_cluster_primary_that_hangs_instead_of_dying_is_left_without_a_restart
     a_hung_primary_is_left_for_the_promoted_replica(Deployment::Cluster(ClusterSet::start().await))
         .await;
 }
+
+#[tokio::test]
+async fn every_multi_key_script_of_the_authority_runs_on_a_cluster() {
+    use login_bridge::authority::store::{
+        AuthorityStore, LocalUser, ServiceKey, ServiceUser, StoredKey,
+    };
+
+    let set = ClusterSet::start().await;
+    let pool = login_bridge::session::redis::connect(&set.url())
+        .await
+        .unwrap();
+    // With the replicas confirming too (`WAIT` routed to the `{authority}` slot's primary).
+    let store = AuthorityStore::redis(pool, 1);
+    let key = |kid: &str, created_at: i64| StoredKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        sealed_private: vec![1, 2, 3],
+        created_at,
+        retired_at: None,
+        publish_until: None,
+    };
+    assert!(store.create_first_key(&key("k1", 1)).await.unwrap());
+    assert_eq!(store.rotate(&key("k2", 2), 10, 20).await.unwrap(), 1);
+    assert_eq!(store.delete_spent_keys(30).await.unwrap(), 1);
+    assert_eq!(store.signing_keys().await.unwrap().len(), 1);
+
+    let user = ServiceUser {
+        id: "svc-1".into(),
+        name: "reports".into(),
+        roles: vec!["reader".into()],
+        groups: Vec::new(),
+        permissions: Vec::new(),
+        disabled: false,
+        expires_at: None,
+        created_at: 1,
+    };
+    let service_key = |key_id: &str| ServiceKey {
+        key_id: key_id.into(),
+        user_id: "svc-1".into(),
+        alg: "ES256".into(),
+        public_pem: "pem".into(),
+        created_at: 1,
+    };
+    store
+        .create_service_user(&user, &service_key("sk1"))
+        .await
+        .unwrap();
+    store.add_service_key(&service_key("sk2")).await.unwrap();
+    assert!(store.remove_service_key("svc-1", "sk2").await.unwrap());
+    assert!(
+        store
+            .first_use("svc-1", "sk1", "j1", 100, 50)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .first_use("svc-1", "sk1", "j1", 100, 50)
+            .await
+            .unwrap()
+    );
+    assert!(store.set_disabled("svc-1", true).await.unwrap());
+    assert!(
+        !store
+            .first_use("svc-1", "sk1", "j2", 100, 50)
+            .await
+            .unwrap()
+    );
+
+    let local = LocalUser {
+        id: "local-1".into(),
+        name: "admin".into(),
+        display_name: None,
+        email: None,
+        roles: Vec::new(),
+        groups: Vec::new(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        disabled: false,
+        created_at: 1,
+        password_changed_at: 1,
+    };
+    assert!(store.insert_local_user(&local).await.unwrap());
+    assert!(store.update_local_user(&local).await.unwrap());
+    assert_eq!(store.local_users().await.unwrap().len(), 1);
+}
