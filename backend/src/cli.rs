@@ -243,6 +243,18 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(text) => println!("{text}"),
                 Err(e) => eprintln!("login-bridge: {e}"),
             }
+            if settings.settings.session.store == crate::settings::StoreKind::Redis {
+                // `url` prints as `***` above; the operator still wants to see which
+                // deployment it names (sentinels, cluster nodes), without its password.
+                let url = settings.settings.session.url.expose();
+                if let (Some(masked), Ok(topology)) = (
+                    crate::session::redis::masked_url(url),
+                    crate::session::redis::check_url(url),
+                ) {
+                    // On stderr, with the warnings: stdout stays the configuration alone.
+                    eprintln!("login-bridge: session.url = {masked} ({topology})");
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Token {

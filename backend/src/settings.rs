@@ -446,6 +446,13 @@ pub struct SessionSettings {
     /// A file holding `url` (a mounted secret).
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+    /// `redis` only: a session write (sign-in, refreshed tokens, logout), the refresh lock
+    /// and a DPoP replay record count as done only once this many replicas confirmed them
+    /// (Redis `WAIT`, at most 1 s; else the request gets a 503). 0 (default): done when the
+    /// primary has them, so a failover can lose the last writes the replicas had not got yet
+    /// (see docs/redis-ha.md).
+    #[serde(default)]
+    pub redis_wait_replicas: u32,
     /// DPoP (RFC 9449): whether the SPA's token is bound to the browser's non-extractable key.
     /// `off` (default): Bearer tokens as before; `optional`: a session is bound on its first
     /// call that carries a proof; `required`: a session call without a valid proof is refused.
@@ -561,6 +568,7 @@ impl Default for Settings {
                 token_profile: None,
                 url: Secret::default(),
                 url_file: None,
+                redis_wait_replicas: 0,
                 dpop: DpopMode::Off,
                 dpop_nonce: false,
                 dpop_proof_max_age_secs: default_dpop_proof_max_age(),
@@ -1004,9 +1012,18 @@ impl Settings {
         let url = self.session.url.expose();
         let (store, schemes): (&str, &[&str]) = match self.session.store {
             StoreKind::Sqlite => ("sqlite", &[]),
-            StoreKind::Redis => ("redis", &["redis", "rediss"]),
+            StoreKind::Redis => {
+                // One server, Sentinel or Cluster: checked by the Redis store's own rules.
+                if let Err(problem) = crate::session::redis::check_url(url) {
+                    problems.push(problem);
+                }
+                ("redis", &[])
+            }
             StoreKind::Postgres => ("postgres", &["postgres", "postgresql"]),
         };
+        if self.session.redis_wait_replicas > 0 && self.session.store != StoreKind::Redis {
+            problems.push("session.redis_wait_replicas: only for session.store = \"redis\"".into());
+        }
         if !schemes.is_empty() {
             let scheme = url.split_once("://").map(|(s, _)| s);
             if !scheme.is_some_and(|s| schemes.contains(&s)) {
@@ -1242,6 +1259,24 @@ mod tests {
     }
 
     #[test]
+    fn waiting_for_redis_replicas_is_refused_for_the_other_stores() {
+        let mut s = valid();
+        s.session.redis_wait_replicas = 1;
+        let problems = s.problems().join("\n");
+        assert!(
+            problems.contains("session.redis_wait_replicas"),
+            "{problems}"
+        );
+        s.session.store = StoreKind::Redis;
+        s.session.url = Secret::new("redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=m");
+        assert!(
+            !s.problems()
+                .iter()
+                .any(|p| p.contains("redis_wait_replicas"))
+        );
+    }
+
+    #[test]
     fn a_shared_store_needs_its_url_and_the_url_is_never_echoed() {
         let mut s = valid();
         s.session.store = StoreKind::Redis;
@@ -1261,6 +1296,16 @@ mod tests {
         );
         s.session.url = Secret::new("redis://:hunter2@127.0.0.1:6379/0");
         assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new(
+            "redis-sentinel://:hunter2@127.0.0.1:26379/0?sentinelServiceName=m&node=h:26380",
+        );
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new("redis-cluster://:hunter2@127.0.0.1:7000?node=h:7001");
+        assert!(!s.problems().iter().any(|p| p.contains("session.url")));
+        s.session.url = Secret::new("redis-sentinel://:hunter2@127.0.0.1:26379/0");
+        let problems = s.problems().join("\n");
+        assert!(problems.contains("sentinelServiceName"), "{problems}");
+        assert!(!problems.contains("hunter2"), "{problems}");
         s.session.store = StoreKind::Postgres;
         s.session.url = Secret::new("postgres://bridge@127.0.0.1/bridge");
         assert!(!s.problems().iter().any(|p| p.contains("session.url")));

@@ -278,8 +278,12 @@ async fn open_dpop(
                 false => None,
             },
         ),
-        SessionBackend::Redis { pool, .. } => (
-            ProofReplay::redis(pool.clone()),
+        SessionBackend::Redis {
+            pool,
+            wait_replicas,
+            ..
+        } => (
+            ProofReplay::redis(pool.clone(), *wait_replicas),
             match nonces_on {
                 true => Some(ServerNonces::redis(pool, leeway_secs).await?),
                 false => None,

@@ -18,6 +18,7 @@ mod local_accounts;
 mod metrics;
 mod privacyidea;
 mod provider_quirks;
+mod redis_ha;
 mod reload;
 mod replicas;
 mod session_hardening;

@@ -57,7 +57,8 @@ enum Engine {
     Memory(Arc<Mutex<HashMap<[u8; 32], i64>>>),
     Sqlite(GroupCommit<Record>),
     Postgres(PgPool),
-    Redis(Pool),
+    /// The pool and `session.redis_wait_replicas`.
+    Redis(Pool, u32),
 }
 
 /// In memory, for one process (tests).
@@ -151,10 +152,12 @@ impl ProofReplay {
         }
     }
 
-    /// Keys under `login-bridge:dpop:proof:` in Redis, each expiring by itself.
-    pub fn redis(pool: Pool) -> Self {
+    /// Keys under `login-bridge:dpop:proof:` in Redis, each expiring by itself; with
+    /// `wait_replicas` (`session.redis_wait_replicas`), a record counts once that many
+    /// replicas have it (a record a failover lost would let its proof be replayed).
+    pub fn redis(pool: Pool, wait_replicas: u32) -> Self {
         Self {
-            engine: Engine::Redis(pool),
+            engine: Engine::Redis(pool, wait_replicas),
         }
     }
 
@@ -184,14 +187,15 @@ impl ProofReplay {
                 .map_err(|e| ReplayError(e.to_string()))?;
                 Ok(done.rows_affected() == 1)
             }
-            Engine::Redis(pool) => {
+            Engine::Redis(pool, wait_replicas) => {
                 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
                 let name = format!("{REDIS_PREFIX}{}", URL_SAFE_NO_PAD.encode(key));
                 // Kept one second past `until`, as the SQL engines keep a row until then.
                 let seconds = until.saturating_sub(now).saturating_add(1).max(1);
-                let set: Option<String> = pool
+                let client = pool.next();
+                let set: Option<String> = client
                     .set(
-                        name,
+                        &name,
                         1,
                         Some(Expiration::EX(seconds)),
                         Some(SetOptions::NX),
@@ -199,6 +203,9 @@ impl ProofReplay {
                     )
                     .await
                     .map_err(|e| ReplayError(e.to_string()))?;
+                crate::session::redis::confirm_replicated(client, &name, *wait_replicas)
+                    .await
+                    .map_err(ReplayError)?;
                 Ok(set.is_some())
             }
         }
@@ -350,7 +357,7 @@ mod tests {
     #[tokio::test]
     async fn in_redis_each_proof_is_first_once_and_expires_by_itself() {
         let (pool, _server) = redis().await;
-        let replay = ProofReplay::redis(pool.clone());
+        let replay = ProofReplay::redis(pool.clone(), 0);
         one_first_use_per_proof(&replay).await;
         let now = now();
         assert!(matches!(

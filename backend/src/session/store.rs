@@ -7,13 +7,12 @@ use std::{sync::Arc, time::Duration};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tower_sessions::session_store::ExpiredDeletion;
-use tower_sessions_redis_store::RedisStore;
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use super::{
     index::{IndexError, SessionIndex, SqliteIndex},
     postgres::{self, PgIndex, PgRefreshCoordinator, PostgresError},
-    redis::{self, RedisError, RedisIndex, RedisRefreshCoordinator},
+    redis::{self, RedisError, RedisIndex, RedisRecords, RedisRefreshCoordinator},
     refresh::{InProcessRefreshLock, RefreshLock, ReplicatedRefreshLock},
 };
 use crate::{
@@ -60,9 +59,11 @@ pub enum SessionBackend {
         readers: sqlx::SqlitePool,
     },
     Redis {
-        store: RedisStore<fred::clients::Pool>,
+        store: RedisRecords,
         index: Arc<RedisIndex>,
         pool: fred::clients::Pool,
+        /// `session.redis_wait_replicas`.
+        wait_replicas: u32,
     },
     Postgres {
         store: PostgresStore,
@@ -113,9 +114,16 @@ impl SessionBackend {
             StoreKind::Sqlite => Self::open_sqlite(settings).await,
             StoreKind::Redis => {
                 let pool = redis::connect(settings.url.expose()).await?;
+                let moved = crate::authority::store::AuthorityStore::migrate_redis_keys(&pool)
+                    .await
+                    .map_err(|e| RedisError::Migrate(e.to_string()))?;
+                if moved > 0 {
+                    tracing::info!(moved, "authority keys moved under their Redis hash tag");
+                }
                 Ok(Self::Redis {
-                    store: RedisStore::new(pool.clone()),
-                    index: Arc::new(RedisIndex::new(pool.clone())),
+                    store: RedisRecords::new(pool.clone(), settings.redis_wait_replicas),
+                    wait_replicas: settings.redis_wait_replicas,
+                    index: Arc::new(RedisIndex::new(pool.clone(), settings.redis_wait_replicas)),
                     pool,
                 })
             }
@@ -149,9 +157,14 @@ impl SessionBackend {
     pub fn refresh_lock(&self) -> Arc<dyn RefreshLock> {
         match self {
             Self::Sqlite { .. } => Arc::new(InProcessRefreshLock::default()),
-            Self::Redis { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
-                RedisRefreshCoordinator::new(pool.clone()),
-            )),
+            Self::Redis {
+                pool,
+                wait_replicas,
+                ..
+            } => Arc::new(ReplicatedRefreshLock::new(RedisRefreshCoordinator::new(
+                pool.clone(),
+                *wait_replicas,
+            ))),
             Self::Postgres { pool, .. } => Arc::new(ReplicatedRefreshLock::new(
                 PgRefreshCoordinator::new(pool.clone()),
             )),
@@ -237,7 +250,11 @@ impl SessionBackend {
             Self::Sqlite { pool, readers, .. } => {
                 Ok(AuthorityStore::sqlite(pool.clone(), readers.clone()).await?)
             }
-            Self::Redis { pool, .. } => Ok(AuthorityStore::redis(pool.clone())),
+            Self::Redis {
+                pool,
+                wait_replicas,
+                ..
+            } => Ok(AuthorityStore::redis(pool.clone(), *wait_replicas)),
             Self::Postgres { pool, .. } => Ok(AuthorityStore::postgres(pool.clone())),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod dpop;
 pub mod privacyidea;
+pub mod redis_ha;
 pub mod stores;
 
 use clap::Parser;
@@ -191,6 +192,8 @@ pub struct AppOptions {
     pub dpop_nonce: bool,
     /// `session.dpop`.
     pub dpop: login_bridge::settings::DpopMode,
+    /// `session.redis_wait_replicas`.
+    pub redis_wait_replicas: u32,
 }
 
 impl Default for AppOptions {
@@ -223,6 +226,7 @@ impl Default for AppOptions {
             dist_dir: None,
             dpop_nonce: false,
             dpop: login_bridge::settings::DpopMode::Off,
+            redis_wait_replicas: 0,
         }
     }
 }
@@ -316,6 +320,7 @@ pub fn bridge_settings(port: u16, issuer: &str, dir: &Path, opts: &AppOptions) -
     s.oidc.refresh_before_expiry_secs = opts.refresh_before_expiry_secs;
     s.oidc.leeway_secs = 5;
     s.oidc.trusted_id_token_audiences = opts.trusted_id_token_audiences.clone();
+    s.session.redis_wait_replicas = opts.redis_wait_replicas;
     s.session.sqlite_path = opts
         .sqlite_path
         .clone()

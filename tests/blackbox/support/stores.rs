@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 }
 
 /// Waits until `child` prints a line containing `ready` on stdout or stderr.
-async fn wait_for_line(child: &mut Child, ready: &str, what: &str) {
+pub async fn wait_for_line(child: &mut Child, ready: &str, what: &str) {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut out = BufReader::new(stdout).lines();

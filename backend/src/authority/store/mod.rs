@@ -191,9 +191,16 @@ impl AuthorityStore {
         Self::on(Engine::Postgres(postgres::PgTables::new(pool)))
     }
 
-    /// Keys under `login-bridge:authority:` in Redis.
-    pub fn redis(pool: fred::clients::Pool) -> Self {
-        Self::on(Engine::Redis(redis::RedisKeys::new(pool)))
+    /// Keys under `login-bridge:{authority}:` in Redis (one hash slot on a cluster).
+    /// `wait_replicas`: `session.redis_wait_replicas`, for the replay records.
+    pub fn redis(pool: fred::clients::Pool, wait_replicas: u32) -> Self {
+        Self::on(Engine::Redis(redis::RedisKeys::new(pool, wait_replicas)))
+    }
+
+    /// Renames the keys an earlier version wrote without the `{authority}` hash tag; run
+    /// once when the Redis store opens. Returns how many keys moved.
+    pub async fn migrate_redis_keys(pool: &fred::clients::Pool) -> Result<u64> {
+        redis::migrate_untagged(pool).await
     }
 
     fn on(engine: Engine) -> Self {

@@ -1,5 +1,5 @@
 //! The authority's records in Redis (or Valkey), shared by every replica. Keys, all under
-//! `login-bridge:authority:`:
+//! `login-bridge:{authority}:`:
 //!
 //! - `signing-keys`: set of kids; `signing-key:{kid}`: hash (`alg`, `sealed_private` in
 //!   base64, `created_at`, and once retired `retired_at`, `publish_until`); at most one key of
@@ -18,8 +18,17 @@
 //! Every write that touches several keys is one Lua script, so a replica (or a CLI run) that
 //! stops half-way leaves nothing half-written, and the replay record's check (the key is still
 //! the user's, the user enabled and unexpired) happens atomically with its `SET NX`. The
-//! rotation and spent-key scripts reach the per-key hashes through the kid set: a single Redis
-//! (or a primary with replicas), not Redis Cluster, as for the rest of the bridge's keys.
+//! rotation and spent-key scripts reach the per-key hashes through the kid set.
+//!
+//! On a Redis Cluster a script's keys must share one hash slot, so every key here carries the
+//! hash tag `{authority}`: the whole authority lives in one slot (one primary and its
+//! replicas). That is the price of its atomic multi-key scripts, and a small one: it is a
+//! handful of keys per service user and signing key, read through the bridge's caches, and
+//! written once per service-user assertion (the `used:` record). The heavy, per-request keys
+//! (sessions, the DPoP replay records, refresh locks, the session index) are single keys
+//! without a tag and spread over every slot. The keys were `login-bridge:authority:…` before
+//! the tag; [`migrate_untagged`] renames those once, on a single Redis or Sentinel primary.
+//!
 //! Listings are sorted here, in Rust, the way the SQL engines order them.
 
 use std::collections::HashMap;
@@ -27,20 +36,21 @@ use std::collections::HashMap;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use fred::{
     clients::Pool,
-    interfaces::{HashesInterface, LuaInterface, SetsInterface},
+    interfaces::{ClientLike, HashesInterface, KeysInterface, LuaInterface, SetsInterface},
 };
+use futures::TryStreamExt;
 
 use super::{AuthorityStoreError, Result, ServiceKey, ServiceUser, StoredKey, list, text};
 
-const SIGNING_KEYS: &str = "login-bridge:authority:signing-keys";
-const SIGNING_KEY: &str = "login-bridge:authority:signing-key:";
-const USERS: &str = "login-bridge:authority:service-users";
-const USER_NAMES: &str = "login-bridge:authority:service-user-names";
-const USER: &str = "login-bridge:authority:service-user:";
-const USER_KEYS: &str = "login-bridge:authority:service-user-keys:";
-const SERVICE_KEY: &str = "login-bridge:authority:service-key:";
-const USED: &str = "login-bridge:authority:used:";
-const LOCAL_USERS: &str = "login-bridge:authority:local-users";
+const SIGNING_KEYS: &str = "login-bridge:{authority}:signing-keys";
+const SIGNING_KEY: &str = "login-bridge:{authority}:signing-key:";
+const USERS: &str = "login-bridge:{authority}:service-users";
+const USER_NAMES: &str = "login-bridge:{authority}:service-user-names";
+const USER: &str = "login-bridge:{authority}:service-user:";
+const USER_KEYS: &str = "login-bridge:{authority}:service-user-keys:";
+const SERVICE_KEY: &str = "login-bridge:{authority}:service-key:";
+const USED: &str = "login-bridge:{authority}:used:";
+const LOCAL_USERS: &str = "login-bridge:{authority}:local-users";
 
 /// Replaces a local account's record only if it exists (1), else 0.
 const UPDATE_LOCAL: &str = r"
@@ -148,9 +158,55 @@ if redis.call('set', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then return 1 end
 return 0
 ";
 
+/// The keys written before the hash tag began with this.
+const UNTAGGED: &str = "login-bridge:authority:";
+
+/// Renames every `login-bridge:authority:*` key to its tagged name (`RENAMENX`: a key a
+/// replica already on this version wrote is kept); returns how many moved. Nothing to do,
+/// and no `SCAN` of a store full of sessions at every start, unless one of the old root keys
+/// exists (every other record hangs off one of them); those are renamed last, so a start
+/// that stops half-way finishes at the next. Not for a cluster: its old keys could not have
+/// been written there (the multi-key scripts were refused across slots).
+pub(super) async fn migrate_untagged(pool: &Pool) -> Result<u64> {
+    if pool.is_clustered() {
+        return Ok(0);
+    }
+    let roots: Vec<String> = [SIGNING_KEYS, USERS, USER_NAMES, LOCAL_USERS]
+        .iter()
+        .map(|k| k.replace("{authority}", "authority"))
+        .collect();
+    let old: i64 = pool.exists(roots.clone()).await?;
+    if old == 0 {
+        return Ok(0);
+    }
+    let mut keys: Vec<String> = pool
+        .next()
+        .scan_buffered(format!("{UNTAGGED}*"), Some(1000), None)
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|k| k.into_string())
+        .collect();
+    keys.sort_by_key(|k| roots.contains(k));
+    let mut moved = 0;
+    for key in keys {
+        let Some(rest) = key.strip_prefix(UNTAGGED) else {
+            continue;
+        };
+        let renamed: bool = pool
+            .renamenx(key.as_str(), format!("login-bridge:{{authority}}:{rest}"))
+            .await?;
+        moved += u64::from(renamed);
+    }
+    Ok(moved)
+}
+
 #[derive(Clone)]
 pub(super) struct RedisKeys {
     pool: Pool,
+    /// `session.redis_wait_replicas`, for the replay records (a record a failover lost would
+    /// let its assertion be used again).
+    wait_replicas: u32,
 }
 
 /// A record read back as a hash: its key (for errors) and its fields.
@@ -189,8 +245,11 @@ fn optional(v: Option<i64>) -> String {
 }
 
 impl RedisKeys {
-    pub(super) fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: Pool, wait_replicas: u32) -> Self {
+        Self {
+            pool,
+            wait_replicas,
+        }
     }
 
     /// The hash at `key`, or `None` when it does not exist.
@@ -490,18 +549,22 @@ impl RedisKeys {
     ) -> Result<bool> {
         // Kept one second past `expires_at`, as the SQL engines keep a record until then.
         let lifetime = expires_at.saturating_sub(now).saturating_add(1).max(1);
-        let first: i64 = self
-            .pool
+        let record = format!("{USED}{issuer}:{jti}");
+        let client = self.pool.next();
+        let first: i64 = client
             .eval(
                 FIRST_USE,
                 vec![
                     format!("{USER}{issuer}"),
                     format!("{USER_KEYS}{issuer}"),
-                    format!("{USED}{issuer}:{jti}"),
+                    record.clone(),
                 ],
                 vec![key_id.to_string(), now.to_string(), lifetime.to_string()],
             )
             .await?;
+        crate::session::redis::confirm_replicated(client, &record, self.wait_replicas)
+            .await
+            .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Timeout, e))?;
         Ok(first == 1)
     }
 
@@ -546,7 +609,7 @@ mod tests {
 
     async fn redis() -> (RedisKeys, crate::test_redis::Server) {
         let (pool, server) = crate::test_redis::start().await;
-        (RedisKeys::new(pool), server)
+        (RedisKeys::new(pool, 0), server)
     }
 
     fn user(id: &str, name: &str, disabled: bool, expires_at: Option<i64>) -> ServiceUser {
@@ -575,6 +638,36 @@ mod tests {
     /// The answer of a store call that must succeed.
     async fn ok<T>(call: impl Future<Output = Result<T>>) -> T {
         call.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn keys_written_before_the_hash_tag_are_moved_under_it_once() {
+        let (pool, _server) = crate::test_redis::start().await;
+        // What the previous version wrote: a user with a key, under the untagged names.
+        let _: () = pool
+            .hset(
+                "login-bridge:authority:service-user:svc-1",
+                [("id", "svc-1"), ("name", "one"), ("roles", "[]")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _: () = pool
+            .sadd("login-bridge:authority:service-users", "svc-1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok(migrate_untagged(&pool)).await, 2);
+        let users: Vec<String> = pool
+            .smembers("login-bridge:{authority}:service-users")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(users, ["svc-1"]);
+        let name: Option<String> = pool
+            .hget("login-bridge:{authority}:service-user:svc-1", "name")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(name.as_deref(), Some("one"));
+        // Nothing left to move the next time.
+        assert_eq!(ok(migrate_untagged(&pool)).await, 0);
     }
 
     #[tokio::test]
