@@ -27,21 +27,22 @@ started=$SECONDS; phase_started=$SECONDS; phase=""
 phase_done() { [ -n "$phase" ] && printf '\033[2m-- %s: %ss\033[0m\n' "$phase" "$((SECONDS - phase_started))"; phase=""; return 0; }
 step() { phase_done; phase="$*"; phase_started=$SECONDS; printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+if [ -z "$plan" ]; then
+  mkdir -p .demo
+  # The bridge needs nothing of the install step or the UI: cargo compiles it meanwhile (on two
+  # cores each build fills the other's serial stretches: downloads, final links, the SPA's LTO).
+  step "build the bridge (cargo build -p login-bridge), in the background: .demo/bridge-build.log"
+  bridge_started=$SECONDS
+  cargo build -p login-bridge >.demo/bridge-build.log 2>&1 &
+  bridge_build=$!
+  trap 'kill $bridge_build 2>/dev/null || true' EXIT INT TERM
+  step "install what running needs (scripts/install-deps.sh --run)"
+fi
 # The one install step (its --plan is what the black-box test
 # `the_run_command_installs_only_what_running_needs` reads): never the full scripts/install-deps.sh.
-[ -n "$plan" ] || step "install what running needs (scripts/install-deps.sh --run)"
 scripts/install-deps.sh --run ${plan:+--plan}
 [ -z "$plan" ] || exit 0
-
-mkdir -p .demo
 target_dir=${CARGO_TARGET_DIR:-target}
-# The bridge's crates do not depend on the UI: cargo compiles them while the UI builds (two
-# cores; each build leaves the other's serial stretches, its final link and LTO, to the other).
-step "build the bridge (cargo build -p login-bridge), in the background: .demo/bridge-build.log"
-bridge_started=$SECONDS
-cargo build -p login-bridge >.demo/bridge-build.log 2>&1 &
-bridge_build=$!
-trap 'kill $bridge_build 2>/dev/null || true' EXIT INT TERM
 
 # Everything the UI build reads: its sources, the lockfile, the build scripts and tools, and
 # the compiler and wasm-bindgen versions. The stamp also holds dist/index.html's hash, so a

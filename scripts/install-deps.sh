@@ -54,10 +54,13 @@ fi
 present sh -c 'rustup target list --installed | grep -qx wasm32-unknown-unknown' ||
   step "rustup target add wasm32-unknown-unknown" -- rustup target add wasm32-unknown-unknown
 # The wasm-bindgen CLI writes the SPA's JS glue (scripts/build-ui.sh; Trunk calls it too).
-# Not --locked: its lockfile pins a webpki-roots the registry no longer serves.
+# Not --locked: its lockfile pins a webpki-roots the registry no longer serves. A debug build
+# without default features (rustls, for the test runner's downloads): it compiles in a fraction of
+# the release build's time (746 s under a load of 7 on two cores, most of a first run) and
+# writes the same glue, in seconds either way for the SPA's one module.
 present has_version wasm-bindgen "$WASM_BINDGEN_VERSION" ||
-  step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION" -- \
-    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (debug build)" -- \
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --debug --no-default-features
 # npm: wasm-opt (binaryen 132; Debian's 108 breaks the app), terser (minifies the SPA's
 # wasm-bindgen glue, tools/minify-glue.mjs), lightningcss (the stylesheet, as Trunk does).
 present test -x tools/node_modules/.bin/wasm-opt -a -d tools/node_modules/terser -a -d tools/node_modules/lightningcss ||
