@@ -13,7 +13,8 @@
 # compares them and signs in on the one built without Trunk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/tools/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# wasm-opt from tools/; cargo's tools when they are not on PATH already (the caller's come first).
+export PATH="$PWD/tools/node_modules/.bin:$PATH:${CARGO_HOME:-$HOME/.cargo}/bin"
 trunk=0
 if [ "${1:-}" = --trunk ]; then trunk=1; shift; fi
 dist=dist

@@ -19,6 +19,7 @@ mod metrics;
 mod privacyidea;
 mod provider_quirks;
 mod replicas;
+mod run_command;
 mod session_hardening;
 mod shared_authority;
 mod spa_delivery;
