@@ -50,7 +50,10 @@ fn plan_of(script: &str, args: &[&str]) -> Vec<String> {
         .filter_map(|line| line.strip_prefix("plan: "))
         .map(str::to_lowercase)
         .collect();
-    assert!(!plan.is_empty(), "{script} {args:?} planned nothing: {stdout}");
+    assert!(
+        !plan.is_empty(),
+        "{script} {args:?} planned nothing: {stdout}"
+    );
     plan
 }
 
@@ -62,15 +65,24 @@ fn mentions(plan: &[String], what: &str) -> bool {
 fn the_run_command_installs_only_what_running_needs() {
     let full = plan_of("scripts/install-deps.sh", &["--plan"]);
     for what in TEST_ONLY.iter().chain(&RUNNING_NEEDS) {
-        assert!(mentions(&full, what), "the test command's install plans {what}: {full:?}");
+        assert!(
+            mentions(&full, what),
+            "the test command's install plans {what}: {full:?}"
+        );
     }
 
     let run = plan_of("scripts/demo.sh", &["--plan"]);
     for what in RUNNING_NEEDS {
-        assert!(mentions(&run, what), "the run command installs {what}: {run:?}");
+        assert!(
+            mentions(&run, what),
+            "the run command installs {what}: {run:?}"
+        );
     }
     for what in TEST_ONLY {
-        assert!(!mentions(&run, what), "the run command installs {what}, which only the tests need: {run:?}");
+        assert!(
+            !mentions(&run, what),
+            "the run command installs {what}, which only the tests need: {run:?}"
+        );
     }
 
     // And nothing of it outside the install step: no command in demo.sh (comments aside)
@@ -78,7 +90,10 @@ fn the_run_command_installs_only_what_running_needs() {
     let demo = std::fs::read_to_string(repo_root().join("scripts/demo.sh")).unwrap();
     for line in demo.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
         if line.contains("install-deps.sh") {
-            assert!(line.contains("--run"), "demo.sh runs the full install: {line}");
+            assert!(
+                line.contains("--run"),
+                "demo.sh runs the full install: {line}"
+            );
         }
         let words: Vec<&str> = line
             .split(|c: char| c.is_whitespace() || ";|&()`$\"'{}".contains(c))
@@ -89,7 +104,10 @@ fn the_run_command_installs_only_what_running_needs() {
             let installs = matches!(*word, "apt-get" | "apt" | "pip" | "pip3")
                 || (*word == "cargo" && next == "install")
                 || (*word == "npm" && matches!(next, "install" | "ci" | "i"));
-            let test_only = matches!(*word, "trunk" | "--trunk" | "chromium" | "wrk" | "redis-server");
+            let test_only = matches!(
+                *word,
+                "trunk" | "--trunk" | "chromium" | "wrk" | "redis-server"
+            );
             assert!(!installs && !test_only, "demo.sh: {line}");
         }
     }

@@ -111,16 +111,19 @@ async fn the_spa_built_without_trunk_is_trunks_and_signs_in_in_a_real_browser() 
     // A `trunk` first on PATH that fails: the build must not call it.
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::write(bin.join("trunk"), "#!/bin/sh\necho 'trunk was called' >&2\nexit 1\n").unwrap();
+    std::fs::write(
+        bin.join("trunk"),
+        "#!/bin/sh\necho 'trunk was called' >&2\nexit 1\n",
+    )
+    .unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(bin.join("trunk"))
         .status()
         .unwrap();
-    let path = std::env::join_paths(
-        std::iter::once(bin)
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     // Cargo finds the crates compiled by scripts/test.sh's Trunk build: wasm-bindgen, wasm-opt,
     // terser and the compression are what takes time here (~20 s).
@@ -149,16 +152,22 @@ async fn the_spa_built_without_trunk_is_trunks_and_signs_in_in_a_real_browser() 
     );
     for (role, (file, integrity)) in &built {
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{role}: {file:?}: {e}"));
-        assert!(content_hashed(file), "{role}: {file:?} carries a content hash");
+        assert!(
+            content_hashed(file),
+            "{role}: {file:?} carries a content hash"
+        );
         if let Some(integrity) = integrity {
             let digest = format!("sha384-{}", STANDARD.encode(Sha384::digest(&bytes)));
             assert_eq!(integrity, &digest, "{role}: the integrity of {file:?}");
         }
         for ext in ["br", "gz"] {
             let variant = PathBuf::from(format!("{}.{ext}", file.display()));
-            let trunk_variant =
-                PathBuf::from(format!("{}.{ext}", trunks[role].0.display()));
-            assert_eq!(variant.exists(), trunk_variant.exists(), "{role}: {variant:?}");
+            let trunk_variant = PathBuf::from(format!("{}.{ext}", trunks[role].0.display()));
+            assert_eq!(
+                variant.exists(),
+                trunk_variant.exists(),
+                "{role}: {variant:?}"
+            );
         }
         // The stylesheet is minified by lightningcss either way (Trunk's copy of it is another
         // version); everything else is byte for byte Trunk's.
@@ -180,8 +189,21 @@ async fn the_spa_built_without_trunk_is_trunks_and_signs_in_in_a_real_browser() 
     let browser = Browser::start().await;
     browser.sign_in_with_sso(&app, "alice", "wonderland").await;
     browser.wait_for_text("#user-username", "alice").await;
-    let page = reqwest::get(&app.address).await.unwrap().text().await.unwrap();
-    let wasm = built["app-loader data-wasm"].0.file_name().unwrap().to_str().unwrap();
-    assert!(page.contains(wasm), "the bridge serves the dist built without Trunk");
+    let page = reqwest::get(&app.address)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let wasm = built["app-loader data-wasm"]
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        page.contains(wasm),
+        "the bridge serves the dist built without Trunk"
+    );
     browser.close().await;
 }
