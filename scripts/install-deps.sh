@@ -60,7 +60,7 @@ present sh -c 'rustup target list --installed | grep -qx wasm32-unknown-unknown'
 # writes the same glue, in seconds either way for the SPA's one module.
 present has_version wasm-bindgen "$WASM_BINDGEN_VERSION" ||
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (debug build)" -- \
-    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --debug --no-default-features
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --debug --no-default-features --bin wasm-bindgen
 # npm: wasm-opt (binaryen 132; Debian's 108 breaks the app), terser (minifies the SPA's
 # wasm-bindgen glue, tools/minify-glue.mjs), lightningcss (the stylesheet, as Trunk does).
 present test -x tools/node_modules/.bin/wasm-opt -a -d tools/node_modules/terser -a -d tools/node_modules/lightningcss ||
