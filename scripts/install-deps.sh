@@ -54,10 +54,10 @@ fi
 present sh -c 'rustup target list --installed | grep -qx wasm32-unknown-unknown' ||
   step "rustup target add wasm32-unknown-unknown" -- rustup target add wasm32-unknown-unknown
 # The wasm-bindgen CLI writes the SPA's JS glue (scripts/build-ui.sh; Trunk calls it too).
-# Not --locked: its lockfile pins a webpki-roots the registry no longer serves. A debug build
-# without default features (rustls, for the test runner's downloads): it compiles in a fraction of
-# the release build's time (746 s under a load of 7 on two cores, most of a first run) and
-# writes the same glue, in seconds either way for the SPA's one module.
+# Not --locked: its lockfile pins a webpki-roots the registry no longer serves. Only its
+# `wasm-bindgen` binary, as a debug build without default features (rustls, for the test
+# runner's downloads): 109 s of CPU to compile instead of several minutes, and the same glue
+# and WASM as the release build, written in a second or two (measured: bench/first-run.sh).
 present has_version wasm-bindgen "$WASM_BINDGEN_VERSION" ||
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (debug build)" -- \
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --debug --no-default-features --bin wasm-bindgen
