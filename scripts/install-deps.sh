@@ -56,8 +56,8 @@ present sh -c 'rustup target list --installed | grep -qx wasm32-unknown-unknown'
 # The wasm-bindgen CLI writes the SPA's JS glue (scripts/build-ui.sh; Trunk calls it too).
 # Not --locked: its lockfile pins a webpki-roots the registry no longer serves. Only its
 # `wasm-bindgen` binary, as a debug build without default features (rustls, for the test
-# runner's downloads): 109 s of CPU to compile instead of several minutes, and the same glue
-# and WASM as the release build, written in a second or two (measured: bench/first-run.sh).
+# runner's downloads): 109 s of CPU to compile instead of 307 s (release, default features), and
+# the same glue and WASM as the release build writes (docs/run-command.md).
 present has_version wasm-bindgen "$WASM_BINDGEN_VERSION" ||
   step "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (debug build)" -- \
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --debug --no-default-features --bin wasm-bindgen
