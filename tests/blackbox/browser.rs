@@ -27,6 +27,9 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Issue 23 (DPoP) in a real browser.
 mod with_dpop;
 
+/// Issue 24: the SPA as the run command builds it, without Trunk.
+mod without_trunk;
+
 /// A headless Chromium session; ChromeDriver and the browser are killed on drop.
 struct Browser {
     client: Client,

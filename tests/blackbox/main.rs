@@ -21,6 +21,7 @@ mod provider_quirks;
 mod redis_ha;
 mod reload;
 mod replicas;
+mod run_command;
 mod session_hardening;
 mod shared_authority;
 mod spa_delivery;
