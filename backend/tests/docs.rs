@@ -582,7 +582,7 @@ fn every_runnable_command_in_the_docs_runs() {
         }
         pages += 1;
         let work = tempfile::tempdir().unwrap();
-        for name in ["config", "scripts", "tests", "tools", "dist"] {
+        for name in ["clients", "config", "dist", "scripts", "tests", "tools"] {
             std::os::unix::fs::symlink(root.join(name), work.path().join(name)).unwrap();
         }
         for (number, block) in &blocks {
