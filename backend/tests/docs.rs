@@ -1,9 +1,11 @@
-//! The docs cannot silently rot. Three checks, the rules of which docs/README.md ("Writing a page")
+//! The docs cannot silently rot. The checks, the rules of which docs/README.md ("Writing a page")
 //! states for authors:
 //! - every relative link in README.md, CONTRIBUTING.md and docs/**/*.md points to an existing file,
 //!   and its `#fragment` to a heading (GitHub's slugs) or an `<a id>` of that file;
 //! - every configuration under config/examples/ passes `login-bridge check-config`, with the
-//!   environment its `#! env NAME=VALUE` lines ask for (`{tmp}`: keys and secrets made here);
+//!   environment its `#! env NAME=VALUE` lines ask for (`{tmp}`: keys and secrets made here),
+//!   and a guide that shows one as the file (a `toml` block after "[config/examples/x.toml](…):")
+//!   shows the file's own lines;
 //! - every ```` ```sh ```` block of docs/ runs with `bash -euo pipefail` in a fresh directory, the
 //!   built binary first on PATH, unless the line before its fence is `<!-- not run: reason -->`.
 //!
@@ -88,6 +90,8 @@ struct Block {
     line: usize,
     /// The line right before the opening fence, trimmed.
     before: String,
+    /// The last non-blank line before the opening fence, trimmed.
+    context: String,
 }
 
 /// Splits a page into its fenced blocks and the lines outside them (with their 1-based numbers).
@@ -132,6 +136,13 @@ fn parse(text: &str) -> (Vec<Block>, Vec<(usize, &str)>) {
                 } else {
                     String::new()
                 },
+                context: lines[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| l.trim())
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("")
+                    .to_string(),
             });
             i = j + 1;
         } else {
@@ -457,6 +468,63 @@ fn every_example_configuration_passes_check_config() {
         examples.len(),
         failures.join("\n")
     );
+}
+
+/// A guide that shows an example "as the file" (a ```` ```toml ```` block right after a line that
+/// links `config/examples/NAME.toml` and ends with `:`) shows the file's own lines, in order:
+/// the copy on the page cannot drift from the file the test checks.
+#[test]
+fn every_example_a_guide_shows_is_the_file_itself() {
+    let root = repo();
+    let mut shown = 0;
+    let mut drifted = Vec::new();
+    for page in docs_pages() {
+        let text = fs::read_to_string(&page).unwrap();
+        let (blocks, _) = parse(&text);
+        for block in blocks.iter().filter(|b| b.info == "toml") {
+            let Some(name) = block
+                .context
+                .strip_suffix(':')
+                .and_then(|c| c.split("config/examples/").nth(1))
+                .and_then(|rest| rest.split(".toml").next())
+            else {
+                continue;
+            };
+            shown += 1;
+            let file = root.join(format!("config/examples/{name}.toml"));
+            let Ok(example) = fs::read_to_string(&file) else {
+                drifted.push(format!(
+                    "{}:{}: no file {}",
+                    rel(&page),
+                    block.line,
+                    rel(&file)
+                ));
+                continue;
+            };
+            let mut lines = example.lines().map(str::trim_end);
+            for wanted in block
+                .body
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty())
+            {
+                if !lines.any(|l| l == wanted) {
+                    drifted.push(format!(
+                        "{}:{}: `{wanted}` is not (in this order) in {}",
+                        rel(&page),
+                        block.line,
+                        rel(&file)
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        shown > 0,
+        "no guide shows an example file: is the parser broken?"
+    );
+    assert!(drifted.is_empty(), "{}", drifted.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
