@@ -206,10 +206,9 @@ fn link_targets(line: &str) -> Vec<String> {
     if t.starts_with('[')
         && let Some(close) = t.find("]:")
         && !t[1..close].contains('[')
+        && let Some(target) = t[close + 2..].split_whitespace().next()
     {
-        if let Some(target) = t[close + 2..].split_whitespace().next() {
-            out.push(target.trim_matches(['<', '>']).to_string());
-        }
+        out.push(target.trim_matches(['<', '>']).to_string());
     }
     for attr in ["href=\"", "src=\""] {
         let mut rest = line.as_str();
