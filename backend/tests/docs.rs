@@ -639,6 +639,24 @@ fn every_runnable_command_in_the_docs_runs() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_login-bridge"), bin.join("login-bridge"))
         .unwrap();
 
+    // The tools the pages' commands use besides the bridge: missing ones fail here, by name,
+    // rather than as a confusing "command not found" in the middle of a page.
+    let missing: Vec<&str> = ["curl", "jq", "openssl", "python3", "node"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the docs' commands need {missing:?} on PATH (curl, jq, openssl, python3: Debian packages \
+         of those names; node: see scripts/install-deps.sh)"
+    );
+
     let mut failures = Vec::new();
     let (mut ran, mut pages) = (0, 0);
     for page in docs_pages() {
