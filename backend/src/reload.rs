@@ -37,8 +37,8 @@ use crate::{
     auth::local::LocalLogin,
     authority::keyring::ProfileSet,
     demo_api::ApiCallLog,
+    router::{RouterInputs, request_metrics, upstreams},
     settings::{Config, LogSettings, Settings, SettingsError},
-    startup::{RouterInputs, request_metrics, upstreams},
     state::AppState,
     telemetry::{self, LevelChange},
     web::{

@@ -203,7 +203,7 @@ impl ProofReplay {
                     )
                     .await
                     .map_err(|e| ReplayError(e.to_string()))?;
-                crate::session::redis::confirm_replicated(client, &name, *wait_replicas)
+                crate::redis_wait::confirm_replicated(client, &name, *wait_replicas)
                     .await
                     .map_err(ReplayError)?;
                 Ok(set.is_some())

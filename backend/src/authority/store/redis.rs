@@ -562,7 +562,7 @@ impl RedisKeys {
                 vec![key_id.to_string(), now.to_string(), lifetime.to_string()],
             )
             .await?;
-        crate::session::redis::confirm_replicated(client, &record, self.wait_replicas)
+        crate::redis_wait::confirm_replicated(client, &record, self.wait_replicas)
             .await
             .map_err(|e| fred::error::Error::new(fred::error::ErrorKind::Timeout, e))?;
         Ok(first == 1)
