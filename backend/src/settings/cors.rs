@@ -5,9 +5,11 @@ use url::Url;
 
 /// `[cors]`: origins whose pages may call the bridge's APIs with credentials.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CorsSettings {
-    /// Exact origins (`https://ui.example.org`); `*` is refused.
+    /// Exact origins (`https://ui.example.org`) allowed to call with credentials; `*` and paths
+    /// are refused. Other origins get no CORS headers at all.
     pub allowed_origins: Vec<String>,
 }
 

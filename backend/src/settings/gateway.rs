@@ -9,6 +9,7 @@ use crate::trust::issuer::{IssuerSpec, PROVIDER_ISSUER};
 /// `[gateway]`: a proxy or gateway in front has authenticated the user and puts a JWT on the
 /// request; opening any UI page with it signs the user in (no form, no silent-SSO detour).
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Names of `[[issuers]]` whose JWTs may sign users in this way.
@@ -20,6 +21,7 @@ pub struct GatewaySettings {
     /// Peers (CIDRs) whose connections may set the header. From any other address the header
     /// is ignored for sign-in, and a custom header is removed before anything sees it.
     #[serde(default)]
+    #[cfg_attr(test, schemars(with = "Vec<crate::config_reference::Cidr>"))]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Accept the header from any peer. Only for a bridge that nothing but the gateway can
     /// reach; warned about at startup.

@@ -20,20 +20,29 @@ use crate::authority::profile::TokenProfileSettings;
 /// address, then one every 15 minutes. A password sprayer on one address gets about 116 guesses
 /// a day, not 14 400 (20 then one every 6 s, the limits before).
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalAccountsSettings {
     /// The `[[token_profiles]]` entry a local user's token is minted from (no provider token
     /// exists). Default: `session.token_profile`.
     pub token_profile: Option<String>,
+    /// A burst of sign-in attempts per account ...
     pub attempts_per_account: u32,
+    /// ... then one more attempt every this many seconds.
     pub account_recovery_secs: u64,
+    /// A burst of sign-in attempts per client address ...
     pub attempts_per_address: u32,
+    /// ... then one more attempt every this many seconds.
     pub address_recovery_secs: u64,
+    /// A failed attempt is answered after this delay, doubled for every consecutive failure of
+    /// the account or the address ...
     pub failure_delay_ms: u64,
+    /// ... up to this (at most 60000).
     pub max_failure_delay_ms: u64,
     /// Proxies in front of the bridge: from these peers, the last `X-Forwarded-For` hop is
     /// the client address the per-address limit counts (else every user would share the
     /// proxy's allowance).
+    #[cfg_attr(test, schemars(with = "Vec<crate::config_reference::Cidr>"))]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 

@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// `[log]`: the format of log lines on stderr, and which are written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
+    /// `text` for people; `json`: one JSON object a line (level, target, message, fields,
+    /// spans) for log collectors. No token reaches a log line in either format.
     pub format: LogFormat,
     /// Which lines are written, in `RUST_LOG`'s syntax (`info`, `warn,login_bridge=debug`).
     /// `RUST_LOG`, when set, wins. Changes on a reload (SIGHUP).
@@ -23,6 +26,7 @@ impl Default for LogSettings {
 
 /// `text` for people, `json` (one object a line) for log collectors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]

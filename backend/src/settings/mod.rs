@@ -54,19 +54,24 @@ pub use crate::trust::{
 };
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the HTTP server binds to. Port 0 picks a free port.
+    #[cfg_attr(test, schemars(extend("format" = "socket-address")))]
     pub listen: SocketAddr,
     /// The URL browsers use to reach the bridge (scheme, host, port; no path). The OIDC
-    /// redirect URI is `<public_url>/auth/callback`; cookies get `Secure` and the `__Host-`
-    /// prefix when it is https.
+    /// redirect URI is `<public_url>/auth/callback`; https turns on the cookies' `Secure` and
+    /// `__Host-` prefix, and HSTS.
     pub public_url: Url,
     /// Directory with the built SPA (`trunk build --release` writes `dist/`).
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub dist_dir: PathBuf,
+    /// The OpenID provider users sign in with, and the bridge's client at it.
     pub oidc: OidcSettings,
+    /// The server-side sessions: where they live, how long they last, their cookie, DPoP.
     pub session: SessionSettings,
-    /// Claim mapping of the login provider's tokens.
+    /// Claim mapping of the login provider's tokens (`[[issuers]]` entries have their own).
     pub claims: ClaimMapping,
     /// More issuers whose JWTs the API accepts (gateways, other realms, service tokens...).
     #[serde(default)]

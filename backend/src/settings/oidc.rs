@@ -8,24 +8,33 @@ use url::Url;
 use super::secret::Secret;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+/// `[oidc]`: the bridge is a confidential client of the provider (authorization code flow
+/// with PKCE); the provider's access tokens must be JWTs for `api_audience`.
 pub struct OidcSettings {
     /// The provider's issuer, exactly as in its discovery document
     /// (Keycloak: `https://HOST/realms/REALM`).
     pub issuer: String,
+    /// The bridge's client id at the provider.
     pub client_id: String,
     /// Confidential client secret. Prefer `BRIDGE_OIDC__CLIENT_SECRET` or `client_secret_file`.
     #[serde(default)]
     pub client_secret: Secret,
     /// File holding the client secret (trailing whitespace trimmed).
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for at sign-in; must include `openid`.
     pub scopes: Vec<String>,
     /// The `aud` an access token must carry to be accepted by the API and handed to the SPA.
     /// Keycloak's default `account` is refused: configure an audience mapper.
     pub api_audience: String,
     /// Audiences besides `api_audience` the provider's access token may carry and still be
-    /// handed to the SPA. None by default: a token the SPA holds is good at its API only.
+    /// handed to the SPA. None by default: a token the SPA holds is good at its API only, and
+    /// one with any other audience is refused at sign-in and refresh (the log names what was
+    /// extra). Narrow it at the provider, list what is harmless here, or hand the SPA a minted
+    /// token (`session.token_profile`).
     #[serde(default)]
     pub extra_token_audiences: Vec<String>,
     /// Scopes besides `scopes` the access token may carry and still be handed to the SPA.
@@ -36,8 +45,8 @@ pub struct OidcSettings {
     /// `api_audience` is always trusted. With more than one audience, `azp` must be the client.
     #[serde(default)]
     pub trusted_id_token_audiences: Vec<String>,
-    /// Where the provider sends the browser after end-session. Default:
-    /// `<public_url>/login?signed_out=1`.
+    /// Where the provider sends the browser after end-session; must be registered at the
+    /// provider. Default: `<public_url>/login?signed_out=1`.
     #[serde(default)]
     pub post_logout_redirect_uri: Option<Url>,
     /// Try a `prompt=none` sign-in by top-level redirect when a browser opens the UI
@@ -45,7 +54,8 @@ pub struct OidcSettings {
     pub silent_sso: bool,
     /// After a failed silent attempt, wait this long before trying again for the same browser.
     pub silent_sso_retry_secs: u64,
-    /// Refresh the access token this many seconds before it expires.
+    /// Refresh the access token this many seconds before it expires (never earlier than half
+    /// its lifetime).
     pub refresh_before_expiry_secs: u64,
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
     pub leeway_secs: u64,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A secret read from configuration. `Debug` and `Serialize` never show it.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Secret(String);
 

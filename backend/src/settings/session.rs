@@ -7,33 +7,41 @@ use serde::{Deserialize, Serialize};
 use super::secret::Secret;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+/// `[session]`: a browser's session lives in the store; its cookie holds only an opaque id.
 pub struct SessionSettings {
-    /// Where sessions live. `sqlite` (the default) is one file that survives restarts.
+    /// Where sessions (and the session index, the authority's keys and service users, replay
+    /// records, refresh coordination) live; an unknown value is refused, naming the choices.
     #[serde(default)]
     pub store: StoreKind,
     /// SQLite database file for sessions (created when missing; survives restarts).
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
     pub idle_timeout_secs: i64,
-    /// A signed-in session ends this long after its sign-in, whatever its activity.
+    /// A signed-in session ends this long after its sign-in, whatever its activity, or earlier
+    /// when the provider says its refresh token ends sooner (`refresh_expires_in`).
     #[serde(default = "default_absolute_timeout")]
     pub absolute_timeout_secs: i64,
-    /// `SameSite` of the session cookie: `lax` (default) or `strict` (see the README: the
-    /// provider's redirect back is then followed by one same-site hop).
+    /// `SameSite` of the session cookie.
     #[serde(default)]
     pub same_site: SameSiteMode,
     /// The token `/auth/session` hands the SPA: absent, the provider's (or gateway's) access
     /// token; the name of a `[[token_profiles]]` entry, a token the bridge mints from it.
     #[serde(default)]
     pub token_profile: Option<String>,
-    /// The shared store's address for `redis` (`redis://[:password@]host:6379/0`, `rediss://`
-    /// for TLS) and `postgres` (`postgres://user:password@host/db`). It may hold a password:
-    /// prefer `BRIDGE_SESSION__URL` or `url_file`.
+    /// The shared store's address. `redis`: one server `redis://[:password@]host:6379/0`
+    /// (`rediss://` for TLS), Sentinel
+    /// `redis-sentinel://[:password@]sentinel1:26379/0?sentinelServiceName=mymaster&node=sentinel2:26379`,
+    /// or Cluster `redis-cluster://[:password@]node1:6379?node=node2:6379` (see
+    /// docs/redis-ha.md); `postgres`: `postgres://user:password@host/db`. It may hold a
+    /// password: prefer `BRIDGE_SESSION__URL` or `url_file`; it is never logged or echoed.
     #[serde(default)]
     pub url: Secret,
     /// A file holding `url` (a mounted secret).
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub url_file: Option<PathBuf>,
     /// `redis` only: a session write (sign-in, refreshed tokens, logout), the refresh lock
     /// and a DPoP replay record count as done only once this many replicas confirmed them
@@ -42,17 +50,18 @@ pub struct SessionSettings {
     /// (see docs/redis-ha.md).
     #[serde(default)]
     pub redis_wait_replicas: u32,
-    /// DPoP (RFC 9449): whether the SPA's token is bound to the browser's non-extractable key.
-    /// `off` (default): Bearer tokens as before; `optional`: a session is bound on its first
-    /// call that carries a proof; `required`: a session call without a valid proof is refused.
-    /// Binding needs a token the bridge mints (`session.token_profile`).
+    /// DPoP (RFC 9449): whether the SPA's token is bound to the browser's non-extractable key
+    /// (see docs/dpop.md). Binding needs a token the bridge mints (`session.token_profile`);
+    /// an upstream with `token = "forward"` gets a startup warning.
     #[serde(default)]
     pub dpop: DpopMode,
     /// With DPoP on, the bridge hands out server nonces (`DPoP-Nonce`, RFC 9449 section 8)
-    /// and every proof must carry a recent one.
+    /// and every proof must carry a recent one: 60 s steps, the current and the previous one
+    /// accepted, kept in the store so every replica accepts every replica's nonces.
     #[serde(default)]
     pub dpop_nonce: bool,
-    /// How old a DPoP proof's `iat` may be (seconds; `oidc.leeway_secs` is added either way).
+    /// How old a DPoP proof's `iat` may be (seconds, 1 to 3600; `oidc.leeway_secs` is added
+    /// either way); its `jti` is remembered that long.
     #[serde(default = "default_dpop_proof_max_age")]
     pub dpop_proof_max_age_secs: i64,
 }
@@ -66,6 +75,7 @@ fn default_absolute_timeout() -> i64 {
 
 /// `SameSite` attribute of the session cookie.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SameSiteMode {
     /// Sent on top-level navigations from other sites: the provider's redirect back carries it.
@@ -77,6 +87,7 @@ pub enum SameSiteMode {
 
 /// Whether the SPA's token is bound to a browser key (`session.dpop`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DpopMode {
     /// Bearer tokens; DPoP proofs are ignored.
@@ -102,6 +113,7 @@ impl DpopMode {
 /// The engine that keeps sessions, the session index, the authority's keys and service users,
 /// replay records and refresh coordination.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// One SQLite file (`session.sqlite_path`): the embedded default for a single bridge.

@@ -4,9 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// `[ui]`: what the bridge fills into the SPA's `index.html` when it serves it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct UiSettings {
-    /// The product's name: the page title, and the heading of the sign-in card.
+    /// The product's name: the page title (HTML-escaped into `index.html`), the nav, and the
+    /// heading of the sign-in card; 1 to 80 characters on one line.
     pub title: String,
 }
 

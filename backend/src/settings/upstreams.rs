@@ -8,12 +8,14 @@ use crate::authority::profile::TokenProfileSettings;
 /// One `[[upstreams]]` entry: calls under `prefix` are authenticated like `/api`, then sent
 /// on to `url` with the token that API accepts.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSettings {
     /// A short name for logs (default: the prefix).
     #[serde(default)]
     pub name: Option<String>,
-    /// Path prefix, starting and ending with `/` (e.g. `/pi/`).
+    /// Path prefix, starting and ending with `/` (e.g. `/pi/`); may not overlap the bridge's own
+    /// paths (`/auth/`, `/api/`, `/oauth/`, `/.well-known/`, `/healthz`, `/readyz`).
     pub prefix: String,
     /// Base URL of the API.
     pub url: Url,
@@ -21,7 +23,8 @@ pub struct UpstreamSettings {
     #[serde(default = "yes")]
     pub strip_prefix: bool,
     /// The token the upstream gets: `forward` (the validated incoming one), `profile:<name>`
-    /// (minted from a `[[token_profiles]]` entry for the caller) or `none`.
+    /// (minted from a `[[token_profiles]]` entry for the caller, kept per caller token while
+    /// more than a third of its life is left) or `none`.
     #[serde(default = "default_upstream_token")]
     pub token: String,
     /// Header of the outgoing token (default: the profile's, else `authorization`).
@@ -31,17 +34,19 @@ pub struct UpstreamSettings {
     /// else `Bearer`).
     #[serde(default)]
     pub scheme: Option<String>,
-    /// Claims sent as headers: header name → claim path (`X-Auth-User = "preferred_username"`).
-    /// Client-sent copies of these headers are always removed.
+    /// Claims sent as headers: header name → claim path (`X-Auth-User = "preferred_username"`);
+    /// lists are joined by commas. Client-sent copies of these headers are always removed,
+    /// under every spelling (case, `_` for `-`).
     #[serde(default)]
     pub forward_claims: std::collections::BTreeMap<String, String>,
-    /// More request headers to remove before forwarding.
+    /// More request headers to remove before forwarding (under every spelling).
     #[serde(default)]
     pub strip_headers: Vec<String>,
-    /// How long to wait for the upstream's response headers.
+    /// How long to wait for the upstream's response headers (then 504); the body then streams
+    /// as long as it takes.
     #[serde(default = "default_upstream_timeout")]
     pub timeout_secs: u64,
-    /// Largest request body forwarded.
+    /// Largest request body forwarded (larger: 413).
     #[serde(default = "default_upstream_body")]
     pub max_body_bytes: usize,
     /// A page of the SPA that works with this API (`privacyidea`), announced at
