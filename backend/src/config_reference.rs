@@ -203,7 +203,7 @@ fn description(schema: &Value) -> Option<&str> {
 /// A type's doc comment without the section name it starts with in the code (`` `[ui]`: ``,
 /// ``One `[[upstreams]]` entry: ``): the heading says it.
 fn without_heading(text: &str) -> String {
-    let Ok(name) = regex::Regex::new(r"^(One |A )?`\[\[?[a-z_.]+\]\]?`( entry)?(: |\.\s*|$)")
+    let Ok(name) = regex::Regex::new(r"^(One |A )?`\[\[?[a-z_.]+\]\]?`( entry| rule)?(: |\.\s*|$)")
     else {
         return text.to_owned();
     };

@@ -74,8 +74,7 @@ fn default_leeway() -> u64 {
     30
 }
 
-/// One `[[token_profiles]]` entry: a token the bridge mints for one API, for the signed-in
-/// caller, from a claims template. The bridge sets `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
+/// One `[[token_profiles]]` entry: minted for the signed-in caller from a claims template. The bridge sets `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
 /// `jti` (and `cnf` with DPoP) itself.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]

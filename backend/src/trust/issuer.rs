@@ -122,8 +122,8 @@ pub struct Policy {
     pub username_pattern: Option<String>,
 }
 
-/// A `[[route_policies]]` entry: extra requirements for API paths (and upstream paths) under
-/// `prefix`, on top of the issuer's own policy.
+/// A `[[route_policies]]` entry: applies to `/api` and upstream paths under `prefix`, on top
+/// of the issuer's own policy.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
