@@ -21,7 +21,6 @@ use figment::{
     Figment,
     providers::{Format, Serialized, Toml},
 };
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
 use crate::{reload::KEPT, settings::Settings};
@@ -35,21 +34,6 @@ const REGENERATE: &str =
 
 /// A key no settings type has: every table answers it with the keys it knows.
 const PROBE: &str = "__probe__";
-
-/// The schema of a field holding IP networks (`ipnet` has no `JsonSchema`).
-pub struct Cidr;
-
-impl JsonSchema for Cidr {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Cidr".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "string", "format": "cidr" })
-    }
-    fn inline_schema() -> bool {
-        true
-    }
-}
 
 /// One step of a key's path: a table, or an array of tables (`[[issuers]]`).
 #[derive(Clone, Copy)]

@@ -21,7 +21,7 @@ pub struct GatewaySettings {
     /// Peers (CIDRs) whose connections may set the header. From any other address the header
     /// is ignored for sign-in, and a custom header is removed before anything sees it.
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Vec<crate::config_reference::Cidr>"))]
+    #[cfg_attr(test, schemars(with = "Vec<String>", extend("items" = { "type": "string", "format": "cidr" })))]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Accept the header from any peer. Only for a bridge that nothing but the gateway can
     /// reach; warned about at startup.

@@ -42,7 +42,7 @@ pub struct LocalAccountsSettings {
     /// Proxies in front of the bridge: from these peers, the last `X-Forwarded-For` hop is
     /// the client address the per-address limit counts (else every user would share the
     /// proxy's allowance).
-    #[cfg_attr(test, schemars(with = "Vec<crate::config_reference::Cidr>"))]
+    #[cfg_attr(test, schemars(with = "Vec<String>", extend("items" = { "type": "string", "format": "cidr" })))]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 

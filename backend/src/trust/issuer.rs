@@ -82,7 +82,7 @@ pub struct IssuerSettings {
     /// gateway's address), on every way in. Absent: from any peer (an issuer that
     /// `[gateway] issuers` names gets the gateway's `trusted_proxies`, unless set here).
     #[serde(default)]
-    #[cfg_attr(test, schemars(with = "Option<Vec<crate::config_reference::Cidr>>"))]
+    #[cfg_attr(test, schemars(with = "Option<Vec<String>>", extend("items" = { "type": "string", "format": "cidr" })))]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     /// Claim mapping of this issuer's tokens.
     #[serde(default)]
