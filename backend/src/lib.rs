@@ -8,6 +8,8 @@ pub mod auth;
 pub mod authority;
 pub mod cli;
 pub mod clock;
+#[cfg(test)]
+mod config_reference;
 pub mod demo_api;
 pub mod dpop;
 pub mod error;

@@ -16,6 +16,7 @@ use super::crypto::SigningAlg;
 
 /// `[authority]`: present when the bridge issues tokens (token profiles, service users).
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuthoritySettings {
     /// `iss` of the tokens the bridge mints. Default: the public URL's origin.
@@ -28,6 +29,7 @@ pub struct AuthoritySettings {
     /// File holding the key-encryption key (32 random bytes, base64; `openssl rand -base64
     /// 32`). Private signing keys are stored encrypted under it.
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub key_encryption_key_file: Option<PathBuf>,
     /// ... or the name of an environment variable holding it.
     #[serde(default)]
@@ -72,11 +74,15 @@ fn default_leeway() -> u64 {
     30
 }
 
-/// One `[[token_profiles]]` entry.
+/// One `[[token_profiles]]` entry: minted for the signed-in caller from a claims template. The bridge sets `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
+/// `jti` (and `cnf` with DPoP) itself.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenProfileSettings {
+    /// The profile's name, as `session.token_profile` and `token = "profile:<name>"` use it.
     pub name: String,
+    /// Lifetime of the minted tokens (1 to 86400).
     #[serde(default = "default_lifetime")]
     pub lifetime_secs: u64,
     /// Default: `authority.algorithm`.
@@ -91,7 +97,9 @@ pub struct TokenProfileSettings {
     /// ... and the scheme before it (`Bearer`); empty for the bare token.
     #[serde(default = "default_scheme")]
     pub scheme: String,
-    /// The claims template.
+    /// The claims template: values are copied, with the placeholders `{username}`,
+    /// `{user_id}`, `{email}`, `{name}` inside strings, and `"{groups}"` or `"{roles}"` as a
+    /// whole value for the lists (`claims = { role = "user", username = "{username}" }`).
     #[serde(default)]
     pub claims: Map<String, Value>,
     /// Claims that replace the template's for some principals; the first match wins.
@@ -110,7 +118,9 @@ fn default_scheme() -> String {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+/// One `[[token_profiles.when]]` rule.
 pub struct ProfileRuleSettings {
     /// Applies to members of this group ...
     #[serde(default)]
@@ -118,6 +128,7 @@ pub struct ProfileRuleSettings {
     /// ... and/or holders of this role.
     #[serde(default)]
     pub role: Option<String>,
+    /// Claims that replace the template's (same placeholders).
     pub claims: Map<String, Value>,
 }
 

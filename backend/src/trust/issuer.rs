@@ -21,8 +21,11 @@ use super::{
     validate::Keys,
 };
 
-/// One `[[issuers]]` entry.
+/// One `[[issuers]]` entry. A token is matched to its issuer by its exact `iss`; only that
+/// issuer's keys and rules apply to it. Exactly one key source: `jwks_url`, `jwks_file`,
+/// `public_key`, `public_key_file`, `hmac_secret_env` or `hmac_secret_file`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSettings {
     /// A short name for logs, policies and `token verify` (default: the issuer).
@@ -36,25 +39,29 @@ pub struct IssuerSettings {
     /// Accept tokens for any audience (warned about at startup).
     #[serde(default)]
     pub skip_audience_check: bool,
-    /// Allowed signature algorithms, e.g. `["RS256"]`.
+    /// Allowed signature algorithms, e.g. `["RS256"]`: from the configuration only, never from
+    /// the token's header. HS* only with an HMAC secret, asymmetric ones only with public keys.
     pub algorithms: Vec<String>,
     /// Key source: a JWKS URL (cached, refreshed on schedule and on unknown `kid`)...
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// ... or a JWKS file ...
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub jwks_file: Option<PathBuf>,
     /// ... or a PEM public key, inline ...
     #[serde(default)]
     pub public_key: Option<String>,
     /// ... or in a file ...
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub public_key_file: Option<PathBuf>,
-    /// ... or an HMAC secret from this environment variable ...
+    /// ... or an HMAC secret (at least 32 bytes) from this environment variable ...
     #[serde(default)]
     pub hmac_secret_env: Option<String>,
     /// ... or from this file (trailing newline trimmed).
     #[serde(default)]
+    #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub hmac_secret_file: Option<PathBuf>,
     /// Clock skew allowed on `exp`, `nbf`, `iat`.
     #[serde(default = "default_leeway")]
@@ -75,9 +82,12 @@ pub struct IssuerSettings {
     /// gateway's address), on every way in. Absent: from any peer (an issuer that
     /// `[gateway] issuers` names gets the gateway's `trusted_proxies`, unless set here).
     #[serde(default)]
+    #[cfg_attr(test, schemars(with = "Option<Vec<String>>", extend("items" = { "type": "string", "format": "cidr" })))]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    /// Claim mapping of this issuer's tokens.
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// Who may pass with this issuer's tokens (all optional).
     #[serde(default)]
     pub policy: Policy,
 }
@@ -94,6 +104,7 @@ fn default_cooldown() -> u64 {
 
 /// Who may pass, per issuer (checked at verification) or per route prefix.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
     /// The caller needs at least one of these roles.
@@ -111,18 +122,24 @@ pub struct Policy {
     pub username_pattern: Option<String>,
 }
 
-/// A `[[route_policies]]` entry: extra requirements for API paths under `prefix`.
+/// A `[[route_policies]]` entry: applies to `/api` and upstream paths under `prefix`, on top
+/// of the issuer's own policy.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RoutePolicy {
+    /// The path prefix it applies to (`/api/admin`, `/pi/realm/`).
     pub prefix: String,
     /// Only for tokens of this issuer (its `name` or `issuer`); all issuers when absent.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The caller needs at least one of these roles.
     #[serde(default)]
     pub any_role: Vec<String>,
+    /// The caller needs to be in at least one of these groups.
     #[serde(default)]
     pub any_group: Vec<String>,
+    /// The caller's access level (the issuer's `policy.group_levels`) must be at least this.
     #[serde(default)]
     pub min_group_level: Option<u32>,
 }

@@ -14,16 +14,25 @@ use super::{
     validate::TokenError,
 };
 
-/// Which claims make up the [`shared::session::User`]. Dotted paths reach into nested
-/// objects (`realm_access.roles`).
+/// Which claims make up the signed-in user ([`shared::session::User`]). Values are claim
+/// paths; dotted paths reach into nested objects (`realm_access.roles`,
+/// `resource_access.my-client.roles`). A mapped claim a token lacks (or has with the wrong
+/// type) refuses the token, unless `optional` names it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimMapping {
+    /// Claim holding the user's stable id.
     pub user_id: String,
+    /// Claim holding the username.
     pub username: String,
+    /// Claim holding the display name.
     pub name: String,
+    /// Claim holding the e-mail address.
     pub email: String,
+    /// Claim holding the groups.
     pub groups: String,
+    /// Claim holding the roles.
     pub roles: String,
     /// Which client or token this is (`azp` for Keycloak, `client_id` elsewhere).
     pub token_name: String,
