@@ -2,6 +2,8 @@
 //! literal `"login_bridge_…"`) that the page does not name fails this test, so a new metric
 //! cannot ship undocumented and a renamed one cannot leave the old name behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::{collections::BTreeSet, fs, path::Path};
 
 /// Every `"login_bridge_…"` string literal under `dir`.
