@@ -1,9 +1,11 @@
-//! The docs cannot silently rot. Three checks, the rules of which docs/README.md ("Writing a page")
+//! The docs cannot silently rot. The checks, the rules of which docs/README.md ("Writing a page")
 //! states for authors:
 //! - every relative link in README.md, CONTRIBUTING.md and docs/**/*.md points to an existing file,
 //!   and its `#fragment` to a heading (GitHub's slugs) or an `<a id>` of that file;
 //! - every configuration under config/examples/ passes `login-bridge check-config`, with the
-//!   environment its `#! env NAME=VALUE` lines ask for (`{tmp}`: keys and secrets made here);
+//!   environment its `#! env NAME=VALUE` lines ask for (`{tmp}`: keys and secrets made here),
+//!   and a guide that shows one as the file (a `toml` block after "[config/examples/x.toml](…):")
+//!   shows the file's own lines;
 //! - every ```` ```sh ```` block of docs/ runs with `bash -euo pipefail` in a fresh directory, the
 //!   built binary first on PATH, unless the line before its fence is `<!-- not run: reason -->`.
 //!
@@ -88,6 +90,8 @@ struct Block {
     line: usize,
     /// The line right before the opening fence, trimmed.
     before: String,
+    /// The last non-blank line before the opening fence, trimmed.
+    context: String,
 }
 
 /// Splits a page into its fenced blocks and the lines outside them (with their 1-based numbers).
@@ -132,6 +136,13 @@ fn parse(text: &str) -> (Vec<Block>, Vec<(usize, &str)>) {
                 } else {
                     String::new()
                 },
+                context: lines[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| l.trim())
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("")
+                    .to_string(),
             });
             i = j + 1;
         } else {
@@ -195,10 +206,9 @@ fn link_targets(line: &str) -> Vec<String> {
     if t.starts_with('[')
         && let Some(close) = t.find("]:")
         && !t[1..close].contains('[')
+        && let Some(target) = t[close + 2..].split_whitespace().next()
     {
-        if let Some(target) = t[close + 2..].split_whitespace().next() {
-            out.push(target.trim_matches(['<', '>']).to_string());
-        }
+        out.push(target.trim_matches(['<', '>']).to_string());
     }
     for attr in ["href=\"", "src=\""] {
         let mut rest = line.as_str();
@@ -459,6 +469,63 @@ fn every_example_configuration_passes_check_config() {
     );
 }
 
+/// A guide that shows an example "as the file" (a ```` ```toml ```` block right after a line that
+/// links `config/examples/NAME.toml` and ends with `:`) shows the file's own lines, in order:
+/// the copy on the page cannot drift from the file the test checks.
+#[test]
+fn every_example_a_guide_shows_is_the_file_itself() {
+    let root = repo();
+    let mut shown = 0;
+    let mut drifted = Vec::new();
+    for page in docs_pages() {
+        let text = fs::read_to_string(&page).unwrap();
+        let (blocks, _) = parse(&text);
+        for block in blocks.iter().filter(|b| b.info == "toml") {
+            let Some(name) = block
+                .context
+                .strip_suffix(':')
+                .and_then(|c| c.split("config/examples/").nth(1))
+                .and_then(|rest| rest.split(".toml").next())
+            else {
+                continue;
+            };
+            shown += 1;
+            let file = root.join(format!("config/examples/{name}.toml"));
+            let Ok(example) = fs::read_to_string(&file) else {
+                drifted.push(format!(
+                    "{}:{}: no file {}",
+                    rel(&page),
+                    block.line,
+                    rel(&file)
+                ));
+                continue;
+            };
+            let mut lines = example.lines().map(str::trim_end);
+            for wanted in block
+                .body
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty())
+            {
+                if !lines.any(|l| l == wanted) {
+                    drifted.push(format!(
+                        "{}:{}: `{wanted}` is not (in this order) in {}",
+                        rel(&page),
+                        block.line,
+                        rel(&file)
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        shown > 0,
+        "no guide shows an example file: is the parser broken?"
+    );
+    assert!(drifted.is_empty(), "{}", drifted.join("\n"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Runnable commands
 // ---------------------------------------------------------------------------------------------
@@ -572,6 +639,24 @@ fn every_runnable_command_in_the_docs_runs() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_login-bridge"), bin.join("login-bridge"))
         .unwrap();
 
+    // The tools the pages' commands use besides the bridge: missing ones fail here, by name,
+    // rather than as a confusing "command not found" in the middle of a page.
+    let missing: Vec<&str> = ["curl", "jq", "openssl", "python3", "node"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the docs' commands need {missing:?} on PATH (curl, jq, openssl, python3: Debian packages \
+         of those names; node: see scripts/install-deps.sh)"
+    );
+
     let mut failures = Vec::new();
     let (mut ran, mut pages) = (0, 0);
     for page in docs_pages() {
@@ -582,7 +667,7 @@ fn every_runnable_command_in_the_docs_runs() {
         }
         pages += 1;
         let work = tempfile::tempdir().unwrap();
-        for name in ["config", "scripts", "tests", "tools", "dist"] {
+        for name in ["clients", "config", "dist", "scripts", "tests", "tools"] {
             std::os::unix::fs::symlink(root.join(name), work.path().join(name)).unwrap();
         }
         for (number, block) in &blocks {
