@@ -84,6 +84,10 @@ present command -v chromium || need_apt+=(chromium)
 present command -v chromedriver || need_apt+=(chromium-driver)
 present command -v wrk || need_apt+=(wrk)
 present python3 -c 'import ensurepip' || need_apt+=(python3-venv)
+# The documentation's commands (backend/tests/docs.rs runs every `sh` block of docs/).
+present command -v curl || need_apt+=(curl)
+present command -v jq || need_apt+=(jq)
+present command -v openssl || need_apt+=(openssl)
 # Redis and PostgreSQL for the shared-store tests: each test starts its own server on a free port in
 # a temporary directory (the packages start no service here).
 present command -v redis-server || need_apt+=(redis-server)

@@ -192,3 +192,25 @@ fn the_cli_creates_a_service_user_with_a_private_key_file_and_never_overwrites_o
     let pem = String::from_utf8_lossy(&cli(&["keys", "export", "--pem"]).stdout).to_string();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
 }
+
+#[test]
+fn check_config_into_a_reader_that_stops_early_ends_quietly() {
+    // `check-config | head -1`: the pipe closes before the output is written.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.toml");
+    std::fs::write(&path, BASE).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_login-bridge"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_clear()
+        .env("BRIDGE_OIDC__CLIENT_SECRET", "s")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

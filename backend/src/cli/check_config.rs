@@ -12,7 +12,7 @@ pub(super) fn check_config(config: &Config) -> ExitCode {
         eprintln!("login-bridge: warning: {warning}");
     }
     match toml_like(&config.settings) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => super::write_stdout(&format!("{text}\n")),
         Err(e) => eprintln!("login-bridge: {e}"),
     }
     if config.settings.session.store == crate::settings::StoreKind::Redis {

@@ -88,7 +88,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         command @ (Command::Keys { .. } | Command::ServiceUser { .. } | Command::User { .. }) => {
             match admin(settings, command).await {
                 Ok(out) => {
-                    print!("{out}");
+                    write_stdout(&out);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -149,4 +149,12 @@ mod tests {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// Writes a command's answer to stdout. A reader that stops early (`check-config | head`) is
+/// not an error of the command: `print!` would panic on the closed pipe, this ends quietly.
+pub(crate) fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -63,7 +63,7 @@ pub(super) async fn run(config: Config, command: TokenCommand) -> ExitCode {
     let proof = proof.map(|proof| ProofQuery { proof, method, url });
     match verify_token_with_proof(config, &token, proof.as_ref()).await {
         Ok((report, accepted)) => {
-            print!("{report}");
+            super::write_stdout(&report);
             if accepted {
                 ExitCode::SUCCESS
             } else {
