@@ -20,7 +20,7 @@ step "build the UI with Trunk (scripts/build-ui.sh --trunk)"
 scripts/build-ui.sh --trunk
 # The target is 100 000 B (issue 22) and is not met: 115 310 B with the design's gloo-net,
 # serde_json and Leptos resources, 123 847 B since the SPA binds its token to a WebCrypto key
-# in IndexedDB (DPoP, issue 23: about 8.4 KB) (README, Figures). Until it is met, the check is a
+# in IndexedDB (DPoP, issue 23: about 8.4 KB) (bench/RESULTS.md). Until it is met, the check is a
 # ratchet: the first load may not grow past 125 000 B.
 step "SPA size: the first load the bridge sends, brotli, within the 125 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
 bench/spa-size.sh --no-build --check --budget 125000

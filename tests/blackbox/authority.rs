@@ -147,7 +147,7 @@ async fn a_service_user_signs_in_with_an_independent_pyjwt_client_until_disabled
     let job = create_service_user(&app, "ci-job", &["--role", "deployer", "--group", "ci"]).await;
     let auditor = create_service_user(&app, "auditor", &["--permission", "introspect"]).await;
 
-    // The README's Python client (PyJWT), not the bridge's code, signs the assertion.
+    // docs/zitadel.md's Python client (PyJWT), not the bridge's code, signs the assertion.
     let key_path = app.dir.path().join("ci-job.json");
     let pyjwt = |key_path: std::path::PathBuf| {
         let address = app.address.clone();

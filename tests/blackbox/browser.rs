@@ -416,7 +416,7 @@ async fn after_a_back_channel_logout_an_open_tab_shows_the_login_page_within_fiv
 
 #[tokio::test]
 async fn signing_in_through_trunk_serve_reaches_the_bridge_through_its_proxies() {
-    // The README's developer loop: the bridge's public URL is the dev server's, which serves
+    // docs/ui-development.md's developer loop: the bridge's public URL is the dev server's, which serves
     // the SPA itself and proxies the bridge's paths (`Trunk.toml`) to the bridge's real port.
     let trunk_port = free_port();
     let app = spawn_app_with(AppOptions {

@@ -163,7 +163,7 @@ async fn privacyidea_accepts_the_token_the_spa_gets_and_refuses_the_providers() 
         ..AppOptions::default()
     })
     .await;
-    // PI_TRUSTED_JWT from `login-bridge keys export --pem`, as the README tells operators.
+    // PI_TRUSTED_JWT from `login-bridge keys export --pem`, as docs/privacyidea.md tells operators.
     let pem = app.admin(&["keys", "export", "--pem"]).await.unwrap();
     let pi = PrivacyIdea::start(&[
         TrustedJwt::users(&pem, "ES256"),

@@ -911,7 +911,7 @@ pub fn kill_process_group(child: &Child) {
 /// before, minutes when the SPA's crates must be compiled first.
 const TRUNK_FIRST_BUILD: Duration = Duration::from_secs(20 * 60);
 
-/// `trunk serve` of the SPA in front of a running bridge: the developer loop of the README.
+/// `trunk serve` of the SPA in front of a running bridge: the developer loop of docs/ui-development.md.
 /// It uses the project's own `Trunk.toml` with only the proxies' `localhost:8080` changed to
 /// the test bridge's port, and writes its build to a temporary dist (the project's `dist/` is
 /// left alone). Trunk and everything it starts (cargo, rustc, wasm-bindgen, wasm-opt) run in
