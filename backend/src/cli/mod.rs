@@ -126,6 +126,14 @@ pub async fn admin_with(
     }
 }
 
+/// Writes a command's answer to stdout. A reader that stops early (`check-config | head`) is
+/// not an error of the command: `print!` would panic on the closed pipe, this ends quietly.
+pub(crate) fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -149,12 +157,4 @@ mod tests {
             Err(e) => panic!("{e}"),
         }
     }
-}
-
-/// Writes a command's answer to stdout. A reader that stops early (`check-config | head`) is
-/// not an error of the command: `print!` would panic on the closed pipe, this ends quietly.
-pub(crate) fn write_stdout(text: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
