@@ -37,6 +37,9 @@ present() { [ -z "$plan" ] && "$@" >/dev/null 2>&1; }
 # `step WHAT -- CMD...`: runs CMD (and says how long it took), or under --plan names it only.
 step() {
   local what=$1; shift 2
+  # A step whose command does not exist would fail only on a machine that lacks its result (a
+  # fresh one): the plan (which the tests run) checks every step's command is defined.
+  type -t "$1" >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/$1" ] || { echo "install-deps: step \"$what\" runs $1, which is not defined" >&2; exit 1; }
   if [ -n "$plan" ]; then printf 'plan: %s\n' "$what"; return 0; fi
   local started=$SECONDS
   log "$what"
@@ -118,7 +121,7 @@ PI_VENV=tools/privacyidea-venv
 pi_installed() {
   "$PI_VENV/bin/python" -c "import sys, privacyidea, importlib.metadata as m; sys.exit(m.version('privacyidea') != '$PRIVACYIDEA_VERSION')"
 }
-pi_step() {
+pi_install() {
   python3 -m venv "$PI_VENV"
   "$PI_VENV/bin/pip" install --quiet --disable-pip-version-check "privacyidea==$PRIVACYIDEA_VERSION"
 }
