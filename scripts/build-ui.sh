@@ -26,15 +26,8 @@ while [ $# -gt 0 ]; do
     *) [ "$trunk" = 1 ] || { echo "usage: $0 [--dist DIR] | --trunk [TRUNK ARGS]" >&2; exit 2; }; shift ;;
   esac
 done
-# Panic locations name their source files; with the registry's and the toolchain's long
-# absolute prefixes cut off, the WASM is ~0.5 KB (gzip) smaller and names no build machine path.
-registry="${CARGO_HOME:-$HOME/.cargo}/registry/src/"
-sysroot="$(rustc --print sysroot)"
-commit="$(rustc -vV | sed -n 's/^commit-hash: //p')"
-remap="--remap-path-prefix=$registry= --remap-path-prefix=/rustc/$commit/=rust/ --remap-path-prefix=$sysroot/=rust/ --remap-path-prefix=$PWD/="
-for index in "$registry"*/; do
-  remap="$remap --remap-path-prefix=$index="
-done
+# The same flags for every wasm32 build of the SPA (see scripts/wasm-rustflags.sh).
+remap="$(scripts/wasm-rustflags.sh)"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} $remap"
 
 if [ "$trunk" = 1 ]; then

@@ -127,6 +127,7 @@ async fn the_spa_built_without_trunk_is_trunks_and_signs_in_in_a_real_browser() 
     .unwrap();
     // Cargo finds the crates compiled by scripts/test.sh's Trunk build: wasm-bindgen, wasm-opt,
     // terser and the compression are what takes time here (~20 s).
+    let building = crate::support::WASM_BUILD.lock().await;
     let out = tokio::process::Command::new("bash")
         .arg(root.join("scripts/build-ui.sh"))
         .arg("--dist")
@@ -136,6 +137,7 @@ async fn the_spa_built_without_trunk_is_trunks_and_signs_in_in_a_real_browser() 
         .output()
         .await
         .unwrap();
+    drop(building);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "scripts/build-ui.sh failed: {log}");
     assert!(

@@ -907,6 +907,11 @@ pub fn kill_process_group(child: &Child) {
     }
 }
 
+/// Held by every test that builds the SPA's WASM (`trunk serve`, `scripts/build-ui.sh`): they
+/// share `target/wasm32-unknown-unknown/wasm-release/frontend.wasm`, and a build must not read it
+/// while another one writes it.
+pub static WASM_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long `trunk serve` may take for its first build: seconds when `scripts/build-ui.sh` ran
 /// before, minutes when the SPA's crates must be compiled first.
 const TRUNK_FIRST_BUILD: Duration = Duration::from_secs(20 * 60);
@@ -971,6 +976,14 @@ impl TrunkServe {
                 std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
             ))
             .unwrap();
+        // The flags of scripts/build-ui.sh: with others, Cargo would rebuild the SPA's WASM and
+        // put it where a build running at the same time reads it (see [`WASM_BUILD`]).
+        let flags = std::process::Command::new(root.join("scripts/wasm-rustflags.sh"))
+            .output()
+            .unwrap();
+        assert!(flags.status.success(), "scripts/wasm-rustflags.sh failed");
+        let flags = String::from_utf8(flags.stdout).unwrap();
+        let _building = WASM_BUILD.lock().await;
         let child = Command::new("trunk")
             .arg("--config")
             .arg(&config)
@@ -981,6 +994,10 @@ impl TrunkServe {
             .arg(&dist)
             .args(["--port", &port.to_string(), "--release"])
             .env("PATH", path)
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+                flags.trim(),
+            )
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
