@@ -1,6 +1,6 @@
 //! `bench/RESULTS.md` keeps the latest figure of every benchmark: a bench script added without
-//! its row, a row without its date or command, or a link that leads nowhere fails here, so the
-//! figures cannot quietly fall behind the scripts.
+//! its row, or a row without its date or command, fails here, so the figures cannot quietly fall
+//! behind the scripts (its links are checked with the docs', in `docs.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
@@ -31,17 +31,6 @@ fn rows(text: &str) -> Vec<Vec<String>> {
                 .collect::<Vec<_>>()
         })
         .filter(|cells| cells[0] != "benchmark" && !cells[0].starts_with("---"))
-        .collect()
-}
-
-/// GitHub's heading anchors: lowercase, spaces to `-`, punctuation but `-` and `_` dropped.
-fn slug(heading: &str) -> String {
-    heading
-        .trim()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
-        .map(|c| if c == ' ' { '-' } else { c })
         .collect()
 }
 
@@ -84,41 +73,5 @@ fn every_bench_script_has_a_row_with_its_latest_figure_date_and_command() {
     assert!(
         missing.is_empty(),
         "bench scripts without a row (its command) in bench/RESULTS.md: {missing:?}"
-    );
-}
-
-#[test]
-fn every_link_in_the_bench_results_leads_to_a_file_and_heading_that_exist() {
-    let text = results();
-    let bench = repo().join("bench");
-    let mut broken = Vec::new();
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find("](") {
-        rest = &rest[at + 2..];
-        let Some(end) = rest.find(')') else { break };
-        let target = &rest[..end];
-        if target.starts_with("http://") || target.starts_with("https://") {
-            continue;
-        }
-        let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
-        let file = bench.join(path);
-        if !file.exists() {
-            broken.push(format!("{target}: no such file"));
-            continue;
-        }
-        if !fragment.is_empty() {
-            let page = fs::read_to_string(&file).unwrap();
-            if !page
-                .lines()
-                .filter(|l| l.starts_with('#'))
-                .any(|l| slug(l.trim_start_matches('#')) == fragment)
-            {
-                broken.push(format!("{target}: no such heading"));
-            }
-        }
-    }
-    assert!(
-        broken.is_empty(),
-        "broken links in bench/RESULTS.md: {broken:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! The docs cannot silently rot. The checks, the rules of which docs/README.md ("Writing a page")
 //! states for authors:
-//! - every relative link in README.md, CONTRIBUTING.md and docs/**/*.md points to an existing file,
+//! - every relative link in README.md, CONTRIBUTING.md, bench/RESULTS.md and docs/**/*.md points to
+//!   an existing file,
 //!   and its `#fragment` to a heading (GitHub's slugs) or an `<a id>` of that file;
 //! - every configuration under config/examples/ passes `login-bridge check-config`, with the
 //!   environment its `#! env NAME=VALUE` lines ask for (`{tmp}`: keys and secrets made here),
@@ -40,10 +41,10 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// README.md, CONTRIBUTING.md (when present) and every page under docs/, sorted.
+/// README.md, CONTRIBUTING.md, bench/RESULTS.md (when present) and every page under docs/, sorted.
 fn markdown_files() -> Vec<PathBuf> {
     let root = repo();
-    let mut files: Vec<PathBuf> = ["README.md", "CONTRIBUTING.md"]
+    let mut files: Vec<PathBuf> = ["README.md", "CONTRIBUTING.md", "bench/RESULTS.md"]
         .iter()
         .map(|f| root.join(f))
         .filter(|p| p.is_file())
