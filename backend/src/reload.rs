@@ -313,15 +313,7 @@ impl Reloader {
             }
             _ => {}
         }
-        if settings.gateway.as_ref().is_some_and(|g| g.allow_any_peer) {
-            tracing::warn!(
-                "gateway.allow_any_peer: any client that reaches the bridge can sign in with a \
-                 gateway header; make sure only the gateway can reach it"
-            );
-        }
-        for warning in settings.warnings() {
-            tracing::warn!("{warning}");
-        }
+        settings.log_warnings();
         tracing::info!(
             issuers_added = ?changes.added,
             issuers_removed = ?changes.removed,

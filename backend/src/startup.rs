@@ -77,15 +77,7 @@ impl Application {
             profiles,
         } = config;
         let settings = Arc::new(settings);
-        if settings.gateway.as_ref().is_some_and(|g| g.allow_any_peer) {
-            tracing::warn!(
-                "gateway.allow_any_peer: any client that reaches the bridge can sign in with a \
-                 gateway header; make sure only the gateway can reach it"
-            );
-        }
-        for warning in settings.warnings() {
-            tracing::warn!("{warning}");
-        }
+        settings.log_warnings();
         // Also the key-set client of every `[[issuers]]` entry: idle connections are dropped
         // before a common keep-alive timeout ends (see `oidc::http`).
         let http = ProviderHttp::new(Duration::from_secs(settings.oidc.http_timeout_secs))

@@ -224,6 +224,20 @@ impl Settings {
         }
     }
 
+    /// Logs what a running bridge should say of this configuration, at start and after each
+    /// reload: [`Self::warnings`], and that a gateway header is trusted from any peer.
+    pub fn log_warnings(&self) {
+        if self.gateway.as_ref().is_some_and(|g| g.allow_any_peer) {
+            tracing::warn!(
+                "gateway.allow_any_peer: any client that reaches the bridge can sign in with a \
+                 gateway header; make sure only the gateway can reach it"
+            );
+        }
+        for warning in self.warnings() {
+            tracing::warn!("{warning}");
+        }
+    }
+
     /// What a usable configuration may still get wrong: logged at startup (and printed by
     /// `check-config`), one sentence each.
     pub fn warnings(&self) -> Vec<String> {
