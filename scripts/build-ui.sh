@@ -26,9 +26,9 @@ while [ $# -gt 0 ]; do
     *) [ "$trunk" = 1 ] || { echo "usage: $0 [--dist DIR] | --trunk [TRUNK ARGS]" >&2; exit 2; }; shift ;;
   esac
 done
-# The same flags for every wasm32 build of the SPA (see scripts/wasm-rustflags.sh).
-remap="$(scripts/wasm-rustflags.sh)"
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} $remap"
+# The toolchain and flags of every release build of the SPA (see scripts/wasm-env.sh).
+wasm_env="$(scripts/wasm-env.sh)"
+while IFS= read -r line; do export "${line?}"; done <<<"$wasm_env"
 
 if [ "$trunk" = 1 ]; then
   trunk build --release "${args[@]}"

@@ -48,10 +48,10 @@ target_dir=${CARGO_TARGET_DIR:-target}
 # the compiler and wasm-bindgen versions. The stamp also holds dist/index.html's hash, so a
 # dist/ written by anything else (`trunk serve`, a test) is rebuilt.
 ui_inputs() {
-  find frontend shared Cargo.toml Cargo.lock Trunk.toml scripts/build-ui.sh tools/assemble-dist.mjs \
+  find frontend shared Cargo.toml Cargo.lock Trunk.toml scripts/build-ui.sh scripts/wasm-env.sh tools/assemble-dist.mjs \
     tools/minify-glue.mjs tools/precompress.mjs tools/package-lock.json -type f -print0 |
     sort -z | xargs -0 sha256sum
-  rustc -vV
+  rustc "+$(scripts/wasm-env.sh --toolchain)" -vV
   wasm-bindgen --version
 }
 ui_stamp() { { ui_inputs; sha256sum dist/index.html 2>/dev/null; } | sha256sum | cut -d' ' -f1; }

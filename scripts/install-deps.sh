@@ -56,6 +56,12 @@ if [ -z "$plan" ] && ! command -v node >/dev/null 2>&1; then
 fi
 present sh -c 'rustup target list --installed | grep -qx wasm32-unknown-unknown' ||
   step "rustup target add wasm32-unknown-unknown" -- rustup target add wasm32-unknown-unknown
+# The SPA's release builds use a pinned nightly (scripts/wasm-env.sh says why): its minimal
+# profile, the standard library's source and the wasm32 target; ~17 s to download.
+spa_toolchain=$(scripts/wasm-env.sh --toolchain)
+present sh -c "rustup toolchain list | grep -q '^$spa_toolchain' && rustup +$spa_toolchain component list --installed | grep -qx rust-src && rustup +$spa_toolchain target list --installed | grep -qx wasm32-unknown-unknown" ||
+  step "rustup toolchain install $spa_toolchain (rust-src, wasm32-unknown-unknown; the SPA's release build)" -- \
+    rustup toolchain install "$spa_toolchain" --profile minimal --component rust-src --target wasm32-unknown-unknown
 # The wasm-bindgen CLI writes the SPA's JS glue (scripts/build-ui.sh; Trunk calls it too).
 # Not --locked: its lockfile pins a webpki-roots the registry no longer serves. Only its
 # `wasm-bindgen` binary, as a debug build without default features (rustls, for the test

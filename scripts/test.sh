@@ -18,12 +18,12 @@ step "install dependencies"
 scripts/install-deps.sh
 step "build the UI with Trunk (scripts/build-ui.sh --trunk)"
 scripts/build-ui.sh --trunk
-# The target is 100 000 B (issue 22) and is not met: 115 310 B with the design's gloo-net,
-# serde_json and Leptos resources, 123 847 B since the SPA binds its token to a WebCrypto key
-# in IndexedDB (DPoP, issue 23: about 8.4 KB) (bench/RESULTS.md). Until it is met, the check is a
-# ratchet: the first load may not grow past 125 000 B.
-step "SPA size: the first load the bridge sends, brotli, within the 125 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
-bench/spa-size.sh --no-build --check --budget 125000
+# The target is 100 000 B (issue 22) and is not met: 102 677 B since the release build uses a
+# pinned nightly (build-std, immediate-abort panics) and the WASM's import and export names are
+# minified (bench/RESULTS.md). Until it is met, the check is a ratchet: the first load may not
+# grow past 105 000 B.
+step "SPA size: the first load the bridge sends, brotli, within the 105 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
+bench/spa-size.sh --no-build --check --budget 105000
 step "rustfmt"
 cargo fmt --all -- --check
 step "clippy (backend, shared, tests; frontend and its example for wasm32)"

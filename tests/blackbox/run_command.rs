@@ -22,8 +22,9 @@ const TEST_ONLY: [&str; 8] = [
 ];
 
 /// What running needs, as the plans name it.
-const RUNNING_NEEDS: [&str; 4] = [
+const RUNNING_NEEDS: [&str; 5] = [
     "rustup target add wasm32-unknown-unknown",
+    "the spa's release build",
     "cargo install wasm-bindgen-cli",
     "npm ci in tools",
     "npm ci in tests/idp",

@@ -976,13 +976,15 @@ impl TrunkServe {
                 std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
             ))
             .unwrap();
-        // The flags of scripts/build-ui.sh: with others, Cargo would rebuild the SPA's WASM and
-        // put it where a build running at the same time reads it (see [`WASM_BUILD`]).
-        let flags = std::process::Command::new(root.join("scripts/wasm-rustflags.sh"))
+        // The toolchain and flags of scripts/build-ui.sh: with others, Cargo would rebuild the
+        // SPA's WASM and put it where a build running at the same time reads it (see
+        // [`WASM_BUILD`]).
+        let wasm_env = std::process::Command::new(root.join("scripts/wasm-env.sh"))
             .output()
             .unwrap();
-        assert!(flags.status.success(), "scripts/wasm-rustflags.sh failed");
-        let flags = String::from_utf8(flags.stdout).unwrap();
+        assert!(wasm_env.status.success(), "scripts/wasm-env.sh failed");
+        let wasm_env = String::from_utf8(wasm_env.stdout).unwrap();
+        let wasm_env = wasm_env.lines().filter_map(|line| line.split_once('='));
         let _building = WASM_BUILD.lock().await;
         let child = Command::new("trunk")
             .arg("--config")
@@ -994,10 +996,7 @@ impl TrunkServe {
             .arg(&dist)
             .args(["--port", &port.to_string(), "--release"])
             .env("PATH", path)
-            .env(
-                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
-                flags.trim(),
-            )
+            .envs(wasm_env)
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
