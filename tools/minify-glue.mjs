@@ -46,18 +46,49 @@ const wasmBefore = readFileSync(wasmPath);
 const sri = (data) => "sha384-" + createHash("sha384").update(data).digest("base64");
 const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-// 1. The shared names. The features are those rustc's wasm32 target enables (wasm-opt reads
-// them from the target_features section, which the build strips).
-const wasmOpt = join(dirname(fileURLToPath(import.meta.url)), "node_modules/.bin/wasm-opt");
-const features = ["reference-types", "bulk-memory", "sign-ext", "nontrapping-float-to-int", "multivalue", "mutable-globals"];
+// The features are those rustc's wasm32 target enables (binaryen reads them from the
+// target_features section, which the build strips).
+const binaryen = (tool) => join(dirname(fileURLToPath(import.meta.url)), "node_modules/.bin", tool);
+const features = ["reference-types", "bulk-memory", "sign-ext", "nontrapping-float-to-int", "multivalue", "mutable-globals"].map(
+  (f) => `--enable-${f}`,
+);
 const work = mkdtempSync(join(tmpdir(), "minify-glue-"));
 let glue = source;
 let wasm;
 try {
+  // 0. Classes nobody can use, and the exports only the glue could call. Leptos's server
+  // functions (which this SPA does not use) bring wasm-streams, whose `#[wasm_bindgen]` types
+  // the glue exports as JS classes (`IntoUnderlyingSource`, ...), keeping their Rust code alive
+  // through the WASM's exports. The glue's one importer is loader.js, which takes `default`
+  // only; a class that nothing in the glue refers to (the WASM never hands one out) is
+  // removed, with its `Symbol.dispose` line and its FinalizationRegistry. Then binaryen's
+  // wasm-metadce keeps exactly the exports the glue still calls (`wasm.<name>`), and drops
+  // the code only the others reached. First load: -0.9 KB brotli.
+  const loader = index.match(/<script[^>]*src="?\/?(loader[^"\s>]*\.js)/)?.[1];
+  if (!loader) fail(`no loader script in ${indexPath}`);
+  const loaderSource = readFileSync(join(dist, loader), "utf8");
+  for (const [block, name] of [...glue.matchAll(/^export class (\w+) \{\n[\s\S]*?\n\}\n/gm)]) {
+    const dispose = `if (Symbol.dispose) ${name}.prototype[Symbol.dispose] = ${name}.prototype.free;\n`;
+    const registry = new RegExp(`^const ${name}Finalization = [^;]*;\\n`, "m");
+    const without = glue.replace(block, "").replace(dispose, "").replace(registry, "");
+    if (new RegExp(`(?<![\\w$])${name}(?![\\w$])`).test(without) || loaderSource.includes(name)) continue;
+    if (without.length >= glue.length - block.length) fail(`${name}: its dispose line or registry not found in ${gluePath}`);
+    glue = without;
+  }
+  const called = new Set([...glue.matchAll(/(?<![\w$])wasm\.([\w$]+)/g)].map((m) => m[1]));
+  const exported = WebAssembly.Module.exports(new WebAssembly.Module(wasmBefore)).map((e) => e.name);
+  const graph = exported.filter((name) => called.has(name)).map((name) => ({ name: `export:${name}`, root: true, export: name }));
+  writeFileSync(join(work, "graph.json"), JSON.stringify(graph));
+  const trimmed = join(work, "trimmed.wasm");
+  execFileSync(binaryen("wasm-metadce"), [...features, "--graph-file", join(work, "graph.json"), wasmPath, "-o", trimmed], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+
+  // 1. The shared names.
   const renamed = join(work, "renamed.wasm");
   const printed = execFileSync(
-    wasmOpt,
-    [...features.map((f) => `--enable-${f}`), "--minify-imports-and-exports-and-modules", wasmPath, "-o", renamed],
+    binaryen("wasm-opt"),
+    [...features, "-Os", "--minify-imports-and-exports-and-modules", trimmed, "-o", renamed],
     { encoding: "utf8", maxBuffer: 1 << 26 },
   );
   const mapping = JSON.parse(printed.slice(printed.indexOf("{")));
