@@ -19,9 +19,9 @@ scripts/install-deps.sh
 step "build the UI with Trunk (scripts/build-ui.sh --trunk)"
 scripts/build-ui.sh --trunk
 # The target is 100 000 B (issue 22) and is not met: 101 601 B since the release build uses a
-# pinned nightly (build-std, immediate-abort panics) and the WASM's import and export names are
-# minified and unused glue classes removed (bench/RESULTS.md). Until it is met, the check is a ratchet: the first load may not
-# grow past 105 000 B.
+# pinned nightly (build-std, immediate-abort panics), the WASM's import and export names are
+# minified and the glue's unused classes removed (docs/ui.md). Until it is met, the check is a
+# ratchet: the first load may not grow past 105 000 B.
 step "SPA size: the first load the bridge sends, brotli, within the 105 000 B ratchet (bench/spa-size.sh; target 100 000 B, not met)"
 bench/spa-size.sh --no-build --check --budget 105000
 step "rustfmt"
