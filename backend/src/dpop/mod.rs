@@ -98,8 +98,10 @@ impl Dpop {
             &proof::Expected {
                 method: method.as_str(),
                 htu: &htu,
-                // `origin` is `public_url`'s, serialised by `url`.
-                htu_from_origin: path.starts_with('/'),
+                // `origin` is `public_url`'s, serialised by `url` (http or https: settings
+                // refuse any other scheme, checked again here as it costs nothing).
+                htu_from_origin: path.starts_with('/')
+                    && (self.origin.starts_with("https://") || self.origin.starts_with("http://")),
                 token_sha256,
                 now,
                 max_age_secs: self.max_age_secs,
