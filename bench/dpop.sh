@@ -52,42 +52,8 @@ command -v wrk >/dev/null || scripts/install-deps.sh
 . bench/lib.sh
 trap 'kill "${peer:-}" "${redis:-}" "${sampler:-}" 2>/dev/null || true; bench_cleanup' EXIT
 
-# ---- the store, the bridge, alice's bound session
-store_toml=""
-if [ "$STORE" = redis ]; then
-  redis_port=$(free_port)
-  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
-    --protected-mode no > "$work/redis.log" 2>&1 &
-  redis=$!
-  until redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
-    kill -0 "$redis" 2>/dev/null || { cat "$work/redis.log" >&2; exit 1; }; sleep 0.05
-  done
-  store_toml=$(printf 'store = "redis"\nurl = "redis://127.0.0.1:%s/0"' "$redis_port")
-fi
-(umask 077; openssl rand -base64 32 > "$work/kek")
-metrics_port=$(free_port)
-cat > "$work/bridge.toml" <<EOF
-[metrics]
-listen = "127.0.0.1:$metrics_port"
-
-[log]
-format = "json"
-
-[authority]
-key_encryption_key_file = "$work/kek"
-
-[session]
-token_profile = "spa"
-dpop = "required"
-$store_toml
-
-[[token_profiles]]
-name = "spa"
-claims = { preferred_username = "{username}", roles = "{roles}", groups = "{groups}" }
-EOF
-BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"
-bridge_url="http://127.0.0.1:$bridge_port"
-public_url="http://localhost:$bridge_port"
+# ---- the store, the bridge, alice's bound session (bench/lib.sh)
+start_dpop "$STORE"
 
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
 # records: the replay records in the store, where it says, else "?". Redis: all its keys (a
@@ -111,42 +77,8 @@ rss_log=()
 rss_note() { rss_log+=("$(printf '%-44s %6s MB   %s: %s' "$1" "$(rss_mb)" "$records_label" "$(records)")"); }
 rss_note "started, before any request"
 
-jkt=$(node bench/make-dpop-proofs.mjs --new-key "$work/dpop.pem" --public-key "$work/dpop.pub.pem")
-# proofs HTU COUNT OUT [TOKEN_FILE]: COUNT fresh GET proofs for HTU.
-proofs() {
-  node bench/make-dpop-proofs.mjs --key "$work/dpop.pem" --htm GET --htu "$1" --count "$2" \
-    --out "$3" ${4:+--token-file "$4"}
-}
-
-sign_in "$work/jar"
-proofs "$public_url/auth/session" 1 "$work/one.txt"
-curl -s --resolve "localhost:$bridge_port:127.0.0.1" -b "$work/jar" -H 'x-login-bridge: 1' \
-  -H "DPoP: $(cat "$work/one.txt")" -o "$work/session.json" -w '%{http_code}' \
-  "$public_url/auth/session" > "$work/session.code"
-# The bound token, checked: token_type DPoP, cnf.jkt = the key's thumbprint.
-python3 - "$work/session.json" "$(cat "$work/session.code")" "$jkt" "$work/token.txt" <<'PY'
-import base64, json, sys
-body, code, jkt, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
-if code != "200" or body.get("token_type") != "DPoP":
-    sys.exit(f"bench: /auth/session with a proof answered {code}, token_type {body.get('token_type')!r}: {body.get('error_description', '')}")
-token = body["auth_token"]
-payload = token.split(".")[1]
-claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-if claims.get("cnf", {}).get("jkt") != jkt:
-    sys.exit(f"bench: the token's cnf {claims.get('cnf')!r} does not name the key {jkt}")
-open(out, "w").write(token + "\n")
-PY
+bind_dpop
 rss_note "after sign-in and binding"
-
-# status URL PROOF_FILE: the status of GET URL with the token as DPoP and the proof.
-status() {
-  curl -s -o /dev/null -w '%{http_code}' -H "Authorization: DPoP $(cat "$work/token.txt")" \
-    -H "DPoP: $(cat "$2")" "$1"
-}
-proofs "$public_url/api/me" 1 "$work/one.txt" "$work/token.txt"
-first=$(status "$bridge_url/api/me" "$work/one.txt"); again=$(status "$bridge_url/api/me" "$work/one.txt")
-[ "$first" = 200 ] && [ "$again" = 401 ] || {
-  echo "bench: /api/me with a fresh proof answered $first (not 200), the same proof again $again (not 401)" >&2; exit 1; }
 
 # ---- wrk runs
 # wrk_proofs PROOFS SECONDS URL OUT: drives URL with the token and one proof per request.

@@ -128,3 +128,92 @@ start_hot_path() {
     [ "$status" = 200 ] || { echo "bench: $url answered $status, not 200" >&2; return 1; }
   done
 }
+
+# start_dpop STORE: the bridge of bench/dpop.sh (and of bench/instructions-per-request.sh
+# --dpop), started as start_provider_and_bridge starts it ($BENCH_WRAPPER in front): [metrics]
+# on its own listener and JSON logs at info, an [authority], session.token_profile = "spa" and
+# session.dpop = "required"; the replay records (and the sessions) in STORE: sqlite, or redis
+# (a redis-server started here: $redis, its pid; $redis_port). Sets $metrics_port,
+# $bridge_url and $public_url (http://localhost:PORT, the bridge's public URL).
+start_dpop() {
+  local store_toml=""
+  if [ "$1" = redis ]; then
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
+      --protected-mode no > "$work/redis.log" 2>&1 &
+    redis=$!
+    until redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; do
+      kill -0 "$redis" 2>/dev/null || { cat "$work/redis.log" >&2; return 1; }; sleep 0.05
+    done
+    store_toml=$(printf 'store = "redis"\nurl = "redis://127.0.0.1:%s/0"' "$redis_port")
+  fi
+  (umask 077; openssl rand -base64 32 > "$work/kek")
+  metrics_port=$(free_port)
+  cat > "$work/bridge.toml" <<TOML
+[metrics]
+listen = "127.0.0.1:$metrics_port"
+
+[log]
+format = "json"
+
+[authority]
+key_encryption_key_file = "$work/kek"
+
+[session]
+token_profile = "spa"
+dpop = "required"
+$store_toml
+
+[[token_profiles]]
+name = "spa"
+claims = { preferred_username = "{username}", roles = "{roles}", groups = "{groups}" }
+TOML
+  BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"
+  bridge_url="http://127.0.0.1:$bridge_port"
+  public_url="http://localhost:$bridge_port"
+}
+
+# proofs HTU COUNT OUT [TOKEN_FILE]: COUNT fresh GET proofs for HTU, signed with the key
+# bind_dpop made ($work/dpop.pem).
+proofs() {
+  node bench/make-dpop-proofs.mjs --key "$work/dpop.pem" --htm GET --htu "$1" --count "$2" \
+    --out "$3" ${4:+--token-file "$4"}
+}
+
+# status URL PROOF_FILE: the status of GET URL with the token ($work/token.txt) as DPoP and the proof.
+status() {
+  curl -s -o /dev/null -w '%{http_code}' -H "Authorization: DPoP $(cat "$work/token.txt")" \
+    -H "DPoP: $(cat "$2")" "$1"
+}
+
+# bind_dpop: after start_dpop, alice signs in through the demo provider's login form (curl);
+# one P-256 key (bench/make-dpop-proofs.mjs --new-key: $work/dpop.pem, its public key
+# $work/dpop.pub.pem) binds her session: /auth/session with a proof must answer token_type
+# "DPoP" and a token whose cnf.jkt is that key's RFC 7638 thumbprint ($work/token.txt). Then,
+# by hand: one /api/me with a proof answers 200, the same proof again 401 (a replay).
+bind_dpop() {
+  local jkt first again
+  jkt=$(node bench/make-dpop-proofs.mjs --new-key "$work/dpop.pem" --public-key "$work/dpop.pub.pem")
+  sign_in "$work/jar"
+  proofs "$public_url/auth/session" 1 "$work/one.txt"
+  curl -s --resolve "localhost:$bridge_port:127.0.0.1" -b "$work/jar" -H 'x-login-bridge: 1' \
+    -H "DPoP: $(cat "$work/one.txt")" -o "$work/session.json" -w '%{http_code}' \
+    "$public_url/auth/session" > "$work/session.code"
+  # The bound token, checked: token_type DPoP, cnf.jkt = the key's thumbprint.
+  python3 - "$work/session.json" "$(cat "$work/session.code")" "$jkt" "$work/token.txt" <<'PY'
+import base64, json, sys
+body, code, jkt, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
+if code != "200" or body.get("token_type") != "DPoP":
+    sys.exit(f"bench: /auth/session with a proof answered {code}, token_type {body.get('token_type')!r}: {body.get('error_description', '')}")
+token = body["auth_token"]
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+if claims.get("cnf", {}).get("jkt") != jkt:
+    sys.exit(f"bench: the token's cnf {claims.get('cnf')!r} does not name the key {jkt}")
+open(out, "w").write(token + "\n")
+PY
+  proofs "$public_url/api/me" 1 "$work/one.txt" "$work/token.txt"
+  first=$(status "$bridge_url/api/me" "$work/one.txt"); again=$(status "$bridge_url/api/me" "$work/one.txt")
+  [ "$first" = 200 ] && [ "$again" = 401 ] || {
+    echo "bench: /api/me with a fresh proof answered $first (not 200), the same proof again $again (not 401)" >&2; return 1; }
+}

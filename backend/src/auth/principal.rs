@@ -133,8 +133,12 @@ pub async fn check_binding(
         )
         .into()),
         (Some(jkt), Scheme::Dpop) => {
+            // The token's SHA-256 (its proof's `ath`), kept with it when it was verified.
+            let sha256 = principal
+                .token_sha256
+                .unwrap_or_else(|| principal::token_digest(token));
             let proof = dpop
-                .check_request(headers, method, path, Some(token), crate::clock::now())
+                .check_request(headers, method, path, Some(sha256), crate::clock::now())
                 .await?
                 .ok_or(DpopRefusal::InvalidProof(ProofError::Missing))?;
             if proof.jkt != jkt {

@@ -303,7 +303,8 @@ fn explain_proof(
     let expected = proof::Expected {
         method: &method,
         htu: &url,
-        access_token: Some(token),
+        htu_from_origin: false,
+        token_sha256: Some(crate::trust::principal::token_digest(token)),
         now,
         max_age_secs,
         leeway_secs,

@@ -78,14 +78,15 @@ impl DpopRefusal {
 impl Dpop {
     /// Verifies the request's `DPoP` header, if any: `Ok(None)` when it carries none.
     /// `path` is the path the browser asked for (before any prefix was stripped);
-    /// `access_token` is `Some` where the proof must carry `ath` (every call but
-    /// `/auth/session`). A verified proof's `jti` has been recorded (a second use is refused).
+    /// `token_sha256` is the SHA-256 of the token sent ([`crate::trust::principal::token_digest`]),
+    /// `Some` where the proof must carry `ath` (every call but `/auth/session`). A verified
+    /// proof's `jti` has been recorded (a second use is refused).
     pub async fn check_request(
         &self,
         headers: &HeaderMap,
         method: &Method,
         path: &str,
-        access_token: Option<&str>,
+        token_sha256: Option<[u8; 32]>,
         now: i64,
     ) -> Result<Option<VerifiedProof>, DpopRefusal> {
         let Some(proof) = proof::proof_header(headers).map_err(DpopRefusal::InvalidProof)? else {
@@ -97,7 +98,11 @@ impl Dpop {
             &proof::Expected {
                 method: method.as_str(),
                 htu: &htu,
-                access_token,
+                // `origin` is `public_url`'s, serialised by `url` (http or https: settings
+                // refuse any other scheme, checked again here as it costs nothing).
+                htu_from_origin: path.starts_with('/')
+                    && (self.origin.starts_with("https://") || self.origin.starts_with("http://")),
+                token_sha256,
                 now,
                 max_age_secs: self.max_age_secs,
                 leeway_secs: self.leeway_secs,

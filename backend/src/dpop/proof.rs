@@ -72,8 +72,14 @@ pub struct Expected<'a> {
     pub method: &'a str,
     /// `scheme://host[:port]/path` as the browser made the request (no query or fragment).
     pub htu: &'a str,
-    /// The token sent with the proof: its SHA-256 must be the proof's `ath`.
-    pub access_token: Option<&'a str>,
+    /// Whether `htu` is `public_url`'s origin followed by a path starting with `/` (what
+    /// [`crate::dpop::Dpop::check_request`] builds): then it is a URL `url` parses, so a claim
+    /// of exactly that text names the same URL and neither is parsed (any other text is
+    /// compared normalised, as always).
+    pub htu_from_origin: bool,
+    /// The SHA-256 of the token sent with the proof ([`crate::trust::principal::token_digest`],
+    /// kept with a verified token): its base64url must be the proof's `ath`.
+    pub token_sha256: Option<[u8; 32]>,
     pub now: i64,
     pub max_age_secs: i64,
     pub leeway_secs: i64,
@@ -242,12 +248,12 @@ fn check_claims(
     if claims.htm.as_deref() != Some(expected.method) {
         return Err(invalid("the DPoP proof's htm is not this request's method"));
     }
-    let same_url = claims
-        .htu
-        .as_deref()
-        .and_then(normalised_htu)
-        .zip(normalised_htu(expected.htu))
-        .is_some_and(|(got, want)| got == want);
+    let same_url = claims.htu.as_deref().is_some_and(|got| {
+        (expected.htu_from_origin && got == expected.htu)
+            || normalised_htu(got)
+                .zip(normalised_htu(expected.htu))
+                .is_some_and(|(got, want)| got == want)
+    });
     if !same_url {
         return Err(invalid("the DPoP proof's htu is not this request's URL"));
     }
@@ -260,10 +266,15 @@ fn check_claims(
     if iat > expected.now + expected.leeway_secs {
         return Err(invalid("the DPoP proof is issued in the future (iat)"));
     }
-    if let Some(token) = expected.access_token {
+    if let Some(digest) = &expected.token_sha256 {
+        // The digest's base64url, written on the stack (43 characters), compared as text.
+        let mut want = [0u8; 44];
+        let want = URL_SAFE_NO_PAD
+            .encode_slice(digest, &mut want)
+            .map(|n| &want[..n]);
         match claims.ath.as_deref() {
             None => return Err(invalid("the DPoP proof has no ath for the token sent")),
-            Some(got) if got != ath(token) => {
+            Some(got) if Ok(got.as_bytes()) != want => {
                 return Err(invalid("the DPoP proof's ath is not the token sent"));
             }
             Some(_) => {}
@@ -387,7 +398,8 @@ mod tests {
         Expected {
             method: "GET",
             htu: URL,
-            access_token: Some("tok"),
+            htu_from_origin: false,
+            token_sha256: Some(Sha256::digest(b"tok").into()),
             now: NOW,
             max_age_secs: 60,
             leeway_secs: 5,
@@ -436,6 +448,34 @@ mod tests {
     }
 
     #[test]
+    fn a_url_built_from_the_origin_is_matched_by_its_exact_text_or_else_normalised() {
+        let key = Key::new();
+        let from_origin = Expected {
+            htu_from_origin: true,
+            ..expected()
+        };
+        for htu in [
+            URL,
+            "https://APP.example:443/api/me",
+            "https://app.example/api/me?x=1#f",
+        ] {
+            let proof = key.proof(with(claims(), "htu", json!(htu)));
+            assert!(verify(&proof, &from_origin).is_ok(), "{htu}");
+        }
+        for htu in [
+            "https://app.example/api/other",
+            "https://evil.example/api/me",
+            "http://app.example/api/me",
+            "/api/me",
+            "app.example/api/me",
+        ] {
+            let proof = key.proof(with(claims(), "htu", json!(htu)));
+            let err = verify(&proof, &from_origin).unwrap_err();
+            assert!(err.to_string().contains("htu"), "{htu}: {err}");
+        }
+    }
+
+    #[test]
     fn a_proof_that_does_not_match_the_request_is_refused_with_the_reason() {
         let key = Key::new();
         let cases: Vec<(Value, &str)> = vec![
@@ -474,7 +514,7 @@ mod tests {
         let key = Key::new();
         let proof = key.proof(with(claims(), "ath", Value::Null));
         let session = Expected {
-            access_token: None,
+            token_sha256: None,
             ..expected()
         };
         assert!(verify(&proof, &session).is_ok());

@@ -152,6 +152,7 @@ mod tests {
             token_name: None,
             access_level: None,
             cnf_jkt: None,
+            token_sha256: None,
             api_json: Default::default(),
         }
     }

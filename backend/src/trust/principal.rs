@@ -41,6 +41,12 @@ pub struct Principal {
     /// proof by that key (see `auth::principal`). Memory only, as the claims.
     #[serde(skip)]
     pub cnf_jkt: Option<Arc<str>>,
+    /// The SHA-256 of the token this principal was proved by ([`token_digest`]), when it came
+    /// from one: a bound token's proofs carry its base64url as `ath`, so a cached token's `ath`
+    /// check hashes nothing. The verified-token cache is keyed by the token's exact text, so it
+    /// is that token's. Memory only, as the claims.
+    #[serde(skip)]
+    pub token_sha256: Option<[u8; 32]>,
     /// [`Self::api_json`], once written.
     #[serde(skip)]
     pub api_json: ApiJson,
@@ -118,6 +124,7 @@ impl Principal {
             access_level,
             claims: TokenClaims(validated.claims.text().clone()),
             cnf_jkt,
+            token_sha256: Some(*token_digest),
             api_json: ApiJson::default(),
         })
     }
@@ -274,6 +281,7 @@ mod tests {
             access_level: None,
             claims: TokenClaims::default(),
             cnf_jkt: None,
+            token_sha256: None,
             api_json: ApiJson::default(),
         }
     }

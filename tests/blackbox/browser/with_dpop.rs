@@ -87,7 +87,8 @@ fn assert_every_call_proves_the_bound_key(app: &TestApp, log: &[Value]) -> Strin
             &Expected {
                 method: "GET",
                 htu: &format!("{}/auth/session", app.address),
-                access_token: None,
+                htu_from_origin: false,
+                token_sha256: None,
                 now,
                 max_age_secs: 300,
                 leeway_secs: 5,
@@ -115,7 +116,8 @@ fn assert_every_call_proves_the_bound_key(app: &TestApp, log: &[Value]) -> Strin
             &Expected {
                 method: request["method"].as_str().unwrap(),
                 htu: &htu,
-                access_token: Some(token),
+                htu_from_origin: false,
+                token_sha256: Some(login_bridge::trust::principal::token_digest(token)),
                 now,
                 max_age_secs: 300,
                 leeway_secs: 5,
