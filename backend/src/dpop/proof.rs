@@ -17,7 +17,6 @@ use jsonwebtoken::{
 
 use crate::trust::signature::{self, ParsedKeys};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// The algorithms a proof may use (asymmetric only), in the order the challenge lists them.
 pub const ALGORITHMS: &[Algorithm] = &[
@@ -329,9 +328,9 @@ fn normalised_htu(url: &str) -> Option<String> {
     Some(url.into())
 }
 
-/// `ath`: base64url of the SHA-256 of the token's ASCII text.
+/// `ath`: base64url of the SHA-256 of the token's ASCII text (the digest a verified token keeps).
 pub fn ath(access_token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(crate::trust::principal::token_digest(access_token))
 }
 
 /// The `algs` value of a challenge: `ES256 …`.
@@ -350,6 +349,7 @@ mod tests {
         signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
     };
     use serde_json::{Value, json};
+    use sha2::{Digest, Sha256};
 
     use super::*;
 

@@ -240,22 +240,6 @@ async fn insert_sqlite(
     pool: &SqlitePool,
     batch: &[Record],
 ) -> Result<Inserted<[u8; 32]>, sqlx::Error> {
-    let mut inserted = Inserted::new();
-    if let [one] = batch {
-        // A batch of one (every call that did not queue behind a batch being committed): the
-        // count of rows changed says it, without RETURNING's temporary table and its row.
-        let done = sqlx::query(
-            "INSERT INTO dpop_proofs (until, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(one.until)
-        .bind(&one.key[..])
-        .execute(pool)
-        .await?;
-        if done.rows_affected() == 1 {
-            inserted.insert(one.key, 1);
-        }
-        return Ok(inserted);
-    }
     let mut sql = String::from("INSERT INTO dpop_proofs (until, key) VALUES ");
     for i in 0..batch.len() {
         sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
@@ -265,6 +249,7 @@ async fn insert_sqlite(
     for r in batch {
         query = query.bind(r.until).bind(&r.key[..]);
     }
+    let mut inserted = Inserted::new();
     for row in query.fetch_all(pool).await? {
         let key: Vec<u8> = row.get(0);
         if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
