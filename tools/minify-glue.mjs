@@ -58,8 +58,9 @@ let wasm;
 try {
   // 0. Classes nobody can use, and the exports only the glue could call. Leptos's server
   // functions (which this SPA does not use) bring wasm-streams, whose `#[wasm_bindgen]` types
-  // the glue exports as JS classes (`IntoUnderlyingSource`, ...), keeping their Rust code alive
-  // through the WASM's exports. The glue's one importer is loader.js, which takes `default`
+  // the glue exports as JS classes (`IntoUnderlyingSource`, ...). tools/link-spa.mjs already
+  // left their exports out at link time (the linker dropped their code) and put stubs that trap
+  // in their place for wasm-bindgen. The glue's one importer is loader.js, which takes `default`
   // only; a class that nothing in the glue refers to (the WASM never hands one out) is
   // removed, with its `Symbol.dispose` line and its FinalizationRegistry. Then binaryen's
   // wasm-metadce keeps exactly the exports the glue still calls (`wasm.<name>`), and drops
