@@ -28,10 +28,9 @@ use axum::{
     Router,
     body::Body,
     http::{Request, Response},
-    serve::IncomingStream,
+    serve::{IncomingStream, Listener},
 };
 use serde::Serialize;
-use tokio::net::TcpListener;
 
 use crate::{
     auth::local::LocalLogin,
@@ -353,8 +352,12 @@ impl SwappableShell {
     }
 }
 
-/// `axum::serve`'s make-service: one per connection, knowing its peer.
-impl<'a> tower::Service<IncomingStream<'a, TcpListener>> for SwappableShell {
+/// `axum::serve`'s make-service: one per connection, knowing its peer. (Any TCP listener: the
+/// server's is wrapped to set `TCP_NODELAY`, see [`crate::startup`].)
+impl<'a, L> tower::Service<IncomingStream<'a, L>> for SwappableShell
+where
+    L: Listener<Addr = SocketAddr>,
+{
     type Response = SwappableShell;
     type Error = Infallible;
     type Future = Ready<Result<SwappableShell, Infallible>>;
@@ -363,7 +366,7 @@ impl<'a> tower::Service<IncomingStream<'a, TcpListener>> for SwappableShell {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, stream: IncomingStream<'a, TcpListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
         ready(Ok(Self {
             current: self.current.clone(),
             peer: Some(*stream.remote_addr()),
