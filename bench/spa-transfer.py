@@ -166,39 +166,35 @@ def silent_sso_ratio(d, base, rounds, start):
     """Medians of ROUNDS navigations to /api-demo, each started as `start` says: with the
     bridge session open, then with only the provider's session. Prints them; returns their
     ratio."""
-    with_session, with_sso, session_phases, sso_phases = [], [], [], []
+    session, sso = "bridge session open", "SSO session only"
+    times, phase_rows = {session: [], sso: []}, {session: [], sso: []}
     for _ in range(rounds):
-        fresh_start(d, start)
-        started = time.time()
-        d.goto(f"{base}/api-demo")
-        with_session.append(first_api_ms(d, started))
-        d.wait_text("#api-demo-user", "alice")
-        session_phases.append(phases(d.network_log()))
-        # Only the bridge's session cookie goes, the provider's stays: silent SSO next.
-        for name in ("lb_session", "__Host-lb_session"):
-            d.s("DELETE", f"/cookie/{name}")
-        fresh_start(d, start)
-        started = time.time()
-        d.goto(f"{base}/api-demo")
-        with_sso.append(first_api_ms(d, started))
-        d.wait_text("#api-demo-user", "alice")
-        sso_phases.append(phases(d.network_log()))
+        for kind in (session, sso):
+            if kind == sso:
+                # Only the bridge's session cookie goes, the provider's stays: silent SSO.
+                for name in ("lb_session", "__Host-lb_session"):
+                    d.s("DELETE", f"/cookie/{name}")
+            fresh_start(d, start)
+            started = time.time()
+            d.goto(f"{base}/api-demo")
+            times[kind].append(first_api_ms(d, started))
+            d.wait_text("#api-demo-user", "alice")
+            phase_rows[kind].append(phases(d.network_log()))
         if not urlsplit(d.s("GET", "/url")).path == "/api-demo":
             sys.exit("bench: silent SSO did not come back to /api-demo")
-    a, b = statistics.median(with_session), statistics.median(with_sso)
+    a, b = statistics.median(times[session]), statistics.median(times[sso])
     print(f"\nnavigation to /api-demo (starting in: {start}) → end of its first /api/ response "
           "(ms, each round)")
-    print("  bridge session open: " + ", ".join(f"{x:.0f}" for x in with_session))
-    print("  SSO session only:    " + ", ".join(f"{x:.0f}" for x in with_sso))
+    for kind in (session, sso):
+        print(f"  {kind + ':':<21}" + ", ".join(f"{x:.0f}" for x in times[kind]))
     print(f"  medians {a:.0f} ms and {b:.0f} ms: ratio {b / a:.2f} (target ≤ 1.3)")
-    for name, rows in (("bridge session open", session_phases), ("SSO session only", sso_phases)):
-        rows = [r for r in rows if r]
+    for kind in (session, sso):
+        rows = [r for r in phase_rows[kind] if r]
         if rows:
-            print(f"  {name}: median {statistics.median(r[0] for r in rows):.0f} ms until the "
+            print(f"  {kind}: median {statistics.median(r[0] for r in rows):.0f} ms until the "
                   f"page's answer (redirects included), then "
                   f"{statistics.median(r[1] for r in rows):.0f} ms to the first /api/ answer")
     return b / a
-
 
 def main():
     base = sys.argv[1].rstrip("/")

@@ -73,7 +73,8 @@ const binaryen = (await import(join(dirname(fileURLToPath(import.meta.url)), "no
 const { Features } = binaryen;
 const withAll = binaryen.readBinary(readFileSync(full));
 const module = binaryen.readBinary(readFileSync(out));
-// What rustc's wasm32 target enables; binaryen writes nothing else than the module had.
+// The features rustc's wasm32 target uses. binaryen reads none from the file, and with more
+// enabled it may write encodings that wasm-bindgen's parser refuses (seen with `All`).
 module.setFeatures(
   Features.MVP | Features.BulkMemory | Features.BulkMemoryOpt | Features.CallIndirectOverlong |
     Features.NontrappingFPToInt | Features.SignExt | Features.MutableGlobals | Features.Multivalue |

@@ -185,15 +185,7 @@ impl SessionBackend {
         // connections wait in SQLite's busy handler, which sleeps in steps of up to 100 ms
         // (hundreds of ms at p99 when sign-ins arrive together). Queued on the pool instead,
         // each waits only for the statements ahead of it.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let pool = connect(path, 1, options).await?;
         // tower-sessions' default table name, which `SQLITE_SESSIONS_TABLE` repeats.
         let store = SqliteStore::new(pool.clone());
         store.migrate().await.map_err(StoreError::Migrate)?;
@@ -201,34 +193,20 @@ impl SessionBackend {
         // Readers beside the one writer: WAL lets them run while it writes, and they see every
         // committed write. Hot lookups (the token endpoint's key and user) go here, so they
         // neither queue behind writes nor make writes queue behind them.
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(path)
-                    .read_only(true)
-                    .busy_timeout(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        let checkpointer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(path)
-                    .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES)
-                    .busy_timeout(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        let readers = connect(
+            path,
+            READERS,
+            SqliteConnectOptions::new().filename(path).read_only(true),
+        )
+        .await?;
+        let checkpointer = connect(
+            path,
+            1,
+            SqliteConnectOptions::new()
+                .filename(path)
+                .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES),
+        )
+        .await?;
         spawn_checkpoints(checkpointer, Arc::downgrade(&index));
         Ok(Self::Sqlite {
             store,
@@ -319,6 +297,24 @@ impl SessionBackend {
     }
 }
 
+/// A pool of at most `connections` on the SQLite file at `path`, each waiting up to 5 s for a
+/// lock or a free connection.
+async fn connect(
+    path: &std::path::Path,
+    connections: u32,
+    options: SqliteConnectOptions,
+) -> Result<sqlx::SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.busy_timeout(Duration::from_secs(5)))
+        .await
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
 /// The writer's connection: WAL, and no checkpoints of its own.
 fn writer_options(path: &std::path::Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
@@ -334,7 +330,6 @@ fn writer_options(path: &std::path::Path) -> SqliteConnectOptions {
         // per request: p99 13-16 ms -> 7-8 ms, 0.69 -> 0.83 of the bare handler's rate.
         .pragma("wal_autocheckpoint", "0")
         .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES)
-        .busy_timeout(Duration::from_secs(5))
 }
 
 /// Copies the WAL's committed pages into the SQLite file every [`CHECKPOINT_EVERY`], on a
