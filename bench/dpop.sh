@@ -26,7 +26,10 @@
 # rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is done again once
 # with twice as many; then running out fails the bench, as does any non-2xx answer or socket
 # error). The ratio is the median of the per-round ratios
-# bridge/peer (target >= 1.0x). The bridge's RSS after start, sign-in and each round.
+# bridge/peer (target >= 1.0x). Each run's line also gives the server's CPU time per request
+# (all its threads, from /proc: on a shared machine steadier than req/s) and the bytes it wrote
+# to its files per request (the SQLite store's WAL and checkpoints). The bridge's RSS after
+# start, sign-in and each round.
 #
 # Soak (--soak SECS): the bridge alone under steady load for SECS seconds, in back-to-back wrk
 # segments of 20 s, each with its own proofs, signed in the background during the segment before
@@ -167,10 +170,18 @@ echo "bridge $bridge_bin, peer $peer_bin"
 peer_rate=$(warm_rate peer "$peer_url" "$peer_url")
 bridge_rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
 rss_note "after the warm-ups"
-# run KEY LABEL HTU URL: signs the proofs, one wrk run, a line; keeps the rate.
+# cpu_ticks PID: the process's CPU time so far (user + system, all threads), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# written PID: the bytes the process has sent to its files so far (the kernel's count).
+written() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
+# run KEY LABEL HTU URL: signs the proofs, one wrk run, a line; keeps the rate. The line also
+# says the server's CPU time per request (wrk's share is not in it) and the bytes it wrote to
+# its files per request (the replay records' store; 0 for the peer).
 run() {
-  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps
+  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps pid cpu0 bytes0
+  pid=${!key}
   proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
+  cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid")
   wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   if grep -q EXHAUSTED "$out"; then
     # Faster than its warm-up said: once more with twice the supply (the refused replay the
@@ -178,11 +189,15 @@ run() {
     echo "  ($label ran out of proofs: again with twice as many)"
     printf -v "$rate_var" '%s' $(( ${!rate_var} * 2 ))
     proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
+    cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid")
     wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   fi
   checked "$out" "$label"
   rps=$(awk '/^Requests\/sec/ {print $2}' "$out")
-  printf '  %-52s %10s req/s   p99 %s\n' "$label" "$rps" "$(awk '$1=="99%" {print $2}' "$out")"
+  printf '  %-52s %10s req/s   p99 %-7s %s\n' "$label" "$rps" "$(awk '$1=="99%" {print $2}' "$out")" \
+    "$(awk -v ticks=$(( $(cpu_ticks "$pid") - cpu0 )) -v hz="$(getconf CLK_TCK)" \
+      -v bytes=$(( $(written "$pid") - bytes0 )) '/ requests in / {n = $1}
+      END {printf "CPU %5.1f us/req   written %5.0f B/req", ticks * 1e6 / hz / n, bytes / n}' "$out")"
   echo "$rps" >> "$work/$key.rps"
   # The next run of this side is sized by the fastest so far.
   printf -v "$rate_var" '%s' "$(python3 -c "import sys; print(int(max(float(sys.argv[1]), float(sys.argv[2]))))" "${!rate_var}" "$rps")"
