@@ -25,7 +25,7 @@ const QUEUE: usize = 4096;
 /// past their signature check reach their record within these turns: bench/dpop.sh (a record
 /// per request, about 15 000 a second) went from 8.6 to 36 records a statement, and the SQLite
 /// worker threads from 13-14 to 10-11 µs of CPU a request. When nothing else is running, a turn
-/// costs nothing: the writer runs again at once.
+/// costs a look at the runtime's I/O driver (no wait): the writer runs again at once.
 const GATHER_TURNS: usize = 2;
 
 /// How many times each key was newly inserted by one batch (0 or 1).
