@@ -28,7 +28,8 @@
 # error). The ratio is the median of the per-round ratios
 # bridge/peer (target >= 1.0x). Each run's line also gives the server's CPU time per request
 # (all its threads, from /proc: on a shared machine steadier than req/s) and the bytes it wrote
-# to its files per request (the SQLite store's WAL and checkpoints). The bridge's RSS after
+# to its files per request (the SQLite store's WAL and checkpoints); with Redis, a line more
+# for redis-server's CPU per request of the bridge's run. The bridge's RSS after
 # start, sign-in and each round.
 #
 # Soak (--soak SECS): the bridge alone under steady load for SECS seconds, in back-to-back wrk
@@ -172,16 +173,18 @@ bridge_rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
 rss_note "after the warm-ups"
 # cpu_ticks PID: the process's CPU time so far (user + system, all threads), in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# store_ticks: redis-server's CPU time so far (BENCH_STORE=redis), else 0.
+store_ticks() { if [ -n "${redis:-}" ]; then cpu_ticks "$redis"; else echo 0; fi; }
 # written PID: the bytes the process has sent to its files so far (the kernel's count).
 written() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
 # run KEY LABEL HTU URL: signs the proofs, one wrk run, a line; keeps the rate. The line also
 # says the server's CPU time per request (wrk's share is not in it) and the bytes it wrote to
 # its files per request (the replay records' store; 0 for the peer).
 run() {
-  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps pid cpu0 bytes0
+  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps pid cpu0 bytes0 store0 store
   pid=${!key}
   proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
-  cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid")
+  cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks)
   wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   if grep -q EXHAUSTED "$out"; then
     # Faster than its warm-up said: once more with twice the supply (the refused replay the
@@ -189,7 +192,7 @@ run() {
     echo "  ($label ran out of proofs: again with twice as many)"
     printf -v "$rate_var" '%s' $(( ${!rate_var} * 2 ))
     proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
-    cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid")
+    cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks)
     wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   fi
   checked "$out" "$label"
@@ -198,6 +201,12 @@ run() {
     "$(awk -v ticks=$(( $(cpu_ticks "$pid") - cpu0 )) -v hz="$(getconf CLK_TCK)" \
       -v bytes=$(( $(written "$pid") - bytes0 )) '/ requests in / {n = $1}
       END {printf "CPU %5.1f us/req   written %5.0f B/req", ticks * 1e6 / hz / n, bytes / n}' "$out")"
+  # Redis: the server's CPU in the same time, per request of this run (the peer uses none).
+  if [ -n "${redis:-}" ] && [ "$key" = bridge ]; then
+    store=$(( $(store_ticks) - store0 ))
+    awk -v ticks="$store" -v hz="$(getconf CLK_TCK)" '/ requests in / {n = $1}
+      END {printf "  %-52s redis-server CPU %5.1f us/req\n", "", ticks * 1e6 / hz / n}' "$out"
+  fi
   echo "$rps" >> "$work/$key.rps"
   # The next run of this side is sized by the fastest so far.
   printf -v "$rate_var" '%s' "$(python3 -c "import sys; print(int(max(float(sys.argv[1]), float(sys.argv[2]))))" "${!rate_var}" "$rps")"
