@@ -28,9 +28,9 @@
 # error). The ratio is the median of the per-round ratios
 # bridge/peer (target >= 1.0x). Each run's line also gives the server's CPU time per request
 # (all its threads, from /proc: on a shared machine steadier than req/s) and the bytes it wrote
-# to its files per request (the SQLite store's WAL and checkpoints); with Redis, a line more
-# for redis-server's CPU per request of the bridge's run. The bridge's RSS after
-# start, sign-in and each round.
+# to its files per request (the SQLite store's WAL and checkpoints); with Redis, a line more for
+# redis-server's CPU per request of the bridge's run. The bridge's RSS after start, sign-in and
+# each round.
 #
 # Soak (--soak SECS): the bridge alone under steady load for SECS seconds, in back-to-back wrk
 # segments of 20 s, each with its own proofs, signed in the background during the segment before

@@ -196,6 +196,7 @@ def silent_sso_ratio(d, base, rounds, start):
                   f"{statistics.median(r[1] for r in rows):.0f} ms to the first /api/ answer")
     return b / a
 
+
 def main():
     base = sys.argv[1].rstrip("/")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
