@@ -45,6 +45,8 @@ pub const LOCAL_SIGN_INS: &str = "login_bridge_local_sign_ins_total";
 pub const ENDED_SESSION_COOKIES: &str = "login_bridge_ended_session_cookies_total";
 /// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
 pub const CONFIG_RELOADS: &str = "login_bridge_config_reloads_total";
+/// DPoP replay records the bridge holds in memory (SQLite store; the shared stores hold none).
+pub const DPOP_REPLAY_RECORDS_HELD: &str = "login_bridge_dpop_replay_records_held";
 
 /// Buckets of [`HTTP_REQUEST_DURATION`]: from a cached-token API call (well under a
 /// millisecond) to a slow upstream.
@@ -132,6 +134,10 @@ fn describe() {
         CONFIG_RELOADS,
         "Configuration reloads by result (applied, refused)"
     );
+    ::metrics::describe_gauge!(
+        DPOP_REPLAY_RECORDS_HELD,
+        "DPoP replay records held in memory (SQLite store), as of the last purge"
+    );
     describe_counter!(
         ENDED_SESSION_COOKIES,
         "Requests with the cookie of a session that has ended (logout, timeout)"
@@ -155,6 +161,11 @@ async fn render(State(handle): State<PrometheusHandle>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// The DPoP replay records held in memory after a purge (SQLite store).
+pub fn dpop_replay_records_held(records: usize) {
+    ::metrics::gauge!(DPOP_REPLAY_RECORDS_HELD).set(records as f64);
 }
 
 /// A token verification: `valid` with `cached`/`verified`, or `invalid` with a short reason.

@@ -1,6 +1,7 @@
 //! DPoP proofs already used, by the key's thumbprint and the proof's `jti`, kept until the
 //! proof could no longer be accepted anyway (`iat` + max age + leeway). In the configured
-//! store, so a proof replayed to another replica is refused; bounded in memory.
+//! store, so a proof replayed to another replica (or to the bridge after a restart) is refused;
+//! bounded in memory.
 //!
 //! A record is the SHA-256 of `jkt`, a zero byte and `jti`: 32 bytes whatever the client put
 //! in `jti`, and nothing a reader of the store could replay. One record per API call with a
@@ -11,16 +12,21 @@
 //! - PostgreSQL: `INSERT … ON CONFLICT DO NOTHING` into `dpop_proofs` (one statement; the
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
-//! - SQLite (one bridge): a `dpop_proofs` table keyed by expiry and record, written through
-//!   [`crate::session::group_commit`] (one statement per batch of waiting records: SQLite has
-//!   one writer), purged likewise.
+//! - SQLite (one bridge per file): the check against the live records held in the bridge's
+//!   memory ([`Held`]), and each new record appended to the `dpop_proof_log` table through
+//!   [`crate::session::group_commit`] (one row per batch of waiting records) before the proof
+//!   is accepted; read back at start, so a restart (or a crash) forgets nothing. An index keyed
+//!   by the record instead (one b-tree insert per record, at a random place) cost a 4 KB page
+//!   written per API call and the SQLite threads 10-15 µs of CPU each: bench/dpop.sh, 0.72-0.88
+//!   of the bare handler's rate with it. Memory: about 40 bytes a live record (calls a second
+//!   × the proof window), held under [`HELD_MAX`].
 //! - In memory ([`ProofReplay::default`]): for unit tests of the checks that use it; bounded.
 //!
-//! The bridge itself keeps nothing per record in any shared engine: its memory stays flat
-//! however long it runs.
+//! With a shared engine the bridge keeps nothing per record: its memory stays flat however
+//! long it runs, and every replica sees every record.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -45,6 +51,13 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(10);
 const REDIS_PREFIX: &str = "login-bridge:dpop:proof:";
 /// Records the in-memory engine holds at most (expired ones go first).
 const MEMORY_MAX: usize = 100_000;
+/// Live records the SQLite engine holds at most: about 160 MB, a minute's window of 60 000
+/// bound API calls a second. Past it, new proofs answer 503 until records expire (a flood,
+/// not a browser).
+pub const HELD_MAX: usize = 4_000_000;
+/// A record in SQLite's `dpop_proof_log` rows: the first 16 bytes of its key, then `until`
+/// (little-endian).
+const LOGGED_LEN: usize = 24;
 
 /// The replay records of one bridge.
 #[derive(Clone)]
@@ -55,7 +68,8 @@ pub struct ProofReplay {
 #[derive(Clone)]
 enum Engine {
     Memory(Arc<Mutex<HashMap<[u8; 32], i64>>>),
-    Sqlite(GroupCommit<Record>),
+    /// The live records, and the writer of `dpop_proof_log`.
+    Sqlite(Arc<Mutex<Held>>, GroupCommit<Logged>),
     Postgres(PgPool),
     /// The pool and `session.redis_wait_replicas`.
     Redis(Pool, u32),
@@ -74,10 +88,107 @@ impl Default for ProofReplay {
 #[error("DPoP replay records: {0}")]
 pub struct ReplayError(pub String);
 
-/// One record as the SQLite writer takes it.
-struct Record {
-    key: [u8; 32],
+/// One record as SQLite's log writer takes it.
+#[derive(Clone, Copy)]
+struct Logged {
+    /// The first 16 bytes of the record's key: the SHA-256 is uniform, so 128 bits tell the
+    /// live records apart (a collision among a million needs about 2^44 times more).
+    key: u128,
     until: i64,
+}
+
+impl Logged {
+    fn new(key: &[u8; 32], until: i64) -> Self {
+        let mut first = [0; 16];
+        first.copy_from_slice(&key[..16]);
+        Self {
+            key: u128::from_le_bytes(first),
+            until,
+        }
+    }
+
+    fn encode(&self, into: &mut Vec<u8>) {
+        into.extend_from_slice(&self.key.to_le_bytes());
+        into.extend_from_slice(&self.until.to_le_bytes());
+    }
+
+    /// The records of one log row; a row cut short (never written so) ends early.
+    fn decode(row: &[u8]) -> impl Iterator<Item = Self> + '_ {
+        row.chunks_exact(LOGGED_LEN).map(|r| {
+            let (key, until) = r.split_at(16);
+            let mut k = [0; 16];
+            k.copy_from_slice(key);
+            let mut u = [0; 8];
+            u.copy_from_slice(until);
+            Self {
+                key: u128::from_le_bytes(k),
+                until: i64::from_le_bytes(u),
+            }
+        })
+    }
+}
+
+/// The live records of the SQLite engine, in buckets by `until`. A replay has its proof's
+/// `until` (the signed `iat` plus this bridge's window), so it meets its record in one bucket;
+/// a bucket goes whole once its second has passed, so expiry costs nothing per record, and
+/// the memory follows the live records (calls a second × the window) however long the bridge
+/// runs.
+struct Held {
+    buckets: BTreeMap<i64, HashSet<u128>>,
+    len: usize,
+    max: usize,
+}
+
+impl Held {
+    fn new(max: usize) -> Self {
+        Self {
+            buckets: BTreeMap::new(),
+            len: 0,
+            max,
+        }
+    }
+
+    /// The live records held.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Drops the buckets whose `until` has passed.
+    fn expire(&mut self, now: i64) {
+        while let Some(bucket) = self.buckets.first_entry() {
+            if *bucket.key() >= now {
+                break;
+            }
+            self.len -= bucket.remove().len();
+        }
+    }
+
+    /// Holds `record` (read back from the log: no limit); false when it was held already.
+    fn insert(&mut self, record: Logged) -> bool {
+        let new = self
+            .buckets
+            .entry(record.until)
+            .or_default()
+            .insert(record.key);
+        self.len += usize::from(new);
+        new
+    }
+
+    /// Holds `record` unless it is held already (a replay: false); refused past its limit.
+    fn first_use(&mut self, record: Logged, now: i64) -> Result<bool, ReplayError> {
+        self.expire(now);
+        if self
+            .buckets
+            .get(&record.until)
+            .is_some_and(|b| b.contains(&record.key))
+        {
+            return Ok(false);
+        }
+        if self.len >= self.max {
+            return Err(ReplayError("too many proofs in flight".into()));
+        }
+        Ok(self.insert(record))
+    }
 }
 
 /// The record of `(jkt, jti)`: 32 bytes, whatever the proof's `jti`. `jkt` is base64url (no
@@ -91,30 +202,43 @@ fn record_key(jkt: &str, jti: &str) -> [u8; 32] {
 }
 
 impl ProofReplay {
-    /// The table in the embedded SQLite file (created when missing); `pool` is its one writer.
-    /// Starts the group-commit writer and the purge.
+    /// The log in the embedded SQLite file (created when missing; a `dpop_proofs` table of an
+    /// earlier version is moved into it); `pool` is its one writer. Reads the live records
+    /// back, then starts the log's group-commit writer and the purge.
     pub async fn sqlite(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+        Self::sqlite_holding(pool, HELD_MAX).await
+    }
+
+    async fn sqlite_holding(pool: SqlitePool, max: usize) -> Result<Self, sqlx::Error> {
         for ddl in [
-            // Keyed by `(until, key)`: one b-tree, written near its end (`until` grows with
-            // time) and purged from its start; a second index on `until` made each insert
-            // about four times dearer. A replay has the same `until` (it is the proof's `iat`
-            // plus the settings' window, and one bridge has one setting), so it still
-            // conflicts; a proof with the same `jti` and another `iat` is another proof, which
-            // only the key's holder can sign.
-            "CREATE TABLE IF NOT EXISTS dpop_proofs (
+            // One row per batch of records, appended: the rows of a second share a page or
+            // two, where a table keyed by record took one page per record. `until` is the
+            // batch's latest, for the purge.
+            "CREATE TABLE IF NOT EXISTS dpop_proof_log (
                 until INTEGER NOT NULL,
-                key BLOB NOT NULL,
-                PRIMARY KEY (until, key)
-            ) WITHOUT ROWID",
+                records BLOB NOT NULL
+            )",
+            "CREATE INDEX IF NOT EXISTS dpop_proof_log_until ON dpop_proof_log (until)",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
+        let held = Arc::new(Mutex::new(read_back(&pool, now(), max).await?));
         spawn_purge("SQLite", {
             let pool = pool.clone();
+            let held = Arc::downgrade(&held);
             move |now| {
                 let pool = pool.clone();
+                // Also when no proof comes to drop them: idle, the memory goes back.
+                if let Some(held) = held.upgrade() {
+                    let mut h = match held.lock() {
+                        Ok(h) => h,
+                        Err(p) => p.into_inner(),
+                    };
+                    h.expire(now);
+                    crate::metrics::dpop_replay_records_held(h.len());
+                }
                 async move {
-                    sqlx::query("DELETE FROM dpop_proofs WHERE until < ?")
+                    sqlx::query("DELETE FROM dpop_proof_log WHERE until < ?")
                         .bind(now)
                         .execute(&pool)
                         .await
@@ -124,11 +248,11 @@ impl ProofReplay {
         });
         let writer = GroupCommit::start(
             pool,
-            |r: &Record| r.key,
-            |pool, batch| Box::pin(insert_sqlite(pool, batch)),
+            |r: &Logged| r.key,
+            |pool, batch| Box::pin(append_sqlite(pool, batch)),
         );
         Ok(Self {
-            engine: Engine::Sqlite(writer),
+            engine: Engine::Sqlite(held, writer),
         })
     }
 
@@ -172,10 +296,24 @@ impl ProofReplay {
         let key = record_key(jkt, jti);
         match &self.engine {
             Engine::Memory(records) => memory_first_use(records, key, until, now),
-            Engine::Sqlite(writer) => writer
-                .first_use(Record { key, until })
-                .await
-                .map_err(|e| ReplayError(e.0)),
+            Engine::Sqlite(held, writer) => {
+                let record = Logged::new(&key, until);
+                let first = match held.lock() {
+                    Ok(mut h) => h.first_use(record, now),
+                    Err(p) => p.into_inner().first_use(record, now),
+                }?;
+                if !first {
+                    return Ok(false);
+                }
+                // Accepted only once it is in the file: a restart, even after a crash, still
+                // refuses it. When the write fails the record stays held (the proof was used;
+                // its request answers 503).
+                writer
+                    .first_use(record)
+                    .await
+                    .map_err(|e| ReplayError(e.0))?;
+                Ok(true)
+            }
             Engine::Postgres(pool) => {
                 let done = sqlx::query(
                     "INSERT INTO dpop_proofs (key, until) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -235,28 +373,74 @@ fn memory_first_use(
     Ok(true)
 }
 
-/// Inserts a batch; returns the records newly inserted.
-async fn insert_sqlite(
-    pool: &SqlitePool,
-    batch: &[Record],
-) -> Result<Inserted<[u8; 32]>, sqlx::Error> {
-    let mut sql = String::from("INSERT INTO dpop_proofs (until, key) VALUES ");
-    for i in 0..batch.len() {
-        sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
-    }
-    sql.push_str(" ON CONFLICT DO NOTHING RETURNING key");
-    let mut query = sqlx::query(&sql);
+/// Appends a batch as one row; every record in it is new (the held records are checked first).
+async fn append_sqlite(pool: &SqlitePool, batch: &[Logged]) -> Result<Inserted<u128>, sqlx::Error> {
+    let mut records = Vec::with_capacity(batch.len() * LOGGED_LEN);
+    let mut until = i64::MIN;
     for r in batch {
-        query = query.bind(r.until).bind(&r.key[..]);
+        r.encode(&mut records);
+        until = until.max(r.until);
     }
-    let mut inserted = Inserted::new();
-    for row in query.fetch_all(pool).await? {
-        let key: Vec<u8> = row.get(0);
-        if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
-            *inserted.entry(key).or_insert(0) += 1;
+    sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
+        .bind(until)
+        .bind(records)
+        .execute(pool)
+        .await?;
+    Ok(batch.iter().map(|r| (r.key, 1)).collect())
+}
+
+/// The live records of the log (and of an earlier version's `dpop_proofs` table, which is then
+/// moved into the log in one transaction and dropped).
+async fn read_back(pool: &SqlitePool, now: i64, max: usize) -> Result<Held, sqlx::Error> {
+    let mut held = Held::new(max);
+    let rows = sqlx::query("SELECT records FROM dpop_proof_log WHERE until >= ?")
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+    for row in rows {
+        let records: Vec<u8> = row.try_get(0)?;
+        for r in Logged::decode(&records).filter(|r| r.until >= now) {
+            held.insert(r);
         }
     }
-    Ok(inserted)
+    let earlier: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'dpop_proofs'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if earlier.is_some() {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query("SELECT until, key FROM dpop_proofs WHERE until >= ?")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut moved = Vec::new();
+        for row in rows {
+            let until: i64 = row.try_get(0)?;
+            let key: Vec<u8> = row.try_get(1)?;
+            if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
+                moved.push(Logged::new(&key, until));
+            }
+        }
+        if !moved.is_empty() {
+            let mut records = Vec::with_capacity(moved.len() * LOGGED_LEN);
+            for r in &moved {
+                r.encode(&mut records);
+                held.insert(*r);
+            }
+            let until = moved.iter().map(|r| r.until).max().unwrap_or(now);
+            sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
+                .bind(until)
+                .bind(records)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DROP TABLE dpop_proofs")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(held)
 }
 
 /// Deletes expired records every [`PURGE_EVERY`], for as long as the bridge runs.
@@ -316,32 +500,179 @@ mod tests {
         one_first_use_per_proof(&ProofReplay::default()).await;
     }
 
-    #[tokio::test]
-    async fn in_sqlite_each_proof_is_first_once_and_expired_rows_are_purged() {
-        // One connection: every connection to `:memory:` is a database of its own.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+    /// The store's writer pool on a SQLite file in `dir`, as the bridge opens it.
+    async fn sqlite_file(dir: &std::path::Path) -> SqlitePool {
+        sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .connect("sqlite::memory:")
+            .connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("store.db"))
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal),
+            )
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn held(replay: &ProofReplay) -> usize {
+        match &replay.engine {
+            Engine::Sqlite(held, _) => held.lock().map(|h| h.len()).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        }
+    }
+
+    async fn logged(pool: &SqlitePool) -> Option<i64> {
+        sqlx::query("SELECT COUNT(*) FROM dpop_proof_log")
+            .fetch_one(pool)
+            .await
+            .map(|r| r.get::<i64, _>(0))
+            .ok()
+    }
+
+    /// Checked in memory, every record in the file before its proof is accepted: a bridge
+    /// started afresh on the file (nothing in memory) still refuses each proof, and a second
+    /// use of one of them is refused by the first check.
+    #[tokio::test]
+    async fn in_sqlite_each_proof_is_first_once_and_a_restart_still_refuses_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pool = sqlite_file(dir.path()).await;
         let replay = ProofReplay::sqlite(pool.clone())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         one_first_use_per_proof(&replay).await;
-        let count = || async {
-            sqlx::query("SELECT COUNT(*) FROM dpop_proofs")
-                .fetch_one(&pool)
+        assert_eq!(held(&replay), 11);
+        assert!(
+            logged(&pool)
                 .await
-                .map(|r| r.get::<i64, _>(0))
-                .ok()
-        };
-        assert_eq!(count().await, Some(11), "one 32-byte row per proof");
-        let purged = sqlx::query("DELETE FROM dpop_proofs WHERE until < ?")
-            .bind(now() + 100)
+                .is_some_and(|rows| (1..=11).contains(&rows))
+        );
+        pool.close().await;
+
+        let pool = sqlite_file(dir.path()).await;
+        let restarted = ProofReplay::sqlite(pool.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held(&restarted), 11, "every record read back");
+        let t = now();
+        for (key, jti) in [("key-a", "j0"), ("key-a", "j9"), ("key-b", "j0")] {
+            assert!(
+                matches!(restarted.first_use(key, jti, t + 90, t).await, Ok(false)),
+                "{key} {jti} replayed after the restart"
+            );
+        }
+        assert!(matches!(
+            restarted.first_use("key-b", "j1", t + 90, t).await,
+            Ok(true)
+        ));
+    }
+
+    /// Expired records leave the memory whole seconds at a time, and the log's rows with them;
+    /// a record past its time is not read back.
+    #[tokio::test]
+    async fn in_sqlite_expired_records_leave_memory_and_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pool = sqlite_file(dir.path()).await;
+        let replay = ProofReplay::sqlite(pool.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = now();
+        for jti in ["a", "b", "c"] {
+            assert!(matches!(
+                replay.first_use("k", jti, t + 1, t).await,
+                Ok(true)
+            ));
+        }
+        assert!(matches!(
+            replay.first_use("k", "d", t + 60, t).await,
+            Ok(true)
+        ));
+        assert_eq!(held(&replay), 4);
+        // Two seconds on, the first three have expired: the next use drops their bucket.
+        assert!(matches!(
+            replay.first_use("k", "e", t + 60, t + 2).await,
+            Ok(true)
+        ));
+        assert_eq!(held(&replay), 2);
+        let held_back = read_back(&pool, t + 2, HELD_MAX)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held_back.len(), 2, "expired records are not read back");
+        let purged = sqlx::query("DELETE FROM dpop_proof_log WHERE until < ?")
+            .bind(t + 61)
             .execute(&pool)
             .await
             .map(|d| d.rows_affected());
-        assert_eq!(purged.ok(), Some(11));
+        assert!(purged.is_ok_and(|n| n >= 2));
+        assert_eq!(logged(&pool).await, Some(0));
+    }
+
+    /// Past its limit the engine refuses new proofs (503) instead of forgetting live ones, and
+    /// takes them again once records expire.
+    #[tokio::test]
+    async fn in_sqlite_memory_is_bounded_without_forgetting() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pool = sqlite_file(dir.path()).await;
+        let replay = ProofReplay::sqlite_holding(pool, 3)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = now();
+        for jti in ["a", "b", "c"] {
+            assert!(matches!(
+                replay.first_use("k", jti, t + 5, t).await,
+                Ok(true)
+            ));
+        }
+        assert!(replay.first_use("k", "d", t + 5, t).await.is_err());
+        assert!(matches!(
+            replay.first_use("k", "a", t + 5, t).await,
+            Ok(false)
+        ));
+        assert!(matches!(
+            replay.first_use("k", "d", t + 20, t + 6).await,
+            Ok(true)
+        ));
+    }
+
+    /// A bridge upgraded from the table keyed by record moves the live rows into the log and
+    /// still refuses their proofs.
+    #[tokio::test]
+    async fn in_sqlite_an_earlier_versions_records_are_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pool = sqlite_file(dir.path()).await;
+        let t = now();
+        sqlx::query(
+            "CREATE TABLE dpop_proofs (until INTEGER NOT NULL, key BLOB NOT NULL,
+             PRIMARY KEY (until, key)) WITHOUT ROWID",
+        )
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (jti, until) in [("live", t + 60), ("gone", t - 5)] {
+            sqlx::query("INSERT INTO dpop_proofs (until, key) VALUES (?, ?)")
+                .bind(until)
+                .bind(&record_key("k", jti)[..])
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let replay = ProofReplay::sqlite(pool.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            replay.first_use("k", "live", t + 60, t).await,
+            Ok(false)
+        ));
+        assert_eq!(held(&replay), 1);
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'dpop_proofs'")
+                .fetch_optional(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(table, None, "the earlier table is dropped");
+        let again = read_back(&pool, t, HELD_MAX)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.len(), 1, "the live record is in the log");
     }
 
     #[test]
