@@ -48,7 +48,7 @@ if [ "${1:-}" = --soak ]; then
 else
   DURATION="${1:-10}"; CONNECTIONS="${2:-50}"; ROUNDS="${3:-3}"
 fi
-THREADS=2; WARMUP_SECS=2; WARMUP_PROOFS=30000; SEGMENT=20; RSS_EVERY=5
+THREADS=2; WARMUP_SECS=2; WARMUP_PROOFS=30000; SEGMENT=20; RSS_EVERY=5; SIGN_WITHIN=30
 STORE="${BENCH_STORE:-sqlite}"
 case $STORE in sqlite|redis) ;; *) echo "bench: BENCH_STORE=$STORE (sqlite, redis)" >&2; exit 2 ;; esac
 command -v wrk >/dev/null || scripts/install-deps.sh
@@ -62,17 +62,22 @@ start_dpop "$STORE"
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
 # records: the replay records in the store, where it says, else "?". Redis: all its keys (a
 # record is a key with an expiry; the session and the nonce secret add a handful; DBSIZE costs
-# nothing, a SCAN of a million keys would load the store); SQLite: the rows of its tables with
-# "dpop" in the name (dpop_proofs).
+# nothing, a SCAN of a million keys would load the store); SQLite: the records in the rows of
+# dpop_proof_log (24 bytes each; expired rows stay until the purge, every 10 s), and after a
+# slash those the bridge holds in memory (login_bridge_dpop_replay_records_held, as of its last
+# purge), and the size of the SQLite WAL file.
 records() {
   case $STORE in
     redis) redis-cli -h 127.0.0.1 -p "$redis_port" dbsize 2>/dev/null || echo "?" ;;
-    sqlite) python3 - "$work/sessions.sqlite" <<'PY' 2>/dev/null || echo "?"
+    sqlite)
+      python3 - "$work/sessions.sqlite" <<'PY' 2>/dev/null || printf '?'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=1)
-names = [r[0] for r in db.execute("select name from sqlite_master where type = 'table' and name like '%dpop%'")]
-print(sum(db.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names) if names else "?")
+print(db.execute("select coalesce(sum(length(records)), 0) / 24 from dpop_proof_log").fetchone()[0], end="")
 PY
+      printf ' / %s held, WAL %s MB\n' "$(curl -s "http://127.0.0.1:$metrics_port/metrics" \
+        | awk '$1 == "login_bridge_dpop_replay_records_held" {print $2}' | grep . || echo 0)" \
+        "$(stat -c %s "$work/sessions.sqlite-wal" 2>/dev/null | awk '{printf "%.1f", $1 / 1048576}')"
     ;;
   esac
 }
@@ -112,7 +117,7 @@ if [ -n "$SOAK" ]; then
   rate=$(warm_rate bridge "$public_url/api/me" "$bridge_url/api/me")
   segments=$(( (SOAK + SEGMENT - 1) / SEGMENT ))
   count=$(need "$rate" "$SEGMENT")
-  echo "soak: $segments x ${SEGMENT}s of wrk -t$THREADS -c$CONNECTIONS on $(nproc) cores, store $STORE; $count proofs a segment (warm-up ${rate} req/s); bridge $bridge_bin"
+  echo "soak: $segments x ${SEGMENT}s of wrk -t$THREADS -c$CONNECTIONS on $(nproc) cores, store $STORE; $count proofs for each of the first two segments (warm-up ${rate} req/s), then 1.5 x the rate of the segment before, at most what the signers made in ${SIGN_WITHIN}s; bridge $bridge_bin"
   rss_note "after the warm-up (${WARMUP_SECS}s)"
   : > "$work/samples"
   (
@@ -122,19 +127,43 @@ if [ -n "$SOAK" ]; then
       sleep "$RSS_EVERY"
     done
   ) & sampler=$!
-  proofs "$public_url/api/me" "$count" "$work/seg-1.txt" "$work/token.txt"
+  # seg_proofs COUNT OUT: COUNT proofs (signed on every core); OUT.secs: how long it took.
+  seg_proofs() {
+    local t=$SECONDS
+    proofs "$public_url/api/me" "$1" "$2" "$work/token.txt"
+    echo $(( SECONDS - t )) > "$2.secs"
+  }
+  seg_proofs "$count" "$work/seg-1.txt"
   for k in $(seq "$segments"); do
     signer=""
     if [ "$k" -lt "$segments" ]; then
-      proofs "$public_url/api/me" "$count" "$work/seg-$((k + 1)).txt" "$work/token.txt" & signer=$!
+      seg_proofs "$count" "$work/seg-$((k + 1)).txt" & signer=$!
     fi
     wrk_proofs "$work/seg-$k.txt" "$SEGMENT" "$bridge_url/api/me" "$work/seg-$k.out"
     [ -z "$signer" ] || wait "$signer"
-    checked "$work/seg-$k.out" "soak segment $k"
-    printf '  segment %2d  %10s req/s   p99 %s\n' "$k" "$(awk '/^Requests\/sec/ {print $2}' "$work/seg-$k.out")" \
-      "$(awk '$1=="99%" {print $2}' "$work/seg-$k.out")"
+    # A segment may run out of proofs (it ends early; its thread's last request, sent again,
+    # is refused: one non-2xx per connection at most); any other refusal or error fails.
+    refused=$(awk '/^  Non-2xx/ {print $NF}' "$work/seg-$k.out"); refused=${refused:-0}
+    if grep -q 'Socket errors' "$work/seg-$k.out" \
+      || { [ "$refused" -gt 0 ] && ! grep -q EXHAUSTED "$work/seg-$k.out"; } \
+      || [ "$refused" -gt "$CONNECTIONS" ]; then
+      echo "bench: soak segment $k had errors" >&2; cat "$work/seg-$k.out" >&2; exit 1
+    fi
+    printf '  segment %2d  %10s req/s   p99 %-8s %s\n' "$k" "$(awk '/^Requests\/sec/ {print $2}' "$work/seg-$k.out")" \
+      "$(awk '$1=="99%" {print $2}' "$work/seg-$k.out")" \
+      "$(grep -q EXHAUSTED "$work/seg-$k.out" && echo "(ran out of proofs before ${SEGMENT}s)")"
     rm -f "$work/seg-$k.txt"
     rss_note "after segment $k ($(( k * SEGMENT ))s of load)"
+    # The next signers sign for the rate the load really has (the signing shares the cores,
+    # so it is below the warm-up's), but no more than they signed in SIGN_WITHIN seconds last
+    # time: signing takes CPU from the load, so a batch signed for the bridge's full rate took
+    # longer than the proofs' window (90 s), and its first proofs were refused for their age.
+    # A segment then runs out early instead.
+    if [ -n "$signer" ]; then
+      signed_secs=$(cat "$work/seg-$((k + 1)).txt.secs")
+      count=$(python3 -c "import sys; r, c, s, w = map(float, sys.argv[1:]); print(min(int(r * $SEGMENT * 1.5) + 5000, int(c / max(s, 1) * w)))" \
+        "$(awk '/^Requests\/sec/ {print $2}' "$work/seg-$k.out")" "$count" "$signed_secs" "$SIGN_WITHIN")
+    fi
   done
   kill "$sampler"; wait "$sampler" 2>/dev/null || true; sampler=""
   echo "RSS during the load (every ${RSS_EVERY}s):"

@@ -164,8 +164,11 @@ token_profile = "spa"
 dpop = "required"
 $store_toml
 
+# An hour: the token is bound once and sent on every request; a soak outlives the default
+# 300 s (its requests then failed as invalid_token).
 [[token_profiles]]
 name = "spa"
+lifetime_secs = 3600
 claims = { preferred_username = "{username}", roles = "{roles}", groups = "{groups}" }
 TOML
   BENCH_LOG=info start_provider_and_bridge --config "$work/bridge.toml"

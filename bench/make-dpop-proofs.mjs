@@ -2,9 +2,10 @@
 // DPoP proofs (RFC 9449 section 4) for bench/dpop.sh, one a line, each with its own jti: the
 // bridge records every jti and refuses a second use, so wrk (bench/once-each.lua) sends each
 // once. ES256 with one P-256 key, its public jwk in the header as a browser's proof carries it;
-// iat is the time of signing, so a batch is signed just before the run that uses it (the bridge
-// accepts a proof for session.dpop_proof_max_age_secs, 60 s, plus leeway). Signs on every core
-// with worker threads.
+// iat is the time each proof is signed (as a browser's are: a long batch spans several seconds,
+// and its first proofs are no older than its signing took), so a batch is signed just before the
+// run that uses it (the bridge accepts a proof for session.dpop_proof_max_age_secs, 60 s, plus
+// leeway). Signs on every core with worker threads.
 //
 //   node bench/make-dpop-proofs.mjs --new-key KEY.pem --public-key PUB.pem
 //       a new P-256 key (PKCS#8 PEM) and its public key (SPKI PEM, for bench-peer
@@ -35,11 +36,10 @@ function thumbprint(jwk) {
 function proofs({ pem, htm, htu, ath, count }) {
   const key = createPrivateKey(pem);
   const head = `${b64({ typ: 'dpop+jwt', alg: 'ES256', jwk: publicJwk(key) })}.`;
-  const iat = Math.floor(Date.now() / 1000);
   const prefix = randomBytes(12).toString('base64url');
   const out = [];
   for (let i = 0; i < count; i += 1) {
-    const claims = { jti: `${prefix}-${i}`, htm, htu, iat };
+    const claims = { jti: `${prefix}-${i}`, htm, htu, iat: Math.floor(Date.now() / 1000) };
     if (ath) claims.ath = ath;
     const input = head + b64(claims);
     const sig = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }).toString('base64url');
