@@ -441,6 +441,58 @@ async fn postgres_replicas_refuse_a_proof_another_replica_accepted() {
     a_proof_replayed_to_another_replica_is_refused(StoreKind::Postgres).await;
 }
 
+/// On SQLite the bridge checks proofs against records it holds in memory, each written to the
+/// file before its proof is accepted: a bridge started afresh on the file (same public URL, so
+/// the proof's `htu` still matches) refuses a proof the first one accepted.
+#[tokio::test]
+async fn on_sqlite_a_proof_accepted_before_a_restart_is_refused_after_it() {
+    let a = spawn_app().await;
+    let key = DpopKey::generate();
+    let token = token_for(&a.idp.issuer, Some(&key));
+    let url = format!("{}/api/me", a.address);
+    let dpop = || Some(format!("DPoP {token}"));
+    let proof = key.proof("GET", &url, Some(&token));
+    let r = call(
+        &a.address,
+        Method::GET,
+        "/api/me",
+        dpop(),
+        Some(proof.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    a.stop();
+    let restarted = a.replica().await;
+    let r = call(
+        &restarted.address,
+        Method::GET,
+        "/api/me",
+        dpop(),
+        Some(proof),
+    )
+    .await;
+    assert_refused(
+        r,
+        "invalid_dpop_proof",
+        "the proof accepted before the restart",
+    )
+    .await;
+    let r = call(
+        &restarted.address,
+        Method::GET,
+        "/api/me",
+        dpop(),
+        Some(key.proof("GET", &url, Some(&token))),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a fresh proof after the restart"
+    );
+}
+
 #[tokio::test]
 async fn the_token_a_bound_session_hands_out_passes_the_api_only_as_dpop_with_a_proof() {
     let app = spawn_app_with(AppOptions {
