@@ -16,8 +16,9 @@ pub struct SessionSettings {
     #[serde(default)]
     pub store: StoreKind,
     /// SQLite database file for sessions (created when missing; survives restarts). Its
-    /// write-ahead log sits beside it (`<file>-wal`): up to about 40 MB under heavy writes
-    /// (a DPoP replay record per request), cut back to 64 MB at most when it starts over.
+    /// write-ahead log sits beside it (`<file>-wal`): up to about 7 MB under heavy writes
+    /// (`bench/dpop.sh --soak`: a DPoP replay record per request, 20 000 a second), cut back
+    /// to 64 MB at most when it starts over.
     #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
