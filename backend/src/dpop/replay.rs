@@ -403,13 +403,15 @@ async fn read_back(pool: &SqlitePool, now: i64, max: usize) -> Result<Held, sqlx
             held.insert(r);
         }
     }
+    // The check and the move in one transaction: of two bridges starting on one file at once
+    // (not supported), the second fails to start instead of moving the rows twice.
+    let mut tx = pool.begin().await?;
     let earlier: Option<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'dpop_proofs'",
     )
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
     if earlier.is_some() {
-        let mut tx = pool.begin().await?;
         let rows = sqlx::query("SELECT until, key FROM dpop_proofs WHERE until >= ?")
             .bind(now)
             .fetch_all(&mut *tx)
@@ -438,8 +440,8 @@ async fn read_back(pool: &SqlitePool, now: i64, max: usize) -> Result<Held, sqlx
         sqlx::query("DROP TABLE dpop_proofs")
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(held)
 }
 
