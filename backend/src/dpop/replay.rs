@@ -51,8 +51,8 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(10);
 const REDIS_PREFIX: &str = "login-bridge:dpop:proof:";
 /// Records the in-memory engine holds at most (expired ones go first).
 const MEMORY_MAX: usize = 100_000;
-/// Live records the SQLite engine holds at most: about 160 MB, a minute's window of 60 000
-/// bound API calls a second. Past it, new proofs answer 503 until records expire (a flood,
+/// Live records the SQLite engine holds at most: about 150 MB, the 90 s window of 44 000 bound
+/// API calls a second. Past it, new proofs answer 503 until records expire (a flood,
 /// not a browser).
 pub const HELD_MAX: usize = 4_000_000;
 /// A record in SQLite's `dpop_proof_log` rows: the first 16 bytes of its key, then `until`
@@ -92,7 +92,7 @@ pub struct ReplayError(pub String);
 #[derive(Clone, Copy)]
 struct Logged {
     /// The first 16 bytes of the record's key: the SHA-256 is uniform, so 128 bits tell the
-    /// live records apart (a collision among a million needs about 2^44 times more).
+    /// live records apart (two of a million share them with a chance of about 10^-27).
     key: u128,
     until: i64,
 }
@@ -129,7 +129,9 @@ impl Logged {
 }
 
 /// The live records of the SQLite engine, in buckets by `until`. A replay has its proof's
-/// `until` (the signed `iat` plus this bridge's window), so it meets its record in one bucket;
+/// `until` (the signed `iat` plus this bridge's window), so it meets its record in one bucket
+/// (a restart with another `dpop_proof_max_age_secs` or leeway would miss the replay of a proof
+/// from the minute before, as the table keyed by `(until, key)` did);
 /// a bucket goes whole once its second has passed, so expiry costs nothing per record, and
 /// the memory follows the live records (calls a second × the window) however long the bridge
 /// runs.
