@@ -375,6 +375,44 @@ async fn with_server_nonces_a_proof_needs_the_nonce_the_refusal_hands_out() {
     }
 }
 
+/// A proof bridge `a` accepted is refused by the bridge `second` starts once `a` has answered
+/// (both answer for `a`'s public URL), where a fresh proof of the same key passes; the second
+/// bridge, with the token and a way to make fresh proofs, for more checks.
+async fn a_proof_accepted_by_a_is_refused_by(
+    a: &TestApp,
+    second: impl AsyncFnOnce() -> Replica,
+) -> (Replica, impl Fn() -> (Option<String>, Option<String>)) {
+    let key = DpopKey::generate();
+    let token = token_for(&a.idp.issuer, Some(&key));
+    let url = format!("{}/api/me", a.address);
+    let proof = key.proof("GET", &url, Some(&token));
+    let dpop = Some(format!("DPoP {token}"));
+    let r = call(
+        &a.address,
+        Method::GET,
+        "/api/me",
+        dpop.clone(),
+        Some(proof.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b = second().await;
+    let r = call(
+        &b.address,
+        Method::GET,
+        "/api/me",
+        dpop.clone(),
+        Some(proof),
+    )
+    .await;
+    assert_refused(r, "invalid_dpop_proof", "the proof A accepted, at B").await;
+    let fresh = move || (dpop.clone(), Some(key.proof("GET", &url, Some(&token))));
+    let (authorization, proof) = fresh();
+    let r = call(&b.address, Method::GET, "/api/me", authorization, proof).await;
+    assert_eq!(r.status(), StatusCode::OK, "a fresh proof at B");
+    (b, fresh)
+}
+
 async fn a_proof_replayed_to_another_replica_is_refused(kind: StoreKind) {
     let mut store = SharedStore::start(kind).await;
     let a = spawn_app_with(AppOptions {
@@ -382,45 +420,14 @@ async fn a_proof_replayed_to_another_replica_is_refused(kind: StoreKind) {
         ..AppOptions::default()
     })
     .await;
+    // B runs beside A.
     let b = a.replica().await;
-    let key = DpopKey::generate();
-    let token = token_for(&a.idp.issuer, Some(&key));
-    // Both replicas answer for the same public URL: A's address.
-    let url = format!("{}/api/me", a.address);
-    let dpop = || Some(format!("DPoP {token}"));
-
-    let proof = key.proof("GET", &url, Some(&token));
-    let r = call(
-        &a.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(proof.clone()),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = call(&b.address, Method::GET, "/api/me", dpop(), Some(proof)).await;
-    assert_refused(r, "invalid_dpop_proof", "the proof A accepted, at B").await;
-    let r = call(
-        &b.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(key.proof("GET", &url, Some(&token))),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK, "a fresh proof at B");
+    let (b, fresh) = a_proof_accepted_by_a_is_refused_by(&a, async || b).await;
 
     // Without its replay records the bridge accepts no proof: 503, and nothing of the cause.
     store.stop().await;
-    let r = call(
-        &b.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(key.proof("GET", &url, Some(&token))),
-    )
-    .await;
+    let (authorization, proof) = fresh();
+    let r = call(&b.address, Method::GET, "/api/me", authorization, proof).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = r.text().await.unwrap();
     assert!(
@@ -447,50 +454,12 @@ async fn postgres_replicas_refuse_a_proof_another_replica_accepted() {
 #[tokio::test]
 async fn on_sqlite_a_proof_accepted_before_a_restart_is_refused_after_it() {
     let a = spawn_app().await;
-    let key = DpopKey::generate();
-    let token = token_for(&a.idp.issuer, Some(&key));
-    let url = format!("{}/api/me", a.address);
-    let dpop = || Some(format!("DPoP {token}"));
-    let proof = key.proof("GET", &url, Some(&token));
-    let r = call(
-        &a.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(proof.clone()),
-    )
+    // B starts on A's file once A has stopped.
+    let _restarted = a_proof_accepted_by_a_is_refused_by(&a, async || {
+        a.stop();
+        a.replica().await
+    })
     .await;
-    assert_eq!(r.status(), StatusCode::OK);
-
-    a.stop();
-    let restarted = a.replica().await;
-    let r = call(
-        &restarted.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(proof),
-    )
-    .await;
-    assert_refused(
-        r,
-        "invalid_dpop_proof",
-        "the proof accepted before the restart",
-    )
-    .await;
-    let r = call(
-        &restarted.address,
-        Method::GET,
-        "/api/me",
-        dpop(),
-        Some(key.proof("GET", &url, Some(&token))),
-    )
-    .await;
-    assert_eq!(
-        r.status(),
-        StatusCode::OK,
-        "a fresh proof after the restart"
-    );
 }
 
 #[tokio::test]

@@ -518,6 +518,15 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The engine on that file, holding at most `max` records.
+    async fn sqlite_replay(dir: &std::path::Path, max: usize) -> (SqlitePool, ProofReplay) {
+        let pool = sqlite_file(dir).await;
+        let replay = ProofReplay::sqlite_holding(pool.clone(), max)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (pool, replay)
+    }
+
     fn held(replay: &ProofReplay) -> usize {
         match &replay.engine {
             Engine::Sqlite(held, _) => held.lock().map(|h| h.len()).unwrap_or(usize::MAX),
@@ -539,10 +548,7 @@ mod tests {
     #[tokio::test]
     async fn in_sqlite_each_proof_is_first_once_and_a_restart_still_refuses_it() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let pool = sqlite_file(dir.path()).await;
-        let replay = ProofReplay::sqlite(pool.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (pool, replay) = sqlite_replay(dir.path(), HELD_MAX).await;
         one_first_use_per_proof(&replay).await;
         assert_eq!(held(&replay), 11);
         assert!(
@@ -552,10 +558,7 @@ mod tests {
         );
         pool.close().await;
 
-        let pool = sqlite_file(dir.path()).await;
-        let restarted = ProofReplay::sqlite(pool.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_pool, restarted) = sqlite_replay(dir.path(), HELD_MAX).await;
         assert_eq!(held(&restarted), 11, "every record read back");
         let t = now();
         for (key, jti) in [("key-a", "j0"), ("key-a", "j9"), ("key-b", "j0")] {
@@ -575,10 +578,7 @@ mod tests {
     #[tokio::test]
     async fn in_sqlite_expired_records_leave_memory_and_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let pool = sqlite_file(dir.path()).await;
-        let replay = ProofReplay::sqlite(pool.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (pool, replay) = sqlite_replay(dir.path(), HELD_MAX).await;
         let t = now();
         for jti in ["a", "b", "c"] {
             assert!(matches!(
@@ -615,10 +615,7 @@ mod tests {
     #[tokio::test]
     async fn in_sqlite_memory_is_bounded_without_forgetting() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let pool = sqlite_file(dir.path()).await;
-        let replay = ProofReplay::sqlite_holding(pool, 3)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_pool, replay) = sqlite_replay(dir.path(), 3).await;
         let t = now();
         for jti in ["a", "b", "c"] {
             assert!(matches!(
