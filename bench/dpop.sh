@@ -156,9 +156,9 @@ if [ -n "$SOAK" ]; then
     rss_note "after segment $k ($(( k * SEGMENT ))s of load)"
     # The next signers sign for the rate the load really has (the signing shares the cores,
     # so it is below the warm-up's), but no more than they signed in SIGN_WITHIN seconds last
-    # time: signing takes CPU from the load, so a batch signed for the bridge's full rate took
-    # longer than the proofs' window (90 s), and its first proofs were refused for their age.
-    # A segment then runs out early instead.
+    # time: signing takes CPU from the load, and a batch that took longer to sign than the
+    # proofs' window (90 s) would have its first proofs refused for their age. A segment then
+    # runs out early instead.
     if [ -n "$signer" ]; then
       signed_secs=$(cat "$work/seg-$((k + 1)).txt.secs")
       count=$(python3 -c "import sys; r, c, s, w = map(float, sys.argv[1:]); print(min(int(r * $SEGMENT * 1.5) + 5000, int(c / max(s, 1) * w)))" \
