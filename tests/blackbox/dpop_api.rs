@@ -376,8 +376,8 @@ async fn with_server_nonces_a_proof_needs_the_nonce_the_refusal_hands_out() {
 }
 
 /// A proof bridge `a` accepted is refused by the bridge `second` starts once `a` has answered
-/// (both answer for `a`'s public URL), where a fresh proof of the same key passes; the second
-/// bridge, with the token and a way to make fresh proofs, for more checks.
+/// (both answer for `a`'s public URL), where a fresh proof of the same key passes. Returns the
+/// second bridge and a maker of fresh `Authorization` and `DPoP` values, for more checks.
 async fn a_proof_accepted_by_a_is_refused_by(
     a: &TestApp,
     second: impl AsyncFnOnce() -> Replica,
