@@ -377,6 +377,15 @@ fn memory_first_use(
 
 /// Appends a batch as one row; every record in it is new (the held records are checked first).
 async fn append_sqlite(pool: &SqlitePool, batch: &[Logged]) -> Result<Inserted<u128>, sqlx::Error> {
+    append_row(pool, batch).await?;
+    Ok(batch.iter().map(|r| (r.key, 1)).collect())
+}
+
+/// One `dpop_proof_log` row of `batch`, its `until` the batch's latest.
+async fn append_row<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    batch: &[Logged],
+) -> Result<(), sqlx::Error> {
     let mut records = Vec::with_capacity(batch.len() * LOGGED_LEN);
     let mut until = i64::MIN;
     for r in batch {
@@ -386,9 +395,9 @@ async fn append_sqlite(pool: &SqlitePool, batch: &[Logged]) -> Result<Inserted<u
     sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
         .bind(until)
         .bind(records)
-        .execute(pool)
+        .execute(db)
         .await?;
-    Ok(batch.iter().map(|r| (r.key, 1)).collect())
+    Ok(())
 }
 
 /// The live records of the log (and of an earlier version's `dpop_proofs` table, which is then
@@ -427,17 +436,10 @@ async fn read_back(pool: &SqlitePool, now: i64, max: usize) -> Result<Held, sqlx
             }
         }
         if !moved.is_empty() {
-            let mut records = Vec::with_capacity(moved.len() * LOGGED_LEN);
             for r in &moved {
-                r.encode(&mut records);
                 held.insert(*r);
             }
-            let until = moved.iter().map(|r| r.until).max().unwrap_or(now);
-            sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
-                .bind(until)
-                .bind(records)
-                .execute(&mut *tx)
-                .await?;
+            append_row(&mut *tx, &moved).await?;
         }
         sqlx::query("DROP TABLE dpop_proofs")
             .execute(&mut *tx)

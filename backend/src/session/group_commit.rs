@@ -2,8 +2,9 @@
 //! `jti`s, DPoP proofs): SQLite has one writer, so under load one insert per request would
 //! queue one statement (and one hand-off to SQLite's worker thread) per request. Instead one
 //! task takes every record waiting at that moment, and those queued while it lets the other
-//! tasks run a couple of turns, and inserts them in one statement
-//! (`INSERT … ON CONFLICT DO NOTHING RETURNING <key>`): the keys returned are the first uses.
+//! tasks run a couple of turns, and inserts them in one statement: the keys it reports are
+//! the first uses (`INSERT … ON CONFLICT DO NOTHING RETURNING <key>` for assertions; DPoP
+//! proofs are checked in memory first, so their batch is one appended row, all first uses).
 //! Nothing is answered before its record is committed, so a replay is refused exactly as with
 //! one insert per request, across restarts.
 //!
@@ -23,9 +24,10 @@ const QUEUE: usize = 4096;
 /// How many times the writer lets the other tasks run before it writes a batch, taking the
 /// records they queued meanwhile into the same statement. Under load the requests already
 /// past their signature check reach their record within these turns: bench/dpop.sh (a record
-/// per request, about 15 000 a second) went from 8.6 to 36 records a statement, and the SQLite
-/// worker threads from 13-14 to 10-11 µs of CPU a request. When nothing else is running, a turn
-/// costs a look at the runtime's I/O driver (no wait): the writer runs again at once.
+/// per request, about 15 000 a second, then still a keyed table) went from 8.6 to 36 records a
+/// statement, and the SQLite worker threads from 13-14 to 10-11 µs of CPU a request. When
+/// nothing else is running, a turn costs a look at the runtime's I/O driver (no wait): the
+/// writer runs again at once.
 const GATHER_TURNS: usize = 2;
 
 /// How many times each key was newly inserted by one batch (0 or 1).
