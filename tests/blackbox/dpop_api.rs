@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::{
-    support::{dpop::DpopKey, stores::SharedStore, *},
+    support::{dpop::DpopKey, redis_ha::ClusterSet, stores::SharedStore, *},
     upstream::TestUpstream,
 };
 
@@ -446,6 +446,41 @@ async fn redis_replicas_refuse_a_proof_another_replica_accepted() {
 #[tokio::test]
 async fn postgres_replicas_refuse_a_proof_another_replica_accepted() {
     a_proof_replayed_to_another_replica_is_refused(StoreKind::Postgres).await;
+}
+
+/// On a Redis cluster each second's set of records goes to its own slot's primary, and with
+/// `session.redis_wait_replicas` a proof is accepted only once a replica has its record: with
+/// the replicas stalled a fresh proof answers 503 (not accepted unconfirmed), and passes again
+/// once they are back.
+#[tokio::test]
+async fn on_a_redis_cluster_replicas_refuse_a_proof_another_accepted_once_a_replica_has_it() {
+    let set = ClusterSet::start().await;
+    let a = spawn_app_with(AppOptions {
+        store: Some((StoreKind::Redis, set.url())),
+        redis_wait_replicas: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let b = a.replica().await;
+    let (b, fresh) = a_proof_accepted_by_a_is_refused_by(&a, async || b).await;
+
+    let replicas = set.replicas().await;
+    for &r in &replicas {
+        set.signal(r, "-STOP");
+    }
+    let (authorization, proof) = fresh();
+    let r = call(&b.address, Method::GET, "/api/me", authorization, proof).await;
+    for &r in &replicas {
+        set.signal(r, "-CONT");
+    }
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no replica confirmed the record"
+    );
+    let (authorization, proof) = fresh();
+    let r = call(&b.address, Method::GET, "/api/me", authorization, proof).await;
+    assert_eq!(r.status(), StatusCode::OK, "the replicas back");
 }
 
 /// On SQLite the bridge checks proofs against records it holds in memory, each written to the

@@ -8,13 +8,14 @@
 //! Nothing is answered before its record is committed, so a replay is refused exactly as with
 //! one insert per request, across restarts.
 //!
-//! The writer is generic over what a record is and how a batch is inserted; each user keeps
-//! its own SQL (see `authority::replay` and `dpop::replay`).
+//! The writer is generic over what a record is, where it goes and how a batch is inserted;
+//! each user keeps its own SQL (see `authority::replay` and `dpop::replay`). DPoP's Redis
+//! engine uses it too: one script call per batch, where one command per record cost
+//! redis-server more than the bridge's own check (see `dpop::replay`).
 
-use std::{collections::HashMap, hash::Hash};
+use std::{collections::HashMap, fmt::Display, hash::Hash};
 
 use futures::future::BoxFuture;
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records per statement at most (a few bound values each, far below SQLite's limit).
@@ -33,11 +34,12 @@ const GATHER_TURNS: usize = 2;
 /// How many times each key was newly inserted by one batch (0 or 1).
 pub type Inserted<K> = HashMap<K, u32>;
 
-/// Inserts one batch of records; returns the keys of the rows it inserted.
-pub type InsertBatch<R, K> =
-    for<'a> fn(&'a SqlitePool, &'a [R]) -> BoxFuture<'a, Result<Inserted<K>, sqlx::Error>>;
+/// Inserts one batch of records into `S` (a SQLite pool, a Redis pool); returns the keys of the
+/// records it inserted.
+pub type InsertBatch<S, R, K, E> =
+    for<'a> fn(&'a S, &'a [R]) -> BoxFuture<'a, Result<Inserted<K>, E>>;
 
-/// Why a record could not be written (the writer stopped, or SQLite refused the batch).
+/// Why a record could not be written (the writer stopped, or the store refused the batch).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct GroupCommitError(pub String);
@@ -61,11 +63,13 @@ impl<R> Clone for GroupCommit<R> {
 }
 
 impl<R: Send + 'static> GroupCommit<R> {
-    /// Starts the writer on `pool` (the store's writer connection). `key` names a record the
-    /// way `insert` reports the rows it inserted.
-    pub fn start<K>(pool: SqlitePool, key: fn(&R) -> K, insert: InsertBatch<R, K>) -> Self
+    /// Starts the writer on `pool` (the store's writer connection, or its client). `key` names
+    /// a record the way `insert` reports the records it inserted.
+    pub fn start<S, K, E>(pool: S, key: fn(&R) -> K, insert: InsertBatch<S, R, K, E>) -> Self
     where
+        S: Send + Sync + 'static,
         K: Eq + Hash + Send + 'static,
+        E: Display + 'static,
     {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_batches(pool, rx, key, insert));
@@ -85,11 +89,11 @@ impl<R: Send + 'static> GroupCommit<R> {
     }
 }
 
-async fn write_batches<R, K: Eq + Hash>(
-    pool: SqlitePool,
+async fn write_batches<S, R, K: Eq + Hash, E: Display>(
+    pool: S,
     mut rx: mpsc::Receiver<Pending<R>>,
     key: fn(&R) -> K,
-    insert: InsertBatch<R, K>,
+    insert: InsertBatch<S, R, K, E>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -148,7 +152,7 @@ mod tests {
     static BATCHES: AtomicUsize = AtomicUsize::new(0);
 
     fn counting_insert<'a>(
-        _pool: &'a SqlitePool,
+        _pool: &'a sqlx::SqlitePool,
         batch: &'a [u32],
     ) -> BoxFuture<'a, Result<Inserted<u32>, sqlx::Error>> {
         BATCHES.fetch_add(1, Ordering::SeqCst);
