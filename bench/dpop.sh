@@ -29,7 +29,8 @@
 # bridge/peer (target >= 1.0x). Each run's line also gives the server's CPU time per request
 # (all its threads, from /proc: on a shared machine steadier than req/s) and the bytes it wrote
 # to its files per request (the SQLite store's WAL and checkpoints); with Redis, a line more for
-# redis-server's CPU per request of the bridge's run. The bridge's RSS after start, sign-in and
+# redis-server's CPU per request of the bridge's run, and the records per call of the replay
+# records' script (the batch the bridge sends at once). The bridge's RSS after start, sign-in and
 # each round.
 #
 # Soak (--soak SECS): the bridge alone under steady load for SECS seconds, in back-to-back wrk
@@ -60,15 +61,22 @@ trap 'kill "${peer:-}" "${redis:-}" "${sampler:-}" 2>/dev/null || true; bench_cl
 start_dpop "$STORE"
 
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
-# records: the replay records in the store, where it says, else "?". Redis: all its keys (a
-# record is a key with an expiry; the session and the nonce secret add a handful; DBSIZE costs
-# nothing, a SCAN of a million keys would load the store); SQLite: the records in the rows of
+# records: the replay records in the store, where it says, else "?". Redis: the records in the
+# sets of login-bridge:dpop:proofs:<until> (one set a second, about 90 live: KEYS over the few
+# keys there are costs nothing), and redis-server's used_memory; SQLite: the records in the rows of
 # dpop_proof_log (24 bytes each; expired rows stay until the purge, every 10 s), and after a
 # slash those the bridge holds in memory (login_bridge_dpop_replay_records_held, as of its last
 # purge), and the size of the SQLite WAL file.
 records() {
   case $STORE in
-    redis) redis-cli -h 127.0.0.1 -p "$redis_port" dbsize 2>/dev/null || echo "?" ;;
+    redis)
+      printf '%s, Redis %s MB\n' \
+        "$(redis-cli -h 127.0.0.1 -p "$redis_port" eval "local n = 0
+          for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('SCARD', k) end
+          return n" 0 'login-bridge:dpop:proofs:*' 2>/dev/null || echo "?")" \
+        "$(redis-cli -h 127.0.0.1 -p "$redis_port" info memory 2>/dev/null \
+          | awk -F: '$1 == "used_memory" {printf "%.1f", $2 / 1048576}')"
+    ;;
     sqlite)
       python3 - "$work/sessions.sqlite" <<'PY' 2>/dev/null || printf '?'
 import sqlite3, sys
@@ -81,7 +89,7 @@ PY
     ;;
   esac
 }
-records_label="replay records"; [ "$STORE" = redis ] && records_label="Redis keys"
+records_label="replay records"
 rss_log=()
 rss_note() { rss_log+=("$(printf '%-44s %6s MB   %s: %s' "$1" "$(rss_mb)" "$records_label" "$(records)")"); }
 rss_note "started, before any request"
@@ -204,16 +212,23 @@ rss_note "after the warm-ups"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # store_ticks: redis-server's CPU time so far (BENCH_STORE=redis), else 0.
 store_ticks() { if [ -n "${redis:-}" ]; then cpu_ticks "$redis"; else echo 0; fi; }
+# script_calls: redis-server's EVALSHA calls so far (the replay records' script), else 0.
+script_calls() {
+  if [ -n "${redis:-}" ]; then
+    redis-cli -h 127.0.0.1 -p "$redis_port" info commandstats 2>/dev/null \
+      | awk -F'[:=,]' '$1 == "cmdstat_evalsha" {print $3; found = 1} END {if (!found) print 0}'
+  else echo 0; fi
+}
 # written PID: the bytes the process has sent to its files so far (the kernel's count).
 written() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
 # run KEY LABEL HTU URL: signs the proofs, one wrk run, a line; keeps the rate. The line also
 # says the server's CPU time per request (wrk's share is not in it) and the bytes it wrote to
 # its files per request (the replay records' store; 0 for the peer).
 run() {
-  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps pid cpu0 bytes0 store0 store
+  local key=$1 label=$2 rate_var=${1}_rate out=$work/$1.out rps pid cpu0 bytes0 store0 store calls0
   pid=${!key}
   proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
-  cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks)
+  cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks); calls0=$(script_calls)
   wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   if grep -q EXHAUSTED "$out"; then
     # Faster than its warm-up said: once more with twice the supply (the refused replay the
@@ -221,7 +236,7 @@ run() {
     echo "  ($label ran out of proofs: again with twice as many)"
     printf -v "$rate_var" '%s' $(( ${!rate_var} * 2 ))
     proofs "$3" "$(need "${!rate_var}" "$DURATION")" "$work/$key.txt" "$work/token.txt"
-    cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks)
+    cpu0=$(cpu_ticks "$pid"); bytes0=$(written "$pid"); store0=$(store_ticks); calls0=$(script_calls)
     wrk_proofs "$work/$key.txt" "$DURATION" "$4" "$out"
   fi
   checked "$out" "$label"
@@ -233,8 +248,9 @@ run() {
   # Redis: the server's CPU in the same time, per request of this run (the peer uses none).
   if [ -n "${redis:-}" ] && [ "$key" = bridge ]; then
     store=$(( $(store_ticks) - store0 ))
-    awk -v ticks="$store" -v hz="$(getconf CLK_TCK)" '/ requests in / {n = $1}
-      END {printf "  %-52s redis-server CPU %5.1f us/req\n", "", ticks * 1e6 / hz / n}' "$out"
+    awk -v ticks="$store" -v hz="$(getconf CLK_TCK)" -v calls=$(( $(script_calls) - calls0 )) \
+      '/ requests in / {n = $1} END {printf "  %-52s redis-server CPU %5.1f us/req, %.1f records a script call\n",
+        "", ticks * 1e6 / hz / n, calls ? n / calls : 0}' "$out"
   fi
   echo "$rps" >> "$work/$key.rps"
   # The next run of this side is sized by the fastest so far.

@@ -10,12 +10,13 @@
 //! - Redis: one set per second of `until` (`login-bridge:dpop:proofs:<until>`), which Redis
 //!   deletes by itself once that second has passed (`EXPIREAT`), so its memory stays flat. The
 //!   records waiting at one moment go through [`crate::session::group_commit`] as one script
-//!   call per set ([`FIRST_USES`]: an `SADD` per record, each answering whether it was new),
+//!   call per set ([`FIRST_USES`]: which of them the set held, then all of them added),
 //!   then one `WAIT` per set when `session.redis_wait_replicas` asks for it; on a cluster each
 //!   set goes to its own slot's primary. A command per record (`SET <key> 1 NX EX …`) cost
-//!   redis-server 9-13 µs of CPU per API call on the bench's two cores, and held 2.8 times the
-//!   memory; a pipeline of those commands still 7-8 µs: bench/dpop.sh, 0.80-0.95 of the bare
-//!   handler's rate.
+//!   redis-server 9-13 µs of CPU per API call on the bench's two cores, against 3-4 µs so
+//!   (about 29 records a script call), and 186 bytes of its memory a record, against 77; a
+//!   pipeline of those commands still 7-8 µs. bench/dpop.sh, alternating in the same hour:
+//!   0.82-0.87 of the bare handler's rate with a command per record, 1.11-1.13 with the sets.
 //! - PostgreSQL: `INSERT … ON CONFLICT DO NOTHING` into `dpop_proofs` (one statement; the
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
@@ -55,16 +56,15 @@ use crate::{
 pub const PURGE_EVERY: Duration = Duration::from_secs(10);
 /// Redis sets of records: this and their `until` (Unix seconds).
 const REDIS_PREFIX: &str = "login-bridge:dpop:proofs:";
-/// Adds each record (`ARGV[2]`…) to the set `KEYS[1]`, which expires at `ARGV[1]`; answers 1
-/// for each record new to the set, 0 for one it held (a replay). One script runs at a time,
-/// so of two replicas' uses of a record exactly one gets 1.
+/// Adds the records (`ARGV[2]`…) to the set `KEYS[1]`, which expires at `ARGV[1]`; answers,
+/// for each, 1 when the set held it already (a replay), 0 when it is new. One script runs at a
+/// time, so of two replicas' uses of a record exactly one gets 0. Two commands per batch, not
+/// one per record (`SMISMEMBER`: Redis 6.2 or later, or Valkey).
 const FIRST_USES: &str = r#"
-local new = {}
-for i = 2, #ARGV do
-  new[i - 1] = redis.call('SADD', KEYS[1], ARGV[i])
-end
+local held = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
-return new
+return held
 "#;
 /// Records the in-memory engine holds at most (expired ones go first).
 const MEMORY_MAX: usize = 100_000;
@@ -307,7 +307,7 @@ impl ProofReplay {
         Self {
             engine: Engine::Redis(GroupCommit::start(
                 sets,
-                |r: &Logged| r.key,
+                |r: &Logged| (r.until, r.key),
                 |sets, batch| Box::pin(sets.first_uses(batch)),
             )),
         }
@@ -393,8 +393,9 @@ struct RedisSets {
 
 impl RedisSets {
     /// The records of `batch` new to their sets: one script call (and `WAIT`) per `until`,
-    /// the sets' calls at once. A record is its first 16 bytes, as in SQLite's log.
-    async fn first_uses(&self, batch: &[Logged]) -> Result<Inserted<u128>, String> {
+    /// the sets' calls at once. A record is its first 16 bytes in its `until`'s set, as in
+    /// SQLite's buckets (a replay has its proof's `until`).
+    async fn first_uses(&self, batch: &[Logged]) -> Result<Inserted<(i64, u128)>, String> {
         let mut sets: BTreeMap<i64, Vec<u128>> = BTreeMap::new();
         for r in batch {
             sets.entry(r.until).or_default().push(r.key);
@@ -409,29 +410,31 @@ impl RedisSets {
                     .map(|k| Value::Bytes(k.to_le_bytes().to_vec().into())),
             );
             let client = self.pool.next();
-            let new: Vec<i64> = self
+            let held: Vec<i64> = self
                 .script
                 .evalsha_with_reload(client, name.as_str(), args)
                 .await
                 .map_err(|e| e.to_string())?;
-            if new.len() != keys.len() {
+            if held.len() != keys.len() {
                 return Err(format!(
                     "the script answered {} of {} records",
-                    new.len(),
+                    held.len(),
                     keys.len()
                 ));
             }
             crate::redis_wait::confirm_replicated(client, &name, self.wait_replicas).await?;
-            Ok::<_, String>(keys.into_iter().zip(new))
+            Ok::<_, String>(keys.into_iter().map(move |k| (until, k)).zip(held))
         });
+        // A record new to its set counts once, however many copies the batch had: the first
+        // copy is its first use, the others replays.
         let mut inserted = Inserted::new();
-        for (key, new) in futures::future::try_join_all(calls)
+        for (key, held) in futures::future::try_join_all(calls)
             .await?
             .into_iter()
             .flatten()
         {
-            if new == 1 {
-                *inserted.entry(key).or_default() += 1;
+            if held == 0 {
+                inserted.insert(key, 1);
             }
         }
         Ok(inserted)
