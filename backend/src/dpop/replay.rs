@@ -13,10 +13,11 @@
 //!   call per set ([`FIRST_USES`]: which of them the set held, then all of them added),
 //!   then one `WAIT` per set when `session.redis_wait_replicas` asks for it; on a cluster each
 //!   set goes to its own slot's primary. A command per record (`SET <key> 1 NX EX …`) cost
-//!   redis-server 9-13 µs of CPU per API call on the bench's two cores, against 3-4 µs so
-//!   (about 29 records a script call), and 186 bytes of its memory a record, against 77; a
-//!   pipeline of those commands still 7-8 µs. bench/dpop.sh, alternating in the same hour:
-//!   0.82-0.87 of the bare handler's rate with a command per record, 1.11-1.13 with the sets.
+//!   redis-server 9-13 µs of CPU per API call on the bench's two cores, against 2-5 µs so
+//!   (20-29 records a script call), and 186 bytes of its memory a record, against 77; a
+//!   pipeline of those commands still 7-8 µs. bench/dpop.sh: 0.88 of the bare handler's rate
+//!   with a command per record (6 rounds), 0.92 with the sets (30 rounds), the bridge's own CPU
+//!   per request from 8 µs above the handler's to 1.8 µs below.
 //! - PostgreSQL: `INSERT … ON CONFLICT DO NOTHING` into `dpop_proofs` (one statement; the
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
