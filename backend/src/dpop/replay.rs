@@ -67,6 +67,10 @@ redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIREAT', KEYS[1], ARGV[1])
 return held
 "#;
+/// Batches of Redis records at most in flight at once: the next starts beside the last only
+/// when that one is held up (`group_commit`'s stall), so a `WAIT` for a stalled replica or a
+/// hung cluster primary does not hold up the records of healthy primaries behind it.
+const REDIS_IN_FLIGHT: usize = 32;
 /// Records the in-memory engine holds at most (expired ones go first).
 const MEMORY_MAX: usize = 100_000;
 /// Live records the SQLite engine holds at most: about 150 MB, the 90 s window of 44 000 bound
@@ -306,8 +310,9 @@ impl ProofReplay {
             script: Script::from_lua(FIRST_USES),
         };
         Self {
-            engine: Engine::Redis(GroupCommit::start(
+            engine: Engine::Redis(GroupCommit::start_concurrent(
                 sets,
+                REDIS_IN_FLIGHT,
                 |r: &Logged| (r.until, r.key),
                 |sets, batch| Box::pin(sets.first_uses(batch)),
             )),
