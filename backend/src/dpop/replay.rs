@@ -10,7 +10,7 @@
 //! - Redis: one set per second of `until` (`login-bridge:dpop:proofs:<until>`), which Redis
 //!   deletes by itself once that second has passed (`EXPIREAT`), so its memory stays flat. The
 //!   records waiting at one moment go through [`crate::session::group_commit`] as one script
-//!   call per set ([`FIRST_USES`]: which of them the set held, then all of them added),
+//!   call per set (`FIRST_USES`: which of them the set held, then all of them added),
 //!   then one `WAIT` per set when `session.redis_wait_replicas` asks for it; on a cluster each
 //!   set goes to its own slot's primary. A command per record (`SET <key> 1 NX EX …`) cost
 //!   redis-server 9-13 µs of CPU per API call on the bench's two cores, against 2-5 µs so
@@ -22,7 +22,7 @@
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
 //! - SQLite (one bridge per file): the check against the live records held in the bridge's
-//!   memory ([`Held`]), and each new record appended to the `dpop_proof_log` table through
+//!   memory (`Held`), and each new record appended to the `dpop_proof_log` table through
 //!   [`crate::session::group_commit`] (one row per batch of waiting records) before the proof
 //!   is accepted; read back at start, so a restart (or a crash) forgets nothing. An index keyed
 //!   by the record instead (one b-tree insert per record, at a random place) cost a 4 KB page

@@ -11,7 +11,9 @@
 //! The writer is generic over what a record is, where it goes and how a batch is inserted;
 //! each user keeps its own SQL (see `authority::replay` and `dpop::replay`). DPoP's Redis
 //! engine uses it too: one script call per batch, where one command per record cost
-//! redis-server 9-13 µs of CPU a record on the bench's cores (see `dpop::replay`).
+//! redis-server 9-13 µs of CPU a record on the bench's cores (see `dpop::replay`). Batches go
+//! one at a time; a store that takes concurrent writes may start the next beside one held up
+//! ([`GroupCommit::start_concurrent`], `STALLED`).
 
 use std::{collections::HashMap, fmt::Display, hash::Hash, sync::Arc, time::Duration};
 
@@ -84,7 +86,7 @@ impl<R: Send + 'static> GroupCommit<R> {
     }
 
     /// [`Self::start`] for a store that takes concurrent writes (Redis): up to `in_flight`
-    /// batches at once, the next starting only once the last has run [`STALLED`].
+    /// batches at once, the next starting only once the last has run `STALLED`.
     pub fn start_concurrent<S, K, E>(
         pool: S,
         in_flight: usize,

@@ -6,7 +6,8 @@
 //! owns every session key. `store` opens the engine chosen in settings behind one seam,
 //! `index` finds the sessions of a provider `sid`/`sub` (back-channel logout needs it), and
 //! `refresh` keeps the provider refresh of one session single-flight behind a small trait;
-//! `group_commit` batches SQLite's first-use records (replay protection) into one statement.
+//! `group_commit` batches first-use records (replay protection) into one statement (SQLite) or
+//! one script call (DPoP's records in Redis).
 
 pub mod ended;
 pub mod group_commit;
