@@ -24,10 +24,10 @@ use crate::{
     reload::{Reloader, RouterParts, SwappableShell},
     router::RouterInputs,
     session::{
-        store::SessionBackend,
+        store::{SessionBackend, SqliteFileLock},
         typed::{SessionIndexHandle, SessionLimits},
     },
-    settings::Config,
+    settings::{Config, StoreKind},
     state::{AppState, AppStateInner},
     trust::engine::TrustEngine,
     web::{shell::Shell, spa::SpaIndex},
@@ -44,6 +44,8 @@ pub struct Application {
     api_calls: Arc<ApiCallLog>,
     /// The metrics listener and its router, when `[metrics]` names an address.
     metrics: Option<(TcpListener, Router)>,
+    /// The SQLite file's lock, held until the server has stopped.
+    _sqlite_lock: Option<SqliteFileLock>,
 }
 
 impl Application {
@@ -92,6 +94,11 @@ impl Application {
         ));
         trust.spawn_jwks_refresh();
         let provider = Arc::new(ProviderClient::new(settings.clone(), http, trust.clone()));
+        // Before the file is opened: a second bridge on it stops here and changes nothing.
+        let sqlite_lock = match settings.session.store {
+            StoreKind::Sqlite => Some(SqliteFileLock::take(&settings.session.sqlite_path)?),
+            StoreKind::Redis | StoreKind::Postgres => None,
+        };
         let backend = SessionBackend::open(&settings.session).await?;
         backend.spawn_cleanup();
         let authority = match &settings.authority {
@@ -179,6 +186,7 @@ impl Application {
             state,
             api_calls,
             metrics,
+            _sqlite_lock: sqlite_lock,
         })
     }
 

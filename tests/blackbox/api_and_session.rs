@@ -260,7 +260,7 @@ async fn a_bridge_restart_keeps_sessions() {
 
     // A second bridge on the same database file, with nothing in memory from the first.
     // Cookies are per host, not per port, so the browser's cookie goes to the new one too.
-    app.stop();
+    app.stop().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let opts = AppOptions {

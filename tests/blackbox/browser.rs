@@ -722,7 +722,7 @@ async fn with_an_active_sso_session_the_privacyidea_page_lists_and_enrolls_token
     };
     let keymaker = spawn_app_with(options(Vec::new())).await;
     let pem = keymaker.admin(&["keys", "export", "--pem"]).await.unwrap();
-    keymaker.stop();
+    keymaker.stop().await;
     let pi = PrivacyIdea::start(&[
         TrustedJwt::users(&pem, "ES256"),
         TrustedJwt::admins(&pem, "ES256"),

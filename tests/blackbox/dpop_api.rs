@@ -491,7 +491,7 @@ async fn on_sqlite_a_proof_accepted_before_a_restart_is_refused_after_it() {
     let a = spawn_app().await;
     // B starts on A's file once A has stopped.
     let _restarted = a_proof_accepted_by_a_is_refused_by(&a, async || {
-        a.stop();
+        a.stop().await;
         a.replica().await
     })
     .await;

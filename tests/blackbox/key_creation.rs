@@ -1,7 +1,8 @@
 //! One current signing key per algorithm, whoever starts first: two bridges and a `keys list`
-//! run that start together on an empty SQLite, Redis and PostgreSQL store create one key of
-//! each algorithm between them, so what `keys export` prints is what both bridges publish and
-//! sign with. No provider is needed: the token endpoint and the JWKS work without one.
+//! run that start together on an empty Redis and PostgreSQL store create one key of each
+//! algorithm between them, so what `keys export` prints is what both bridges publish and sign
+//! with. On SQLite, one file serves one bridge: the second is refused, and the first and the
+//! CLI race for the keys. No provider is needed: the token endpoint and the JWKS work without one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -87,6 +88,7 @@ async fn signed_token(address: &str, key: &crate::authority::KeyFile) -> String 
 }
 
 async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String)>) {
+    let on_sqlite = store.is_none();
     let dir = tempfile::tempdir().unwrap();
     let kek = dir.path().join("kek");
     login_bridge::authority::keyring::write_new_kek(&kek).unwrap();
@@ -131,7 +133,21 @@ async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String
         admin(&settings[0], &["keys", "list"]),
     );
     assert_eq!(current_kids(&listed).len(), 2, "{listed}");
-    let addresses: Vec<String> = [a.unwrap(), b.unwrap()]
+    // One SQLite file serves one bridge: whichever takes its lock first starts (and races the
+    // CLI for the keys); the other is refused before it opens the file.
+    let started = if on_sqlite {
+        let (started, refused): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
+        let refused = format!("{:#}", refused.into_iter().next().unwrap().err().unwrap());
+        assert!(
+            refused.contains("another login-bridge is serving the session database")
+                && refused.contains("shared.sqlite"),
+            "{refused}"
+        );
+        started.into_iter().map(Result::unwrap).collect::<Vec<_>>()
+    } else {
+        vec![a.unwrap(), b.unwrap()]
+    };
+    let addresses: Vec<String> = started
         .into_iter()
         .map(|app| {
             let address = format!("http://127.0.0.1:{}", app.port());
@@ -199,7 +215,8 @@ async fn two_bridges_and_the_cli_start_together(store: Option<(StoreKind, String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bridges_and_the_cli_starting_together_on_empty_sqlite_make_one_key_per_algorithm() {
+async fn a_bridge_and_the_cli_starting_together_on_empty_sqlite_make_one_key_per_algorithm_and_a_second_bridge_is_refused()
+ {
     two_bridges_and_the_cli_start_together(None).await;
 }
 

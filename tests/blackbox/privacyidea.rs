@@ -250,6 +250,8 @@ async fn privacyidea_behind_the_bridge_answers_the_spa_s_calls_with_a_minted_tok
     ])
     .await;
     let kek = first.dir.path().join("kek");
+    // One SQLite file serves one bridge: the first lets go of it.
+    first.stop().await;
     let app = spawn_app_with(AppOptions {
         authority: Some(json!({"key_encryption_key_file": kek})),
         sqlite_path: Some(first.settings.session.sqlite_path.clone()),

@@ -268,7 +268,7 @@ async fn sessions_outlive_replicas(kind: StoreKind) {
     let token = a.session_info(&client).await.auth_token;
 
     // A goes away: B serves the same session, no new login.
-    a.stop();
+    a.stop().await;
     assert_eq!(b.session_info(&client).await.auth_token, token);
     // A replica started afresh (a restart) knows it too.
     let restarted = a.replica().await;

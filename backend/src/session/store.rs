@@ -60,6 +60,61 @@ pub enum StoreError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Authority(#[from] AuthorityStoreError),
+    #[error(
+        "another login-bridge is serving the session database {path} (it holds {path}.lock): \
+         one SQLite file serves one bridge, which keeps the DPoP replay records and the refresh \
+         lock in its memory. Stop the other bridge, give this one a session.sqlite_path of its \
+         own, or let replicas share session.store = \"redis\" or \"postgres\" \
+         (docs/scale-out.md)"
+    )]
+    InUse { path: String },
+    #[error(
+        "cannot lock the session database {path} (session.sqlite_path), through {path}.lock: {source}"
+    )]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The running bridge's hold on its SQLite file: an exclusive lock on `<file>.lock`, held
+/// while the value lives and let go by the kernel when the process ends (`kill -9` too).
+///
+/// One SQLite file serves one bridge: the bridge checks DPoP proofs against replay records it
+/// holds in memory and keeps refreshes single-flight in its own process, so a second bridge
+/// on the same file would let a proof through twice and refresh a session twice. The
+/// commands beside a running bridge (`keys`, `service-user`, `user`) open the file without
+/// this lock; SQLite orders their writes.
+#[derive(Debug)]
+pub struct SqliteFileLock {
+    _file: std::fs::File,
+}
+
+impl SqliteFileLock {
+    /// Takes the lock for the SQLite file at `path`, or says that another bridge holds it.
+    pub fn take(path: &std::path::Path) -> Result<Self, StoreError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let shown = || path.display().to_string();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Lock {
+                path: shown(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: shown() }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
+                path: shown(),
+                source,
+            }),
+        }
+    }
 }
 
 /// The opened store of the configured engine.
@@ -381,6 +436,27 @@ async fn checkpoint_mode(pool: &sqlx::SqlitePool, mode: &str) -> Result<(i64, i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One holder at a time; the lock goes with its holder (the process, when it ends).
+    #[test]
+    fn a_sqlite_file_is_locked_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.sqlite");
+        let first = SqliteFileLock::take(&path).unwrap();
+        let refused = SqliteFileLock::take(&path).unwrap_err();
+        assert!(matches!(refused, StoreError::InUse { .. }), "{refused}");
+        assert!(
+            refused.to_string().contains("sessions.sqlite.lock"),
+            "{refused}"
+        );
+        // Another file beside it is free.
+        SqliteFileLock::take(&dir.path().join("other.sqlite")).unwrap();
+        drop(first);
+        SqliteFileLock::take(&path).unwrap();
+        // A directory that does not exist says what could not be opened.
+        let missing = SqliteFileLock::take(&dir.path().join("no/such.sqlite")).unwrap_err();
+        assert!(matches!(missing, StoreError::Lock { .. }), "{missing}");
+    }
 
     /// The writer leaves checkpoints to the checkpointer, whose passive checkpoint copies
     /// what was committed; the WAL then starts over instead of growing.

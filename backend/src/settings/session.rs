@@ -18,7 +18,9 @@ pub struct SessionSettings {
     /// SQLite database file for sessions (created when missing; survives restarts). Its
     /// write-ahead log sits beside it (`<file>-wal`): up to about 7 MB under heavy writes
     /// (`bench/dpop.sh --soak`: a DPoP replay record per request, 20 000 a second), cut back
-    /// to 64 MB at most when it starts over.
+    /// to 64 MB at most when it starts over. One file serves one bridge: the running bridge
+    /// holds a lock on `<file>.lock`, and a second bridge started on the file stops at once
+    /// with an error (the `keys`, `service-user` and `user` commands work beside it).
     #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
@@ -119,7 +121,8 @@ impl DpopMode {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
-    /// One SQLite file (`session.sqlite_path`): the embedded default for a single bridge.
+    /// One SQLite file (`session.sqlite_path`): the embedded default for a single bridge (a
+    /// second bridge on the same file is refused).
     #[default]
     Sqlite,
     /// Redis or Valkey at `session.url`, shared by every replica.

@@ -91,6 +91,11 @@ url = "http://{upstream}"
         }
     }
 
+    /// The configuration file it runs with.
+    pub fn config(&self) -> PathBuf {
+        self._dir.path().join("bridge.toml")
+    }
+
     pub fn pid(&self) -> u32 {
         self.process.id().unwrap()
     }

@@ -244,13 +244,16 @@ pub struct TestApp {
     pub metrics_port: Option<u16>,
     /// Reloads the running bridge's configuration, as SIGHUP does.
     pub reloader: login_bridge::reload::Reloader,
-    server: JoinHandle<()>,
+    /// The server's task, until [`TestApp::stop`] ends it.
+    server: std::sync::Mutex<Option<JoinHandle<()>>>,
     pub dir: Arc<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = self.server.get_mut().ok().and_then(Option::take) {
+            server.abort();
+        }
     }
 }
 
@@ -291,9 +294,14 @@ impl TestApp {
             .expect("no [authority] configured")
     }
 
-    /// Stops accepting connections (the provider keeps running).
-    pub fn stop(&self) {
-        self.server.abort();
+    /// Stops the bridge and waits until it has (its connections and its SQLite file's lock,
+    /// as when the process ends); the provider keeps running.
+    pub async fn stop(&self) {
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            server.abort();
+            let _ = server.await;
+        }
     }
 }
 
@@ -434,7 +442,7 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
         settings,
         metrics_port,
         reloader,
-        server,
+        server: std::sync::Mutex::new(Some(server)),
         dir,
     }
 }
