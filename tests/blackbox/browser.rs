@@ -138,26 +138,72 @@ impl Browser {
                 return text;
             }
             if tokio::time::Instant::now() > deadline {
-                let url = self
-                    .client
-                    .current_url()
-                    .await
-                    .map(|u| u.to_string())
-                    .unwrap_or_default();
-                let src = self.client.source().await.unwrap_or_default();
-                panic!("{css} never showed {expected:?}; at {url}\n{src}");
+                panic!(
+                    "{css} never showed {expected:?}; {}",
+                    self.what_it_shows().await
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// For a failed wait: the page's URL and HTML, each request the page made that has
+    /// finished (status, start and duration in ms: a call still pending is not listed), and
+    /// the console.
+    async fn what_it_shows(&self) -> String {
+        let url = self
+            .client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let src = self.client.source().await.unwrap_or_default();
+        let requests = self
+            .client
+            .execute(
+                "return performance.getEntriesByType('navigation')
+                   .concat(performance.getEntriesByType('resource'))
+                   .map(e => `${e.responseStatus} ${e.name} at ${Math.round(e.startTime)} \
+                              took ${Math.round(e.duration)}`)
+                   .join('\\n')",
+                vec![],
+            )
+            .await
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .unwrap_or_else(|e| format!("(no timings: {e})"));
+        // The console (a panic of the SPA's WebAssembly shows here), what is left of it.
+        let console = self
+            .client
+            .issue_cmd(RawCommand {
+                method: axum::http::Method::POST,
+                path: "se/log".into(),
+                body: Some(json!({"type": "browser"})),
+            })
+            .await
+            .map(|log| {
+                log.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| format!("{} {}", e["level"], e["message"]))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_else(|e| format!("(no console: {e})"));
+        format!(
+            "at {url}\n{src}\nfinished requests (status, URL, ms):\n{requests}\nconsole:\n{console}"
+        )
+    }
+
     async fn wait_for(&self, css: &str) {
-        self.client
+        if let Err(e) = self
+            .client
             .wait()
             .at_most(WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css} never appeared: {e}"));
+        {
+            panic!("{css} never appeared: {e}; {}", self.what_it_shows().await);
+        }
     }
 
     async fn click(&self, css: &str) {
