@@ -62,9 +62,9 @@ start_dpop "$STORE"
 
 rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
 # records: the replay records in the store, where it says, else "?". Redis: the records in the
-# sets of login-bridge:dpop:proofs:<until> (one set a second, about 90 live: KEYS over the few
+# sets of login-bridge:dpop:seen:<iat> (one set a second, about 90 live: KEYS over the few
 # keys there are costs nothing), and redis-server's used_memory; SQLite: the records in the rows of
-# dpop_proof_log (24 bytes each; expired rows stay until the purge, every 10 s), and after a
+# dpop_proof_seen (24 bytes each; expired rows stay until the purge, every 10 s), and after a
 # slash those the bridge holds in memory (login_bridge_dpop_replay_records_held, as of its last
 # purge), and the size of the SQLite WAL file.
 records() {
@@ -73,7 +73,7 @@ records() {
       printf '%s, Redis %s MB\n' \
         "$(redis-cli -h 127.0.0.1 -p "$redis_port" eval "local n = 0
           for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('SCARD', k) end
-          return n" 0 'login-bridge:dpop:proofs:*' 2>/dev/null || echo "?")" \
+          return n" 0 'login-bridge:dpop:seen:*' 2>/dev/null || echo "?")" \
         "$(redis-cli -h 127.0.0.1 -p "$redis_port" info memory 2>/dev/null \
           | awk -F: '$1 == "used_memory" {printf "%.1f", $2 / 1048576}')"
     ;;
@@ -81,7 +81,7 @@ records() {
       python3 - "$work/sessions.sqlite" <<'PY' 2>/dev/null || printf '?'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=1)
-print(db.execute("select coalesce(sum(length(records)), 0) / 24 from dpop_proof_log").fetchone()[0], end="")
+print(db.execute("select coalesce(sum(length(records)), 0) / 24 from dpop_proof_seen").fetchone()[0], end="")
 PY
       printf ' / %s held, WAL %s MB\n' "$(curl -s "http://127.0.0.1:$metrics_port/metrics" \
         | awk '$1 == "login_bridge_dpop_replay_records_held" {print $2}' | grep . || echo 0)" \

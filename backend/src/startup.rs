@@ -261,9 +261,15 @@ async fn open_dpop(
     let nonces_on = settings.session.dpop_nonce;
     let (replay, nonces) = match backend {
         SessionBackend::Sqlite { pool, .. } => (
-            ProofReplay::sqlite(pool.clone())
-                .await
-                .context("cannot create the DPoP replay table")?,
+            ProofReplay::sqlite(
+                pool.clone(),
+                crate::dpop::record_lives_secs(
+                    settings.session.dpop_proof_max_age_secs,
+                    leeway_secs,
+                ),
+            )
+            .await
+            .context("cannot create the DPoP replay table")?,
             match nonces_on {
                 true => Some(ServerNonces::sqlite(pool, leeway_secs).await?),
                 false => None,

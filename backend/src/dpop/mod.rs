@@ -121,10 +121,12 @@ impl Dpop {
             return Err(DpopRefusal::UseNonce(nonces.current(now)));
         }
         // Past this moment the proof's `iat` is refused anyway: the record may go.
-        let until = verified.iat + self.max_age_secs + self.leeway_secs + 1;
+        let until = verified
+            .iat
+            .saturating_add(record_lives_secs(self.max_age_secs, self.leeway_secs));
         match self
             .replay
-            .first_use(&verified.jkt, &verified.jti, until, now)
+            .first_use(&verified.jkt, &verified.jti, verified.iat, until, now)
             .await
         {
             Ok(true) => Ok(Some(verified)),
@@ -132,6 +134,12 @@ impl Dpop {
             Err(e) => Err(DpopRefusal::Unavailable(e.to_string())),
         }
     }
+}
+
+/// How long past its proof's `iat` a replay record lives: past the proof's window and leeway
+/// (and the second it was signed in) the proof is refused as too old anyway.
+pub fn record_lives_secs(max_age_secs: i64, leeway_secs: i64) -> i64 {
+    max_age_secs.saturating_add(leeway_secs).saturating_add(1)
 }
 
 /// `DPoP-Nonce` on every answer to a request that carried a proof, when nonces are on

@@ -3,12 +3,19 @@
 //! store, so a proof replayed to another replica (or to the bridge after a restart) is refused;
 //! bounded in memory.
 //!
+//! The engines that group records by second (Redis, SQLite) group them by the proof's `iat`,
+//! which the client signed and a replay carries unchanged, not by the moment the record may go:
+//! that moment depends on the window of the bridge that checks (`dpop_proof_max_age_secs`,
+//! `oidc.leeway_secs`), so a replay to a replica with another window, or to the bridge
+//! restarted with another one, looked in another second's group and got through.
+//!
 //! A record is the SHA-256 of `jkt`, a zero byte and `jti`: 32 bytes whatever the client put
 //! in `jti`, and nothing a reader of the store could replay. One record per API call with a
 //! bound token, so each engine writes it in the cheapest way that is still atomic:
 //!
-//! - Redis: one set per second of `until` (`login-bridge:dpop:proofs:<until>`), which Redis
-//!   deletes by itself once that second has passed (`EXPIREAT`), so its memory stays flat. The
+//! - Redis: one set per second of `iat` (`login-bridge:dpop:seen:<iat>`), which Redis deletes
+//!   by itself once the proofs of that second are too old for every bridge that wrote to it
+//!   (`EXPIREAT`, the latest asked for), so its memory stays flat. The
 //!   records waiting at one moment go through [`crate::session::group_commit`] as one script
 //!   call per set (`FIRST_USES`: which of them the set held, then all of them added),
 //!   then one `WAIT` per set when `session.redis_wait_replicas` asks for it; on a cluster each
@@ -22,7 +29,7 @@
 //!   primary key lets exactly one of concurrent uses on any replica insert it); a task deletes
 //!   expired rows every [`PURGE_EVERY`].
 //! - SQLite (one bridge per file): the check against the live records held in the bridge's
-//!   memory (`Held`), and each new record appended to the `dpop_proof_log` table through
+//!   memory (`Held`), and each new record appended to the `dpop_proof_seen` table through
 //!   [`crate::session::group_commit`] (one row per batch of waiting records) before the proof
 //!   is accepted; read back at start, so a restart (or a crash) forgets nothing. An index keyed
 //!   by the record instead (one b-tree insert per record, at a random place) cost a 4 KB page
@@ -55,16 +62,21 @@ use crate::{
 /// How often expired records are deleted from the SQL tables. A record lives about a minute
 /// (the proof's max age and leeway), so the tables hold about this much more than that.
 pub const PURGE_EVERY: Duration = Duration::from_secs(10);
-/// Redis sets of records: this and their `until` (Unix seconds).
-const REDIS_PREFIX: &str = "login-bridge:dpop:proofs:";
-/// Adds the records (`ARGV[2]`…) to the set `KEYS[1]`, which expires at `ARGV[1]`; answers,
-/// for each, 1 when the set held it already (a replay), 0 when it is new. One script runs at a
-/// time, so of two replicas' uses of a record exactly one gets 0. Two commands per batch, not
-/// one per record (`SMISMEMBER`: Redis 6.2 or later, or Valkey).
+/// Redis sets of records: this and their proofs' `iat` (Unix seconds).
+const REDIS_PREFIX: &str = "login-bridge:dpop:seen:";
+/// Adds the records (`ARGV[2]`…) to the set `KEYS[1]`, which expires at `ARGV[1]` at the
+/// earliest (a replica with a longer window may have asked for later: the later stays);
+/// answers, for each, 1 when the set held it already (a replay), 0 when it is new. One script
+/// runs at a time, so of two replicas' uses of a record exactly one gets 0. A few commands per
+/// batch, not one per record (`SMISMEMBER`: Redis 6.2 or later, or Valkey).
 const FIRST_USES: &str = r#"
 local held = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV, 2))
 redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIREAT', KEYS[1], ARGV[1])
+local at = tonumber(ARGV[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 or tonumber(redis.call('TIME')[1]) + ttl < at then
+  redis.call('EXPIREAT', KEYS[1], at)
+end
 return held
 "#;
 /// Batches of Redis records at most in flight at once: the next starts beside the last only
@@ -77,8 +89,9 @@ const MEMORY_MAX: usize = 100_000;
 /// API calls a second. Past it, new proofs answer 503 until records expire (a flood,
 /// not a browser).
 pub const HELD_MAX: usize = 4_000_000;
-/// A record in SQLite's `dpop_proof_log` rows: the first 16 bytes of its key, then `until`
-/// (little-endian).
+/// A record in SQLite's `dpop_proof_seen` rows: the first 16 bytes of its key, then its
+/// proof's `iat` (little-endian). The rows of `dpop_proof_log`, the version before, held
+/// `until` in its place.
 const LOGGED_LEN: usize = 24;
 
 /// The replay records of one bridge.
@@ -110,57 +123,66 @@ impl Default for ProofReplay {
 #[error("DPoP replay records: {0}")]
 pub struct ReplayError(pub String);
 
-/// One record as SQLite's log writer takes it.
+/// One record as the SQLite and Redis writers take it.
 #[derive(Clone, Copy)]
 struct Logged {
     /// The first 16 bytes of the record's key: the SHA-256 is uniform, so 128 bits tell the
     /// live records apart (two of a million share them with a chance of about 10^-27).
     key: u128,
+    /// The proof's `iat`: the second whose group holds the record.
+    iat: i64,
+    /// When the record may go.
     until: i64,
 }
 
 impl Logged {
-    fn new(key: &[u8; 32], until: i64) -> Self {
+    fn new(key: &[u8; 32], iat: i64, until: i64) -> Self {
         let mut first = [0; 16];
         first.copy_from_slice(&key[..16]);
         Self {
             key: u128::from_le_bytes(first),
+            iat,
             until,
         }
     }
 
+    /// The key and `iat` (`until` is the row's).
     fn encode(&self, into: &mut Vec<u8>) {
         into.extend_from_slice(&self.key.to_le_bytes());
-        into.extend_from_slice(&self.until.to_le_bytes());
+        into.extend_from_slice(&self.iat.to_le_bytes());
     }
 
-    /// The records of one log row; a row cut short (never written so) ends early.
-    fn decode(row: &[u8]) -> impl Iterator<Item = Self> + '_ {
+    /// The records of one row, as pairs of the key's first 16 bytes and the second after it;
+    /// a row cut short (never written so) ends early.
+    fn decode(row: &[u8]) -> impl Iterator<Item = (u128, i64)> + '_ {
         row.chunks_exact(LOGGED_LEN).map(|r| {
-            let (key, until) = r.split_at(16);
+            let (key, second) = r.split_at(16);
             let mut k = [0; 16];
             k.copy_from_slice(key);
-            let mut u = [0; 8];
-            u.copy_from_slice(until);
-            Self {
-                key: u128::from_le_bytes(k),
-                until: i64::from_le_bytes(u),
-            }
+            let mut t = [0; 8];
+            t.copy_from_slice(second);
+            (u128::from_le_bytes(k), i64::from_le_bytes(t))
         })
     }
 }
 
-/// The live records of the SQLite engine, in buckets by `until`. A replay has its proof's
-/// `until` (the signed `iat` plus this bridge's window), so it meets its record in one bucket
-/// (a restart with another `dpop_proof_max_age_secs` or leeway would miss the replay of a proof
-/// from the minute before, as the table keyed by `(until, key)` did);
-/// a bucket goes whole once its second has passed, so expiry costs nothing per record, and
-/// the memory follows the live records (calls a second × the window) however long the bridge
-/// runs.
+/// The live records of the SQLite engine, in buckets by their proofs' `iat`: a replay carries
+/// the same signed `iat`, so it meets its record in one bucket, whatever window the bridge had
+/// when it wrote the record. A bucket goes whole once its `until` has passed (one bridge gives
+/// every record the same window, so the buckets expire in order), so expiry costs nothing per
+/// record, and the memory follows the live records (calls a second × the window) however long
+/// the bridge runs.
 struct Held {
-    buckets: BTreeMap<i64, HashSet<u128>>,
+    buckets: BTreeMap<i64, Bucket>,
     len: usize,
     max: usize,
+}
+
+/// The records of one second of `iat`, and when the last of them may go.
+#[derive(Default)]
+struct Bucket {
+    until: i64,
+    keys: HashSet<u128>,
 }
 
 impl Held {
@@ -177,23 +199,21 @@ impl Held {
         self.len
     }
 
-    /// Drops the buckets whose `until` has passed.
+    /// Drops the buckets whose `until` has passed, from the oldest `iat` on.
     fn expire(&mut self, now: i64) {
         while let Some(bucket) = self.buckets.first_entry() {
-            if *bucket.key() >= now {
+            if bucket.get().until >= now {
                 break;
             }
-            self.len -= bucket.remove().len();
+            self.len -= bucket.remove().keys.len();
         }
     }
 
     /// Holds `record` (read back from the log: no limit); false when it was held already.
     fn insert(&mut self, record: Logged) -> bool {
-        let new = self
-            .buckets
-            .entry(record.until)
-            .or_default()
-            .insert(record.key);
+        let bucket = self.buckets.entry(record.iat).or_default();
+        bucket.until = bucket.until.max(record.until);
+        let new = bucket.keys.insert(record.key);
         self.len += usize::from(new);
         new
     }
@@ -203,8 +223,8 @@ impl Held {
         self.expire(now);
         if self
             .buckets
-            .get(&record.until)
-            .is_some_and(|b| b.contains(&record.key))
+            .get(&record.iat)
+            .is_some_and(|b| b.keys.contains(&record.key))
         {
             return Ok(false);
         }
@@ -226,27 +246,33 @@ fn record_key(jkt: &str, jti: &str) -> [u8; 32] {
 }
 
 impl ProofReplay {
-    /// The log in the embedded SQLite file (created when missing; a `dpop_proofs` table of an
-    /// earlier version is moved into it); `pool` is its one writer. Reads the live records
-    /// back, then starts the log's group-commit writer and the purge.
-    pub async fn sqlite(pool: SqlitePool) -> Result<Self, sqlx::Error> {
-        Self::sqlite_holding(pool, HELD_MAX).await
+    /// The log in the embedded SQLite file (created when missing; the tables of earlier
+    /// versions are moved into it); `pool` is its one writer. Reads the live records back,
+    /// then starts the log's group-commit writer and the purge. `lives_secs`: how long past its
+    /// proof's `iat` a record lives now (for records of earlier versions, which kept only
+    /// that moment).
+    pub async fn sqlite(pool: SqlitePool, lives_secs: i64) -> Result<Self, sqlx::Error> {
+        Self::sqlite_holding(pool, HELD_MAX, lives_secs).await
     }
 
-    async fn sqlite_holding(pool: SqlitePool, max: usize) -> Result<Self, sqlx::Error> {
+    async fn sqlite_holding(
+        pool: SqlitePool,
+        max: usize,
+        lives_secs: i64,
+    ) -> Result<Self, sqlx::Error> {
         for ddl in [
             // One row per batch of records, appended: the rows of a second share a page or
             // two, where a table keyed by record took one page per record. `until` is the
             // batch's latest, for the purge.
-            "CREATE TABLE IF NOT EXISTS dpop_proof_log (
+            "CREATE TABLE IF NOT EXISTS dpop_proof_seen (
                 until INTEGER NOT NULL,
                 records BLOB NOT NULL
             )",
-            "CREATE INDEX IF NOT EXISTS dpop_proof_log_until ON dpop_proof_log (until)",
+            "CREATE INDEX IF NOT EXISTS dpop_proof_seen_until ON dpop_proof_seen (until)",
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
-        let held = Arc::new(Mutex::new(read_back(&pool, now(), max).await?));
+        let held = Arc::new(Mutex::new(read_back(&pool, now(), max, lives_secs).await?));
         spawn_purge("SQLite", {
             let pool = pool.clone();
             let held = Arc::downgrade(&held);
@@ -262,7 +288,7 @@ impl ProofReplay {
                     crate::metrics::dpop_replay_records_held(h.len());
                 }
                 async move {
-                    sqlx::query("DELETE FROM dpop_proof_log WHERE until < ?")
+                    sqlx::query("DELETE FROM dpop_proof_seen WHERE until < ?")
                         .bind(now)
                         .execute(&pool)
                         .await
@@ -300,7 +326,7 @@ impl ProofReplay {
         }
     }
 
-    /// Sets under `login-bridge:dpop:proofs:` in Redis, each expiring by itself; with
+    /// Sets under `login-bridge:dpop:seen:` in Redis, each expiring by itself; with
     /// `wait_replicas` (`session.redis_wait_replicas`), a record counts once that many
     /// replicas have it (a record a failover lost would let its proof be replayed).
     pub fn redis(pool: Pool, wait_replicas: u32) -> Self {
@@ -313,17 +339,19 @@ impl ProofReplay {
             engine: Engine::Redis(GroupCommit::start_concurrent(
                 sets,
                 REDIS_IN_FLIGHT,
-                |r: &Logged| (r.until, r.key),
+                |r: &Logged| (r.iat, r.key),
                 |sets, batch| Box::pin(sets.first_uses(batch)),
             )),
         }
     }
 
-    /// Records `(jkt, jti)` until `until`; false when it was recorded before (a replay).
+    /// Records `(jkt, jti)` of a proof signed at `iat` until `until`; false when it was
+    /// recorded before (a replay).
     pub async fn first_use(
         &self,
         jkt: &str,
         jti: &str,
+        iat: i64,
         until: i64,
         now: i64,
     ) -> Result<bool, ReplayError> {
@@ -331,7 +359,7 @@ impl ProofReplay {
         match &self.engine {
             Engine::Memory(records) => memory_first_use(records, key, until, now),
             Engine::Sqlite(held, writer) => {
-                let record = Logged::new(&key, until);
+                let record = Logged::new(&key, iat, until);
                 let first = match held.lock() {
                     Ok(mut h) => h.first_use(record, now),
                     Err(p) => p.into_inner().first_use(record, now),
@@ -360,7 +388,7 @@ impl ProofReplay {
                 Ok(done.rows_affected() == 1)
             }
             Engine::Redis(writer) => writer
-                .first_use(Logged::new(&key, until))
+                .first_use(Logged::new(&key, iat, until))
                 .await
                 .map_err(|e| ReplayError(e.0)),
         }
@@ -398,16 +426,18 @@ struct RedisSets {
 }
 
 impl RedisSets {
-    /// The records of `batch` new to their sets: one script call (and `WAIT`) per `until`,
-    /// the sets' calls at once. A record is its first 16 bytes in its `until`'s set, as in
-    /// SQLite's buckets (a replay has its proof's `until`).
+    /// The records of `batch` new to their sets: one script call (and `WAIT`) per `iat`, the
+    /// sets' calls at once. A record is its first 16 bytes in its `iat`'s set, as in SQLite's
+    /// buckets (a replay has its proof's `iat`).
     async fn first_uses(&self, batch: &[Logged]) -> Result<Inserted<(i64, u128)>, String> {
-        let mut sets: BTreeMap<i64, Vec<u128>> = BTreeMap::new();
+        let mut sets: BTreeMap<i64, (i64, Vec<u128>)> = BTreeMap::new();
         for r in batch {
-            sets.entry(r.until).or_default().push(r.key);
+            let (until, keys) = sets.entry(r.iat).or_insert((i64::MIN, Vec::new()));
+            *until = (*until).max(r.until);
+            keys.push(r.key);
         }
-        let calls = sets.into_iter().map(|(until, keys)| async move {
-            let name = format!("{REDIS_PREFIX}{until}");
+        let calls = sets.into_iter().map(|(iat, (until, keys))| async move {
+            let name = format!("{REDIS_PREFIX}{iat}");
             // Kept one second past `until`, as the SQL engines keep a row until then.
             let mut args = Vec::with_capacity(keys.len() + 1);
             args.push(Value::from(until.saturating_add(1)));
@@ -429,7 +459,7 @@ impl RedisSets {
                 ));
             }
             crate::redis_wait::confirm_replicated(client, &name, self.wait_replicas).await?;
-            Ok::<_, String>(keys.into_iter().map(move |k| (until, k)).zip(held))
+            Ok::<_, String>(keys.into_iter().map(move |k| (iat, k)).zip(held))
         });
         // A record new to its set counts once, however many copies the batch had: the first
         // copy is its first use, the others replays.
@@ -453,7 +483,7 @@ async fn append_sqlite(pool: &SqlitePool, batch: &[Logged]) -> Result<Inserted<u
     Ok(batch.iter().map(|r| (r.key, 1)).collect())
 }
 
-/// One `dpop_proof_log` row of `batch`, its `until` the batch's latest.
+/// One `dpop_proof_seen` row of `batch`, its `until` the batch's latest.
 async fn append_row<'e>(
     db: impl sqlx::SqliteExecutor<'e>,
     batch: &[Logged],
@@ -464,7 +494,7 @@ async fn append_row<'e>(
         r.encode(&mut records);
         until = until.max(r.until);
     }
-    sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
+    sqlx::query("INSERT INTO dpop_proof_seen (until, records) VALUES (?, ?)")
         .bind(until)
         .bind(records)
         .execute(db)
@@ -472,50 +502,89 @@ async fn append_row<'e>(
     Ok(())
 }
 
-/// The live records of the log (and of an earlier version's `dpop_proofs` table, which is then
-/// moved into the log in one transaction and dropped).
-async fn read_back(pool: &SqlitePool, now: i64, max: usize) -> Result<Held, sqlx::Error> {
+/// The live records of the log, and those of earlier versions' tables, which are then moved
+/// into the log in one transaction and dropped: `dpop_proof_log` (rows as here, each record
+/// with its `until` in place of its `iat`) and `dpop_proofs` (a row per record). Those kept only
+/// `until`, so their `iat` is taken to be `until - lives_secs`: right unless the window
+/// changed with the upgrade.
+async fn read_back(
+    pool: &SqlitePool,
+    now: i64,
+    max: usize,
+    lives_secs: i64,
+) -> Result<Held, sqlx::Error> {
     let mut held = Held::new(max);
-    let rows = sqlx::query("SELECT records FROM dpop_proof_log WHERE until >= ?")
+    let rows = sqlx::query("SELECT until, records FROM dpop_proof_seen WHERE until >= ?")
         .bind(now)
         .fetch_all(pool)
         .await?;
     for row in rows {
-        let records: Vec<u8> = row.try_get(0)?;
-        for r in Logged::decode(&records).filter(|r| r.until >= now) {
-            held.insert(r);
+        // The row's records got their `until` from one bridge's window, as the row's latest.
+        let until: i64 = row.try_get(0)?;
+        let records: Vec<u8> = row.try_get(1)?;
+        let newest = Logged::decode(&records).map(|(_, iat)| iat).max();
+        let lives = newest.map_or(0, |newest| until.saturating_sub(newest));
+        for (key, iat) in Logged::decode(&records) {
+            let until = iat.saturating_add(lives);
+            if until >= now {
+                held.insert(Logged { key, iat, until });
+            }
         }
     }
-    // The check and the move in one transaction: of two bridges starting on one file at once
-    // (not supported), the second fails to start instead of moving the rows twice.
+    // The check and the move in one transaction: of two openers of one file at once, the
+    // second fails instead of moving the rows twice.
     let mut tx = pool.begin().await?;
-    let earlier: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'dpop_proofs'",
+    let earlier: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table'
+         AND name IN ('dpop_proof_log', 'dpop_proofs')",
     )
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    if earlier.is_some() {
+    let mut moved = Vec::new();
+    let of_until = |key: u128, until: i64| Logged {
+        key,
+        iat: until.saturating_sub(lives_secs),
+        until,
+    };
+    if earlier.iter().any(|t| t == "dpop_proof_log") {
+        let rows = sqlx::query("SELECT records FROM dpop_proof_log WHERE until >= ?")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in rows {
+            let records: Vec<u8> = row.try_get(0)?;
+            moved.extend(
+                Logged::decode(&records)
+                    .filter(|&(_, until)| until >= now)
+                    .map(|(key, until)| of_until(key, until)),
+            );
+        }
+        sqlx::query("DROP TABLE dpop_proof_log")
+            .execute(&mut *tx)
+            .await?;
+    }
+    if earlier.iter().any(|t| t == "dpop_proofs") {
         let rows = sqlx::query("SELECT until, key FROM dpop_proofs WHERE until >= ?")
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-        let mut moved = Vec::new();
         for row in rows {
             let until: i64 = row.try_get(0)?;
             let key: Vec<u8> = row.try_get(1)?;
             if let Ok(key) = <[u8; 32]>::try_from(key.as_slice()) {
-                moved.push(Logged::new(&key, until));
+                let Logged { key, .. } = Logged::new(&key, 0, 0);
+                moved.push(of_until(key, until));
             }
-        }
-        if !moved.is_empty() {
-            for r in &moved {
-                held.insert(*r);
-            }
-            append_row(&mut *tx, &moved).await?;
         }
         sqlx::query("DROP TABLE dpop_proofs")
             .execute(&mut *tx)
             .await?;
+    }
+    if !moved.is_empty() {
+        for r in &moved {
+            held.insert(*r);
+        }
+        append_row(&mut *tx, &moved).await?;
     }
     tx.commit().await?;
     Ok(held)
@@ -542,6 +611,10 @@ where
 mod tests {
     use super::*;
 
+    /// How long past its proof's `iat` a record lives in these tests (`until - LIVES` is the
+    /// proof's `iat`).
+    const LIVES: i64 = 90;
+
     /// Twenty concurrent uses of each of ten proofs: exactly one of each is first; the same
     /// `jti` of another key is not a replay; a later use of a recorded one is.
     async fn one_first_use_per_proof(replay: &ProofReplay) {
@@ -551,7 +624,10 @@ mod tests {
             let replay = replay.clone();
             async move {
                 let jti = format!("j{}", i % 10);
-                (i % 10, replay.first_use("key-a", &jti, t + 90, t).await)
+                (
+                    i % 10,
+                    replay.first_use("key-a", &jti, t, t + LIVES, t).await,
+                )
             }
         });
         let mut firsts = [0; 10];
@@ -564,11 +640,11 @@ mod tests {
         }
         assert_eq!(firsts, [1; 10]);
         assert!(matches!(
-            replay.first_use("key-b", "j0", t + 90, t).await,
+            replay.first_use("key-b", "j0", t, t + LIVES, t).await,
             Ok(true)
         ));
         assert!(matches!(
-            replay.first_use("key-a", "j0", t + 90, t + 50).await,
+            replay.first_use("key-a", "j0", t, t + LIVES, t + 50).await,
             Ok(false)
         ));
     }
@@ -595,7 +671,7 @@ mod tests {
     /// The engine on that file, holding at most `max` records.
     async fn sqlite_replay(dir: &std::path::Path, max: usize) -> (SqlitePool, ProofReplay) {
         let pool = sqlite_file(dir).await;
-        let replay = ProofReplay::sqlite_holding(pool.clone(), max)
+        let replay = ProofReplay::sqlite_holding(pool.clone(), max, LIVES)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         (pool, replay)
@@ -609,7 +685,7 @@ mod tests {
     }
 
     async fn logged(pool: &SqlitePool) -> Option<i64> {
-        sqlx::query("SELECT COUNT(*) FROM dpop_proof_log")
+        sqlx::query("SELECT COUNT(*) FROM dpop_proof_seen")
             .fetch_one(pool)
             .await
             .map(|r| r.get::<i64, _>(0))
@@ -637,14 +713,49 @@ mod tests {
         let t = now();
         for (key, jti) in [("key-a", "j0"), ("key-a", "j9"), ("key-b", "j0")] {
             assert!(
-                matches!(restarted.first_use(key, jti, t + 90, t).await, Ok(false)),
+                matches!(
+                    restarted.first_use(key, jti, t, t + LIVES, t).await,
+                    Ok(false)
+                ),
                 "{key} {jti} replayed after the restart"
             );
         }
         assert!(matches!(
-            restarted.first_use("key-b", "j1", t + 90, t).await,
+            restarted.first_use("key-b", "j1", t, t + LIVES, t).await,
             Ok(true)
         ));
+    }
+
+    /// A record is found by its proof's `iat`, not by when it may go: a bridge restarted with
+    /// a shorter or a longer window (`dpop_proof_max_age_secs`, leeway) still refuses a proof
+    /// it accepted before, and the records read back keep the window they were written with.
+    #[tokio::test]
+    async fn in_sqlite_a_restart_with_another_window_still_refuses_a_proof_used_before_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (pool, replay) = sqlite_replay(dir.path(), HELD_MAX).await;
+        let t = now();
+        assert!(matches!(
+            replay.first_use("k", "j", t - 10, t - 10 + LIVES, t).await,
+            Ok(true)
+        ));
+        pool.close().await;
+        for lives in [30, LIVES, 300] {
+            let pool = sqlite_file(dir.path()).await;
+            let restarted = ProofReplay::sqlite_holding(pool.clone(), HELD_MAX, lives)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                matches!(
+                    restarted
+                        .first_use("k", "j", t - 10, t - 10 + lives, t)
+                        .await,
+                    Ok(false)
+                ),
+                "replayed to a bridge whose records live {lives} s"
+            );
+            assert_eq!(held(&restarted), 1, "{lives}");
+            pool.close().await;
+        }
     }
 
     /// Expired records leave the memory whole seconds at a time, and the log's rows with them;
@@ -656,26 +767,28 @@ mod tests {
         let t = now();
         for jti in ["a", "b", "c"] {
             assert!(matches!(
-                replay.first_use("k", jti, t + 1, t).await,
+                replay.first_use("k", jti, t + 1 - LIVES, t + 1, t).await,
                 Ok(true)
             ));
         }
         assert!(matches!(
-            replay.first_use("k", "d", t + 60, t).await,
+            replay.first_use("k", "d", t + 60 - LIVES, t + 60, t).await,
             Ok(true)
         ));
         assert_eq!(held(&replay), 4);
         // Two seconds on, the first three have expired: the next use drops their bucket.
         assert!(matches!(
-            replay.first_use("k", "e", t + 60, t + 2).await,
+            replay
+                .first_use("k", "e", t + 60 - LIVES, t + 60, t + 2)
+                .await,
             Ok(true)
         ));
         assert_eq!(held(&replay), 2);
-        let held_back = read_back(&pool, t + 2, HELD_MAX)
+        let held_back = read_back(&pool, t + 2, HELD_MAX, LIVES)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(held_back.len(), 2, "expired records are not read back");
-        let purged = sqlx::query("DELETE FROM dpop_proof_log WHERE until < ?")
+        let purged = sqlx::query("DELETE FROM dpop_proof_seen WHERE until < ?")
             .bind(t + 61)
             .execute(&pool)
             .await
@@ -693,35 +806,47 @@ mod tests {
         let t = now();
         for jti in ["a", "b", "c"] {
             assert!(matches!(
-                replay.first_use("k", jti, t + 5, t).await,
+                replay.first_use("k", jti, t + 5 - LIVES, t + 5, t).await,
                 Ok(true)
             ));
         }
-        assert!(replay.first_use("k", "d", t + 5, t).await.is_err());
+        assert!(
+            replay
+                .first_use("k", "d", t + 5 - LIVES, t + 5, t)
+                .await
+                .is_err()
+        );
         assert!(matches!(
-            replay.first_use("k", "a", t + 5, t).await,
+            replay.first_use("k", "a", t + 5 - LIVES, t + 5, t).await,
             Ok(false)
         ));
         assert!(matches!(
-            replay.first_use("k", "d", t + 20, t + 6).await,
+            replay
+                .first_use("k", "d", t + 20 - LIVES, t + 20, t + 6)
+                .await,
             Ok(true)
         ));
     }
 
-    /// A bridge upgraded from the table keyed by record moves the live rows into the log and
-    /// still refuses their proofs.
+    /// A bridge upgraded from an earlier version moves the live records of its tables into the
+    /// log (each record's `iat` taken from its `until` and the window) and still refuses their
+    /// proofs: `dpop_proof_log` (rows of records with their `until`) and `dpop_proofs` (a row
+    /// per record).
     #[tokio::test]
     async fn in_sqlite_an_earlier_versions_records_are_kept() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let pool = sqlite_file(dir.path()).await;
         let t = now();
-        sqlx::query(
+        for ddl in [
             "CREATE TABLE dpop_proofs (until INTEGER NOT NULL, key BLOB NOT NULL,
              PRIMARY KEY (until, key)) WITHOUT ROWID",
-        )
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+            "CREATE TABLE dpop_proof_log (until INTEGER NOT NULL, records BLOB NOT NULL)",
+        ] {
+            sqlx::query(ddl)
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         for (jti, until) in [("live", t + 60), ("gone", t - 5)] {
             sqlx::query("INSERT INTO dpop_proofs (until, key) VALUES (?, ?)")
                 .bind(until)
@@ -729,25 +854,41 @@ mod tests {
                 .execute(&pool)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-        }
-        let replay = ProofReplay::sqlite(pool.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            replay.first_use("k", "live", t + 60, t).await,
-            Ok(false)
-        ));
-        assert_eq!(held(&replay), 1);
-        let table: Option<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'dpop_proofs'")
-                .fetch_optional(&pool)
+            let mut records = record_key("k", &format!("{jti}-logged"))[..16].to_vec();
+            records.extend_from_slice(&until.to_le_bytes());
+            sqlx::query("INSERT INTO dpop_proof_log (until, records) VALUES (?, ?)")
+                .bind(until)
+                .bind(records)
+                .execute(&pool)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(table, None, "the earlier table is dropped");
-        let again = read_back(&pool, t, HELD_MAX)
+        }
+        let replay = ProofReplay::sqlite(pool.clone(), LIVES)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(again.len(), 1, "the live record is in the log");
+        for jti in ["live", "live-logged"] {
+            assert!(
+                matches!(
+                    replay.first_use("k", jti, t + 60 - LIVES, t + 60, t).await,
+                    Ok(false)
+                ),
+                "{jti}"
+            );
+        }
+        assert_eq!(held(&replay), 2);
+        for table in ["dpop_proofs", "dpop_proof_log"] {
+            let left: Option<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = ?")
+                    .bind(table)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(left, None, "{table} is dropped");
+        }
+        let again = read_back(&pool, t, HELD_MAX, LIVES)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.len(), 2, "the live records are in the log");
     }
 
     #[test]
@@ -769,12 +910,49 @@ mod tests {
         one_first_use_per_proof(&replay).await;
         let now = now();
         assert!(matches!(
-            replay.first_use("key-c", "j", now + 60, now).await,
+            replay
+                .first_use("key-c", "j", now + 60 - LIVES, now + 60, now)
+                .await,
             Ok(true)
         ));
-        let name = format!("{REDIS_PREFIX}{}", now + 60);
+        let name = format!("{REDIS_PREFIX}{}", now + 60 - LIVES);
         let ttl: i64 = pool.ttl(&name).await.unwrap_or_else(|e| panic!("{e}"));
         assert!((59..=61).contains(&ttl), "expires with the proof: {ttl}");
+    }
+
+    /// Replicas with different windows (a configuration rolled out one replica at a time):
+    /// a proof one accepted is refused by the other, and its set lives as long as the longer
+    /// window asks.
+    #[tokio::test]
+    async fn in_redis_replicas_with_different_windows_refuse_each_others_proofs() {
+        let (pool, _server) = redis().await;
+        let (long, short) = (
+            ProofReplay::redis(pool.clone(), 0),
+            ProofReplay::redis(pool.clone(), 0),
+        );
+        let t = now();
+        assert!(matches!(
+            long.first_use("k", "a", t, t + LIVES, t).await,
+            Ok(true)
+        ));
+        assert!(matches!(
+            short.first_use("k", "a", t, t + 30, t).await,
+            Ok(false)
+        ));
+        assert!(matches!(
+            long.first_use("k", "b", t, t + LIVES, t).await,
+            Ok(true)
+        ));
+        // The shorter window writes last.
+        assert!(matches!(
+            short.first_use("k", "b", t, t + 30, t).await,
+            Ok(false)
+        ));
+        let ttl: i64 = pool
+            .ttl(format!("{REDIS_PREFIX}{t}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ttl >= LIVES - 1, "the longer window's expiry stays: {ttl}");
     }
 
     /// Records of several seconds' sets waiting at once (one batch, a script call per set):
@@ -788,7 +966,12 @@ mod tests {
             let replay = replay.clone();
             // Three proofs, each used four times, in each of five seconds.
             let (jti, until) = (format!("j{}", i % 3), t + 60 + i % 5);
-            async move { (until, replay.first_use("k", &jti, until, t).await) }
+            async move {
+                (
+                    until,
+                    replay.first_use("k", &jti, until - LIVES, until, t).await,
+                )
+            }
         });
         let mut firsts = BTreeMap::<i64, usize>::new();
         for (until, first) in futures::future::join_all(uses).await {
@@ -801,7 +984,7 @@ mod tests {
         assert_eq!(firsts.values().collect::<Vec<_>>(), [&3; 5]);
         for until in t + 60..t + 65 {
             let held: i64 = pool
-                .scard(format!("{REDIS_PREFIX}{until}"))
+                .scard(format!("{REDIS_PREFIX}{}", until - LIVES))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(held, 3, "the set of {until}");
