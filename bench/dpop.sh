@@ -65,8 +65,8 @@ rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$bridge/status"; }
 # sets of login-bridge:dpop:seen:<iat> (one set a second, about 90 live: KEYS over the few
 # keys there are costs nothing), and redis-server's used_memory; SQLite: the records in the rows of
 # dpop_proof_seen (24 bytes each; expired rows stay until the purge, every 10 s), and after a
-# slash those the bridge holds in memory (login_bridge_dpop_replay_records_held, as of its last
-# purge), and the size of the SQLite WAL file.
+# slash those the bridge holds in memory (login_bridge_dpop_replay_records_held), and the size
+# of the SQLite WAL file.
 records() {
   case $STORE in
     redis)

@@ -45,7 +45,8 @@ pub const LOCAL_SIGN_INS: &str = "login_bridge_local_sign_ins_total";
 pub const ENDED_SESSION_COOKIES: &str = "login_bridge_ended_session_cookies_total";
 /// Configuration reloads (SIGHUP), by result (`applied`, `refused`).
 pub const CONFIG_RELOADS: &str = "login_bridge_config_reloads_total";
-/// DPoP replay records the bridge holds in memory (SQLite store; the shared stores hold none).
+/// DPoP replay records the bridge holds in memory (SQLite store; the shared stores hold none),
+/// as of the last record added or expired.
 pub const DPOP_REPLAY_RECORDS_HELD: &str = "login_bridge_dpop_replay_records_held";
 
 /// Buckets of [`HTTP_REQUEST_DURATION`]: from a cached-token API call (well under a
@@ -136,7 +137,7 @@ fn describe() {
     );
     ::metrics::describe_gauge!(
         DPOP_REPLAY_RECORDS_HELD,
-        "DPoP replay records held in memory (SQLite store), as of the last purge"
+        "DPoP replay records held in memory (SQLite store)"
     );
     describe_counter!(
         ENDED_SESSION_COOKIES,
@@ -163,9 +164,10 @@ async fn render(State(handle): State<PrometheusHandle>) -> Response {
         .into_response()
 }
 
-/// The DPoP replay records held in memory after a purge (SQLite store).
-pub fn dpop_replay_records_held(records: usize) {
-    ::metrics::gauge!(DPOP_REPLAY_RECORDS_HELD).set(records as f64);
+/// The DPoP replay records held in memory (SQLite store): a handle the holder sets as the
+/// number changes (an atomic store; the registry is looked up once).
+pub fn dpop_replay_records_held() -> ::metrics::Gauge {
+    ::metrics::gauge!(DPOP_REPLAY_RECORDS_HELD)
 }
 
 /// A token verification: `valid` with `cached`/`verified`, or `invalid` with a short reason.

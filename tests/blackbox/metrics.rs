@@ -85,6 +85,49 @@ async fn in_a_process_of_its_own(test: &str) -> bool {
     false
 }
 
+/// `login_bridge_dpop_replay_records_held` counts the records of the proofs the bridge accepted
+/// (SQLite store): a replay adds none.
+#[tokio::test]
+async fn the_held_dpop_records_gauge_counts_each_accepted_proof_once() {
+    if !in_a_process_of_its_own(
+        "metrics::the_held_dpop_records_gauge_counts_each_accepted_proof_once",
+    )
+    .await
+    {
+        return;
+    }
+    let app = spawn_app_with(AppOptions {
+        metrics: true,
+        ..AppOptions::default()
+    })
+    .await;
+    let held = |text: &str| value(text, "login_bridge_dpop_replay_records_held", &[]);
+    assert_eq!(held(&scrape(&app).await), 0.0);
+    let key = crate::support::dpop::DpopKey::generate();
+    let mut claims = access_claims(&app);
+    claims["cnf"] = json!({"jkt": key.jkt()});
+    let token = sign_as_idp(&claims);
+    let url = format!("{}/api/me", app.address);
+    let call = |proof: String| {
+        reqwest::Client::new()
+            .get(&url)
+            .header(header::AUTHORIZATION, format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = key.proof("GET", &url, Some(&token));
+        assert_eq!(call(last.clone()).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        call(last).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED,
+        "a replay"
+    );
+    assert_eq!(held(&scrape(&app).await), 5.0);
+}
+
 /// Asserts that the series grew between the two scrapes.
 pub(crate) fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
     let (b, a) = (value(before, name, labels), value(after, name, labels));

@@ -176,6 +176,8 @@ struct Held {
     buckets: BTreeMap<i64, Bucket>,
     len: usize,
     max: usize,
+    /// `login_bridge_dpop_replay_records_held`, set to `len` as it changes.
+    gauge: ::metrics::Gauge,
 }
 
 /// The records of one second of `iat`, and when the last of them may go.
@@ -191,10 +193,12 @@ impl Held {
             buckets: BTreeMap::new(),
             len: 0,
             max,
+            gauge: crate::metrics::dpop_replay_records_held(),
         }
     }
 
     /// The live records held.
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.len
     }
@@ -206,6 +210,7 @@ impl Held {
                 break;
             }
             self.len -= bucket.remove().keys.len();
+            self.gauge.set(self.len as f64);
         }
     }
 
@@ -214,7 +219,10 @@ impl Held {
         let bucket = self.buckets.entry(record.iat).or_default();
         bucket.until = bucket.until.max(record.until);
         let new = bucket.keys.insert(record.key);
-        self.len += usize::from(new);
+        if new {
+            self.len += 1;
+            self.gauge.set(self.len as f64);
+        }
         new
     }
 
@@ -285,7 +293,6 @@ impl ProofReplay {
                         Err(p) => p.into_inner(),
                     };
                     h.expire(now);
-                    crate::metrics::dpop_replay_records_held(h.len());
                 }
                 async move {
                     sqlx::query("DELETE FROM dpop_proof_seen WHERE until < ?")
