@@ -89,18 +89,12 @@ async fn in_a_process_of_its_own(test: &str) -> bool {
 /// (SQLite store): a replay adds none.
 #[tokio::test]
 async fn the_held_dpop_records_gauge_counts_each_accepted_proof_once() {
-    if !in_a_process_of_its_own(
-        "metrics::the_held_dpop_records_gauge_counts_each_accepted_proof_once",
-    )
-    .await
-    {
+    let Some(app) =
+        alone_with_metrics("metrics::the_held_dpop_records_gauge_counts_each_accepted_proof_once")
+            .await
+    else {
         return;
-    }
-    let app = spawn_app_with(AppOptions {
-        metrics: true,
-        ..AppOptions::default()
-    })
-    .await;
+    };
     let held = |text: &str| value(text, "login_bridge_dpop_replay_records_held", &[]);
     assert_eq!(held(&scrape(&app).await), 0.0);
     let key = crate::support::dpop::DpopKey::generate();
@@ -128,6 +122,21 @@ async fn the_held_dpop_records_gauge_counts_each_accepted_proof_once() {
     assert_eq!(held(&scrape(&app).await), 5.0);
 }
 
+/// A bridge with `[metrics]` and the default options when this process runs `test` alone
+/// ([`in_a_process_of_its_own`]); `None` in the process that started it.
+async fn alone_with_metrics(test: &str) -> Option<TestApp> {
+    if !in_a_process_of_its_own(test).await {
+        return None;
+    }
+    Some(
+        spawn_app_with(AppOptions {
+            metrics: true,
+            ..AppOptions::default()
+        })
+        .await,
+    )
+}
+
 /// Asserts that the series grew between the two scrapes.
 pub(crate) fn assert_moved(before: &str, after: &str, name: &str, labels: &[(&str, &str)]) {
     let (b, a) = (value(before, name, labels), value(after, name, labels));
@@ -143,18 +152,13 @@ fn access_claims(app: &TestApp) -> serde_json::Value {
 
 #[tokio::test]
 async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() {
-    if !in_a_process_of_its_own(
+    let Some(app) = alone_with_metrics(
         "metrics::metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener",
     )
     .await
-    {
+    else {
         return;
-    }
-    let app = spawn_app_with(AppOptions {
-        metrics: true,
-        ..AppOptions::default()
-    })
-    .await;
+    };
     let before = scrape(&app).await;
 
     // A sign-in, the SPA's session call, API calls with a valid and invalid tokens, a logout.
@@ -300,14 +304,9 @@ async fn metrics_count_a_sign_in_api_calls_and_a_logout_on_their_own_listener() 
 #[tokio::test]
 async fn each_answer_is_counted_once() {
     const CALLS: f64 = 200.0;
-    if !in_a_process_of_its_own("metrics::each_answer_is_counted_once").await {
+    let Some(app) = alone_with_metrics("metrics::each_answer_is_counted_once").await else {
         return;
-    }
-    let app = spawn_app_with(AppOptions {
-        metrics: true,
-        ..AppOptions::default()
-    })
-    .await;
+    };
     let health = [("class", "health"), ("status", "2xx")];
     let requests = "login_bridge_http_requests_total";
     let durations = "login_bridge_http_request_duration_seconds_count";
