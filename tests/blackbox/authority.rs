@@ -598,7 +598,9 @@ async fn private_keys_are_sealed_under_the_key_encryption_key() {
         "not a PKCS#8 key"
     );
 
-    // Another key-encryption key cannot open them: the bridge refuses to start with it.
+    // Another key-encryption key cannot open them: the bridge refuses to start with it (once
+    // this one has let go of the file: one SQLite file serves one bridge).
+    app.stop().await;
     let mut settings = app.settings.clone();
     let other = app.dir.path().join("other-kek");
     login_bridge::authority::keyring::write_new_kek(&other).unwrap();
