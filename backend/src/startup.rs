@@ -83,6 +83,12 @@ impl Application {
         } = config;
         let settings = Arc::new(settings);
         settings.log_warnings();
+        // Before anything starts or the file is opened: a second bridge on it stops here and
+        // changes nothing.
+        let sqlite_lock = match settings.session.store {
+            StoreKind::Sqlite => Some(SqliteFileLock::take(&settings.session.sqlite_path)?),
+            StoreKind::Redis | StoreKind::Postgres => None,
+        };
         // Also the key-set client of every `[[issuers]]` entry: idle connections are dropped
         // before a common keep-alive timeout ends (see `oidc::http`).
         let http = ProviderHttp::new(Duration::from_secs(settings.oidc.http_timeout_secs))
@@ -94,11 +100,6 @@ impl Application {
         ));
         trust.spawn_jwks_refresh();
         let provider = Arc::new(ProviderClient::new(settings.clone(), http, trust.clone()));
-        // Before the file is opened: a second bridge on it stops here and changes nothing.
-        let sqlite_lock = match settings.session.store {
-            StoreKind::Sqlite => Some(SqliteFileLock::take(&settings.session.sqlite_path)?),
-            StoreKind::Redis | StoreKind::Postgres => None,
-        };
         let backend = SessionBackend::open(&settings.session).await?;
         backend.spawn_cleanup();
         let authority = match &settings.authority {
