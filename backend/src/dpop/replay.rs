@@ -73,8 +73,9 @@ const FIRST_USES: &str = r#"
 local held = redis.call('SMISMEMBER', KEYS[1], unpack(ARGV, 2))
 redis.call('SADD', KEYS[1], unpack(ARGV, 2))
 local at = tonumber(ARGV[1])
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 or tonumber(redis.call('TIME')[1]) + ttl < at then
+local left = redis.call('PTTL', KEYS[1])
+local now = redis.call('TIME')
+if left < 0 or tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + left < at * 1000 then
   redis.call('EXPIREAT', KEYS[1], at)
 end
 return held
