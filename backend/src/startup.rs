@@ -86,7 +86,7 @@ impl Application {
         // Before anything starts or the file is opened: a second bridge on it stops here and
         // changes nothing.
         let sqlite_lock = match settings.session.store {
-            StoreKind::Sqlite => Some(SqliteFileLock::take(&settings.session.sqlite_path)?),
+            StoreKind::Sqlite => Some(SqliteFileLock::take(&settings.session.sqlite_path).await?),
             StoreKind::Redis | StoreKind::Postgres => None,
         };
         // Also the key-set client of every `[[issuers]]` entry: idle connections are dropped

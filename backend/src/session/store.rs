@@ -20,6 +20,9 @@ use crate::{
     settings::{SessionSettings, StoreKind},
 };
 
+/// How long a bridge tries again for a SQLite file's lock that is held (see
+/// [`SqliteFileLock::take`]).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// tower-sessions' table in the SQLite file.
 const SQLITE_SESSIONS_TABLE: &str = "tower_sessions";
 /// Read-only connections beside the single writer.
@@ -93,7 +96,10 @@ pub struct SqliteFileLock {
 
 impl SqliteFileLock {
     /// Takes the lock for the SQLite file at `path`, or says that another bridge holds it.
-    pub fn take(path: &std::path::Path) -> Result<Self, StoreError> {
+    /// A holder that has just let go may still hold it a moment (a bridge restarted at once;
+    /// a process starting a program, which holds a copy of every descriptor between its fork
+    /// and the exec), so a held lock is tried again for [`LOCK_WAIT`] before the refusal.
+    pub async fn take(path: &std::path::Path) -> Result<Self, StoreError> {
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let shown = || path.display().to_string();
@@ -106,13 +112,26 @@ impl SqliteFileLock {
                 path: shown(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path: shown() }),
-            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock {
-                path: shown(),
-                source,
-            }),
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    // flock has nothing to wait on without a thread blocked in it.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::InUse { path: shown() });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(StoreError::Lock {
+                        path: shown(),
+                        source,
+                    });
+                }
+            }
         }
     }
 }
@@ -438,23 +457,34 @@ mod tests {
     use super::*;
 
     /// One holder at a time; the lock goes with its holder (the process, when it ends).
-    #[test]
-    fn a_sqlite_file_is_locked_by_one_holder_at_a_time() {
+    #[tokio::test]
+    async fn a_sqlite_file_is_locked_by_one_holder_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sessions.sqlite");
-        let first = SqliteFileLock::take(&path).unwrap();
-        let refused = SqliteFileLock::take(&path).unwrap_err();
+        let first = SqliteFileLock::take(&path).await.unwrap();
+        let refused = SqliteFileLock::take(&path).await.unwrap_err();
         assert!(matches!(refused, StoreError::InUse { .. }), "{refused}");
         assert!(
             refused.to_string().contains("sessions.sqlite.lock"),
             "{refused}"
         );
         // Another file beside it is free.
-        SqliteFileLock::take(&dir.path().join("other.sqlite")).unwrap();
+        SqliteFileLock::take(&dir.path().join("other.sqlite"))
+            .await
+            .unwrap();
         drop(first);
-        SqliteFileLock::take(&path).unwrap();
+        SqliteFileLock::take(&path).await.unwrap();
+        // A holder that lets go within the wait: the next one gets the lock.
+        let held = SqliteFileLock::take(&path).await.unwrap();
+        let (taken, ()) = tokio::join!(SqliteFileLock::take(&path), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(held);
+        });
+        taken.unwrap();
         // A directory that does not exist says what could not be opened.
-        let missing = SqliteFileLock::take(&dir.path().join("no/such.sqlite")).unwrap_err();
+        let missing = SqliteFileLock::take(&dir.path().join("no/such.sqlite"))
+            .await
+            .unwrap_err();
         assert!(matches!(missing, StoreError::Lock { .. }), "{missing}");
     }
 
