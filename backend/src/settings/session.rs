@@ -19,8 +19,9 @@ pub struct SessionSettings {
     /// write-ahead log sits beside it (`<file>-wal`): up to about 7 MB under heavy writes
     /// (`bench/dpop.sh --soak`: a DPoP replay record per request, 20 000 a second), cut back
     /// to 64 MB at most when it starts over. One file serves one bridge: the running bridge
-    /// holds a lock on `<file>.lock`, and a second bridge started on the file stops at once
-    /// with an error (the `keys`, `service-user` and `user` commands work beside it).
+    /// holds a lock on `<file>.lock`, and a second bridge started on the file stops with an
+    /// error once the lock has stayed held for 2 s (the `keys`, `service-user` and `user`
+    /// commands work beside it).
     #[cfg_attr(test, schemars(extend("format" = "path")))]
     pub sqlite_path: PathBuf,
     /// A session ends after this long without activity.
