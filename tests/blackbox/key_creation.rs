@@ -2,7 +2,8 @@
 //! run that start together on an empty Redis and PostgreSQL store create one key of each
 //! algorithm between them, so what `keys export` prints is what both bridges publish and sign
 //! with. On SQLite, one file serves one bridge: the second is refused, and the first and the
-//! CLI race for the keys. No provider is needed: the token endpoint and the JWKS work without one.
+//! CLI race for the keys. No provider is needed: the token endpoint and the JWKS work without
+//! one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;

@@ -294,8 +294,8 @@ impl TestApp {
             .expect("no [authority] configured")
     }
 
-    /// Stops the bridge and waits until it has (its connections and its SQLite file's lock,
-    /// as when the process ends); the provider keeps running.
+    /// Stops the bridge and waits until it has let go of its connections and its SQLite
+    /// file's lock, as when the process ends; the provider keeps running.
     pub async fn stop(&self) {
         let server = self.server.lock().unwrap().take();
         if let Some(server) = server {
