@@ -97,8 +97,9 @@ pub struct SqliteFileLock {
 impl SqliteFileLock {
     /// Takes the lock for the SQLite file at `path`, or says that another bridge holds it.
     /// A holder that has just let go may still hold it a moment (a bridge restarted at once;
-    /// a process starting a program, which holds a copy of every descriptor between its fork
-    /// and the exec), so a held lock is tried again for [`LOCK_WAIT`] before the refusal.
+    /// in one process, a child it is starting, which holds a copy of every descriptor between
+    /// its fork and its exec: tests start bridges and programs side by side), so a held lock is
+    /// tried again for [`LOCK_WAIT`] before the refusal.
     pub async fn take(path: &std::path::Path) -> Result<Self, StoreError> {
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
