@@ -104,7 +104,7 @@ pub struct ProofReplay {
 #[derive(Clone)]
 enum Engine {
     Memory(Arc<Mutex<HashMap<[u8; 32], i64>>>),
-    /// The live records, and the writer of `dpop_proof_log`.
+    /// The live records, and the writer of `dpop_proof_seen`.
     Sqlite(Arc<Mutex<Held>>, GroupCommit<Logged>),
     Postgres(PgPool),
     /// The writer of the sets, one script call per set and batch.
