@@ -96,6 +96,7 @@ rss_note "started, before any request"
 
 bind_dpop
 rss_note "after sign-in and binding"
+base_rss=$(rss_mb)
 
 # ---- wrk runs
 # wrk_proofs PROOFS SECONDS URL OUT: drives URL with the token and one proof per request.
@@ -177,15 +178,45 @@ if [ -n "$SOAK" ]; then
   echo "RSS during the load (every ${RSS_EVERY}s):"
   sed 's/^/  /' "$work/samples"
   # Flat: the second half of the samples (the records' lifetime is past) against the first.
-  python3 - "$work/samples" <<'PY'
-import sys
-v = [float(l.split()[1]) for l in open(sys.argv[1]) if l.strip()]
-h = len(v) // 2
+  # The records held follow the load (rate x window), and the load is uneven (the signers share
+  # the cores), so the memory that holds them is judged per record: above the RSS after sign-in
+  # on SQLite (the bridge holds them), of redis-server's used_memory on Redis (the bridge holds
+  # none, so its own RSS is judged as it is). A leak makes the memory per record rise while the
+  # records held stay bounded; a rising load only adds records.
+  python3 - "$work/samples" "$STORE" "$base_rss" <<'PY'
+import re, statistics, sys
+store, base = sys.argv[2], float(sys.argv[3])
+rss, per = [], []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 2:
+        continue
+    rss.append(float(f[1]))
+    if store == "sqlite":
+        m = re.search(r"/ (\d+) held", line)
+        n, mem = (int(m.group(1)), (float(f[1]) - base) * 1048576) if m else (0, 0)
+    else:
+        m = re.search(r"records: (\d+), Redis ([\d.]+) MB", line)
+        n, mem = (int(m.group(1)), float(m.group(2)) * 1048576) if m else (0, 0)
+    per.append(mem / n if n >= 1000 else None)
+h = len(rss) // 2
 if h >= 2:
-    a, b = v[:h], v[h:]
-    print(f"RSS first half {min(a):.1f}..{max(a):.1f} MB, second half {min(b):.1f}..{max(b):.1f} MB, "
-          f"end {v[-1]:.1f} MB: {'flat' if v[-1] <= max(a) * 1.10 + 2 else 'GROWING'} "
-          "(end <= peak of the first half + 10 % + 2 MB)")
+    a, b = rss[:h], rss[h:]
+    print(f"RSS first half {min(a):.1f}..{max(a):.1f} MB, second half {min(b):.1f}..{max(b):.1f} MB, end {rss[-1]:.1f} MB")
+    later = [p for p in per[h:] if p is not None]
+    if store == "redis":
+        print(f"the bridge's RSS: {'flat' if rss[-1] <= max(a) * 1.10 + 2 else 'GROWING'} "
+              "(end <= peak of the first half + 10 % + 2 MB)")
+    what = "bytes a record held, RSS above the " + f"{base:.1f} MB after sign-in" if store == "sqlite" \
+        else "bytes of Redis's used_memory a live record"
+    if len(later) >= 4:
+        q = len(later) // 4
+        first, last = statistics.median(later[:q + 1]), statistics.median(later[-(q + 1):])
+        print(f"{what}: second half {min(later):.0f}..{max(later):.0f}, first quarter's median {first:.0f}, "
+              f"last quarter's {last:.0f}: {'flat' if last <= first * 1.15 + 4 else 'GROWING'} "
+              "(last <= first + 15 % + 4 B)")
+    else:
+        print(f"{what}: too few samples with records held in the second half to judge")
 PY
   sleep 5; rss_note "5 s after the load"
   echo "RSS:"; printf '  %s\n' "${rss_log[@]}"
