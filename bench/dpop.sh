@@ -19,10 +19,10 @@
 # thumbprint. Then, by hand: one /api/me with a proof answers 200, the same proof again 401 (a
 # replay), so the run below measures the real checks.
 #
-# Comparison: per round the peer and the bridge alternate; before each wrk run its proofs are
-# signed (own jti, iat now, htu of its URL: the bridge's public URL + /api/me, ath of the
-# token; the bridge accepts a proof for session.dpop_proof_max_age_secs = 60 s plus leeway) and
-# handed out once each by bench/once-each.lua. How many: a 2 s warm-up of each measures its
+# Comparison: per round the peer and the bridge run once each, taking turns to go first; before
+# each wrk run its proofs are signed (own jti, iat now, htu of its URL: the bridge's public URL
+# + /api/me, ath of the token; the bridge accepts a proof for session.dpop_proof_max_age_secs =
+# 60 s plus leeway) and handed out once each by bench/once-each.lua. How many: a 2 s warm-up of each measures its
 # rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is done again once
 # with twice as many; then running out fails the bench, as does any non-2xx answer or socket
 # error). The ratio is the median of the per-round ratios
@@ -287,9 +287,12 @@ run() {
   # The next run of this side is sized by the fastest so far.
   printf -v "$rate_var" '%s' "$(python3 -c "import sys; print(int(max(float(sys.argv[1]), float(sys.argv[2]))))" "${!rate_var}" "$rps")"
 }
+# The two take turns to go first (the peer in odd rounds, the bridge in even ones), so neither
+# always runs in what the other left behind (page cache, the host's other load).
+run_peer() { run peer "round $round  bench-peer /dpop (jsonwebtoken ES256)" "$peer_url" "$peer_url"; }
+run_bridge() { run bridge "round $round  bridge /api/me (DPoP, fresh proof)" "$public_url/api/me" "$bridge_url/api/me"; }
 for round in $(seq "$ROUNDS"); do
-  run peer "round $round  bench-peer /dpop (jsonwebtoken ES256)" "$peer_url" "$peer_url"
-  run bridge "round $round  bridge /api/me (DPoP, fresh proof)" "$public_url/api/me" "$bridge_url/api/me"
+  if (( round % 2 )); then run_peer; run_bridge; else run_bridge; run_peer; fi
   rss_note "after round $round"
 done
 ratio=$(python3 -c '
