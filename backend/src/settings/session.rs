@@ -16,9 +16,9 @@ pub struct SessionSettings {
     #[serde(default)]
     pub store: StoreKind,
     /// SQLite database file for sessions (created when missing; survives restarts). Its
-    /// write-ahead log sits beside it (`<file>-wal`): up to about 7 MB under heavy writes
-    /// (`bench/dpop.sh --soak`: a DPoP replay record per request, 20 000 a second), cut back
-    /// to 64 MB at most when it starts over. One file serves one bridge: the running bridge
+    /// write-ahead log sits beside it (`<file>-wal`): 5 to 10 MB under heavy writes
+    /// (`bench/dpop.sh --soak`: a DPoP replay record per request, up to 20 000 a second); the
+    /// bridge starts it over once it holds 32 MiB. One file serves one bridge: the running bridge
     /// holds a lock on `<file>.lock`, and a second bridge started on the file stops with an
     /// error once the lock has stayed held for 2 s (the `keys`, `service-user` and `user`
     /// commands work beside it).
