@@ -22,11 +22,11 @@
 # Comparison: per round the peer and the bridge run once each, taking turns to go first; before
 # each wrk run its proofs are signed (own jti, iat now, htu of its URL: the bridge's public URL
 # + /api/me, ath of the token; the bridge accepts a proof for session.dpop_proof_max_age_secs =
-# 60 s plus leeway) and handed out once each by bench/once-each.lua. How many: a 2 s warm-up of each measures its
-# rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is done again once
-# with twice as many; then running out fails the bench, as does any non-2xx answer or socket
-# error). The ratio is the median of the per-round ratios
-# bridge/peer (target >= 1.0x). Each run's line also gives the server's CPU time per request
+# 60 s plus leeway) and handed out once each by bench/once-each.lua. How many: a 2 s warm-up of
+# each measures its rate; each run gets rate x duration x 1.5 + 5000 (a run that runs out is
+# done again once with twice as many; then running out fails the bench, as does any non-2xx
+# answer or socket error). The ratio is the median of the per-round ratios bridge/peer (target
+# >= 1.0x). Each run's line also gives the server's CPU time per request
 # (all its threads, from /proc: on a shared machine steadier than req/s) and the bytes it wrote
 # to its files per request (the SQLite store's WAL and checkpoints); with Redis, a line more for
 # redis-server's CPU per request of the bridge's run, and the records per call of the replay
@@ -38,7 +38,9 @@
 # (so the load does not stop for signing; the signing takes CPU from both). A proof's replay
 # record lives until its iat could no longer be accepted (iat + max age + leeway: 90 s by
 # default), so a soak longer than that shows the records purged: the bridge's RSS (and the
-# records' count where the store says it) every 5 s, before, during and after the load.
+# records' count where the store says it) every 5 s, before, during and after the load. The
+# verdict, flat or GROWING, is on the memory per record held in the second half (the records
+# follow the load, which the signing makes uneven), and on the bridge's RSS with Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK=""
@@ -207,8 +209,8 @@ if h >= 2:
     if store == "redis":
         print(f"the bridge's RSS: {'flat' if rss[-1] <= max(a) * 1.10 + 2 else 'GROWING'} "
               "(end <= peak of the first half + 10 % + 2 MB)")
-    what = "bytes a record held, RSS above the " + f"{base:.1f} MB after sign-in" if store == "sqlite" \
-        else "bytes of Redis's used_memory a live record"
+    what = (f"bytes a record held, RSS above the {base:.1f} MB after sign-in" if store == "sqlite"
+            else "bytes of Redis's used_memory a live record")
     if len(later) >= 4:
         q = len(later) // 4
         first, last = statistics.median(later[:q + 1]), statistics.median(later[-(q + 1):])

@@ -16,9 +16,9 @@ pub struct SessionSettings {
     #[serde(default)]
     pub store: StoreKind,
     /// SQLite database file for sessions (created when missing; survives restarts). Its
-    /// write-ahead log sits beside it (`<file>-wal`): 5 to 10 MB under heavy writes
-    /// (`bench/dpop.sh --soak`: a DPoP replay record per request, up to 20 000 a second); the
-    /// bridge starts it over once it holds 32 MiB. One file serves one bridge: the running bridge
+    /// write-ahead log sits beside it (`<file>-wal`): the bridge starts it over once it holds
+    /// 32 MiB, so it stays near that at most (`bench/dpop.sh`, a DPoP replay record per request
+    /// at up to 20 000 a second: 5 to 33 MB). One file serves one bridge: the running bridge
     /// holds a lock on `<file>.lock`, and a second bridge started on the file stops with an
     /// error once the lock has stayed held for 2 s (the `keys`, `service-user` and `user`
     /// commands work beside it).
