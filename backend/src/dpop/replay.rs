@@ -943,7 +943,7 @@ mod tests {
             ProofReplay::redis(pool.clone(), 0),
         );
         let t = now();
-        // The shorter window writes last.
+        // For each proof, the replica with the shorter window writes last.
         for (replica, jti, until, first) in [
             (&long, "a", t + LIVES, true),
             (&short, "a", t + 30, false),
